@@ -1,0 +1,5 @@
+"""Standard risk checks (placeholder)."""
+
+
+def register_standard(register) -> None:
+    pass

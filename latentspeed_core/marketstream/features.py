@@ -1,0 +1,5 @@
+"""Standard feature calculators (placeholder)."""
+
+
+def register_standard(register) -> None:
+    pass

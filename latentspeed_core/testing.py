@@ -1,0 +1,51 @@
+"""Helpers for tests of the core and of plugins: free ports, recorded fixtures, waiting on events.
+
+Importable by third-party plugin tests too. Nothing here sleeps for correctness:
+waiting always polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host`` (loopback only)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def fixtures_dir() -> Path:
+    """The recorded venue frames: ``$LATENTSPEED_FIXTURES`` or the repository's ``fixtures/``."""
+    env = os.environ.get("LATENTSPEED_FIXTURES")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "fixtures"
+        if (candidate / "README.md").exists() and (candidate / "binance").is_dir():
+            return candidate
+    raise FileNotFoundError("recorded fixtures not found; set LATENTSPEED_FIXTURES")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; raise ``TimeoutError`` naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)
+
+
+async def async_wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.002)

@@ -1,0 +1,107 @@
+"""Hot-path message types: slotted dataclasses, never pydantic.
+
+Prices and quantities are floats inside the process; wire formats convert at the
+edge (the mock protocol uses 8-decimal fixed point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Side(IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+class OrdType(IntEnum):
+    LIMIT = 0
+    MARKET = 1
+
+
+class TimeInForce(IntEnum):
+    GTC = 0
+    IOC = 1
+
+
+class ExecType(IntEnum):
+    NEW = 0
+    PARTIAL_FILL = 1
+    FILL = 2
+    CANCELED = 3
+    REJECTED = 4
+
+
+class RejectReason(IntEnum):
+    NONE = 0
+    UNKNOWN_SYMBOL = 1
+    INVALID_QUANTITY = 2
+    INVALID_PRICE = 3
+    UNKNOWN_ORDER = 4
+    DUPLICATE_CL_ORD_ID = 5
+    RISK_OR_THROTTLE = 6
+
+
+class OrderStatus(IntEnum):
+    PENDING_NEW = 0
+    NEW = 1
+    PARTIALLY_FILLED = 2
+    FILLED = 3
+    CANCELED = 4
+    REJECTED = 5
+    #: The venue connection dropped and the order's final state could not be learned.
+    UNKNOWN = 6
+
+
+@dataclass(slots=True)
+class Trade:
+    """A public trade print. ``side`` is the taker side, ``"buy"`` or ``"sell"``."""
+
+    exchange: str
+    symbol: str
+    timestamp_ns: int
+    receipt_ns: int
+    price: float
+    amount: float
+    side: str
+    trade_id: str
+
+
+@dataclass(slots=True)
+class Order:
+    cl_ord_id: int
+    symbol: str
+    side: Side
+    qty: float
+    price: float = 0.0
+    ord_type: OrdType = OrdType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+
+
+@dataclass(slots=True)
+class ExecutionReport:
+    cl_ord_id: int
+    order_id: int
+    exec_id: int
+    symbol: str
+    side: Side
+    exec_type: ExecType
+    last_px: float
+    last_qty: float
+    leaves_qty: float
+    cum_qty: float
+    reject_reason: RejectReason
+    timestamp_ns: int = 0
+    receipt_ns: int = 0
+
+
+@dataclass(slots=True)
+class Fill:
+    cl_ord_id: int
+    symbol: str
+    side: Side
+    price: float
+    qty: float
+    fee: float
+    timestamp_ns: int

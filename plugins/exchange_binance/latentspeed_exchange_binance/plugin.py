@@ -1,0 +1,1 @@
+"""Hook implementations of the ``binance`` plugin (hooks only; the work lives in sibling modules)."""

@@ -1,0 +1,1 @@
+"""Bybit v5 market-data feed for latentspeed."""

@@ -1,0 +1,1 @@
+"""Hook implementations of the ``bybit`` plugin (hooks only; the work lives in sibling modules)."""

@@ -1,0 +1,1 @@
+"""dYdX v4 indexer market-data feed for latentspeed."""

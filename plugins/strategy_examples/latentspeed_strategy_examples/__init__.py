@@ -1,0 +1,1 @@
+"""Example strategies (market maker, order-flow-imbalance taker) for latentspeed."""
