@@ -1,0 +1,239 @@
+"""The dYdX v4 indexer feed: one connection, ``v4_orderbook`` (+ ``v4_trades``) per market.
+
+Protocol (https://docs.dydx.xyz/indexer-client/websockets): a ``connected`` message, then per
+subscription one ``subscribed`` message with the snapshot, then ``channel_data`` (or, when
+subscribed with ``batched``, ``channel_batch_data`` whose ``contents`` is a list). Order book
+levels carry absolute sizes. ``message_id`` counts per connection across all channels; the
+book keeps it per level (book.py) to uncross by the documented offsets rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from latentspeed_core.ws import WsFeed
+
+from .book import OffsetBook
+from .config import DydxConfig
+from .parsing import (
+    BOOK,
+    EXCHANGE,
+    TRADES,
+    TRANSIENT_ERROR,
+    error_target,
+    parse_trades,
+    snapshot_levels,
+    subscribe_message,
+    unsubscribe_message,
+)
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBING, SUBSCRIBED, RESYNCING = "subscribing", "subscribed", "resyncing"
+
+
+class DydxFeed(WsFeed):
+    exchange = EXCHANGE
+    config: DydxConfig
+
+    def __init__(self, config: DydxConfig, name: str | None = None) -> None:
+        super().__init__(config, name)
+        self.silence_timeout = config.silence_timeout
+        self.books: dict[str, OffsetBook] = {s: OffsetBook(s) for s in config.symbols}
+        channels = (BOOK, TRADES) if config.trades else (BOOK,)
+        #: (channel, market) -> SUBSCRIBING | SUBSCRIBED | RESYNCING, for this connection.
+        self.subscriptions: dict[tuple[str, str], str] = {
+            (c, s): SUBSCRIBING for s in config.symbols for c in channels
+        }
+        #: Trade ids of each market's ``subscribed`` snapshot: history, never published as new.
+        self._snapshot_trades: dict[str, set[str]] = {}
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self.connection_id: str | None = None
+
+    # -- WsFeed hooks --------------------------------------------------------------
+    def subscribe_messages(self) -> list[str]:
+        batched = self.config.batched
+        return [subscribe_message(c, s, batched) for c, s in self.subscriptions]
+
+    def on_connect(self) -> None:
+        """A new connection has no subscriptions: every book waits for its fresh ``subscribed``."""
+        for book in self.books.values():
+            book.reset()
+        for key in self.subscriptions:
+            self.subscriptions[key] = SUBSCRIBING
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._snapshot_trades.clear()
+        self.connection_id = None
+
+    def resync(self, symbol: str, reason: str) -> None:
+        """dYdX has no REST-snapshot handshake: unsubscribe, then subscribe again for a fresh snapshot."""
+        super().resync(symbol, reason)
+        book = self.books.get(symbol)
+        if book is None:
+            return
+        book.reset()
+        key = (BOOK, symbol)
+        if self.subscriptions.get(key) == RESYNCING:
+            return  # already on its way to a fresh snapshot
+        self.subscriptions[key] = RESYNCING
+        self.send(unsubscribe_message(BOOK, symbol))
+        self._subscribe_later(key)
+
+    # -- frames ---------------------------------------------------------------------
+    def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        msg = orjson.loads(data)
+        if type(msg) is not dict:
+            self.error("frame is not a JSON object", data)
+            return
+        kind = msg.get("type")
+        if kind == "channel_data":
+            channel = msg.get("channel")
+            if channel == BOOK:
+                self._book_update(msg["id"], (msg["contents"],), msg["message_id"], receipt_ns)
+            elif channel == TRADES:
+                self._trades(msg["id"], (msg["contents"],), receipt_ns)
+            else:
+                self.error(f"data for a channel we did not subscribe: {channel!r}", data)
+        elif kind == "channel_batch_data":
+            channel = msg.get("channel")
+            if channel == BOOK:
+                self._book_update(msg["id"], msg["contents"], msg["message_id"], receipt_ns)
+            elif channel == TRADES:
+                self._trades(msg["id"], msg["contents"], receipt_ns)
+            else:
+                self.error(f"data for a channel we did not subscribe: {channel!r}", data)
+        elif kind == "subscribed":
+            self._subscribed(msg, receipt_ns, data)
+        elif kind == "connected":
+            self.connection_id = msg.get("connection_id")
+        elif kind == "error":
+            self._on_error(msg, data)
+        elif kind == "unsubscribed":
+            self._unsubscribed(msg)
+        elif kind == "pong":
+            pass
+        else:
+            self.error(f"unknown message type {kind!r}", data)
+
+    def _book_update(self, symbol: str, contents: Any, offset: int, receipt_ns: int) -> None:
+        """Apply every level of every content (a batch is many), uncross once, publish once."""
+        book = self.books.get(symbol)
+        if book is None:
+            self.error(f"order book data for unsubscribed market {symbol!r}")
+            return
+        update = book.update
+        try:
+            for content in contents:
+                bids = content.get("bids")
+                if bids:
+                    for lvl in bids:
+                        update(True, float(lvl[0]), float(lvl[1]), offset)
+                asks = content.get("asks")
+                if asks:
+                    for lvl in asks:
+                        update(False, float(lvl[0]), float(lvl[1]), offset)
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
+            # Part of the message may be applied already: the book cannot be trusted any more.
+            self.error(f"bad {BOOK} levels for {symbol}: {type(exc).__name__}: {exc}", contents)
+            self.resync(symbol, "malformed order book update")
+            return
+        if book.ready:
+            self._publish(book, receipt_ns)
+
+    def _publish(self, book: OffsetBook, receipt_ns: int) -> None:
+        if book.book.is_crossed():
+            book.uncross()
+        self.stats.books += 1
+        sink = self.sink
+        if sink is not None:
+            # The indexer stamps no time on order book messages: receipt time stands in.
+            sink.on_book(self, book.book.symbol, book.book, receipt_ns, receipt_ns)
+
+    def _trades(self, symbol: str, contents: Any, receipt_ns: int) -> None:
+        if (TRADES, symbol) not in self.subscriptions:
+            self.error(f"trades for unsubscribed market {symbol!r}")
+            return
+        seen = self._snapshot_trades.get(symbol)
+        deleveraged = self.config.deleveraged_trades
+        sink = self.sink
+        for content in contents:
+            for trade in parse_trades(content, symbol, receipt_ns, deleveraged, seen):
+                self.stats.trades += 1
+                if sink is not None:
+                    sink.on_trade(self, trade)
+
+    def _subscribed(self, msg: dict, receipt_ns: int, data: Any) -> None:
+        channel = msg.get("channel")
+        symbol = msg.get("id")
+        key = (channel, symbol)
+        if key not in self.subscriptions:
+            self.error(f"subscribed to something we did not ask for: {channel} {symbol}", data)
+            return
+        self.subscriptions[key] = SUBSCRIBED
+        contents = msg["contents"]
+        if channel == BOOK:
+            book = self.books[symbol]
+            bids = snapshot_levels(contents.get("bids"))
+            asks = snapshot_levels(contents.get("asks"))
+            book.snapshot(bids, asks, msg["message_id"])
+            self._publish(book, receipt_ns)
+        else:
+            # The snapshot lists recent history: remember it so a replay of those ids is not
+            # reported as new trades, and publish nothing from it.
+            self._snapshot_trades[symbol] = {t["id"] for t in contents.get("trades") or ()}
+
+    def _on_error(self, msg: dict, data: Any) -> None:
+        text = msg.get("message") or ""
+        channel, symbol = error_target(msg)
+        if text.startswith(TRANSIENT_ERROR) and channel is not None:
+            if symbol is not None:
+                keys = [(channel, symbol)] if (channel, symbol) in self.subscriptions else []
+            else:  # older indexers name only the channel: retry what of it is still unanswered
+                keys = [k for k, st in self.subscriptions.items() if k[0] == channel and st != SUBSCRIBED]
+            for key in keys:
+                log.warning("%s: %s; resubscribing %s %s", self.name, text, *key)
+                self._subscribe_later(key)
+            self.stats.errors += 1
+            return
+        if "already subscribed" in text:
+            log.info("%s: %s", self.name, text)
+            return
+        self.error(f"indexer error: {text}", data)
+
+    def _unsubscribed(self, msg: dict) -> None:
+        key = (msg.get("channel"), msg.get("id"))
+        state = self.subscriptions.get(key)
+        if state is None or state == RESYNCING:
+            return  # our own unsubscribe: the subscribe is already scheduled
+        log.warning("%s: indexer unsubscribed %s %s; subscribing again", self.name, *key)
+        if key[0] == BOOK:
+            self.books[key[1]].reset()
+        self.subscriptions[key] = SUBSCRIBING
+        self._subscribe_later(key)
+
+    def _subscribe_later(self, key: tuple[str, str]) -> None:
+        """Subscribe ``key`` again after ``resubscribe_delay``: the indexer allows 2 subscribes per
+        connection + channel + id per second and closes the connection beyond that."""
+        msg = subscribe_message(key[0], key[1], self.config.batched)
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven synchronously (unit tests): nothing to send on anyway
+            self.send(msg)
+            return
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            if self.subscriptions.get(key) != SUBSCRIBED:
+                self.subscriptions[key] = SUBSCRIBING
+                self.send(msg)
+
+        self._timers[key] = loop.call_later(self.config.resubscribe_delay, fire)
