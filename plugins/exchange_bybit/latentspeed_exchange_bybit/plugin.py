@@ -1,1 +1,26 @@
 """Hook implementations of the ``bybit`` plugin (hooks only; the work lives in sibling modules)."""
+
+from __future__ import annotations
+
+from latentspeed_core import hookimpl
+from latentspeed_core.components import Component
+
+from .config import BybitConfig
+
+
+def _make_feed(config: BybitConfig, name: str | None = None):
+    from .feed import BybitFeed  # imported on use: plugin listing stays cheap
+
+    return BybitFeed(config, name)
+
+
+@hookimpl
+def register_feeds(register) -> None:
+    register(
+        Component(
+            name="bybit",
+            config_model=BybitConfig,
+            factory=_make_feed,
+            description="Bybit v5 public books (orderbook.{depth}) and trades (publicTrade), spot/linear/inverse",
+        )
+    )

@@ -1,0 +1,115 @@
+"""Pure functions over Bybit v5 public WebSocket frames: symbols, topics, levels, trades, op replies.
+
+Kept free of I/O and state so the recorded fixtures can test them directly; the
+feed (feed.py) owns the per-symbol book state and the continuity rule.
+Field names follow https://bybit-exchange.github.io/docs/v5/websocket/public/orderbook
+and https://bybit-exchange.github.io/docs/v5/websocket/public/trade.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from latentspeed_core.types import Trade
+
+EXCHANGE = "BYBIT"
+
+#: Production public endpoints per market (https://bybit-exchange.github.io/docs/v5/ws/connect).
+WS_URLS = {
+    "spot": "wss://stream.bybit.com/v5/public/spot",
+    "linear": "wss://stream.bybit.com/v5/public/linear",
+    "inverse": "wss://stream.bybit.com/v5/public/inverse",
+}
+
+#: Orderbook depths each market offers. The current docs list 1/50/200/1000 for every market;
+#: linear and inverse offered 500 until 2025 (the recorded XRPUSDT session uses orderbook.500).
+DEPTHS = {
+    "spot": (1, 50, 200, 1000),
+    "linear": (1, 50, 200, 500, 1000),
+    "inverse": (1, 50, 200, 500, 1000),
+}
+
+#: "Spot can input up to 10 args for each subscription request sent to one connection"
+#: (connect page, "Public channel - Args limits"); futures have no count limit, only the
+#: 21,000-character cap on the args of one connection.
+SPOT_MAX_ARGS = 10
+MAX_ARGS_CHARS = 21_000
+
+PING = '{"op":"ping"}'
+
+
+def to_venue_symbol(symbol: str) -> str:
+    """``BTC-USDT`` → ``BTCUSDT`` (Bybit writes symbols without a separator)."""
+    return symbol.replace("-", "").upper()
+
+
+def book_topic(depth: int, venue_symbol: str) -> str:
+    return f"orderbook.{depth}.{venue_symbol}"
+
+
+def trade_topic(venue_symbol: str) -> str:
+    return f"publicTrade.{venue_symbol}"
+
+
+def batch_args(topics: list[str], max_args: int | None, max_chars: int = MAX_ARGS_CHARS) -> list[list[str]]:
+    """Split topics into subscribe requests of at most ``max_args`` args and ``max_chars`` characters."""
+    out: list[list[str]] = []
+    current: list[str] = []
+    chars = 0
+    for topic in topics:
+        cost = len(topic) + 3  # quotes and comma as serialised
+        if current and ((max_args is not None and len(current) >= max_args) or chars + cost > max_chars):
+            out.append(current)
+            current, chars = [], 0
+        current.append(topic)
+        chars += cost
+    if current:
+        out.append(current)
+    return out
+
+
+def levels(raw: list[list[str]]) -> list[tuple[float, float]]:
+    """``[["1.9531","6203"], ...]`` → ``[(1.9531, 6203.0), ...]`` (absolute sizes; 0 deletes)."""
+    return [(float(p), float(q)) for p, q in raw]
+
+
+def side(taker: str) -> str:
+    """Trade side from ``S``: the taker's side, ``Buy`` or ``Sell``."""
+    if taker == "Buy":
+        return "buy"
+    if taker == "Sell":
+        return "sell"
+    raise ValueError(f"unknown trade side {taker!r}")
+
+
+def trades(msg: dict[str, Any], symbol: str, receipt_ns: int) -> list[Trade]:
+    """The trades of one ``publicTrade.{symbol}`` frame (one frame may carry many)."""
+    out = []
+    for t in msg["data"]:
+        out.append(
+            Trade(
+                EXCHANGE,
+                symbol,
+                int(t["T"]) * 1_000_000,
+                receipt_ns,
+                float(t["p"]),
+                float(t["v"]),
+                side(t["S"]),
+                str(t["i"]),
+            )
+        )
+    return out
+
+
+def op_kind(msg: dict[str, Any]) -> str:
+    """Classify a non-topic frame: ``pong``, ``subscribe``, ``unsubscribe``, or ``unknown``.
+
+    Public spot/linear/inverse answer a ping with ``{"success":true,"ret_msg":"pong","op":"ping"}``;
+    option/private answer ``{"op":"pong","args":[...]}`` (both documented on the connect page).
+    """
+    op = msg.get("op")
+    if op == "pong" or (op == "ping" and msg.get("ret_msg") == "pong"):
+        return "pong"
+    if op in ("subscribe", "unsubscribe"):
+        return op
+    return "unknown"
