@@ -1,0 +1,17 @@
+#!/usr/bin/env python3
+"""The deployment seed's analyze_results.py: a thin wrapper over ``latentspeed analyze``.
+
+    python3 scripts/analyze_results.py ./collected_data/ [--json-out report.json]
+
+RUN_DIR may be a run directory or a folder holding copied run directories (the newest is used).
+"""
+
+import sys
+
+try:
+    from latentspeed_core.cli import main
+except ImportError:
+    sys.exit("analyze_results.py: latentspeed is not installed here (pip install -e '.[analysis]')")
+
+if __name__ == "__main__":
+    sys.exit(main(["analyze", *sys.argv[1:]]))
