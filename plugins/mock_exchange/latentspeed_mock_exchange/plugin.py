@@ -1,1 +1,37 @@
 """Hook implementations of the ``mock`` plugin (hooks only; the work lives in sibling modules)."""
+
+from __future__ import annotations
+
+from latentspeed_core import hookimpl
+from latentspeed_core.components import Component
+
+from .config import MockFeedConfig, MockVenueConfig
+
+
+def _feed(config, name=None):
+    from .feed import MockFeed
+
+    return MockFeed(config, name)
+
+
+def _venue(config):
+    from .venue import MockVenue
+
+    return MockVenue(config)
+
+
+@hookimpl
+def register_feeds(register):
+    register(Component("mock", MockFeedConfig, _feed, "books and trades from a running mock exchange"))
+
+
+@hookimpl
+def register_venues(register):
+    register(Component("mock", MockVenueConfig, _venue, "order entry on the mock exchange (binary TCP)"))
+
+
+@hookimpl
+def register_commands(register):
+    from .command import COMMAND
+
+    register(COMMAND)

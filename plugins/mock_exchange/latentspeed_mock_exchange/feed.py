@@ -1,0 +1,121 @@
+"""MockFeed: books and trades from a running mock exchange (``exchange: mock``).
+
+Every MARKET_DATA is a full top-N snapshot, so a book is simply reloaded from it
+and handed to the sink; TRADE becomes a :class:`~latentspeed_core.types.Trade`.
+
+Record/replay contract: the transport splits the TCP stream into messages and
+calls :meth:`Feed.deliver_frame` with exactly ONE complete protocol message
+(header included) as ``bytes``; :meth:`MockFeed.on_frame` parses exactly one such
+message, so a replayed capture drives the same code. Symbol names come from the
+SECURITY_DEFINITION frames, which are recorded like any other frame.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from latentspeed_core.book import L2Book
+from latentspeed_core.feed import Feed
+from latentspeed_core.types import Trade
+
+from . import protocol as P
+from .client import ExchangeLink, maintain
+from .config import MockFeedConfig
+
+log = logging.getLogger("latentspeed_mock_exchange.feed")
+
+_INV = 1.0 / P.SCALE
+_TRADE_SIDES = ("buy", "sell")
+
+
+class MockFeed(Feed):
+    exchange = "MOCK"
+
+    def __init__(self, config: MockFeedConfig | None = None, name: str | None = None) -> None:
+        super().__init__(config or MockFeedConfig(), name)
+        self._wanted = frozenset(self.config.symbols)  # empty: every symbol the exchange defines
+        self._names: dict[int, str] = {}
+        self.books: dict[str, L2Book] = {}
+        self._fresh = False
+        self._defined = False
+
+    # -- transport ---------------------------------------------------------------------------
+    async def run_live(self) -> None:
+        await maintain(f"{self.name} feed", self.config, self._on_frames, self._on_link, self._on_down)
+
+    def _on_link(self, link: ExchangeLink) -> None:
+        self._fresh = True
+
+    def _on_down(self, link: ExchangeLink, reason: str) -> None:
+        if reason != "stopped":
+            self.stats.reconnects += 1
+
+    def _on_frames(self, frames: list, receipt_ns: int) -> None:
+        if self._fresh:
+            self._fresh = False
+            self.deliver_connect(receipt_ns)
+        length_of = P.unpack_header
+        for _t, buf, off in frames:
+            n = length_of(buf, off)[0]
+            self.deliver_frame(buf[off : off + n] if off or n != len(buf) else buf, receipt_ns)
+
+    # -- parsing (sans-IO: live and replay) -----------------------------------------------
+    def on_connect(self) -> None:
+        self._names.clear()
+        self.books.clear()
+        self._defined = False
+
+    def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        """Parse ONE complete protocol message (``bytes``, header included)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            self.error("expected a binary protocol message", data)
+            return
+        size = len(data)
+        try:
+            length = P.check_frame(data, 0, size)
+        except P.ProtocolError as exc:
+            self.error(f"malformed message: {exc}", bytes(data[:64]).hex())
+            return
+        if length != size:
+            self.error(f"expected one complete message, got {size} bytes (message length {length or '?'})")
+            return
+        msg_type = data[2]  # u16 little-endian; every known type fits in the low byte
+        if msg_type == P.MARKET_DATA:
+            self._on_market_data(data, receipt_ns)
+        elif msg_type == P.TRADE:
+            _l, _t, _s, ts, sid, px, qty, aggr, tid = P.unpack_trade(data, 0)
+            name = self._names.get(sid)
+            if name is None or (self._wanted and name not in self._wanted):
+                return
+            self.stats.trades += 1
+            self.sink.on_trade(
+                self,
+                Trade("MOCK", name, ts, receipt_ns, px * _INV, qty * _INV, _TRADE_SIDES[aggr & 1], str(tid)),
+            )
+        elif msg_type == P.SECURITY_DEFINITION:
+            _l, _t, _s, _ts, sid, _tick, _lot, raw = P.unpack_security_definition(data, 0)
+            name = P.symbol_name(raw)
+            self._names[sid] = name
+            if not self._wanted or name in self._wanted:
+                self.books[name] = L2Book(name)
+        # HEARTBEAT: liveness only. EXECUTION_REPORT never reaches a feed (it sends no orders).
+        if msg_type != P.SECURITY_DEFINITION and not self._defined:
+            self._defined = True
+            missing = self._wanted - set(self._names.values())
+            if missing:
+                log.warning("%s: the exchange does not define %s; defined: %s", self.name,
+                            ", ".join(sorted(missing)), ", ".join(self._names.values()))  # fmt: skip
+
+    def _on_market_data(self, data: bytes, receipt_ns: int) -> None:
+        sid, bids, asks = P.decode_market_data(data, 0)
+        name = self._names.get(sid)
+        if name is None:
+            self.error(f"MARKET_DATA for undefined symbol_id {sid}")
+            return
+        book = self.books.get(name)
+        if book is None:  # not subscribed
+            return
+        book.load_snapshot([(p * _INV, q * _INV) for p, q in bids], [(p * _INV, q * _INV) for p, q in asks])
+        self.stats.books += 1
+        ts = P.unpack_header(data, 0)[3]
+        self.sink.on_book(self, name, book, ts, receipt_ns)

@@ -1,0 +1,730 @@
+"""The mock exchange: an asyncio TCP server speaking the issue-4 binary protocol.
+
+One process, many clients. Per symbol a seeded random-walk mid with a spread and
+a top-N book (or a book pushed in with :meth:`MockExchange.set_book`, which is how
+a live feed drives paper trading). MARKET_DATA goes to every client every tick;
+orders are acked, matched against the book with probability ``fill_prob`` (drawn
+once per order), partially filled level by level, and cancelled or rested.
+
+Hot path notes: :class:`asyncio.Protocol` (no streams), precompiled structs, one
+``transport.write`` per connection per batch (a read or a tick), lazy %-logging
+behind a cached ``isEnabledFor``. State is owned by the event loop thread; call
+:meth:`set_book` from that thread (``loop.call_soon_threadsafe`` otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from bisect import bisect_left, insort
+
+from . import protocol as P
+from .config import MockExchangeConfig
+
+log = logging.getLogger("latentspeed_mock_exchange")
+#: Every order and fill at INFO; silence this logger alone to benchmark.
+olog = logging.getLogger("latentspeed_mock_exchange.orders")
+
+#: A client that lets this much output pile up (it stopped reading) is disconnected.
+MAX_UNSENT = 16 * 1024 * 1024
+
+_SIDE = ("buy", "sell")
+_ORD = ("LIMIT", "MARKET")
+_TIF = ("GTC", "IOC")
+
+
+class _Symbol:
+    __slots__ = (
+        "sid", "name", "tick", "lot", "level_lots", "mid", "tick_f", "bids", "asks",
+        "external", "ext_bids", "ext_asks", "resting", "buy_keys", "sell_keys", "md_body",
+    )  # fmt: skip
+
+    def __init__(
+        self, sid: int, name: str, price: float, tick_size: float, lot_size: float, level_qty: float
+    ):
+        self.sid = sid
+        self.name = name
+        self.tick = P.to_fixed(tick_size)
+        self.lot = P.to_fixed(lot_size)
+        if self.tick <= 0 or self.lot <= 0:
+            raise ValueError(f"{name}: tick_size and lot_size must be at least 1e-8")
+        self.tick_f = tick_size
+        self.level_lots = max(1.0, level_qty / lot_size)
+        self.mid = price  # float: the walk; the book snaps to the tick grid
+        # Levels are mutable [price, qty] pairs (fixed point) so fills consume liquidity.
+        self.bids: list[list[int]] = []
+        self.asks: list[list[int]] = []
+        self.external = False
+        self.ext_bids: list[tuple[int, int]] = []
+        self.ext_asks: list[tuple[int, int]] = []
+        #: order_id -> resting GTC order on this symbol (any connection).
+        self.resting: dict[int, _Order] = {}
+        # Price-time priority indexes, best first: a tick visits only the crossed orders.
+        self.buy_keys: list[tuple[int, int]] = []  # (-price, order_id)
+        self.sell_keys: list[tuple[int, int]] = []  # (price, order_id)
+        self.md_body = b""
+
+
+class _Order:
+    __slots__ = (
+        "cl_ord_id", "order_id", "conn", "sym", "side", "price", "qty", "leaves", "cum", "decision", "crossed_tick",
+    )  # fmt: skip
+
+    def __init__(self, cl_ord_id, order_id, conn, sym, side, price, qty):
+        self.cl_ord_id = cl_ord_id
+        self.order_id = order_id
+        self.conn = conn
+        self.sym = sym
+        self.side = side
+        self.price = price
+        self.qty = qty
+        self.leaves = qty
+        self.cum = 0
+        #: The fill draw of the current crossing, and the last tick whose book crossed the order:
+        #: a crossing is new (and draws again) when the previous tick did not cross it.
+        self.decision = False
+        self.crossed_tick = -2
+
+    def key(self) -> tuple[int, int]:
+        return (-self.price, self.order_id) if self.side == P.SIDE_BUY else (self.price, self.order_id)
+
+
+class MockExchange:
+    """``ex = MockExchange(cfg); await ex.start(); ex.port; ...; await ex.stop()``."""
+
+    def __init__(self, config: MockExchangeConfig | None = None) -> None:
+        self.config = cfg = config or MockExchangeConfig()
+        seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**63)
+        self.seed = seed
+        # Separate streams: fill decisions depend only on the order flow, never on ticks.
+        self._walk_rng = random.Random(seed)
+        self._fill_rng = random.Random(seed ^ 0x5DEECE66D)
+        self._fill_threshold = cfg.fill_prob / 100.0
+        self.symbols: dict[str, _Symbol] = {}
+        self._by_id: list[_Symbol | None] = [None]  # symbol_id -> symbol; ids start at 1
+        for name in cfg.symbols:
+            self._add_symbol(name)
+        self.clients: set[_Connection] = set()
+        self._dirty: list[_Connection] = []
+        self._next_conn = 1
+        self._next_order_id = 1
+        self._next_exec_id = 1
+        self._next_trade_id = 1
+        self._tick_no = 0
+        self.stats = {"connections": 0, "orders": 0, "fills": 0, "rejects": 0, "cancels": 0, "errors": 0}
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.port: int = 0
+        self._log_orders = False
+
+    # -- symbols and books -----------------------------------------------------------
+    def _add_symbol(self, name: str) -> _Symbol:
+        spec = self.config.spec(name)
+        sym = _Symbol(len(self._by_id), name, spec.price, spec.tick_size, spec.lot_size, spec.level_qty)
+        self.symbols[name] = sym
+        self._by_id.append(sym)
+        self._regenerate(sym)
+        return sym
+
+    def _regenerate(self, sym: _Symbol) -> None:
+        """Fresh book for this tick: the walk's (or the external feed's), liquidity restored."""
+        if sym.external:
+            sym.bids = [[p, q] for p, q in sym.ext_bids]
+            sym.asks = [[p, q] for p, q in sym.ext_asks]
+        else:
+            cfg = self.config
+            rng = self._walk_rng
+            tick_f = sym.tick_f
+            spread = max(1, round(sym.mid * cfg.spread_bps / 1e4 / tick_f))
+            bid0 = math.floor(sym.mid / tick_f - spread / 2)
+            if bid0 < cfg.depth + 1:  # keep every level's price positive
+                bid0 = cfg.depth + 1
+                sym.mid = (bid0 + spread / 2) * tick_f
+            ask0 = bid0 + spread
+            tick, lot, base = sym.tick, sym.lot, sym.level_lots
+            uni = rng.random
+            sym.bids = [
+                [(bid0 - i) * tick, max(1, round(base * (0.5 + uni()) * (1 + 0.25 * i))) * lot]
+                for i in range(cfg.depth)
+            ]
+            sym.asks = [
+                [(ask0 + i) * tick, max(1, round(base * (0.5 + uni()) * (1 + 0.25 * i))) * lot]
+                for i in range(cfg.depth)
+            ]
+        sym.md_body = P.encode_market_data_body(sym.sid, sym.bids, sym.asks)
+
+    def _walk(self, sym: _Symbol) -> None:
+        step = self._walk_rng.gauss(0.0, sym.mid * self.config.volatility_bps / 1e4)
+        sym.mid = max(sym.mid + step, sym.tick_f)
+
+    def set_book(self, symbol: str, bids, asks) -> None:
+        """Replace ``symbol``'s random walk with this book (float ``(price, qty)`` levels, best first).
+
+        The paper-trading hook: a live feed calls it on every book update; clients
+        see it on the next tick and orders fill against it. An unknown symbol is
+        added and defined (SECURITY_DEFINITION) to every connected client.
+        """
+        sym = self.symbols.get(symbol)
+        if sym is None:
+            sym = self._add_symbol(symbol)
+            now = time.time_ns()
+            for c in self.clients:
+                c.send_secdef(sym, now)
+            self._flush()
+        depth = self.config.depth
+        sym.ext_bids = [(P.to_fixed(p), P.to_fixed(q)) for p, q in bids[:depth] if q > 0]
+        sym.ext_asks = [(P.to_fixed(p), P.to_fixed(q)) for p, q in asks[:depth] if q > 0]
+        sym.external = True
+
+    def release_book(self, symbol: str) -> None:
+        """Hand ``symbol`` back to the random walk (from the last external mid)."""
+        sym = self.symbols[symbol]
+        if sym.external and sym.ext_bids and sym.ext_asks:
+            sym.mid = P.from_fixed(sym.ext_bids[0][0] + sym.ext_asks[0][0]) / 2
+        sym.external = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> MockExchange:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        self._server = await loop.create_server(
+            lambda: _Connection(self), cfg.host, cfg.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._refresh_log_flag()
+        self._tasks = [
+            loop.create_task(self._tick_loop(), name="mock-exchange-ticks"),
+            loop.create_task(self._housekeeping(), name="mock-exchange-heartbeats"),
+        ]
+        log.info(
+            "Listening on port %d (host %s, tick %sms, fill-prob %s%%, symbols %s, depth %d, seed %d)",
+            self.port, cfg.host, cfg.tick_rate, cfg.fill_prob, ",".join(self.symbols), cfg.depth, self.seed,
+        )  # fmt: skip
+        return self
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None, "call start() first"
+        try:
+            await self._server.serve_forever()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
+        if self._server is not None:
+            self._server.close()
+            for c in list(self.clients):
+                c.close("exchange shutting down")
+            try:
+                async with asyncio.timeout(2.0):
+                    await self._server.wait_closed()
+            except TimeoutError:
+                pass
+            self._server = None
+            log.info("stopped: %s", self.stats_line())
+
+    def stats_line(self) -> str:
+        s = self.stats
+        return (
+            f"clients={len(self.clients)} connections={s['connections']} orders={s['orders']} "
+            f"fills={s['fills']} rejects={s['rejects']} cancels={s['cancels']} errors={s['errors']}"
+        )
+
+    def _refresh_log_flag(self) -> None:
+        self._log_orders = self.config.log_orders and olog.isEnabledFor(logging.INFO)
+
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.config.tick_rate / 1000.0
+        next_at = loop.time()
+        while True:
+            next_at += period
+            delay = next_at - loop.time()
+            if delay < -period:  # fell behind (e.g. a stalled loop): skip, never burst
+                next_at = loop.time()
+                delay = 0
+            await asyncio.sleep(max(0.0, delay))
+            try:
+                self.tick()
+            except Exception:  # a bug in one tick must not stop market data for good
+                self.stats["errors"] += 1
+                log.exception("tick failed")
+
+    def tick(self) -> None:
+        """Advance every symbol one step and send MARKET_DATA (and prints/fills) to every client."""
+        now = time.time_ns()
+        rng = self._walk_rng
+        self._tick_no += 1
+        for sym in self.symbols.values():
+            if not sym.external:
+                self._walk(sym)
+            self._regenerate(sym)
+            if sym.resting and self._match_resting(sym, now):
+                # Show the book after the fills: what they took is gone until the next tick.
+                sym.md_body = P.encode_market_data_body(
+                    sym.sid, [lv for lv in sym.bids if lv[1] > 0], [lv for lv in sym.asks if lv[1] > 0]
+                )
+            if rng.random() < self.config.trade_prob and sym.bids and sym.asks:
+                aggressor = rng.random() < 0.5
+                lvl = sym.bids[0] if aggressor else sym.asks[0]  # a sell hits the bid
+                qty = max(1, round(sym.level_lots * rng.random() * 0.5)) * sym.lot
+                self._print(sym, lvl[0], qty, 1 if aggressor else 0, now)
+        for c in self.clients:
+            c.send_market_data(self.symbols.values(), now)
+        self._flush()
+
+    async def _housekeeping(self) -> None:
+        """Heartbeats after ``heartbeat_interval`` idle; peers silent ``dead_after`` are closed."""
+        cfg = self.config
+        period = min(0.25, cfg.heartbeat_interval / 4)
+        last_stats = time.monotonic()
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            now_ns = time.time_ns()
+            for c in list(self.clients):
+                t = c.transport
+                if now - c.last_rx >= cfg.dead_after:
+                    c.close(
+                        f"peer silent for {now - c.last_rx:.1f}s (dead after {cfg.dead_after}s)", abort=True
+                    )
+                elif t is not None and t.get_write_buffer_size() > MAX_UNSENT:
+                    c.close(f"slow consumer: {t.get_write_buffer_size()} bytes unsent", abort=True)
+                elif now - c.last_tx >= cfg.heartbeat_interval:
+                    c.send_heartbeat(now_ns)
+            self._flush()
+            if now - last_stats >= 10.0:
+                last_stats = now
+                self._refresh_log_flag()
+                log.info("stats: %s", self.stats_line())
+
+    def _flush(self) -> None:
+        dirty = self._dirty
+        if dirty:
+            for c in dirty:
+                c.flush()
+            dirty.clear()
+
+    # -- orders ----------------------------------------------------------------------------
+    def on_new_order(
+        self, conn: _Connection, cl_ord_id, symbol_id, side, ord_type, tif, price, qty, now
+    ) -> None:
+        self.stats["orders"] += 1
+        by_id = self._by_id
+        sym = by_id[symbol_id] if 0 < symbol_id < len(by_id) else None
+        if self._log_orders:
+            olog.info(
+                "order conn=%d cl_ord_id=%d %s %s %s %s qty=%s px=%s", conn.id, cl_ord_id,
+                sym.name if sym else f"symbol_id={symbol_id}", _SIDE[side] if side < 2 else side,
+                _ORD[ord_type] if ord_type < 2 else ord_type, _TIF[tif] if tif < 2 else tif,
+                P.from_fixed(qty), P.from_fixed(price),
+            )  # fmt: skip
+        # Validation order: duplicate id first (the id is the order's identity), then fields.
+        if not conn.claim_id(cl_ord_id):
+            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_DUPLICATE_CL_ORD_ID, now)
+        if sym is None:
+            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_UNKNOWN_SYMBOL, now)
+        if qty <= 0 or qty % sym.lot:
+            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_INVALID_QUANTITY, now)
+        if side > 1 or ord_type > 1 or tif > 1:  # no dedicated reason: the catch-all (documented)
+            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_RISK_OR_THROTTLE, now)
+        is_market = ord_type == P.ORD_MARKET
+        if not is_market and (price <= 0 or price % sym.tick):
+            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_INVALID_PRICE, now)
+        if len(conn.orders) >= self.config.max_open_orders and not is_market and tif == P.TIF_GTC:
+            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_RISK_OR_THROTTLE, now)
+
+        order_id = self._next_order_id
+        self._next_order_id += 1
+        o = _Order(cl_ord_id, order_id, conn, sym, side, price, qty)
+        self._report(o, P.EXEC_NEW, 0, 0, now)
+
+        levels = sym.asks if side == P.SIDE_BUY else sym.bids
+        if levels and self._marketable(levels, side, is_market, price):
+            filled = o.decision = self._fill_rng.random() < self._fill_threshold
+            o.crossed_tick = self._tick_no
+            if filled:
+                self._sweep(o, levels, None if is_market else price, now)
+        if o.leaves:
+            if is_market or tif == P.TIF_IOC:
+                self._cancel(o, now, "unfilled IOC/MARKET remainder")
+            else:
+                conn.orders[cl_ord_id] = o
+                sym.resting[order_id] = o
+                insort(sym.buy_keys if side == P.SIDE_BUY else sym.sell_keys, o.key())
+
+    @staticmethod
+    def _marketable(levels, side, is_market, price) -> bool:
+        for p, q in levels:
+            if q > 0:
+                return is_market or (p <= price if side == P.SIDE_BUY else p >= price)
+        return False
+
+    def _sweep(self, o: _Order, levels, limit, now) -> None:
+        """Take liquidity level by level (best first) up to ``limit``: one report per level."""
+        buy = o.side == P.SIDE_BUY
+        for lvl in levels:
+            p, q = lvl
+            if q <= 0:
+                continue
+            if limit is not None and (p > limit if buy else p < limit):
+                break
+            take = q if q < o.leaves else o.leaves
+            lvl[1] = q - take
+            self._fill(o, p, take, now, aggressor=o.side)
+            if not o.leaves:
+                break
+
+    def _fill(self, o: _Order, px: int, qty: int, now: int, aggressor: int) -> None:
+        o.leaves -= qty
+        o.cum += qty
+        self.stats["fills"] += 1
+        self._report(o, P.EXEC_FILL if not o.leaves else P.EXEC_PARTIAL_FILL, px, qty, now)
+        if self._log_orders:
+            olog.info(
+                "fill conn=%d cl_ord_id=%d order_id=%d %s %s %s@%s cum=%s leaves=%s", o.conn.id, o.cl_ord_id,
+                o.order_id, o.sym.name, _SIDE[o.side], P.from_fixed(qty), P.from_fixed(px),
+                P.from_fixed(o.cum), P.from_fixed(o.leaves),
+            )  # fmt: skip
+        self._print(o.sym, px, qty, aggressor, now)
+
+    def _print(self, sym: _Symbol, px: int, qty: int, aggressor: int, now: int) -> None:
+        trade_id = self._next_trade_id
+        self._next_trade_id += 1
+        for c in self.clients:
+            c.send_trade(sym.sid, px, qty, aggressor, trade_id, now)
+
+    def _match_resting(self, sym: _Symbol, now: int) -> bool:
+        """Resting GTC orders the book crosses, in price-time priority: one fill draw per crossing.
+
+        Returns whether anything filled."""
+        fills = self.stats["fills"]
+        best_ask = next((p for p, q in sym.asks if q > 0), None)
+        if best_ask is not None and sym.buy_keys:
+            crossed = []
+            for neg_price, oid in sym.buy_keys:
+                if -neg_price < best_ask:
+                    break
+                crossed.append(sym.resting[oid])
+            for o in crossed:
+                self._fill_resting(o, sym.asks, now)
+        best_bid = next((p for p, q in sym.bids if q > 0), None)
+        if best_bid is not None and sym.sell_keys:
+            crossed = []
+            for price, oid in sym.sell_keys:
+                if price > best_bid:
+                    break
+                crossed.append(sym.resting[oid])
+            for o in crossed:
+                self._fill_resting(o, sym.bids, now)
+        return self.stats["fills"] != fills
+
+    def _fill_resting(self, o: _Order, levels, now: int) -> None:
+        tick_no = self._tick_no
+        if o.crossed_tick != tick_no - 1:  # a new crossing: draw again
+            o.decision = self._fill_rng.random() < self._fill_threshold
+        o.crossed_tick = tick_no
+        if not o.decision:
+            return
+        buy = o.side == P.SIDE_BUY
+        limit = o.price
+        rem = o.leaves
+        take = 0
+        for lvl in levels:  # consume the crossed liquidity (earlier orders this tick took theirs)
+            p, q = lvl
+            if (p > limit if buy else p < limit) or not rem:
+                break
+            used = q if q < rem else rem
+            lvl[1] = q - used
+            rem -= used
+            take += used
+        if not take:
+            return
+        # The resting order is the maker: it trades at its own price; the taker is the other side.
+        self._fill(o, limit, take, now, aggressor=1 - o.side)
+        if not o.leaves:
+            self._unrest(o)
+            o.conn.orders.pop(o.cl_ord_id, None)
+
+    @staticmethod
+    def _unrest(o: _Order) -> None:
+        sym = o.sym
+        del sym.resting[o.order_id]
+        keys = sym.buy_keys if o.side == P.SIDE_BUY else sym.sell_keys
+        key = o.key()
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            del keys[i]
+
+    def on_cancel(self, conn: _Connection, cl_ord_id, orig_cl_ord_id, symbol_id, now) -> None:
+        o = conn.orders.get(orig_cl_ord_id)
+        if self._log_orders:
+            olog.info(
+                "cancel conn=%d cl_ord_id=%d orig=%d symbol_id=%d",
+                conn.id,
+                cl_ord_id,
+                orig_cl_ord_id,
+                symbol_id,
+            )
+        if o is None or o.sym.sid != symbol_id:
+            # Reported under the order's id (orig_cl_ord_id) with order_id 0: "no open order of yours".
+            return self._reject(conn, orig_cl_ord_id, symbol_id, 0, P.REJECT_UNKNOWN_ORDER, now)
+        del conn.orders[orig_cl_ord_id]
+        self._unrest(o)
+        self._cancel(o, now, f"cancel request {cl_ord_id}")
+
+    def _cancel(self, o: _Order, now: int, why: str) -> None:
+        self.stats["cancels"] += 1
+        o.leaves = 0
+        self._report(o, P.EXEC_CANCELED, 0, 0, now)
+        if self._log_orders:
+            olog.info("canceled conn=%d cl_ord_id=%d order_id=%d cum=%s (%s)", o.conn.id, o.cl_ord_id, o.order_id,
+                      P.from_fixed(o.cum), why)  # fmt: skip
+
+    def _report(self, o: _Order, exec_type: int, last_px: int, last_qty: int, now: int) -> None:
+        exec_id = self._next_exec_id
+        self._next_exec_id += 1
+        o.conn.send_report(
+            o.cl_ord_id,
+            o.order_id,
+            exec_id,
+            o.sym.sid,
+            o.side,
+            exec_type,
+            last_px,
+            last_qty,
+            o.leaves,
+            o.cum,
+            0,
+            now,
+        )
+
+    def _reject(self, conn: _Connection, cl_ord_id, symbol_id, side, reason: int, now: int) -> None:
+        self.stats["rejects"] += 1
+        exec_id = self._next_exec_id
+        self._next_exec_id += 1
+        conn.send_report(
+            cl_ord_id, 0, exec_id, symbol_id, side & 0xFF, P.EXEC_REJECTED, 0, 0, 0, 0, reason, now
+        )
+        if self._log_orders:
+            olog.info("rejected conn=%d cl_ord_id=%d: %s", conn.id, cl_ord_id, P.REJECT_REASON_NAMES[reason])
+
+    def drop_orders(self, conn: _Connection) -> int:
+        """A vanished client loses its resting orders (no reports: nobody to send them to)."""
+        n = 0
+        touched = set()
+        for o in conn.orders.values():
+            if o.sym.resting.pop(o.order_id, None) is not None:
+                n += 1
+                touched.add(o.sym)
+        for sym in touched:  # one O(n) rebuild per symbol, not one list delete per order
+            sym.buy_keys = [k for k in sym.buy_keys if k[1] in sym.resting]
+            sym.sell_keys = [k for k in sym.sell_keys if k[1] in sym.resting]
+        conn.orders.clear()
+        self.stats["cancels"] += n
+        return n
+
+
+class _Connection(asyncio.Protocol):
+    """One client: its decoder, outgoing buffer, sequence numbers, orders and liveness."""
+
+    def __init__(self, ex: MockExchange) -> None:
+        self.ex = ex
+        self.id = ex._next_conn
+        ex._next_conn += 1
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.decoder = P.FrameDecoder()
+        self.out = bytearray()
+        self.seq_out = 0
+        self.seq_in = 0
+        self.gaps = 0
+        self.orders: dict[int, _Order] = {}  # open orders by cl_ord_id
+        # Used cl_ord_ids: a contiguous run [id_lo, id_hi] plus a set for the rest, so the usual
+        # increasing ids cost O(1) memory however long the session (see claim_id).
+        self.id_lo = self.id_hi = -1
+        self.used_ids: set[int] = set()
+        self.last_rx = self.last_tx = time.monotonic()
+        self.closing = False
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        ex = self.ex
+        ex.clients.add(self)
+        ex.stats["connections"] += 1
+        log.info("client %d connected from %s (%d connected)", self.id, self.peer, len(ex.clients))
+        now = time.time_ns()
+        # Every SECURITY_DEFINITION right after connect, then the current books: a client
+        # knows the definitions are complete when the first non-definition message arrives.
+        for sym in ex.symbols.values():
+            self.send_secdef(sym, now)
+        self.send_market_data(ex.symbols.values(), now)
+        ex._flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.last_rx = time.monotonic()
+        try:
+            frames = self.decoder.feed(data)
+        except P.ProtocolError as exc:
+            frames = None
+            error = exc
+        ex = self.ex
+        if frames:
+            now = time.time_ns()
+            expect = self.seq_in + 1
+            for msg_type, buf, off in frames:
+                if msg_type == P.NEW_ORDER:
+                    _l, _t, seq, _ts, cl, sid, side, ot, tif, px, qty = P.unpack_new_order(buf, off)
+                    ex.on_new_order(self, cl, sid, side, ot, tif, px, qty, now)
+                elif msg_type == P.CANCEL_ORDER:
+                    _l, _t, seq, _ts, cl, orig, sid = P.unpack_cancel(buf, off)
+                    ex.on_cancel(self, cl, orig, sid, now)
+                elif msg_type == P.HEARTBEAT:
+                    seq = P.unpack_header(buf, off)[2]
+                else:
+                    ex._flush()
+                    self.close(f"malformed frame: {P.MsgType(msg_type).name} is exchange-to-client only")
+                    return
+                if seq != expect:
+                    self.gaps += 1
+                    if self.gaps <= 10 or not self.gaps % 1000:
+                        log.warning(
+                            "client %d: seq %d, expected %d (%d gaps)", self.id, seq, expect, self.gaps
+                        )
+                expect = seq + 1
+            self.seq_in = expect - 1
+            ex._flush()
+        if frames is None:
+            ex._flush()
+            self.close(f"malformed frame: {error}")
+
+    def eof_received(self):
+        if self.decoder.pending():
+            log.warning(
+                "client %d: closed with a truncated message (%d bytes)", self.id, self.decoder.pending()
+            )
+        return False  # close the transport
+
+    def connection_lost(self, exc) -> None:
+        ex = self.ex
+        ex.clients.discard(self)
+        n = ex.drop_orders(self)
+        reason = "closed" if exc is None else f"lost: {exc}"
+        log.info("client %d disconnected (%s); cancelled %d resting orders (%d connected)", self.id, reason, n,
+                 len(ex.clients))  # fmt: skip
+        self.transport = None
+
+    def claim_id(self, cl: int) -> bool:
+        """Record ``cl`` as used on this connection; False if it was used before."""
+        hi = self.id_hi
+        if cl == hi + 1 and hi >= 0:
+            hi += 1
+            used = self.used_ids
+            if used:
+                while hi + 1 in used:
+                    used.remove(hi + 1)
+                    hi += 1
+            self.id_hi = hi
+            return True
+        if self.id_lo <= cl <= hi or cl in self.used_ids:
+            return False
+        if hi < 0 or (cl > hi and hi - self.id_lo < 64):
+            # Start a new run here; a short old run moves into the set (an increasing sequence
+            # that did not start where the first ids were still ends up as one run).
+            if hi >= 0:
+                self.used_ids.update(range(self.id_lo, hi + 1))
+            self.id_lo = self.id_hi = cl
+        else:
+            self.used_ids.add(cl)
+        return True
+
+    # -- sending (buffered; MockExchange._flush writes once per batch) ------------------
+    def _mark(self) -> bytearray:
+        out = self.out
+        if not out:
+            self.ex._dirty.append(self)
+        return out
+
+    def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now) -> None:
+        self.seq_out += 1
+        self._mark()
+        self.out += P.EXEC_MSG.pack(
+            P.EXEC_SIZE,
+            P.EXECUTION_REPORT,
+            self.seq_out,
+            now,
+            cl,
+            oid,
+            xid,
+            sid,
+            side,
+            et,
+            px,
+            lq,
+            leaves,
+            cum,
+            reason,
+        )
+
+    def send_trade(self, sid, px, qty, aggressor, trade_id, now) -> None:
+        self.seq_out += 1
+        self._mark()
+        self.out += P.TRADE_MSG.pack(
+            P.TRADE_SIZE, P.TRADE, self.seq_out, now, sid, px, qty, aggressor, trade_id
+        )
+
+    def send_secdef(self, sym: _Symbol, now: int) -> None:
+        self.seq_out += 1
+        self._mark()
+        self.out += P.encode_security_definition(self.seq_out, now, sym.sid, sym.tick, sym.lot, sym.name)
+
+    def send_market_data(self, symbols, now: int) -> None:
+        out = self._mark()
+        header = P.market_data_header
+        for sym in symbols:
+            self.seq_out += 1
+            body = sym.md_body
+            out += header(len(body), self.seq_out, now)
+            out += body
+
+    def send_heartbeat(self, now: int) -> None:
+        self.seq_out += 1
+        self._mark()
+        self.out += P.HEADER.pack(P.HEARTBEAT_SIZE, P.HEARTBEAT, self.seq_out, now)
+
+    def flush(self) -> None:
+        if self.out:
+            t = self.transport
+            if t is not None and not self.closing:
+                t.write(self.out)
+                self.last_tx = time.monotonic()
+            self.out = bytearray()
+
+    def close(self, reason: str, abort: bool = False) -> None:
+        """Close with a logged reason; ``abort`` drops unsent data (a dead or stuck peer)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.ex.stats["errors"] += reason.startswith(("malformed", "peer silent", "slow consumer"))
+        level = logging.INFO if reason == "exchange shutting down" else logging.WARNING
+        log.log(level, "client %d (%s): closing: %s", self.id, self.peer, reason)
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()

@@ -1,0 +1,185 @@
+"""MockVenue: order entry on the mock exchange for the engine.
+
+``send_new_order`` / ``send_cancel`` encode one message and write it at once (one
+``transport.write``, never awaiting). Execution reports are decoded into
+:class:`~latentspeed_core.types.ExecutionReport` (``receipt_ns`` stamped on read)
+and handed to the listener.
+
+The same connection also carries MARKET_DATA and TRADE, so the engine can use the
+venue as its market-data source and measure tick-to-trade on one socket: if the
+listener has ``on_market_data(symbol, bids, asks, receipt_ns)`` (float
+``(price, qty)`` tuples, best first) and/or ``on_venue_trade(trade)``, they are
+called; the check is done once per connection, not per message.
+
+Connection rules the engine must know: ``on_venue_connected`` fires once the
+symbol definitions are complete (the first message after the SECURITY_DEFINITIONs);
+when the connection drops the exchange cancels every resting order of that
+connection (protocol rule), and the client order id space starts afresh on the
+new connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from latentspeed_core.types import ExecType, ExecutionReport, Order, RejectReason, Side, Trade
+from latentspeed_core.venue import Venue, VenueListener
+
+from . import protocol as P
+from .client import ExchangeLink, maintain
+from .config import MockVenueConfig
+
+log = logging.getLogger("latentspeed_mock_exchange.venue")
+
+_SIDES = (Side.BUY, Side.SELL)
+_EXEC_TYPES = tuple(ExecType)
+_REASONS = tuple(RejectReason)
+_INV = 1.0 / P.SCALE
+_TRADE_SIDES = ("buy", "sell")
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """What SECURITY_DEFINITION says about a symbol (floats for strategies; fixed point on the wire)."""
+
+    symbol_id: int
+    symbol: str
+    tick_size: float
+    lot_size: float
+
+
+class MockVenue(Venue):
+    name = "MOCK"
+
+    def __init__(self, config: MockVenueConfig | None = None) -> None:
+        super().__init__(config or MockVenueConfig())
+        #: Symbol name -> definition, learned from SECURITY_DEFINITION on every connect.
+        self.instruments: dict[str, Instrument] = {}
+        self._ids: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+        self._link: ExchangeLink | None = None
+        self._listener: VenueListener | None = None
+        self._on_md = None
+        self._on_trade = None
+        self.orders_sent = 0
+        self.cancels_sent = 0
+        self.reports = 0
+
+    # -- running ---------------------------------------------------------------------------
+    async def run(self, listener: VenueListener) -> None:
+        self._listener = listener
+        self._on_md = getattr(listener, "on_market_data", None)
+        self._on_trade = getattr(listener, "on_venue_trade", None)
+        await maintain("mock venue", self.config, self._on_frames, self._up, self._down)
+
+    def _up(self, link: ExchangeLink) -> None:
+        self._link = link
+        self.instruments = {}
+        self._ids = {}
+        self._names = {}
+
+    def _down(self, link: ExchangeLink, reason: str) -> None:
+        self._link = None
+        if self.connected:
+            self.connected = False
+            if self._listener is not None:
+                self._listener.on_venue_disconnected(reason)
+
+    def _on_frames(self, frames: list, receipt_ns: int) -> None:
+        for msg_type, buf, off in frames:
+            try:
+                self._on_message(msg_type, buf, off, receipt_ns)
+            except Exception:  # a listener bug must not drop the other reports of this read
+                log.exception("handling %s failed", P.MsgType(msg_type).name)
+
+    def _on_message(self, msg_type: int, buf: bytes, off: int, receipt_ns: int) -> None:
+        listener = self._listener
+        names = self._names
+        if msg_type == P.EXECUTION_REPORT:
+            (_l, _t, _s, ts, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason) = (
+                P.unpack_execution_report(buf, off)
+            )
+            self.reports += 1
+            try:
+                report = ExecutionReport(
+                    cl, oid, xid, names.get(sid, ""), _SIDES[side], _EXEC_TYPES[et], px * _INV, lq * _INV,
+                    leaves * _INV, cum * _INV, _REASONS[reason], ts, receipt_ns,
+                )  # fmt: skip
+            except IndexError:
+                log.warning("skipped execution report with invalid enum (side=%d exec_type=%d reason=%d)",
+                            side, et, reason)  # fmt: skip
+                return
+            listener.on_execution_report(report)
+            return
+        if msg_type == P.SECURITY_DEFINITION:
+            _l, _t, _s, _ts, sid, tick, lot, raw = P.unpack_security_definition(buf, off)
+            name = P.symbol_name(raw)
+            self._ids[name] = sid
+            names[sid] = name
+            self.instruments[name] = Instrument(sid, name, tick * _INV, lot * _INV)
+            return
+        if not self.connected:
+            # The first message after the definitions: the session is ready for orders.
+            self.connected = True
+            log.info("mock venue ready: %d symbols (%s)", len(self._ids), ",".join(self._ids))
+            listener.on_venue_connected()
+        if msg_type == P.MARKET_DATA:
+            if self._on_md is not None:
+                sid, bids, asks = P.decode_market_data(buf, off)
+                self._on_md(
+                    names.get(sid, ""),
+                    [(p * _INV, q * _INV) for p, q in bids],
+                    [(p * _INV, q * _INV) for p, q in asks],
+                    receipt_ns,
+                )
+        elif msg_type == P.TRADE:
+            if self._on_trade is not None:
+                _l, _t, _s, ts, sid, px, qty, aggr, tid = P.unpack_trade(buf, off)
+                self._on_trade(
+                    Trade(
+                        "MOCK",
+                        names.get(sid, ""),
+                        ts,
+                        receipt_ns,
+                        px * _INV,
+                        qty * _INV,
+                        _TRADE_SIDES[aggr & 1],
+                        str(tid),
+                    )  # fmt: skip
+                )
+        elif msg_type != P.HEARTBEAT:
+            log.warning("unexpected %s from the exchange; ignored", P.MsgType(msg_type).name)
+
+    # -- order entry (hot path) ------------------------------------------------------------
+    def send_new_order(self, order: Order) -> None:
+        link = self._link
+        if link is None or not self.connected:
+            raise ConnectionError("mock venue: not connected")
+        sid = self._ids.get(order.symbol)
+        if sid is None:
+            raise ValueError(f"mock venue: unknown symbol {order.symbol!r}; defined: {', '.join(self._ids)}")
+        link.seq_out += 1
+        link.write(
+            P.NEW_ORDER_MSG.pack(
+                P.NEW_ORDER_SIZE, P.NEW_ORDER, link.seq_out, time.time_ns(), order.cl_ord_id, sid, order.side,
+                order.ord_type, order.tif, round(order.price * P.SCALE), round(order.qty * P.SCALE),
+            )
+        )  # fmt: skip
+        self.orders_sent += 1
+
+    def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
+        link = self._link
+        if link is None or not self.connected:
+            raise ConnectionError("mock venue: not connected")
+        sid = self._ids.get(symbol)
+        if sid is None:
+            raise ValueError(f"mock venue: unknown symbol {symbol!r}")
+        link.seq_out += 1
+        link.write(P.CANCEL_MSG.pack(P.CANCEL_SIZE, P.CANCEL_ORDER, link.seq_out, time.time_ns(), cl_ord_id,
+                                     orig_cl_ord_id, sid))  # fmt: skip
+        self.cancels_sent += 1
+
+    def symbol_id(self, symbol: str) -> int | None:
+        return self._ids.get(symbol)

@@ -1,0 +1,137 @@
+"""protocol.py: byte layouts exactly as issue 4 states them, and the incremental decoder."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from latentspeed_mock_exchange import protocol as P
+
+
+def test_layouts_match_the_issue():
+    assert P.HEADER.format == "<HHIQ" and P.HEADER_SIZE == 16
+    assert (P.MD_HEAD.format, P.MD_ENTRY.format) == ("<IH", "<qqBB")
+    assert P.EXEC_BODY.format == "<QQQIBBqqqqH"
+    assert P.NEW_ORDER_BODY.format == "<QIBBBqq"
+    assert P.CANCEL_BODY.format == "<QQI"
+    assert P.SECDEF_BODY.format == "<Iqq16s"
+    assert P.TRADE_BODY.format == "<IqqBQ"
+    sizes = (P.EXEC_SIZE, P.NEW_ORDER_SIZE, P.CANCEL_SIZE, P.HEARTBEAT_SIZE, P.SECDEF_SIZE, P.TRADE_SIZE)
+    assert sizes == (16 + 64, 16 + 31, 16 + 20, 16, 16 + 36, 16 + 29)
+    assert [int(t) for t in P.MsgType] == list(range(1, 8))
+
+
+def test_fixed_point_rounds_to_nearest():
+    assert P.to_fixed(1.0) == 100_000_000
+    assert P.to_fixed(0.1) == 10_000_000  # 0.1 * 1e8 is 9999999.999... in binary floating point
+    assert P.to_fixed(-2.5) == -250_000_000
+    assert P.from_fixed(P.to_fixed(50_000.5)) == 50_000.5
+
+
+def test_new_order_bytes_are_exactly_the_documented_layout():
+    msg = P.encode_new_order(
+        3, 1_700_000_000_000_000_000, 42, 7, 1, 0, 1, P.to_fixed(101.25), P.to_fixed(0.5)
+    )
+    expected = struct.pack("<HHIQ", 47, 3, 3, 1_700_000_000_000_000_000) + struct.pack(
+        "<QIBBBqq", 42, 7, 1, 0, 1, 10_125_000_000, 50_000_000
+    )
+    assert msg == expected
+    assert P.unpack_new_order(msg)[4:] == (42, 7, 1, 0, 1, 10_125_000_000, 50_000_000)
+
+
+def test_execution_report_and_trade_and_definition_round_trip():
+    er = P.encode_execution_report(9, 5, 1, 2, 3, 4, 1, P.EXEC_PARTIAL_FILL, 10, 20, 30, 40, 0)
+    assert P.unpack_execution_report(er) == (80, 2, 9, 5, 1, 2, 3, 4, 1, 1, 10, 20, 30, 40, 0)
+    tr = P.encode_trade(1, 2, 3, 4, 5, 1, 99)
+    assert P.unpack_trade(tr) == (45, 7, 1, 2, 3, 4, 5, 1, 99)
+    sd = P.encode_security_definition(1, 2, 3, 50_000_000, 10_000, "BTC-USD")
+    assert P.symbol_name(P.unpack_security_definition(sd)[7]) == "BTC-USD"
+    with pytest.raises(ValueError, match="longer than 16"):
+        P.encode_security_definition(1, 2, 3, 1, 1, "A-VERY-LONG-SYMBOL-NAME")
+
+
+def test_market_data_round_trip():
+    bids = [(100, 1), (99, 2)]
+    asks = [(101, 3), (102, 4), (103, 5)]
+    msg = P.encode_market_data(4, 8, 2, bids, asks)
+    assert len(msg) == 16 + 6 + 5 * 18
+    assert P.decode_market_data(msg) == (2, bids, asks)
+    # entry layout: price, qty, side (0 bid, 1 ask), level (0 = best)
+    assert struct.unpack_from("<qqBB", msg, 22 + 18 * 3) == (102, 4, 1, 1)
+
+
+def _stream() -> bytes:
+    return b"".join([
+        P.encode_security_definition(1, 0, 1, 1, 1, "BTC-USD"),
+        P.encode_market_data(2, 0, 1, [(10, 1)] * 3, [(11, 1)] * 3),
+        P.encode_heartbeat(3, 0),
+        P.encode_trade(4, 0, 1, 10, 1, 0, 1),
+        P.encode_execution_report(5, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0),
+        P.encode_new_order(6, 0, 1, 1, 0, 0, 0, 10, 1),
+        P.encode_cancel(7, 0, 2, 1, 1),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_decoder_reassembles_any_split(seed):
+    data = _stream()
+    rng = random.Random(seed)
+    dec = P.FrameDecoder()
+    got = []
+    i = 0
+    while i < len(data):
+        n = rng.randint(1, 40)
+        for msg_type, buf, off in dec.feed(data[i : i + n]):
+            got.append((msg_type, P.unpack_header(buf, off)[2]))
+        i += n
+    assert got == [(6, 1), (1, 2), (5, 3), (7, 4), (2, 5), (3, 6), (4, 7)]
+    assert dec.pending() == 0
+
+
+def test_decoder_several_messages_in_one_read():
+    msgs = P.split_messages(_stream())
+    assert [m[2] for m in msgs] == [6, 1, 5, 7, 2, 3, 4]
+    assert b"".join(msgs) == _stream()
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (struct.pack("<HHIQ", 15, 5, 1, 0), "bad length 15"),
+        (struct.pack("<HHIQ", 16, 0, 1, 0), "unknown message type 0"),
+        (struct.pack("<HHIQ", 16, 8, 1, 0), "unknown message type 8"),
+        (struct.pack("<HHIQ", 17, 5, 1, 0) + b"x", "bad length 17 for HEARTBEAT"),
+        (struct.pack("<HHIQ", 40, 3, 1, 0) + bytes(24), "truncated body"),
+        (struct.pack("<HHIQ", 20, 1, 1, 0) + bytes(4), "MARKET_DATA: truncated body"),
+        (struct.pack("<HHIQIH", 22 + 18, 1, 1, 0, 1, 2) + bytes(18), "MARKET_DATA with 2 entries"),
+    ],
+)
+def test_decoder_rejects_malformed_frames(data, error):
+    with pytest.raises(P.ProtocolError, match=error):
+        P.FrameDecoder().feed(data)
+
+
+def test_malformed_header_is_caught_before_the_body_arrives():
+    dec = P.FrameDecoder()
+    with pytest.raises(P.ProtocolError, match="unknown message type 99"):
+        dec.feed(struct.pack("<HHIQ", 1000, 99, 1, 0))
+
+
+def test_trailing_partial_message_is_reported():
+    data = _stream()
+    with pytest.raises(P.ProtocolError, match="truncated message: 10 trailing bytes"):
+        P.split_messages(data + data[:10])
+
+
+def test_used_ids_are_exact_for_any_order_and_compact_for_increasing_ones():
+    from latentspeed_mock_exchange.server import MockExchange, _Connection
+
+    conn = _Connection(MockExchange())
+    rng = random.Random(1)
+    ids = [rng.randrange(1, 300) for _ in range(2000)] + list(range(500, 100_000))
+    seen = set()
+    for cl in ids:
+        assert conn.claim_id(cl) == (cl not in seen), cl
+        seen.add(cl)
+    assert len(conn.used_ids) < 400  # the increasing run is kept as a range, not a set
