@@ -1,19 +1,332 @@
-"""``latentspeed run``: not built yet (placeholder owned by its issue)."""
+"""``latentspeed run``: the main job in one command.
+
+No arguments: the embedded default, all in this process on loopback: a mock exchange on a
+free port, the engine with in-process market data from it, and the ``market_maker``.
+``--config FILE``: the engine config's feeds, venue and strategies; when the venue is the
+mock exchange it is started here too, and books from any non-mock feed are pushed into it
+(``MockExchange.set_book``), which is paper trading on live prices. (Any feed other than
+the embedded exchange itself counts: a dYdX feed, or another mock exchange.)
+
+A terminal gets a live rich dashboard; otherwise the STATS lines are printed. Either way a
+summary follows at the end, and the exit code is 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import sys
+import time
 
 from ..components import Command
+from ..config import ConfigError
+from ..logs import setup_logging
+
+log = logging.getLogger("latentspeed.run")
+
+#: Strategy plugins the embedded default needs besides the core.
+DEFAULT_PLUGINS = ("mock", "examples")
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument(
+        "--config", metavar="FILE", help="engine config (default: the embedded mock-exchange demo)"
+    )
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument(
+        "--no-embedded-exchange",
+        dest="embedded",
+        action="store_false",
+        help="with a mock venue: connect to a running mock exchange instead of starting one",
+    )
+    p.add_argument(
+        "--dashboard",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="live dashboard (auto: on a terminal)",
+    )
+
+
+def default_config(port: int, symbols: list[str]) -> dict:
+    """The embedded default: mock exchange on ``port``, market maker on ``symbols``."""
+    return {
+        "log": {"level": "info"},
+        "market_data": {
+            "window_size": 20,
+            "depth_levels": 10,
+            "feeds": [{"exchange": "mock", "host": "127.0.0.1", "port": port, "symbols": symbols}],
+        },
+        "venue": {"exchange": "mock", "host": "127.0.0.1", "port": port},
+        "strategies": [
+            {
+                "name": "market_maker",
+                "symbols": symbols,
+                "params": {
+                    "qty": 0.01,
+                    "half_spread_bps": 1.5,
+                    "skew_bps": 2,
+                    "requote_bps": 3,
+                    "max_position": 0.2,
+                },
+            }
+        ],
+        "risk": {
+            "max_order_qty": 1.0,
+            "max_notional": 100_000,
+            "max_position": 5,
+            "price_band_bps": 100,
+            "max_orders_per_second": 200,
+            "max_open_orders": 50,
+            "max_loss": 10_000,
+        },
+        "fees": {"maker_bps": 0.0, "taker_bps": 0.0},
+        "latency": {"file": None},
+        "stats_interval": 2.0,
+        "cancel_on_exit": True,
+    }
+
+
+def _registry_for(args, data: dict):
+    """The selected plugins, plus whichever installed plugins provide the strategies the config names.
+
+    ``--plugins dydx,mock`` names the feed and venue plugins; the strategies come from the
+    config, so their plugins load too.
+    """
+    from ..plugins import load_registry, selected_names
+
+    wanted = selected_names(args.plugins)
+    if wanted is None:
+        return args.registry
+    names = {s.get("name") for s in data.get("strategies") or [] if isinstance(s, dict)}
+    missing = [n for n in names if n not in args.registry.strategies]
+    if not missing:
+        return args.registry
+    everything = load_registry(None)
+    extra = [everything.strategies[n].plugin for n in missing if n in everything.strategies]
+    extra = [p for p in dict.fromkeys(extra) if p not in wanted and p != "core"]
+    return load_registry([*wanted, *extra]) if extra else args.registry
 
 
 def _run(args: argparse.Namespace) -> int:
-    print("latentspeed run: not implemented yet")
-    return 1
+    from ..config import load_yaml
+
+    tty = sys.stdout.isatty()
+    dashboard = args.dashboard == "on" or (args.dashboard == "auto" and tty)
+    data = load_yaml(args.config) if args.config else None
+    registry = _registry_for(args, data) if data is not None else args.registry
+    if data is None:
+        for name in DEFAULT_PLUGINS:
+            if name not in {p.name for p in registry.plugins}:
+                raise ConfigError(
+                    None,
+                    "",
+                    f"the embedded default needs plugin {name!r} (installed and selected); "
+                    "install it or pass --config",
+                )
+    level = args.log_level or (data or {}).get("log", {}).get("level") or ("warning" if dashboard else "info")
+    setup_logging(level, (data or {}).get("log", {}).get("file"))
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        summary = runner.run(_main(args, registry, data, dashboard))
+    _print_summary(summary, dashboard)
+    if summary.get("error"):
+        print(f"latentspeed run: error: {summary['error']}", file=sys.stderr)
+        return 1
+    return 0
 
 
-COMMAND = Command("run", "run (not implemented yet)", _configure, _run)
+async def _main(args, registry, data: dict | None, dashboard: bool, on_start=None) -> dict:
+    """Start the embedded exchange (if any) and the engine; ``on_start(runner, exchange)`` is for embedders."""
+    from ..engine.config import resolve
+    from ..engine.runner import EngineRunner
+
+    exchange = None
+    if data is None:
+        exchange = await _start_exchange(registry, 0, ["BTC-USD", "ETH-USD"])
+        setup = resolve(default_config(exchange.port, ["BTC-USD", "ETH-USD"]), registry, "<embedded default>")
+    else:
+        setup = resolve(data, registry, args.config)
+        if setup.config.venue.exchange.lower() == "mock" and args.embedded:
+            symbols = sorted({s for st in setup.strategies for s in st.symbols})
+            exchange = await _start_exchange(registry, setup.venue.port, symbols, setup.venue.host)
+    listeners = []
+    if exchange is not None and any(not _is_exchange(f, exchange) for f in setup.feeds):
+        # Paper trading: the exchange prices (and fills) from the live books.
+        set_book = exchange.set_book
+        # The exchange prices from set_book on its next tick; until then it still holds its own
+        # random-walk book, so the strategies see a symbol only two ticks after its first book.
+        ready_at: dict[str, float] = {}
+        settle = 2 * exchange.config.tick_rate / 1000.0
+
+        def paper(msg: dict) -> bool:
+            sym = msg["symbol"]
+            set_book(sym, msg["bids"], msg["asks"])
+            t = ready_at.get(sym)
+            if t is None:
+                t = ready_at[sym] = time.monotonic() + settle
+            return t <= time.monotonic()
+
+        listeners.append(paper)
+        log.info("paper trading: the mock exchange takes its books from %s", ",".join(setup.feed_names))
+
+    def on_stats(engine) -> None:
+        if not dashboard:
+            print(engine.stats_line(), flush=True)
+
+    runner = EngineRunner(setup, registry, book_listeners=listeners, on_stats=on_stats)
+    if on_start is not None:
+        on_start(runner, exchange)
+    ui = asyncio.create_task(_dashboard(runner)) if dashboard else None
+    try:
+        summary = await runner.run(args.duration)
+    finally:
+        if ui is not None:
+            ui.cancel()
+            await asyncio.gather(ui, return_exceptions=True)
+        if exchange is not None:
+            summary_ex = exchange.stats_line()
+            await exchange.stop()
+            log.info("mock exchange: %s", summary_ex)
+    if exchange is not None:
+        summary["exchange"] = exchange.stats_line()
+    return summary
+
+
+def _is_exchange(feed, exchange) -> bool:
+    """Is this feed the embedded exchange itself (rather than a price source for it)?"""
+    return feed.exchange.lower() == "mock" and getattr(feed, "port", None) == exchange.port
+
+
+async def _start_exchange(registry, port: int, symbols: list[str], host: str = "127.0.0.1"):
+    try:
+        from latentspeed_mock_exchange.config import MockExchangeConfig
+        from latentspeed_mock_exchange.server import MockExchange
+    except ImportError as exc:
+        raise ConfigError(None, "venue", f"the mock exchange plugin is not installed: {exc}") from None
+    cfg = MockExchangeConfig(host=host, port=port, symbols=symbols, log_orders=False)
+    try:
+        return await MockExchange(cfg).start()
+    except OSError as exc:
+        raise ConfigError(
+            None,
+            "venue.port",
+            f"cannot start the embedded mock exchange on {host}:{port}: {exc.strerror or exc}",
+        ) from None
+
+
+# -- dashboard -----------------------------------------------------------------------------
+
+
+async def _dashboard(runner) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    t0 = time.monotonic()
+    with Live(_render(runner, t0), console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            await asyncio.sleep(0.25)
+            live.update(_render(runner, t0))
+
+
+def _render(runner, t0: float):
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    e = runner.engine
+    book_tables = []
+    for sym in e.symbols:
+        msg = e.books.get(sym)
+        t = Table(title=sym, show_header=True, header_style="bold", box=None)
+        t.add_column("bid qty", justify="right")
+        t.add_column("bid", justify="right", style="green")
+        t.add_column("ask", justify="right", style="red")
+        t.add_column("ask qty", justify="right")
+        if msg:
+            for (bp, bq), (ap, aq) in zip(msg["bids"][:5], msg["asks"][:5], strict=False):
+                t.add_row(f"{bq:g}", f"{bp:,.2f}", f"{ap:,.2f}", f"{aq:g}")
+        book_tables.append(t)
+    books = Table.grid(padding=(0, 3))
+    books.add_row(*book_tables)
+    pos = Table(box=None, title="Positions", header_style="bold")
+    for col in ("symbol", "qty", "avg", "mark", "realized", "unrealized", "fills"):
+        pos.add_column(col, justify="right")
+    for sym, p in e.portfolio.positions.items():
+        pos.add_row(
+            sym, f"{p.qty:g}", f"{p.avg_price:,.2f}", f"{p.mark:,.2f}", f"{p.realized:,.2f}", f"{p.unrealized:,.2f}",
+            str(p.fills),
+        )  # fmt: skip
+    orders = Table(box=None, title=f"Open orders ({len(e.orders.open)})", header_style="bold")
+    for col in ("id", "symbol", "side", "qty", "price", "status"):
+        orders.add_column(col, justify="right")
+    for o in list(e.orders.open.values())[-8:]:
+        orders.add_row(
+            str(o.cl_ord_id), o.symbol, o.side.name, f"{o.qty:g}", f"{o.price:,.2f}", o.status_name
+        )
+    fills = Table(box=None, title="Recent fills", header_style="bold")
+    for col in ("id", "symbol", "side", "qty", "price"):
+        fills.add_column(col, justify="right")
+    for f in list(e.recent_fills)[-8:]:
+        fills.add_row(str(f.cl_ord_id), f.symbol, f.side.name, f"{f.qty:g}", f"{f.price:,.2f}")
+    p50, p99, p999 = e.t2t.percentiles_us(50, 99, 99.9)
+    r50, r99 = e.round_trip.percentiles_us(50, 99)
+    status = "[green]trading[/]" if e.trading_enabled else f"[red]halted: {e.halt_reason}[/]"
+    venue = "[green]connected[/]" if e.venue.connected else "[red]disconnected[/]"
+    head = (
+        f"[bold]latentspeed run[/]  {time.monotonic() - t0:6.1f}s  venue {venue}  {status}\n"
+        f"rx {e.rx_packets}  orders {e.orders_sent}  fills {e.fills}  rejects {e.rejects}  "
+        f"PnL [bold]{e.portfolio.pnl:,.2f}[/] (realized {e.portfolio.realized - e.portfolio.fees:,.2f})\n"
+        f"tick-to-trade µs p50 {p50} p99 {p99} p99.9 {p999}   order round trip µs p50 {r50} p99 {r99}"
+    )
+    lower = Table.grid(padding=(0, 2))
+    lower.add_row(orders, fills)
+    return Panel(Group(head, books, pos, lower), title="latentspeed", border_style="blue")
+
+
+def _print_summary(summary: dict, rich_table: bool) -> None:
+    if not rich_table:
+        from .engine import print_summary
+
+        print_summary(summary)
+        if summary.get("exchange"):
+            print(f"SUMMARY mock exchange: {summary['exchange']}", flush=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="latentspeed run: summary", header_style="bold")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t2t, rt = summary["t2t_us"], summary["round_trip_us"]
+    rows = [
+        ("duration (s)", summary["duration_s"]),
+        ("market-data messages", summary["rx_packets"]),
+        ("orders", summary["orders"]),
+        ("fills", summary["fills"]),
+        ("rejects (risk / venue)", f"{summary['risk_rejects']} / {summary['venue_rejects']}"),
+        ("positions", ", ".join(f"{s} {q:g}" for s, q in summary["positions"].items())),
+        ("PnL (realized / unrealized)", f"{summary['pnl']:.2f} ({summary['realized_pnl']:.2f} / {summary['unrealized_pnl']:.2f})"),
+        ("tick-to-trade µs p50 / p99 / p99.9", f"{t2t['p50']} / {t2t['p99']} / {t2t['p999']}"),
+        ("order round trip µs p50 / p99", f"{rt['p50']} / {rt['p99']}"),
+        ("stopped because", summary["stop_reason"]),
+    ]  # fmt: skip
+    if summary.get("exchange"):
+        rows.append(("mock exchange", summary["exchange"]))
+    for k, v in rows:
+        t.add_row(k, str(v))
+    Console().print(t)
+
+
+COMMAND = Command(
+    "run",
+    "run the main job: mock exchange + engine + market maker (or a config) with a live dashboard",
+    _configure,
+    _run,
+)

@@ -1,7 +1,190 @@
-"""Engine config (placeholder)."""
+"""Engine configuration (``trading_config.yml``): the model and its resolution against plugins.
 
-from ..config import load_yaml
+The top-level model validates the engine's own keys. Sections owned by plugins (each feed
+entry, the venue, each strategy's ``params``, each risk check) are validated afterwards by
+the model the plugin registered, so an unknown key anywhere is reported with its full path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from ..config import ConfigError, FeedConfig, LogConfig, StrictModel, load_yaml, validate
 
 
-def load_config(path, registry):
-    return load_yaml(path)
+class ZmqSourceConfig(StrictModel):
+    """Consume a separate ``latentspeed marketstream`` process instead of in-process feeds."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5556, ge=1, le=65535)
+    #: Second port, for a marketstream that publishes books on their own port (the seed's 5557).
+    books_port: int | None = Field(None, ge=1, le=65535)
+    #: Topic prefixes to subscribe to; empty means everything the publisher sends.
+    topics: list[str] = Field(default_factory=list)
+
+
+class MarketDataConfig(StrictModel):
+    window_size: int = Field(20, ge=1)
+    depth_levels: int = Field(10, ge=1)
+    #: In-process feeds: the same entries as a marketstream config's ``feeds``.
+    feeds: list[dict[str, Any]] = Field(default_factory=list)
+    zmq: ZmqSourceConfig | None = None
+    #: Books and trades from the venue's own order-entry connection, for venues that carry
+    #: market data (the mock exchange does): one socket, so no second wake-up per tick.
+    from_venue: bool = False
+    #: Feature calculators to run (names as registered); ``None`` = all registered.
+    features: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = sum((bool(self.feeds), self.zmq is not None, self.from_venue))
+        if given > 1:
+            raise ValueError(
+                "give one market-data source: feeds (in-process), zmq (a marketstream) or from_venue"
+            )
+        if not given:
+            raise ValueError(
+                "no market data: give feeds (in-process), zmq (a marketstream process) or from_venue: true"
+            )
+        return self
+
+
+class VenueSection(BaseModel):
+    """``venue: {exchange: mock, ...}``; the keys besides ``exchange`` belong to the venue plugin."""
+
+    model_config = {"extra": "allow", "frozen": True}
+    exchange: str
+
+
+class StrategyEntry(StrictModel):
+    name: str
+    symbols: list[str] = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: Distinguishes two instances of one strategy in logs; defaults to ``name`` (``name#i`` if repeated).
+    id: str | None = None
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, v: list[str]) -> list[str]:
+        return [s.upper() for s in v]
+
+
+class FeesConfig(StrictModel):
+    """Fees in basis points of notional; negative is a rebate."""
+
+    maker_bps: float = 0.0
+    taker_bps: float = 0.0
+
+
+class LatencyConfig(StrictModel):
+    #: JSON-lines latency/stats/summary records (path relative to cwd); ``null`` disables.
+    file: str | None = "latency.jsonl"
+
+
+class EngineConfig(StrictModel):
+    log: LogConfig = Field(default_factory=LogConfig)
+    market_data: MarketDataConfig
+    venue: VenueSection
+    strategies: list[StrategyEntry] = Field(min_length=1)
+    #: Risk checks by name (as registered); a scalar is shorthand for ``{limit: value}``.
+    risk: dict[str, Any] = Field(default_factory=dict)
+    fees: FeesConfig = Field(default_factory=FeesConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    stats_interval: float = Field(5.0, gt=0)
+    #: How often strategies' ``on_timer`` runs, in seconds.
+    timer_interval: float = Field(1.0, gt=0)
+    cancel_on_exit: bool = True
+    #: Seconds to wait for cancel confirmations at shutdown before reporting orders as unknown.
+    shutdown_timeout: float = Field(3.0, ge=0)
+    #: CPUs to pin the engine to (Linux), like ``--cpu-affinity``.
+    cpu_affinity: list[int] | None = None
+    #: Keep the event loop spinning instead of sleeping between messages: no wake-up latency and
+    #: warm caches on the hot path, at the cost of one whole CPU (pin it: ``cpu_affinity``).
+    busy_poll: bool = False
+
+
+@dataclass
+class ResolvedStrategy:
+    id: str
+    name: str
+    symbols: list[str]
+    params: BaseModel
+    component: Any
+
+
+@dataclass
+class EngineSetup:
+    """A validated engine config with every plugin-owned section validated too."""
+
+    config: EngineConfig
+    file: str | None
+    feeds: list[FeedConfig] = field(default_factory=list)
+    feed_names: list[str] = field(default_factory=list)
+    venue: BaseModel | None = None
+    strategies: list[ResolvedStrategy] = field(default_factory=list)
+    #: (name, component, validated config), in ascending priority.
+    risk_checks: list[tuple[str, Any, BaseModel]] = field(default_factory=list)
+
+
+def feed_names(feeds: list[FeedConfig]) -> list[str]:
+    """Feed i is named after its exchange if unique, else ``exchange#i`` (contracts.md)."""
+    exchanges = [f.exchange for f in feeds]
+    return [e if exchanges.count(e) == 1 else f"{e}#{i}" for i, e in enumerate(exchanges)]
+
+
+def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> EngineSetup:
+    """Validate ``data`` (a parsed YAML mapping) against the engine model and every plugin model."""
+    cfg = validate(EngineConfig, data, file)
+    setup = EngineSetup(config=cfg, file=str(file) if file else None)
+    from ..plugins import PluginError
+
+    def lookup(kind: str, name: str, path: str):
+        try:
+            return registry.get(kind, name)
+        except PluginError as exc:
+            raise ConfigError(file, path, str(exc)) from None
+
+    for i, entry in enumerate(cfg.market_data.feeds):
+        path = f"market_data.feeds[{i}]"
+        exchange = entry.get("exchange")
+        if not isinstance(exchange, str):
+            raise ConfigError(file, f"{path}.exchange", "required key is missing")
+        comp = lookup("feeds", exchange.lower(), f"{path}.exchange")
+        setup.feeds.append(validate(comp.config_model, entry, file, prefix=path))
+    setup.feed_names = feed_names(setup.feeds)
+
+    venue_data = cfg.venue.model_dump()
+    comp = lookup("venues", cfg.venue.exchange.lower(), "venue.exchange")
+    if "exchange" not in comp.config_model.model_fields:
+        venue_data.pop("exchange", None)
+    setup.venue = validate(comp.config_model, venue_data, file, prefix="venue")
+
+    seen: dict[str, int] = {}
+    for e in cfg.strategies:
+        seen[e.name] = seen.get(e.name, 0) + 1
+    for i, e in enumerate(cfg.strategies):
+        comp = lookup("strategies", e.name, f"strategies[{i}].name")
+        params = validate(comp.config_model, e.params, file, prefix=f"strategies[{i}].params")
+        sid = e.id or (e.name if seen[e.name] == 1 else f"{e.name}#{i}")
+        setup.strategies.append(ResolvedStrategy(sid, e.name, list(e.symbols), params, comp))
+
+    checks = []
+    for name, value in cfg.risk.items():
+        comp = lookup("risk_checks", name, f"risk.{name}")
+        if not isinstance(value, dict):
+            value = {"limit": value}
+        checks.append(
+            (comp.priority, name, comp, validate(comp.config_model, value, file, prefix=f"risk.{name}"))
+        )
+    checks.sort(key=lambda c: (c[0], c[1]))
+    setup.risk_checks = [(n, c, v) for _, n, c, v in checks]
+    return setup
+
+
+def load_config(path: str | Path, registry) -> EngineSetup:
+    """Read and fully validate an engine config file (used by ``config validate`` too)."""
+    return resolve(load_yaml(path), registry, path)

@@ -1,0 +1,259 @@
+"""Tick-to-trade, order round trip and mock-exchange throughput, on loopback (issue 4).
+
+    python benchmarks/tick_to_trade.py [--orders 12000] [--tick-ms 0.5] [--throughput-orders 50000]
+
+Phase 1 runs the real engine (``EngineRunner`` from an engine config: mock feed ->
+marketstream Pipeline with the standard features -> strategy callback -> the standard risk
+checks -> order manager -> mock venue encoder) against a ``latentspeed mock-exchange``
+process. The strategy sends one IOC order per book message, priced at the touch; the
+exchange runs with ``--fill-prob 0`` so every order is acked (NEW) and then CANCELED.
+Stamps come from the engine itself: MARKET_DATA received (the feed's read) -> NEW_ORDER
+written (after ``transport.write`` returned) is tick-to-trade; NEW_ORDER written -> the ack
+read is the round trip.
+
+Phase 2 measures the mock exchange alone: one client pipelines IOC orders that cannot
+fill (NEW + CANCELED each) in batches of 64 messages per write, with at most 4,096
+outstanding, and counts reports; orders/s = orders / (last report - first write).
+
+The last line of output is the JSON object the issue specifies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from latentspeed_core import hookimpl
+from latentspeed_core.components import Component
+from latentspeed_core.config import StrictModel
+from latentspeed_core.engine.config import resolve
+from latentspeed_core.engine.runner import EngineRunner
+from latentspeed_core.engine.strategy import Strategy, ceil_to
+from latentspeed_core.plugins import load_registry
+from latentspeed_core.testing import free_port
+from latentspeed_core.types import Side, TimeInForce
+
+BIN = Path(sys.executable).parent
+_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+#: (exchange CPU, engine CPU) when there are two CPUs to split, else ().
+PIN = (_CPUS[0], _CPUS[1]) if len(_CPUS) >= 2 else ()
+
+
+class TakerParams(StrictModel):
+    qty: float = 0.001
+
+
+class EveryTick(Strategy):
+    """One IOC buy at the best ask per book message: the shortest honest decision."""
+
+    def on_book(self, msg: dict) -> None:
+        ctx = self.ctx
+        if ctx.ready:
+            ctx.submit(
+                msg["symbol"], Side.BUY, self.params.qty, ceil_to(msg["asks"][0][0], 0.5), tif=TimeInForce.IOC
+            )
+
+
+class BenchPlugin:
+    __name__ = "tick_to_trade_bench"
+
+    @staticmethod
+    @hookimpl
+    def register_strategies(register):
+        register(Component("every_tick", TakerParams, EveryTick))
+
+
+def start_exchange(port: int, tick_ms: float) -> subprocess.Popen:
+    cmd = [
+        str(BIN / "latentspeed"), "mock-exchange", "--port", str(port), "--tick-rate", str(tick_ms),
+        "--fill-prob", "0", "--symbols", "BTC-USD", "--seed", "1", "--no-log-orders", "--log-level", "warning",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if PIN:
+        # The exchange on its own CPU: otherwise waking it (every NEW_ORDER written) can preempt
+        # the engine on the same CPU, and the engine's stamps then include the exchange's work.
+        os.sched_setaffinity(proc.pid, {PIN[0]})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("mock exchange did not start")
+
+
+def pct(a: np.ndarray, q: float) -> float:
+    return round(float(np.percentile(a, q)) / 1000.0, 2)
+
+
+async def engine_phase(
+    port: int, orders: int, registry, source: str, busy_poll: bool = False
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    if source == "venue":
+        market_data = {"from_venue": True}
+    else:
+        market_data = {"feeds": [{"exchange": "mock", "port": port, "symbols": ["BTC-USD"]}]}
+    data = {
+        "market_data": market_data,
+        "venue": {"exchange": "mock", "port": port},
+        "strategies": [{"name": "every_tick", "symbols": ["BTC-USD"]}],
+        "risk": {
+            "max_loss": 1e9,
+            "max_orders_per_second": 1_000_000,
+            "max_open_orders": 1000,
+            "max_order_qty": 1,
+            "price_band_bps": 500,
+            "max_notional": 1e9,
+            "max_position": 1e9,
+        },
+        "latency": {"file": os.environ.get("T2T_LATENCY_FILE")},
+        "stats_interval": 3600,
+        "cancel_on_exit": True,
+        "busy_poll": busy_poll,
+    }
+    runner = EngineRunner(resolve(data, registry, "<benchmark>"), registry)
+    task = asyncio.create_task(runner.run(install_signals=False))
+    e = runner.engine
+    warmup = 500
+    while e.orders_sent < warmup and not task.done():
+        await asyncio.sleep(0.01)
+    skip_t2t, skip_rt = len(e.t2t), len(e.round_trip)
+    while e.orders_sent < warmup + orders and not task.done():
+        await asyncio.sleep(0.01)
+    runner.stop("benchmark done")
+    summary = await task
+    t2t = np.array(e.t2t.data, dtype=np.int64)[skip_t2t:]
+    rt = np.array(e.round_trip.data, dtype=np.int64)[skip_rt:]
+    return t2t, rt, summary
+
+
+def throughput_phase(port: int, n: int) -> float:
+    from latentspeed_mock_exchange import protocol as P
+
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    dec = P.FrameDecoder()
+    # Wait for the symbol definition (first message after connect).
+    sid = None
+    while sid is None:
+        for t, buf, off in dec.feed(s.recv(65536)):
+            if t == P.SECURITY_DEFINITION:
+                sid = P.unpack_security_definition(buf, off)[4]
+    # A buy far below the market: valid, never marketable, IOC -> NEW then CANCELED.
+    px, qty = P.to_fixed(1000.0), P.to_fixed(0.001)
+    pack = P.NEW_ORDER_MSG.pack
+    s.setblocking(False)
+    batch, window = 64, 4096
+    sent = reports = 0
+    seq = 0
+    t0 = time.perf_counter()
+    while reports < 2 * n:
+        if sent < n and sent - reports // 2 < window:
+            k = min(batch, n - sent)
+            ts = time.time_ns()
+            msg = b"".join(
+                pack(P.NEW_ORDER_SIZE, P.NEW_ORDER, seq + i + 1, ts, sent + i + 1, sid, 0, 0, 1, px, qty)
+                for i in range(k)
+            )
+            view = memoryview(msg)
+            while view:
+                try:
+                    view = view[s.send(view) :]
+                except BlockingIOError:
+                    select.select([], [s], [], 0.01)
+            seq += k
+            sent += k
+        r, _, _ = select.select([s], [], [], 0 if sent < n and sent - reports // 2 < window else 1.0)
+        if r:
+            data = s.recv(1 << 20)
+            if not data:
+                raise RuntimeError("exchange closed the connection")
+            for t, _buf, _off in dec.feed(data):
+                if t == P.EXECUTION_REPORT:
+                    reports += 1
+    elapsed = time.perf_counter() - t0
+    s.close()
+    return n / elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--orders", type=int, default=12_000, help="measured orders in phase 1 (>= 10,000)")
+    ap.add_argument("--tick-ms", type=float, default=0.5, help="mock exchange market-data period")
+    ap.add_argument("--throughput-orders", type=int, default=50_000)
+    ap.add_argument(
+        "--md-source",
+        choices=["venue", "feed"],
+        default="venue",
+        help="market data on the order connection (one socket; default) or a separate mock feed connection",
+    )
+    ap.add_argument(
+        "--busy-poll",
+        action="store_true",
+        help="engine config busy_poll: spin the event loop (uses a whole CPU)",
+    )
+    args = ap.parse_args()
+    t_start = time.perf_counter()
+    registry = load_registry(["mock"], extra=[BenchPlugin()])
+    if PIN:
+        os.sched_setaffinity(0, {PIN[1]})
+
+    port = free_port()
+    ex = start_exchange(port, args.tick_ms)
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    try:
+        with asyncio.Runner(loop_factory=factory) as r:
+            t2t, rt, summary = r.run(
+                engine_phase(port, args.orders, registry, args.md_source, args.busy_poll)
+            )
+    finally:
+        ex.terminate()
+        ex.wait(10)
+    print(f"market data source: {args.md_source}, busy poll: {args.busy_poll}")
+    print(
+        f"engine: {summary['orders']} orders in {summary['duration_s']}s, {summary['rx_packets']} market-data "
+        f"messages, {summary['rejects']} rejects, measured {len(t2t)} tick-to-trade / {len(rt)} round-trip samples"
+    )
+    print(
+        f"tick-to-trade us: p50 {pct(t2t, 50)} p90 {pct(t2t, 90)} p99 {pct(t2t, 99)} p99.9 {pct(t2t, 99.9)}"
+    )
+    print(f"round trip us:    p50 {pct(rt, 50)} p90 {pct(rt, 90)} p99 {pct(rt, 99)}")
+
+    port = free_port()
+    ex = start_exchange(port, 100.0)
+    try:
+        rate = throughput_phase(port, args.throughput_orders)
+    finally:
+        ex.terminate()
+        ex.wait(10)
+    print(f"mock exchange: {rate:,.0f} orders/s from one client ({args.throughput_orders} orders)")
+    print(f"total {time.perf_counter() - t_start:.1f}s on {os.cpu_count()} CPUs")
+    result = {
+        "tick_to_trade_us": {"p50": pct(t2t, 50), "p99": pct(t2t, 99), "p999": pct(t2t, 99.9)},
+        "round_trip_us": {"p50": pct(rt, 50), "p99": pct(rt, 99)},
+        "mock_orders_per_s": round(rate),
+        "orders": int(len(t2t)),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

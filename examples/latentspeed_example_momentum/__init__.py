@@ -1,0 +1,1 @@
+"""An example third-party latentspeed strategy plugin (a momentum taker)."""

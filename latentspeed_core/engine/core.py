@@ -1,0 +1,433 @@
+"""The engine's hot path, in one place.
+
+market data dict -> strategies -> risk checks -> order manager -> venue encoder, and back:
+execution report -> order manager -> positions/PnL -> strategies -> latency record.
+
+Everything here is synchronous and runs on the event loop thread; the asyncio plumbing
+(venue connection, market-data sources, timers, signals) lives in :mod:`.runner`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ..types import ExecutionReport, Fill, Order, OrderStatus, OrdType, Side, TimeInForce
+from ..venue import Venue
+from .latency import LatencyLog, Samples
+from .orders import OrderManager, OrderState
+from .positions import Portfolio
+from .risk import RiskEngine
+from .strategy import Strategy, StrategyContext
+
+log = logging.getLogger("latentspeed.engine")
+
+_BUY = Side.BUY
+_LIMIT = OrdType.LIMIT
+_MARKET = OrdType.MARKET
+_GTC = TimeInForce.GTC
+_REJECTED = OrderStatus.REJECTED
+
+
+class _RateLimitedLog:
+    """One log line a second per kind at most; the rest are counted and summarised."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, kind: str, level: int, msg: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, 0.0) >= 1.0:
+            n = self._suppressed.pop(kind, 0)
+            if n:
+                msg += f" (+{n} similar)"
+            log.log(level, msg, *args)
+            self._last[kind] = now
+        else:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+
+
+class Engine:
+    """Strategies, risk, orders and positions for one venue. Implements ``VenueListener``."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        risk: RiskEngine,
+        *,
+        maker_bps: float = 0.0,
+        taker_bps: float = 0.0,
+        latency: LatencyLog | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.venue = venue
+        self.risk = risk
+        self.maker_fee = maker_bps / 10_000.0
+        self.taker_fee = taker_bps / 10_000.0
+        self.latency = latency or LatencyLog(None)
+        self.clock = clock
+        self.orders = OrderManager()
+        self.portfolio = Portfolio()
+        self.strategies: dict[str, Strategy] = {}
+        self._by_symbol: dict[str, list[Strategy]] = {}
+        #: Latest book message per symbol (what ``ctx.features`` returns).
+        self.books: dict[str, dict] = {}
+        self._mids: dict[str, float] = {}
+        self.trading_enabled = True
+        self.halt_reason: str | None = None
+        self.last_reject: str | None = None
+        # Counters (the STATS line).
+        self.rx_packets = 0
+        self.trades_rx = 0
+        self.orders_sent = 0
+        self.fills = 0
+        self.risk_rejects = 0
+        self.venue_rejects = 0
+        #: Orders not sent because the venue was down (not a risk decision).
+        self.blocked = 0
+        self.cancels_sent = 0
+        self.strategy_errors = 0
+        self.connects = 0
+        self.disconnects = 0
+        self.unknown_orders = 0
+        #: The last fills, newest last (dashboards).
+        self.recent_fills: deque[Fill] = deque(maxlen=50)
+        self.t2t = Samples()
+        self.round_trip = Samples()
+        # What triggered the current strategy callback, and the receipt stamp of its data.
+        self._trigger = "timer"
+        self._md_receipt_ns = 0
+        self._breach = risk.has_kill_switch
+        self._rlog = _RateLimitedLog()
+        self.started_ns = clock()
+
+    # -- set-up ----------------------------------------------------------------
+    def add_strategy(self, strategy_id: str, strategy: Strategy, symbols: list[str]) -> None:
+        strategy.symbols = list(symbols)
+        strategy.ctx = StrategyContext(self, strategy_id)
+        self.strategies[strategy_id] = strategy
+        for s in symbols:
+            self._by_symbol.setdefault(s, []).append(strategy)
+            self.portfolio.get(s)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._by_symbol)
+
+    def start(self) -> None:
+        for sid, s in self.strategies.items():
+            self._call(sid, s.on_start)
+
+    # -- RiskView --------------------------------------------------------------
+    def mid(self, symbol: str) -> float | None:
+        return self._mids.get(symbol)
+
+    def position(self, symbol: str) -> float:
+        return self.portfolio.qty(symbol)
+
+    def open_qty(self, symbol: str, side: Side) -> float:
+        return sum(o.leaves_qty for o in self.orders.open.values() if o.symbol == symbol and o.side == side)
+
+    def open_order_count(self) -> int:
+        return len(self.orders.open)
+
+    def total_pnl(self) -> float:
+        return self.portfolio.pnl
+
+    def instrument(self, symbol: str) -> tuple[float | None, float | None]:
+        """Tick and lot size if the venue publishes instruments (the mock venue does)."""
+        inst = getattr(self.venue, "instruments", {}).get(symbol)
+        return getattr(inst, "tick_size", None), getattr(inst, "lot_size", None)
+
+    # -- market data (hot path) ------------------------------------------------
+    def on_book(self, msg: dict, receipt_ns: int = 0) -> None:
+        """A marketstream book message; ``receipt_ns`` overrides its ``receipt_timestamp_ns``."""
+        self.rx_packets += 1
+        sym = msg["symbol"]
+        self.books[sym] = msg
+        mid = msg.get("midpoint")
+        if mid is None:  # features configured without top_of_book: the mid is still needed (risk, PnL)
+            bids, asks = msg["bids"], msg["asks"]
+            mid = (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
+        if mid:
+            self._mids[sym] = mid
+            pos = self.portfolio.positions.get(sym)
+            if pos is not None:
+                pos.mark = mid
+                if pos.qty != 0.0 and self._breach:
+                    self._check_breach()
+        strategies = self._by_symbol.get(sym)
+        if strategies and self.trading_enabled:
+            self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
+            self._trigger = "book"
+            for s in strategies:
+                try:
+                    s.on_book(msg)
+                except Exception as exc:
+                    self._strategy_error(s, "on_book", exc)
+            self._trigger = "timer"
+
+    def on_trade(self, msg: dict, receipt_ns: int = 0) -> None:
+        self.rx_packets += 1
+        self.trades_rx += 1
+        strategies = self._by_symbol.get(msg["symbol"])
+        if strategies and self.trading_enabled:
+            self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
+            self._trigger = "trade"
+            for s in strategies:
+                try:
+                    s.on_trade(msg)
+                except Exception as exc:
+                    self._strategy_error(s, "on_trade", exc)
+            self._trigger = "timer"
+
+    def on_timer(self, now_ns: int) -> None:
+        if not self.trading_enabled:
+            return
+        self._trigger = "timer"
+        for sid, s in self.strategies.items():
+            self._call(sid, s.on_timer, now_ns)
+
+    # -- orders (hot path) -----------------------------------------------------
+    def submit(
+        self,
+        strategy_id: str,
+        symbol: str,
+        side: Side,
+        qty: float,
+        price: float = 0.0,
+        ord_type: OrdType = _LIMIT,
+        tif: TimeInForce = _GTC,
+    ) -> OrderState | None:
+        now = self.clock()
+        if not self.trading_enabled:
+            return self._refuse(f"trading halted: {self.halt_reason}", None)
+        if not self.venue.connected:
+            self.blocked += 1
+            self.last_reject = "venue not connected"
+            return None
+        order = Order(0, symbol, side, qty, price, ord_type, tif)
+        reason = self.risk.check(order, self, now)
+        if reason is not None:
+            return self._refuse(reason, order)
+        cid = self.orders.next_id()
+        order.cl_ord_id = cid
+        # Maker or taker decides the fee: marketable at decision time against the last book.
+        taker = ord_type == _MARKET
+        if not taker:
+            book = self.books.get(symbol)
+            if book is not None:
+                opp = book["asks"] if side == _BUY else book["bids"]
+                if opp:
+                    taker = price >= opp[0][0] if side == _BUY else price <= opp[0][0]
+        st = OrderState(
+            cid,
+            symbol,
+            side,
+            qty,
+            price,
+            ord_type,
+            tif,
+            strategy_id,
+            taker,
+            self._trigger,
+            self._md_receipt_ns,
+            now,
+        )
+        self.orders.add(st)
+        try:
+            self.venue.send_new_order(order)
+        except (ConnectionError, ValueError) as exc:
+            # Never reached the venue (down, or it cannot encode the order): forget it.
+            del self.orders.orders[cid]
+            self.orders.open.pop(cid, None)
+            if isinstance(exc, ConnectionError):
+                self.blocked += 1
+                self.last_reject = f"venue: {exc}"
+                return None
+            return self._refuse(f"venue: {exc}", order)
+        sent = self.clock()
+        st.sent_ns = sent
+        self.orders_sent += 1
+        if self._trigger != "timer":
+            self.t2t.add(sent - st.md_receipt_ns)
+        return st
+
+    def _refuse(self, reason: str, order: Order | None) -> None:
+        self.risk_rejects += 1
+        self.last_reject = reason
+        self.risk.rejected(reason, order)
+        return None
+
+    def cancel(self, cl_ord_id: int) -> bool:
+        st = self.orders.open.get(cl_ord_id)
+        if st is None or st.cancel_pending or not self.venue.connected:
+            return False
+        ccid = self.orders.new_cancel_id(cl_ord_id)
+        try:
+            self.venue.send_cancel(ccid, cl_ord_id, st.symbol)
+        except (ConnectionError, ValueError):
+            return False
+        st.cancel_pending = True
+        self.cancels_sent += 1
+        return True
+
+    def cancel_all(self, symbol: str | None = None, strategy_id: str | None = None) -> int:
+        n = 0
+        for st in list(self.orders.open.values()):
+            if (symbol is None or st.symbol == symbol) and (
+                strategy_id is None or st.strategy == strategy_id
+            ):
+                n += self.cancel(st.cl_ord_id)
+        return n
+
+    # -- VenueListener ---------------------------------------------------------
+    def on_execution_report(self, r: ExecutionReport) -> None:
+        now = r.receipt_ns or self.clock()
+        had_ack = None
+        st0 = self.orders.orders.get(r.cl_ord_id)
+        if st0 is not None:
+            had_ack = st0.ack_ns
+        out = self.orders.apply(r, now)
+        st = out.order
+        if st is None:
+            self._rlog("unmatched", logging.WARNING, "execution report for unknown cl_ord_id %d", r.cl_ord_id)
+            return
+        if st0 is st and had_ack is None and st.ack_ns is not None:
+            self.round_trip.add(st.ack_ns - st.sent_ns)
+        strategy = self.strategies.get(st.strategy)
+        if out.fill_qty > 0.0:
+            qty = out.fill_qty
+            px = out.fill_px
+            fee = qty * px * (self.taker_fee if st.taker else self.maker_fee)
+            self.portfolio.get(st.symbol).apply_fill(st.side, px, qty, fee)
+            self.fills += 1
+            fill = Fill(st.cl_ord_id, st.symbol, st.side, px, qty, fee, now)
+            self.recent_fills.append(fill)
+            if strategy is not None:
+                self._trigger = "fill"
+                self._call(st.strategy, strategy.on_fill, fill)
+                self._trigger = "timer"
+        if out.status_changed:
+            if st.status == _REJECTED:
+                self.venue_rejects += 1
+                self._rlog(
+                    "venue_reject",
+                    logging.WARNING,
+                    "venue rejected order %d: %s",
+                    st.cl_ord_id,
+                    st.reject_reason.name,
+                )
+            if out.final:
+                self.latency.order(st)
+            if strategy is not None:
+                self._trigger = "fill"
+                self._call(st.strategy, strategy.on_order_update, st)
+                self._trigger = "timer"
+        if out.fill_qty > 0.0 and self._breach:
+            self._check_breach()
+
+    def on_venue_connected(self) -> None:
+        self.connects += 1
+        log.info(
+            "Connected to exchange %s (%s)", self.venue.name, "reconnect" if self.connects > 1 else "first"
+        )
+
+    def on_venue_disconnected(self, reason: str) -> None:
+        self.disconnects += 1
+        lost = self.orders.mark_unknown(self.clock())
+        self.unknown_orders += len(lost)
+        log.warning(
+            "venue %s disconnected (%s): %d open order(s) now unknown: %s",
+            self.venue.name,
+            reason,
+            len(lost),
+            ",".join(str(o.cl_ord_id) for o in lost[:20]) + ("..." if len(lost) > 20 else ""),
+        )
+        for st in lost:
+            self.latency.order(st)
+            strategy = self.strategies.get(st.strategy)
+            if strategy is not None:
+                self._call(st.strategy, strategy.on_order_update, st)
+
+    # -- kill switch -----------------------------------------------------------
+    def _check_breach(self) -> None:
+        if not self.trading_enabled:
+            return
+        reason = self.risk.breach(self)
+        if reason is not None:
+            self.halt(reason)
+
+    def halt(self, reason: str) -> None:
+        """Stop trading: refuse every new order, cancel all open ones, tell the strategies why."""
+        if not self.trading_enabled:
+            return
+        self.trading_enabled = False
+        self.halt_reason = reason
+        n = self.cancel_all()
+        log.error("KILL SWITCH: trading stopped: %s; cancel requested for %d open order(s)", reason, n)
+        for sid, s in self.strategies.items():
+            self._call(sid, s.on_stop, reason)
+
+    # -- helpers ---------------------------------------------------------------
+    def _call(self, sid: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._strategy_error(self.strategies.get(sid), getattr(fn, "__name__", "callback"), exc)
+
+    def _strategy_error(self, strategy, where: str, exc: Exception) -> None:
+        self.strategy_errors += 1
+        self._rlog(
+            f"strategy:{where}",
+            logging.ERROR,
+            "strategy %s raised in %s: %s: %s",
+            type(strategy).__name__,
+            where,
+            type(exc).__name__,
+            exc,
+        )
+
+    @property
+    def rejects(self) -> int:
+        return self.risk_rejects + self.venue_rejects
+
+    def stats(self) -> dict:
+        p = self.portfolio
+        return {
+            "rx_packets": self.rx_packets,
+            "orders": self.orders_sent,
+            "fills": self.fills,
+            "rejects": self.rejects,
+            "positions": {s: pos.qty for s, pos in p.positions.items()},
+            "realized_pnl": p.realized - p.fees,
+            "unrealized_pnl": p.unrealized,
+            "fees": p.fees,
+            "pnl": p.pnl,
+            "volume": sum(pos.volume for pos in p.positions.values()),
+            "open_orders": len(self.orders.open),
+            "risk_rejects": self.risk_rejects,
+            "venue_rejects": self.venue_rejects,
+            "rejects_by_check": dict(self.risk.rejects),
+            "unknown_orders": self.unknown_orders,
+            "reconnects": max(0, self.connects - 1),
+            "trading_enabled": self.trading_enabled,
+            "halt_reason": self.halt_reason,
+        }
+
+    def stats_line(self) -> str:
+        """The contract's STATS line (contracts.md); the data-collection helper parses it."""
+        p50, p99 = self.t2t.percentiles_us(50, 99)
+        pos = ",".join(f"{s}:{format(round(v.qty, 8), '.10g')}" for s, v in self.portfolio.positions.items())
+        return (
+            f"STATS rx_packets={self.rx_packets} orders={self.orders_sent} fills={self.fills} "
+            f"rejects={self.rejects} position={pos} pnl={self.portfolio.pnl:.2f} "
+            f"t2t_p50_us={_num(p50)} t2t_p99_us={_num(p99)}"
+        )
+
+
+def _num(v: float | None) -> str:
+    return "nan" if v is None else f"{v:.2f}"

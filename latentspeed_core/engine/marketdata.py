@@ -1,0 +1,201 @@
+"""Market-data sources of the engine: in-process feeds or a marketstream process over ZeroMQ.
+
+Either way the engine receives the marketstream contract dicts. In-process, the feeds push
+books into the marketstream :class:`Pipeline` whose emit targets are the engine (and any
+extra listener, e.g. the paper-trading mock exchange); the message's own
+``receipt_timestamp_ns`` (stamped by the feed on frame receipt) starts the latency clock.
+Over ZeroMQ the engine stamps each message on arrival instead, so tick-to-trade measures
+this process, not the marketstream's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from ..config import FeedConfig
+from ..feed import Feed
+from .config import EngineSetup
+
+log = logging.getLogger("latentspeed.engine.md")
+
+#: Called with every book message before the engine sees it; returning ``False`` withholds
+#: the message from the engine (e.g. while a paper-trading exchange is not priced yet).
+BookListener = Callable[[dict], "bool | None"]
+
+
+def _restamped(fn):
+    clock = time.time_ns
+
+    def call(msg: dict) -> None:
+        fn(msg, clock())
+
+    return call
+
+
+class InProcessFeeds:
+    """Feed plugins -> marketstream Pipeline -> engine callbacks, all on this event loop."""
+
+    def __init__(
+        self, registry, setup: EngineSetup, on_book, on_trade, listeners: list[BookListener] = ()
+    ) -> None:
+        from ..marketstream.features import build_calculators
+        from ..marketstream.pipeline import Pipeline
+
+        md = setup.config.market_data
+        self.feeds = []
+        for cfg, name in zip(setup.feeds, setup.feed_names, strict=True):
+            feed = registry.get("feeds", cfg.exchange.lower()).factory(cfg)
+            feed.name = name
+            self.feeds.append(feed)
+        calcs = build_calculators(registry, md.window_size, md.depth_levels, md.features)
+        if any(f.replay for f in setup.feeds):
+            # A replayed message carries its recording's receipt stamp; latency is measured from now.
+            on_book = _restamped(on_book)
+            on_trade = _restamped(on_trade)
+        if listeners:
+            extra = tuple(listeners)
+
+            def emit_book(topic: str, msg: dict, _on_book=on_book) -> None:
+                for listener in extra:
+                    if listener(msg) is False:
+                        return
+                _on_book(msg)
+
+        else:
+
+            def emit_book(topic: str, msg: dict, _on_book=on_book) -> None:
+                _on_book(msg)
+
+        def emit_trade(topic: str, msg: dict, _on_trade=on_trade) -> None:
+            _on_trade(msg)
+
+        self.pipeline = Pipeline(md.window_size, md.depth_levels, calcs, emit_book, emit_trade)
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._run_one(f) for f in self.feeds))
+
+    async def _run_one(self, feed) -> None:
+        try:
+            await feed.run(self.pipeline)
+        except Exception as exc:
+            raise RuntimeError(f"feed {feed.name}: {type(exc).__name__}: {exc}") from exc
+
+    def stats(self) -> dict:
+        return {f.name: f.stats.as_dict() for f in self.feeds}
+
+
+class ZmqSource:
+    """Subscribe to a running ``latentspeed marketstream`` (books and trades ports)."""
+
+    def __init__(self, setup: EngineSetup, on_book, on_trade, listeners: list[BookListener] = ()) -> None:
+        from ..marketstream.subscriber import ZmqSubscriber
+
+        z = setup.config.market_data.zmq
+        clock = time.time_ns
+        extra = tuple(listeners)
+
+        def book(topic: str, msg: dict) -> None:
+            receipt_ns = clock()
+            for listener in extra:
+                if listener(msg) is False:
+                    return
+            on_book(msg, receipt_ns)
+
+        def trade(topic: str, msg: dict) -> None:
+            on_trade(msg, clock())
+
+        self.subscriber = ZmqSubscriber(
+            z.host, z.port, z.topics, on_book=book, on_trade=trade, books_port=z.books_port
+        )
+        self.feeds = []
+
+    async def run(self) -> None:
+        await self.subscriber.run()
+
+    def stats(self) -> dict:
+        return {"zmq": {"messages": self.subscriber.received, "errors": self.subscriber.errors}}
+
+
+class _VenueFeed(Feed):
+    """Stands for the venue connection where the Pipeline expects a feed (name, stats, errors)."""
+
+    def __init__(self, venue) -> None:
+        super().__init__(FeedConfig(exchange=venue.name.lower() or "venue"), f"{venue.name.lower()}-venue")
+        self.exchange = venue.name
+
+    async def run_live(self) -> None:  # the venue owns the connection
+        return None
+
+    def on_frame(self, data, receipt_ns) -> None:  # never called: books arrive decoded
+        return None
+
+
+class VenueMarketData:
+    """Books and trades from the venue connection (``market_data.from_venue``) into the Pipeline.
+
+    The venue calls ``listener.on_market_data(symbol, bids, asks, receipt_ns)`` and
+    ``listener.on_venue_trade(trade)`` when the listener has them; they are set on the
+    engine here, so a venue that carries no market data costs nothing.
+    """
+
+    def __init__(self, registry, setup: EngineSetup, engine, listeners: list[BookListener] = ()) -> None:
+        from ..book import L2Book
+        from ..marketstream.features import build_calculators
+        from ..marketstream.pipeline import Pipeline
+
+        md = setup.config.market_data
+        feed = self.feed = _VenueFeed(engine.venue)
+        self.feeds = [feed]
+        wanted = set(engine.symbols)
+        extra = tuple(listeners)
+        on_book = engine.on_book
+
+        def emit_book(topic: str, msg: dict) -> None:
+            for listener in extra:
+                if listener(msg) is False:
+                    return
+            on_book(msg)
+
+        def emit_trade(topic: str, msg: dict, _on_trade=engine.on_trade) -> None:
+            _on_trade(msg)
+
+        pipeline = self.pipeline = Pipeline(
+            md.window_size, md.depth_levels, build_calculators(registry, md.window_size, md.depth_levels, md.features),
+            emit_book, emit_trade,
+        )  # fmt: skip
+        books: dict[str, L2Book] = {s: L2Book(s) for s in wanted}
+        pipe_book = pipeline.on_book
+        pipe_trade = pipeline.on_trade
+        stats = feed.stats
+
+        def on_market_data(symbol: str, bids, asks, receipt_ns: int) -> None:
+            stats.messages += 1
+            book = books.get(symbol)
+            if book is not None:
+                book.load_snapshot(bids, asks)
+                pipe_book(feed, symbol, book, receipt_ns, receipt_ns)
+
+        def on_venue_trade(trade) -> None:
+            stats.messages += 1
+            if trade.symbol in wanted:
+                pipe_trade(feed, trade)
+
+        engine.on_market_data = on_market_data
+        engine.on_venue_trade = on_venue_trade
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()  # nothing to run: the venue task delivers
+
+    def stats(self) -> dict:
+        return {self.feed.name: self.feed.stats.as_dict()}
+
+
+def build_source(registry, setup: EngineSetup, engine, listeners: list[BookListener] = ()):
+    if setup.config.market_data.zmq is not None:
+        return ZmqSource(setup, engine.on_book, engine.on_trade, listeners)
+    if setup.config.market_data.from_venue:
+        return VenueMarketData(registry, setup, engine, listeners)
+    return InProcessFeeds(registry, setup, engine.on_book, engine.on_trade, listeners)

@@ -1,0 +1,267 @@
+"""Order manager: one state machine per order, fed by execution reports.
+
+Reports may repeat or arrive out of order (a venue resending after a reconnect, a FILL
+overtaking its NEW). Every transition is therefore decided by *rank* and *cum_qty*, never
+by arrival: a status never moves backwards, and a fill counts only the part of ``cum_qty``
+not yet seen. That makes applying any report twice a no-op.
+"""
+
+from __future__ import annotations
+
+from ..types import ExecType, ExecutionReport, OrderStatus, OrdType, RejectReason, Side, TimeInForce
+
+PENDING_NEW = OrderStatus.PENDING_NEW
+NEW = OrderStatus.NEW
+PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+FILLED = OrderStatus.FILLED
+CANCELED = OrderStatus.CANCELED
+REJECTED = OrderStatus.REJECTED
+UNKNOWN = OrderStatus.UNKNOWN
+
+#: States that never change again.
+TERMINAL = frozenset((FILLED, CANCELED, REJECTED))
+#: States in which the order may still rest on the venue (UNKNOWN: it may, we cannot tell).
+OPEN = frozenset((PENDING_NEW, NEW, PARTIALLY_FILLED))
+#: Order of progress; a report never lowers it. UNKNOWN ranks lowest so a late report resolves it.
+_RANK = {UNKNOWN: -1, PENDING_NEW: 0, NEW: 1, PARTIALLY_FILLED: 2, FILLED: 3, CANCELED: 3, REJECTED: 3}
+
+STATUS_NAMES = {
+    PENDING_NEW: "pending_new",
+    NEW: "new",
+    PARTIALLY_FILLED: "partially_filled",
+    FILLED: "filled",
+    CANCELED: "canceled",
+    REJECTED: "rejected",
+    UNKNOWN: "unknown",
+}
+
+_EPS = 1e-12
+_CANCEL_ANSWERS = (ExecType.CANCELED, ExecType.REJECTED)
+
+
+class OrderState:
+    """Everything known about one order, including its latency stamps (ns since epoch)."""
+
+    __slots__ = (
+        "cl_ord_id",
+        "symbol",
+        "side",
+        "qty",
+        "price",
+        "ord_type",
+        "tif",
+        "strategy",
+        "status",
+        "order_id",
+        "filled_qty",
+        "avg_px",
+        "leaves_qty",
+        "reject_reason",
+        "taker",
+        "cancel_pending",
+        "trigger",
+        "md_receipt_ns",
+        "decision_ns",
+        "sent_ns",
+        "ack_ns",
+        "first_fill_ns",
+        "final_ns",
+        "recorded",
+    )
+
+    def __init__(
+        self,
+        cl_ord_id: int,
+        symbol: str,
+        side: Side,
+        qty: float,
+        price: float,
+        ord_type: OrdType,
+        tif: TimeInForce,
+        strategy: str,
+        taker: bool,
+        trigger: str,
+        md_receipt_ns: int,
+        decision_ns: int,
+    ) -> None:
+        self.cl_ord_id = cl_ord_id
+        self.symbol = symbol
+        self.side = side
+        self.qty = qty
+        self.price = price
+        self.ord_type = ord_type
+        self.tif = tif
+        self.strategy = strategy
+        self.status = PENDING_NEW
+        self.order_id = 0
+        self.filled_qty = 0.0
+        self.avg_px = 0.0
+        self.leaves_qty = qty
+        self.reject_reason = RejectReason.NONE
+        self.taker = taker
+        self.cancel_pending = False
+        self.trigger = trigger
+        self.md_receipt_ns = md_receipt_ns
+        self.decision_ns = decision_ns
+        self.sent_ns = 0
+        self.ack_ns: int | None = None
+        self.first_fill_ns: int | None = None
+        self.final_ns = 0
+        self.recorded = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN
+
+    @property
+    def status_name(self) -> str:
+        return STATUS_NAMES[self.status]
+
+    def __repr__(self) -> str:
+        return (
+            f"OrderState({self.cl_ord_id}, {self.symbol}, {self.side.name}, {self.qty}@{self.price}, "
+            f"{self.status_name}, filled={self.filled_qty})"
+        )
+
+
+class ReportOutcome:
+    """What one report changed. Reused by :class:`OrderManager` (one object, no per-report allocation)."""
+
+    __slots__ = ("order", "fill_qty", "fill_px", "status_changed", "final")
+
+    def __init__(self) -> None:
+        self.order: OrderState | None = None
+        self.fill_qty = 0.0
+        self.fill_px = 0.0
+        self.status_changed = False
+        self.final = False
+
+
+class OrderManager:
+    """Owns client order ids (unique per session, from 1) and every order's state."""
+
+    def __init__(self) -> None:
+        self._next_id = 1
+        self.orders: dict[int, OrderState] = {}
+        #: Orders that may still rest on the venue.
+        self.open: dict[int, OrderState] = {}
+        #: cancel request cl_ord_id -> the order it cancels (a venue may answer under either id).
+        self._cancels: dict[int, int] = {}
+        self._by_order_id: dict[int, int] = {}
+        self.unmatched_reports = 0
+        self.duplicate_reports = 0
+        self.cancel_rejects = 0
+        self._out = ReportOutcome()
+
+    def next_id(self) -> int:
+        cid = self._next_id
+        self._next_id = cid + 1
+        return cid
+
+    def add(self, order: OrderState) -> None:
+        self.orders[order.cl_ord_id] = order
+        self.open[order.cl_ord_id] = order
+
+    def new_cancel_id(self, orig: int) -> int:
+        cid = self.next_id()
+        self._cancels[cid] = orig
+        return cid
+
+    def open_count(self, symbol: str | None = None) -> int:
+        if symbol is None:
+            return len(self.open)
+        return sum(1 for o in self.open.values() if o.symbol == symbol)
+
+    def apply(self, r: ExecutionReport, now_ns: int) -> ReportOutcome:
+        """Apply one report; returns the (reused) outcome. Unknown ids are counted, not raised."""
+        out = self._out
+        out.fill_qty = 0.0
+        out.status_changed = False
+        out.final = False
+        cid = r.cl_ord_id
+        st = self.orders.get(cid)
+        is_cancel_answer = False
+        if st is None:
+            orig = self._cancels.get(cid)
+            if orig is None and r.order_id and r.exec_type in _CANCEL_ANSWERS:
+                orig = self._by_order_id.get(r.order_id)
+            st = self.orders.get(orig) if orig is not None else None
+            is_cancel_answer = st is not None
+        out.order = st
+        if st is None:
+            self.unmatched_reports += 1
+            return out
+        if r.order_id and not st.order_id and not is_cancel_answer and r.exec_type != ExecType.REJECTED:
+            st.order_id = r.order_id
+            self._by_order_id[r.order_id] = st.cl_ord_id
+        if st.ack_ns is None and not is_cancel_answer:
+            st.ack_ns = now_ns
+
+        et = r.exec_type
+        old = st.status
+        if et == ExecType.REJECTED:
+            if is_cancel_answer or st.cancel_pending and old != PENDING_NEW:
+                # A cancel was refused (e.g. the order filled first): the order itself is unchanged.
+                st.cancel_pending = False
+                self.cancel_rejects += 1
+                return out
+            if _RANK[old] >= _RANK[NEW]:
+                self.duplicate_reports += 1
+                return out
+            st.status = REJECTED
+            st.reject_reason = r.reject_reason
+            st.leaves_qty = 0.0
+        elif et == ExecType.PARTIAL_FILL or et == ExecType.FILL:
+            delta = r.cum_qty - st.filled_qty
+            if delta > _EPS:
+                # Count only what cum_qty adds: a repeated or overtaken report adds nothing.
+                px = r.last_px
+                st.avg_px = (st.avg_px * st.filled_qty + px * delta) / r.cum_qty
+                st.filled_qty = r.cum_qty
+                st.leaves_qty = r.leaves_qty
+                out.fill_qty = delta
+                out.fill_px = px
+                if st.first_fill_ns is None:
+                    st.first_fill_ns = now_ns
+            if old not in TERMINAL:
+                if et == ExecType.FILL or r.leaves_qty <= _EPS and st.filled_qty >= st.qty - _EPS:
+                    st.status = FILLED
+                elif old != PARTIALLY_FILLED:
+                    st.status = PARTIALLY_FILLED
+            elif out.fill_qty == 0.0:
+                self.duplicate_reports += 1
+        elif et == ExecType.CANCELED:
+            if old in TERMINAL:
+                self.duplicate_reports += 1
+                return out
+            st.status = CANCELED
+            st.leaves_qty = 0.0
+        elif et == ExecType.NEW:
+            if _RANK[old] >= _RANK[NEW]:
+                self.duplicate_reports += 1
+                return out
+            st.status = NEW
+        if st.status != old:
+            out.status_changed = True
+            if st.status in TERMINAL:
+                st.final_ns = now_ns
+                st.cancel_pending = False
+                self.open.pop(st.cl_ord_id, None)
+                out.final = True
+            elif old == UNKNOWN:
+                self.open[st.cl_ord_id] = st
+        return out
+
+    def mark_unknown(self, now_ns: int) -> list[OrderState]:
+        """The venue connection dropped: every open order's fate is now unknown.
+
+        The protocol has no order-status request, so nothing better can be learned; a
+        report that still arrives for such an order resolves it (UNKNOWN ranks lowest).
+        """
+        lost = list(self.open.values())
+        for st in lost:
+            st.status = UNKNOWN
+            st.final_ns = now_ns
+            st.cancel_pending = False
+        self.open.clear()
+        return lost

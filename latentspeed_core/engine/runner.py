@@ -1,0 +1,261 @@
+"""The engine's asyncio plumbing: venue connection, market data, timers, stats, shutdown.
+
+Shutdown (SIGINT/SIGTERM, ``--duration`` or :meth:`EngineRunner.stop`): stop feeding the
+strategies, cancel open orders (``cancel_on_exit``) and wait for their confirmations up to
+``shutdown_timeout``, write one latency record per order still not final, the summary
+record and the final STATS line, flush, return the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from .config import EngineSetup
+from .core import Engine
+from .latency import LatencyLog
+from .marketdata import BookListener, build_source
+from .risk import build_risk
+
+log = logging.getLogger("latentspeed.engine")
+
+
+def set_cpu_affinity(cpus: list[int] | None) -> None:
+    """Pin this process (Linux ``sched_setaffinity``); elsewhere a logged no-op."""
+    if not cpus:
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        log.warning("cpu affinity not supported on this platform; ignoring %s", cpus)
+        return
+    os.sched_setaffinity(0, set(cpus))
+    log.info("pinned to CPUs %s", sorted(os.sched_getaffinity(0)))
+
+
+def parse_cpus(text: str) -> list[int]:
+    """``6,7`` or ``4-7`` or ``0,2-3`` -> sorted CPU numbers."""
+    out: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.update(range(int(a), int(b) + 1))
+        else:
+            out.add(int(part))
+    return sorted(out)
+
+
+class EngineRunner:
+    """Builds the venue, strategies, risk checks and market-data source of an :class:`EngineSetup`."""
+
+    def __init__(
+        self,
+        setup: EngineSetup,
+        registry,
+        *,
+        book_listeners: list[BookListener] = (),
+        on_stats: Callable[[Engine], None] | None = None,
+    ) -> None:
+        cfg = setup.config
+        self.setup = setup
+        self.registry = registry
+        venue_comp = registry.get("venues", cfg.venue.exchange.lower())
+        self.venue = venue_comp.factory(setup.venue)
+        self.latency = LatencyLog(cfg.latency.file)
+        self.engine = Engine(
+            self.venue,
+            build_risk(setup.risk_checks),
+            maker_bps=cfg.fees.maker_bps,
+            taker_bps=cfg.fees.taker_bps,
+            latency=self.latency,
+        )
+        for rs in setup.strategies:
+            strategy = rs.component.factory(rs.params)
+            self.engine.add_strategy(rs.id, strategy, rs.symbols)
+        self.source = build_source(registry, setup, self.engine, list(book_listeners))
+        self.on_stats = on_stats
+        self._stop = asyncio.Event()
+        self.stop_reason = ""
+        #: Set when a task (venue, market data) failed and stopped the engine.
+        self.error: str | None = None
+        self.summary: dict | None = None
+
+    def stop(self, reason: str = "stop requested") -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
+
+    async def run(self, duration: float | None = None, install_signals: bool = True) -> dict:
+        cfg = self.setup.config
+        engine = self.engine
+        loop = asyncio.get_running_loop()
+        installed = []
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, self.stop, f"signal {sig.name}")
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+        # Everything built so far lives for the whole run: move it out of the collector's sight so
+        # the periodic collections on the hot path scan only what the run allocates.
+        gc.collect()
+        gc.freeze()
+        t0 = time.monotonic()
+        engine.started_ns = time.time_ns()
+        engine.start()
+        tasks = [
+            asyncio.create_task(self.venue.run(engine), name="venue"),
+            asyncio.create_task(self.source.run(), name="market-data"),
+            asyncio.create_task(self._every(cfg.timer_interval, self._timer), name="timer"),
+            asyncio.create_task(self._every(cfg.stats_interval, self._stats), name="stats"),
+        ]
+        if cfg.busy_poll:
+            tasks.append(asyncio.create_task(_spin(), name="busy-poll"))
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            waiting = {stopper, *tasks}
+            timeout = duration
+            while True:
+                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    self.stop_reason = self.stop_reason or f"duration {duration}s reached"
+                    break
+                if stopper in done:
+                    break
+                failed = None
+                for t in done:
+                    waiting.discard(t)
+                    exc = t.exception()
+                    if exc is not None:
+                        # Never a crash: say what failed, then the orderly shutdown (cancel, records).
+                        log.error("engine task %s failed: %s: %s", t.get_name(), type(exc).__name__, exc)
+                        log.debug("traceback of task %s", t.get_name(), exc_info=exc)
+                        failed = f"task {t.get_name()} failed: {type(exc).__name__}: {exc}"
+                if failed:
+                    self.stop_reason = self.error = failed
+                    break
+                if duration is not None:
+                    timeout = max(0.0, duration - (time.monotonic() - t0))
+            log.info("stopping: %s", self.stop_reason)
+            await self._shutdown(tasks, time.monotonic() - t0)
+        finally:
+            stopper.cancel()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            self.latency.close()
+            gc.unfreeze()
+        return self.summary
+
+    async def _shutdown(self, tasks: list[asyncio.Task], elapsed: float) -> None:
+        cfg = self.setup.config
+        engine = self.engine
+        for t in tasks[1:]:  # market data, timer, stats: only the venue keeps running
+            t.cancel()
+        engine.trading_enabled = False
+        engine.halt_reason = engine.halt_reason or "shutdown"
+        for sid, s in engine.strategies.items():
+            engine._call(sid, s.on_stop, f"shutdown: {self.stop_reason}")
+        if cfg.cancel_on_exit and engine.orders.open:
+            n = engine.cancel_all()
+            log.info("shutdown: cancel requested for %d open order(s)", n)
+            deadline = time.monotonic() + cfg.shutdown_timeout
+            while engine.orders.open and self.venue.connected and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            if engine.orders.open:
+                log.warning("shutdown: %d order(s) still open after cancel_on_exit", len(engine.orders.open))
+        for st in list(engine.orders.open.values()):
+            if st.final_ns == 0:
+                st.final_ns = engine.clock()
+            self.latency.order(st)
+        # From here a venue disconnect is ours, not news: stop listening before closing it.
+        engine.on_venue_disconnected = lambda reason: None  # type: ignore[method-assign]
+        self.summary = self._summary(elapsed)
+        self.latency.record({"type": "summary", "ts_ns": time.time_ns(), **_contract(self.summary)})
+        self.latency.flush()
+        log.info(engine.stats_line())
+
+    def _summary(self, elapsed: float) -> dict:
+        e = self.engine
+        s = e.stats()
+        p50, p99, p999 = e.t2t.percentiles_us(50, 99, 99.9)
+        r50, r99 = e.round_trip.percentiles_us(50, 99)
+        s.update(
+            duration_s=round(elapsed, 3),
+            t2t_us={"p50": p50, "p99": p99, "p999": p999, "n": len(e.t2t)},
+            round_trip_us={"p50": r50, "p99": r99, "n": len(e.round_trip)},
+            stop_reason=self.stop_reason,
+            error=self.error,
+            cancels=e.cancels_sent,
+            strategy_errors=e.strategy_errors,
+            market_data=self.source.stats(),
+        )
+        return s
+
+    async def _every(self, interval: float, fn) -> None:
+        next_t = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+            next_t += interval
+            fn()
+
+    def _timer(self) -> None:
+        self.engine.on_timer(time.time_ns())
+
+    def _stats(self) -> None:
+        e = self.engine
+        log.info(e.stats_line())
+        self.latency.record({"type": "stats", "ts_ns": time.time_ns(), **_contract(e.stats())})
+        self.latency.flush()
+        if self.on_stats is not None:
+            self.on_stats(e)
+
+
+async def _spin() -> None:
+    """Yield to the loop forever: its poll then never blocks (``busy_poll``)."""
+    while True:
+        await asyncio.sleep(0)
+
+
+_CONTRACT_KEYS = ("rx_packets", "orders", "fills", "rejects", "positions", "realized_pnl", "unrealized_pnl")
+
+
+def _contract(stats: dict) -> dict:
+    """The contract's stats/summary record fields first, then the extras."""
+    out = {k: stats[k] for k in _CONTRACT_KEYS}
+    for k, v in stats.items():
+        if k not in out and k not in ("t2t_us", "round_trip_us", "market_data"):
+            out[k] = v
+    if "t2t_us" in stats:
+        out["t2t_us"] = stats["t2t_us"]
+        out["round_trip_us"] = stats["round_trip_us"]
+    return out
+
+
+def run_engine(setup: EngineSetup, registry, duration: float | None = None, **kw) -> dict:
+    """Blocking entry point: run an engine to completion on a fresh loop; returns the summary.
+
+    uvloop when installed: less per-callback overhead on the hot path.
+    """
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+
+    async def main() -> dict:
+        runner = EngineRunner(setup, registry, **kw)
+        return await runner.run(duration)
+
+    with asyncio.Runner(loop_factory=loop_factory) as r:
+        return r.run(main())

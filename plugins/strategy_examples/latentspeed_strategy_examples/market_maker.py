@@ -1,0 +1,84 @@
+"""A market maker: one bid and one ask around mid, skewed by inventory, requoted on moves.
+
+Skew: every unit of position moves both quotes ``skew_bps`` against it (long -> lower
+quotes: sells get likelier, buys less), so inventory mean-reverts. A side that would take
+the position past ``max_position`` is not quoted.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from latentspeed_core.config import StrictModel
+from latentspeed_core.engine.strategy import Strategy, ceil_to, floor_to
+from latentspeed_core.types import Side
+
+
+class MarketMakerParams(StrictModel):
+    #: Quote size per side (rounded down to the venue's lot size).
+    qty: float = Field(0.01, gt=0)
+    #: Distance of each quote from mid, in basis points.
+    half_spread_bps: float = Field(1.5, ge=0)
+    #: Quote shift per unit of position, in basis points.
+    skew_bps: float = Field(2.0, ge=0)
+    #: Requote when mid moved this many bps from where we last quoted.
+    requote_bps: float = Field(3.0, ge=0)
+    #: Do not quote the side that would take |position| beyond this.
+    max_position: float = Field(1.0, gt=0)
+
+
+class _Quote:
+    __slots__ = ("bid", "ask", "mid")
+
+    def __init__(self) -> None:
+        self.bid = None
+        self.ask = None
+        self.mid = 0.0
+
+
+class MarketMaker(Strategy):
+    params: MarketMakerParams
+
+    def __init__(self, params: MarketMakerParams) -> None:
+        super().__init__(params)
+        self._quotes: dict[str, _Quote] = {}
+
+    def on_start(self) -> None:
+        self._quotes = {s: _Quote() for s in self.symbols}
+
+    def on_book(self, msg: dict) -> None:
+        ctx = self.ctx
+        if not ctx.ready:
+            return
+        sym = msg["symbol"]
+        mid = msg.get("midpoint")
+        if not mid:
+            return
+        q = self._quotes[sym]
+        p = self.params
+        bid_live = q.bid is not None and q.bid.is_open
+        ask_live = q.ask is not None and q.ask.is_open
+        moved = abs(mid - q.mid) * 10_000.0 >= p.requote_bps * mid if q.mid else True
+        if bid_live and ask_live and not moved:
+            return
+        pos = ctx.position(sym).qty
+        tick, lot = ctx.instrument(sym)
+        qty = floor_to(p.qty, lot)
+        if qty <= 0:
+            return
+        skew = pos * p.skew_bps
+        bid_px = floor_to(mid * (1.0 - (p.half_spread_bps + skew) / 10_000.0), tick)
+        ask_px = ceil_to(mid * (1.0 + (p.half_spread_bps - skew) / 10_000.0), tick)
+        if moved:
+            # Requote: pull what rests, place fresh quotes at the new prices.
+            if bid_live:
+                ctx.cancel(q.bid.cl_ord_id)
+                bid_live = False
+            if ask_live:
+                ctx.cancel(q.ask.cl_ord_id)
+                ask_live = False
+            q.mid = mid
+        if not bid_live and pos + qty <= p.max_position + 1e-12:
+            q.bid = ctx.submit(sym, Side.BUY, qty, bid_px)
+        if not ask_live and -pos + qty <= p.max_position + 1e-12:
+            q.ask = ctx.submit(sym, Side.SELL, qty, ask_px)
