@@ -1,14 +1,23 @@
-"""L2 order book with absolute-size updates, kept sorted incrementally.
+"""L2 order book with absolute-size updates, kept sorted incrementally near the top.
 
-Each side is a dict ``price -> qty`` plus a sorted list of keys. Bids are keyed by
-the negated price so that index 0 is the best level on both sides; a top-N read is
-a slice, never a sort. Inserting a new level is a bisect plus one memmove, which
-beats re-sorting ~1,000 keys per read (what cryptofeed's SortedDict view costs).
+Each side is a dict ``price -> qty`` holding every level, plus a sorted list of the keys
+of the best levels only: every key up to an *edge*. Bids are keyed by the negated price
+so that index 0 is the best level on both sides; a top-N read is a slice, never a sort.
+
+Why a window and not all keys: venues send updates all through a deep book (Binance's
+diff depth touches ~1,000 levels a side), and keeping every key sorted costs a bisect
+and a list memmove per new or removed level. Levels beyond the edge only touch the dict
+(one float comparison decides). When the window grows past ``2 * window`` it is cut back
+to ``window`` keys; when deletions shrink it below ``window // 2`` it is refilled from the
+dict with ``heapq.nsmallest`` (rare). A read deeper than the window sorts the dict (correct, slow).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from heapq import nsmallest
+
+_INF = float("inf")
 
 
 class CrossedBookError(ValueError):
@@ -16,50 +25,140 @@ class CrossedBookError(ValueError):
 
 
 class L2Book:
-    __slots__ = ("symbol", "_bids", "_asks", "_bid_keys", "_ask_keys")
+    __slots__ = ("symbol", "_bids", "_asks", "_bid_keys", "_ask_keys", "_bid_edge", "_ask_edge")
+
+    #: Best levels kept sorted per side (reads of up to this many levels are slices).
+    window: int = 64
 
     def __init__(self, symbol: str = "") -> None:
         self.symbol = symbol
         self._bids: dict[float, float] = {}
         self._asks: dict[float, float] = {}
-        self._bid_keys: list[float] = []  # negated prices, ascending
-        self._ask_keys: list[float] = []  # prices, ascending
+        self._bid_keys: list[float] = []  # negated prices, ascending, every bid key <= _bid_edge
+        self._ask_keys: list[float] = []  # prices, ascending, every ask key <= _ask_edge
+        self._bid_edge = _INF  # inf: every level is in the keys list
+        self._ask_edge = _INF
 
     def clear(self) -> None:
         self._bids.clear()
         self._asks.clear()
         self._bid_keys.clear()
         self._ask_keys.clear()
+        self._bid_edge = self._ask_edge = _INF
 
     def load_snapshot(self, bids, asks) -> None:
         """Replace the whole book from iterables of ``(price, qty)``; zero sizes are ignored."""
         self._bids = {p: q for p, q in bids if q > 0}
         self._asks = {p: q for p, q in asks if q > 0}
-        self._bid_keys = sorted(-p for p in self._bids)
-        self._ask_keys = sorted(self._asks)
+        self._refill_bids()
+        self._refill_asks()
 
+    # -- window maintenance (rare) --------------------------------------------------
+    def _refill_bids(self) -> None:
+        w = self.window
+        if len(self._bids) > 2 * w:
+            self._bid_keys = nsmallest(w, [-p for p in self._bids])
+            self._bid_edge = self._bid_keys[-1]
+        else:
+            self._bid_keys = sorted(-p for p in self._bids)
+            self._bid_edge = _INF
+
+    def _refill_asks(self) -> None:
+        w = self.window
+        if len(self._asks) > 2 * w:
+            self._ask_keys = nsmallest(w, self._asks)
+            self._ask_edge = self._ask_keys[-1]
+        else:
+            self._ask_keys = sorted(self._asks)
+            self._ask_edge = _INF
+
+    def _trim_bids(self) -> None:
+        keys = self._bid_keys
+        w = self.window
+        self._bid_edge = keys[w - 1]
+        del keys[w:]
+
+    def _trim_asks(self) -> None:
+        keys = self._ask_keys
+        w = self.window
+        self._ask_edge = keys[w - 1]
+        del keys[w:]
+
+    # -- updates ------------------------------------------------------------------------
     def set_bid(self, price: float, qty: float) -> None:
         """Set the absolute size at ``price``; ``qty`` 0 (or less) deletes the level."""
         levels = self._bids
+        key = -price
         if qty > 0:
-            if price not in levels:
+            if price not in levels and key <= self._bid_edge:
                 keys = self._bid_keys
-                keys.insert(bisect_left(keys, -price), -price)
+                keys.insert(bisect_left(keys, key), key)
+                if len(keys) > 2 * self.window:
+                    self._trim_bids()
             levels[price] = qty
-        elif levels.pop(price, None) is not None:
+        elif levels.pop(price, None) is not None and key <= self._bid_edge:
             keys = self._bid_keys
-            del keys[bisect_left(keys, -price)]
+            del keys[bisect_left(keys, key)]
+            if len(keys) < (self.window + 1) // 2 and self._bid_edge != _INF:
+                self._refill_bids()
 
     def set_ask(self, price: float, qty: float) -> None:
         levels = self._asks
         if qty > 0:
-            if price not in levels:
+            if price not in levels and price <= self._ask_edge:
                 keys = self._ask_keys
                 keys.insert(bisect_left(keys, price), price)
+                if len(keys) > 2 * self.window:
+                    self._trim_asks()
             levels[price] = qty
-        elif levels.pop(price, None) is not None:
+        elif levels.pop(price, None) is not None and price <= self._ask_edge:
             keys = self._ask_keys
             del keys[bisect_left(keys, price)]
+            if len(keys) < (self.window + 1) // 2 and self._ask_edge != _INF:
+                self._refill_asks()
+
+    def update_bids(self, levels) -> None:
+        """Apply ``(price, qty)`` pairs of absolute sizes (0 deletes); one call per venue message."""
+        book = self._bids
+        keys = self._bid_keys
+        edge = self._bid_edge
+        hi = 2 * self.window
+        lo = (self.window + 1) // 2
+        for price, qty in levels:
+            if qty > 0:
+                if price not in book and -price <= edge:
+                    keys.insert(bisect_left(keys, -price), -price)
+                    if len(keys) > hi:
+                        self._trim_bids()
+                        edge = self._bid_edge
+                book[price] = qty
+            elif book.pop(price, None) is not None and -price <= edge:
+                del keys[bisect_left(keys, -price)]
+                if len(keys) < lo and edge != _INF:
+                    self._refill_bids()
+                    keys = self._bid_keys
+                    edge = self._bid_edge
+
+    def update_asks(self, levels) -> None:
+        book = self._asks
+        keys = self._ask_keys
+        edge = self._ask_edge
+        hi = 2 * self.window
+        lo = (self.window + 1) // 2
+        for price, qty in levels:
+            if qty > 0:
+                if price not in book and price <= edge:
+                    keys.insert(bisect_left(keys, price), price)
+                    if len(keys) > hi:
+                        self._trim_asks()
+                        edge = self._ask_edge
+                book[price] = qty
+            elif book.pop(price, None) is not None and price <= edge:
+                del keys[bisect_left(keys, price)]
+                if len(keys) < lo and edge != _INF:
+                    self._refill_asks()
+                    keys = self._ask_keys
+                    edge = self._ask_edge
 
     def set(self, is_bid: bool, price: float, qty: float) -> None:
         if is_bid:
@@ -67,6 +166,7 @@ class L2Book:
         else:
             self.set_ask(price, qty)
 
+    # -- reads ----------------------------------------------------------------------------
     def bid_qty(self, price: float) -> float:
         return self._bids.get(price, 0.0)
 
@@ -88,18 +188,28 @@ class L2Book:
     def top_bids(self, n: int) -> list[list[float]]:
         """Best ``n`` bids, best first, as ``[[price, qty], ...]``."""
         levels = self._bids
-        return [[-k, levels[-k]] for k in self._bid_keys[:n]]
+        keys = self._bid_keys
+        if n > len(keys) and self._bid_edge != _INF:  # deeper than the window: sort (rare, correct)
+            keys = sorted(-p for p in levels)
+        return [[-k, levels[-k]] for k in keys[:n]]
 
     def top_asks(self, n: int) -> list[list[float]]:
         levels = self._asks
-        return [[k, levels[k]] for k in self._ask_keys[:n]]
+        keys = self._ask_keys
+        if n > len(keys) and self._ask_edge != _INF:
+            keys = sorted(levels)
+        return [[k, levels[k]] for k in keys[:n]]
 
     def bid_prices(self) -> list[float]:
         """All bid prices, best first (a copy)."""
-        return [-k for k in self._bid_keys]
+        if self._bid_edge == _INF:
+            return [-k for k in self._bid_keys]
+        return sorted(self._bids, reverse=True)
 
     def ask_prices(self) -> list[float]:
-        return list(self._ask_keys)
+        if self._ask_edge == _INF:
+            return list(self._ask_keys)
+        return sorted(self._asks)
 
     def is_crossed(self) -> bool:
         """True when best bid >= best ask (a locked book counts as crossed)."""
@@ -107,14 +217,14 @@ class L2Book:
 
     @property
     def bid_levels(self) -> int:
-        return len(self._bid_keys)
+        return len(self._bids)
 
     @property
     def ask_levels(self) -> int:
-        return len(self._ask_keys)
+        return len(self._asks)
 
     def __len__(self) -> int:
-        return len(self._bid_keys) + len(self._ask_keys)
+        return len(self._bids) + len(self._asks)
 
     def __repr__(self) -> str:
         return f"L2Book({self.symbol!r}, bid={self.best_bid()}, ask={self.best_ask()}, levels={len(self)})"

@@ -12,7 +12,6 @@ feed rebuilds its books from fresh snapshots; every frame is stamped with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time

@@ -151,7 +151,9 @@ def test_app_ping_sent_and_rate_limited():
 
     async def main():
         async with Server(script) as srv:
-            feed = RecFeed(WsTestConfig(exchange="t", ws_url=srv.url), subs=[f"s{i}" for i in range(6)], ping="PING")
+            feed = RecFeed(
+                WsTestConfig(exchange="t", ws_url=srv.url), subs=[f"s{i}" for i in range(6)], ping="PING"
+            )
             feed.ping_interval = 0.05
             feed.subscribe_rate = 20.0  # at most 20 messages in any second
             t0 = time.monotonic()

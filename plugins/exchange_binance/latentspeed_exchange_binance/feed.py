@@ -1,0 +1,267 @@
+"""Binance spot / USD-M feed: diff-depth books synchronised with REST snapshots, and trades.
+
+The book rules follow Binance's "How to manage a local order book correctly" (spot:
+developers.binance.com/docs/binance-spot-api-docs/web-socket-streams; USD-M:
+developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/
+How-to-manage-a-local-order-book-correctly). Until a symbol is synchronised its book is
+never published; any gap discards the book and starts over from a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from latentspeed_core.book import L2Book
+from latentspeed_core.feed import Feed
+from latentspeed_core.ws import WsFeed
+
+from .config import BinanceConfig
+from .parsing import (
+    AggTradeEvent,
+    Depth,
+    ServerShutdown,
+    TradeEvent,
+    combined_url,
+    decode,
+    event_time_ns,
+    parse_snapshot,
+    parse_trade,
+    snapshot_url,
+    streams,
+    venue_symbol,
+)
+
+log = logging.getLogger(__name__)
+
+SKIPPED, APPLIED, RESYNCED = 0, 1, 2
+
+
+class SymbolState:
+    """Per-symbol book and synchronisation state."""
+
+    __slots__ = (
+        "symbol",
+        "venue",
+        "book",
+        "synced",
+        "first",
+        "last_u",
+        "buffer",
+        "requested",
+        "last_request",
+        "timer",
+        "url",
+    )
+
+    def __init__(self, symbol: str, url: str) -> None:
+        self.symbol = symbol
+        self.venue = venue_symbol(symbol)
+        self.url = url
+        self.book = L2Book(symbol)
+        self.requested = False
+        self.last_request = -1e9
+        self.timer: asyncio.TimerHandle | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Discard the book: buffer events again until a snapshot arrives."""
+        self.book.clear()
+        self.synced = False
+        self.first = False  # USD-M: the next event is the first one processed after the snapshot
+        self.last_u = 0
+        self.buffer: list[tuple[Depth, int]] = []
+
+
+class BinanceFeed(WsFeed):
+    exchange = "BINANCE"
+    #: Binance closes every connection after 24 h; reconnect a little before, on our terms.
+    max_lifetime = 24 * 3600 - 300
+    #: Binance allows 5 incoming messages per second (pings, pongs and requests alike); keep one spare.
+    subscribe_rate = 4.0
+    #: Minimum spacing of snapshot requests per symbol (spot depth limit 1000 weighs 50 of 6000/min).
+    snapshot_min_interval = 1.0
+    #: Events kept while waiting for a snapshot; beyond this the buffer restarts.
+    max_buffer = 10_000
+
+    def __init__(self, config: BinanceConfig, name: str | None = None) -> None:
+        super().__init__(config, name)
+        self.silence_timeout = config.silence_timeout
+        self.usdm = config.market == "usdm"
+        names = streams(
+            config.symbols, config.depth_speed, config.trade_channel if config.trades else None, config.market
+        )
+        self._url = combined_url(config.ws_url, names)
+        self._syms: dict[str, SymbolState] = {}
+        self._by_symbol: dict[str, SymbolState] = {}
+        for s in config.symbols:
+            st = SymbolState(s, snapshot_url(config.rest_url, config.market, s, config.snapshot_limit))
+            self._syms[st.venue] = st
+            self._by_symbol[s] = st
+
+    def ws_url(self) -> str:
+        return self._url
+
+    def book(self, symbol: str) -> L2Book:
+        """The live book of ``symbol`` (``BTC-USDT``); only valid while :meth:`synced`."""
+        return self._by_symbol[symbol].book
+
+    def synced(self, symbol: str) -> bool:
+        return self._by_symbol[symbol].synced
+
+    # -- inputs ------------------------------------------------------------------
+    def on_connect(self) -> None:
+        for st in self._syms.values():
+            if st.timer is not None:
+                st.timer.cancel()
+                st.timer = None
+            st.requested = False
+            st.reset()
+
+    def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        ev = decode(data)
+        cls = type(ev)
+        if cls is Depth:
+            st = self._syms.get(ev.s)
+            if st is None:
+                self.error("depth update for an unsubscribed symbol", data)
+            elif st.synced:
+                if self._apply(st, ev, receipt_ns) == APPLIED:
+                    self._publish(st, event_time_ns(ev), receipt_ns)
+            else:
+                self._buffer(st, ev, receipt_ns)
+        elif cls is TradeEvent or cls is AggTradeEvent:
+            st = self._syms.get(ev.s)
+            if st is None:
+                self.error("trade for an unsubscribed symbol", data)
+            else:
+                self.stats.trades += 1
+                if self.sink is not None:
+                    self.sink.on_trade(self, parse_trade(ev, st.symbol, receipt_ns))
+        elif cls is ServerShutdown:  # the venue will close this connection soon: move now
+            self.reconnect("venue sent serverShutdown")
+        elif "result" in ev and "id" in ev:
+            pass  # answer to a request (LIST_SUBSCRIPTIONS etc.)
+        elif "code" in ev and "msg" in ev:
+            self.error(f"venue error {ev['code']}: {ev['msg']}", data)
+        else:
+            self.error(f"unknown event {ev.get('e')!r}", data)
+
+    def on_rest(self, key: str, body: bytes | str, receipt_ns: int) -> None:
+        st = self._syms.get(key)
+        if st is None:
+            self.error(f"REST answer for unknown key {key!r}")
+            return
+        st.requested = False
+        if st.synced:
+            return  # a late duplicate; the book is already synchronised
+        lid, bids, asks = parse_snapshot(body)
+        buf = st.buffer
+        if buf and lid < buf[0][0].U:
+            # Spot rule: a snapshot older than the first buffered event is refetched (go back to step 3).
+            Feed.resync(
+                self, st.symbol, f"snapshot lastUpdateId {lid} older than first buffered U {buf[0][0].U}"
+            )
+            self._request_snapshot(st)
+            return
+        st.book.load_snapshot(bids, asks)
+        st.last_u = lid
+        st.synced = True
+        st.first = True
+        st.buffer = []
+        ts = 0
+        for i, (ev, rns) in enumerate(buf):
+            try:
+                r = self._apply(st, ev, rns)
+            except Exception as exc:  # counted; a half-applied event has already reset the book
+                self.error(f"bad buffered depth event: {type(exc).__name__}: {exc}", ev)
+                if st.synced:
+                    continue  # rejected before touching the book; the sequence rules catch the hole
+                r = RESYNCED
+            if r == RESYNCED:  # the event was re-buffered; keep the rest behind it
+                for later in buf[i + 1 :]:
+                    self._buffer(st, *later)
+                return
+            if r == APPLIED:
+                ts = event_time_ns(ev)
+        if st.book.is_crossed():
+            self.resync(st.symbol, "crossed book after loading the snapshot")
+            return
+        self._publish(st, ts or receipt_ns, receipt_ns)
+
+    # -- book rules --------------------------------------------------------------
+    def _apply(self, st: SymbolState, ev: Depth, receipt_ns: int) -> int:
+        """Apply one event to a synchronised book by the market's sequencing rules."""
+        U = ev.U
+        u = ev.u
+        last = st.last_u
+        if self.usdm:
+            if st.first:
+                if u < last:  # USD-M: drop events with u < lastUpdateId
+                    return SKIPPED
+                if U > last:  # the first processed event must have U <= lastUpdateId <= u
+                    return self._gap(
+                        st, ev, receipt_ns, f"first event U {U} after snapshot lastUpdateId {last}"
+                    )
+                st.first = False
+            elif ev.pu != last:  # USD-M: every event's pu equals the previous event's u
+                return self._gap(st, ev, receipt_ns, f"pu {ev.pu} != previous u {last}")
+        else:
+            if u <= last:  # spot: u <= the book's update id → ignore
+                return SKIPPED
+            if U > last + 1:  # spot: U > update id + 1 → discard the book and restart
+                return self._gap(st, ev, receipt_ns, f"gap: U {U} > last u {last} + 1")
+        # Levels were decoded and validated as float pairs before we got here: nothing below can fail
+        # half-way through an event.
+        book = st.book
+        book.update_bids(ev.b)
+        book.update_asks(ev.a)
+        st.last_u = u
+        if book.is_crossed():
+            self.resync(st.symbol, f"crossed book after update u {u}")
+            return RESYNCED
+        return APPLIED
+
+    def _gap(self, st: SymbolState, ev: Depth, receipt_ns: int, reason: str) -> int:
+        self.resync(st.symbol, reason)
+        self._buffer(st, ev, receipt_ns)  # the event that showed the gap starts the new buffer
+        return RESYNCED
+
+    def resync(self, symbol: str, reason: str) -> None:
+        """Binance's way: discard the book, buffer events again and fetch a fresh snapshot."""
+        super().resync(symbol, reason)
+        self._by_symbol[symbol].reset()
+
+    def _buffer(self, st: SymbolState, ev: Depth, receipt_ns: int) -> None:
+        buf = st.buffer
+        if len(buf) >= self.max_buffer:
+            self.error(
+                f"{st.symbol}: {len(buf)} events buffered without a usable snapshot; restarting the buffer"
+            )
+            buf.clear()
+        buf.append((ev, receipt_ns))
+        if not st.requested:
+            self._request_snapshot(st)
+
+    def _request_snapshot(self, st: SymbolState) -> None:
+        st.requested = True
+        if not self._live:
+            return  # replay: the recorded REST answers arrive by themselves
+        wait = st.last_request + self.snapshot_min_interval - time.monotonic()
+        if wait > 0:
+            if st.timer is None:
+                st.timer = asyncio.get_running_loop().call_later(wait, self._fetch, st)
+        else:
+            self._fetch(st)
+
+    def _fetch(self, st: SymbolState) -> None:
+        st.timer = None
+        st.last_request = time.monotonic()
+        self.request_rest(st.venue, st.url)
+
+    def _publish(self, st: SymbolState, timestamp_ns: int, receipt_ns: int) -> None:
+        self.stats.books += 1
+        sink = self.sink
+        if sink is not None:
+            sink.on_book(self, st.symbol, st.book, timestamp_ns, receipt_ns)

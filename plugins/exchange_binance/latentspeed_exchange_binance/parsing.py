@@ -1,0 +1,188 @@
+"""Pure Binance message parsing: frames in, plain values out; no I/O, no state.
+
+The hot path decodes with msgspec into slotted structs whose price/qty strings are
+converted to floats inside the C decoder (``strict=False`` accepts Binance's quoted
+numbers), so there is no Python-level ``float()`` per level and no intermediate dicts.
+A frame that is not one of the expected events (request answers, errors, anything new)
+falls back to orjson and a plain dict. A malformed depth event fails to decode as a
+whole, before any of it can touch a book.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import orjson
+
+from latentspeed_core.types import Trade
+
+EXCHANGE = "BINANCE"
+
+#: Production endpoints per market (combined-stream base URL, REST base URL, snapshot path).
+WS_URLS = {"spot": "wss://stream.binance.com:9443/stream", "usdm": "wss://fstream.binance.com/stream"}
+REST_URLS = {"spot": "https://api.binance.com", "usdm": "https://fapi.binance.com"}
+DEPTH_PATHS = {"spot": "/api/v3/depth", "usdm": "/fapi/v1/depth"}
+#: Diff-depth update speeds offered per market (spot: 1000ms/100ms; USD-M: 250ms default, 500ms, 100ms,
+#: and the 0ms stream the recorded USD-M session used).
+DEPTH_SPEEDS = {"spot": ("100ms", "1000ms"), "usdm": ("0ms", "100ms", "250ms", "500ms")}
+DEFAULT_SPEED = {"spot": "1000ms", "usdm": "250ms"}
+#: Snapshot sizes: spot takes 1..5000; USD-M takes only these values.
+USDM_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+#: Streams allowed on one connection (both markets' "Websocket Market Streams" pages: 1024).
+MAX_STREAMS = {"spot": 1024, "usdm": 1024}
+
+loads = orjson.loads
+
+
+class Depth(msgspec.Struct, tag_field="e", tag="depthUpdate", gc=False):
+    """A diff-depth event: levels ``b``/``a`` as ``(price, qty)`` floats, absolute sizes."""
+
+    s: str
+    U: int
+    u: int
+    b: list[tuple[float, float]]
+    a: list[tuple[float, float]]
+    E: int = 0
+    T: int = 0
+    pu: int = -1  # USD-M only: the previous event's u
+
+
+class TradeEvent(msgspec.Struct, tag_field="e", tag="trade", gc=False):
+    s: str
+    t: int
+    p: float
+    q: float
+    T: int
+    m: bool  # buyer is the maker: the taker sold
+
+
+class AggTradeEvent(msgspec.Struct, tag_field="e", tag="aggTrade", gc=False):
+    s: str
+    a: int
+    p: float
+    q: float
+    T: int
+    m: bool
+
+
+class ServerShutdown(msgspec.Struct, tag_field="e", tag="serverShutdown", gc=False):
+    E: int = 0
+
+
+Event = Depth | TradeEvent | AggTradeEvent | ServerShutdown
+
+
+class Combined(msgspec.Struct, gc=False):
+    """The combined-stream wrapper ``{"stream": …, "data": …}``."""
+
+    stream: str
+    data: Event
+
+
+class Snapshot(msgspec.Struct, gc=False):
+    lastUpdateId: int  # noqa: N815 (Binance's field name)
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
+_combined = msgspec.json.Decoder(Combined, strict=False)
+_event = msgspec.json.Decoder(Event, strict=False)
+_snapshot = msgspec.json.Decoder(Snapshot, strict=False)
+
+
+def decode(data: bytes | str) -> Event | dict:
+    """One frame → a typed event (combined wrapper or raw stream), else a plain dict (slow path).
+
+    Raises ``ValueError`` for frames that are not JSON objects or that are malformed known events.
+    """
+    try:
+        return _combined.decode(data).data
+    except msgspec.ValidationError:
+        pass
+    msg = parse_frame(data)
+    if msg.get("e") in _KNOWN:  # a known event that does not validate: malformed
+        try:
+            return _event.decode(orjson.dumps(msg))
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"malformed {msg.get('e')} event: {exc}") from None
+    return msg
+
+
+_KNOWN = ("depthUpdate", "trade", "aggTrade", "serverShutdown")
+
+
+def venue_symbol(symbol: str) -> str:
+    """``BTC-USDT`` → ``BTCUSDT`` (Binance symbols are the base and quote concatenated)."""
+    return symbol.replace("-", "").upper()
+
+
+def streams(
+    symbols: list[str], depth_speed: str, trade_channel: str | None, market: str = "spot"
+) -> list[str]:
+    """Combined-stream names, e.g. ``btcusdt@depth@100ms`` and ``btcusdt@trade`` (lower case).
+
+    The market's default speed has no suffix: spot ``@depth`` is 1000ms, USD-M ``@depth`` is 250ms.
+    """
+    out = []
+    for s in symbols:
+        v = venue_symbol(s).lower()
+        out.append(f"{v}@depth" if depth_speed == DEFAULT_SPEED[market] else f"{v}@depth@{depth_speed}")
+        if trade_channel:
+            out.append(f"{v}@{trade_channel}")
+    return out
+
+
+def combined_url(base: str, names: list[str]) -> str:
+    """``wss://.../stream?streams=a/b``: subscriptions ride in the URL, so no SUBSCRIBE messages count
+    against the 5-messages-per-second incoming limit, and every reconnect resubscribes."""
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}streams={'/'.join(names)}"
+
+
+def snapshot_url(rest_url: str, market: str, symbol: str, limit: int) -> str:
+    return f"{rest_url.rstrip('/')}{DEPTH_PATHS[market]}?symbol={venue_symbol(symbol)}&limit={limit}"
+
+
+def unwrap(msg: dict) -> dict:
+    """The event of a frame: the ``data`` of a combined-stream wrapper ``{"stream":…,"data":…}``, or the frame."""
+    data = msg.get("data")
+    return data if data is not None and "stream" in msg else msg
+
+
+def parse_frame(data: bytes | str) -> dict:
+    """Decode one frame and return its event payload (combined-stream wrapper removed)."""
+    msg = loads(data)
+    if type(msg) is not dict:
+        raise ValueError(f"expected a JSON object, got {type(msg).__name__}")
+    return unwrap(msg)
+
+
+def parse_snapshot(body: bytes | str) -> tuple[int, list[tuple[float, float]], list[tuple[float, float]]]:
+    """``GET /api/v3/depth`` or ``/fapi/v1/depth`` → ``(lastUpdateId, bids, asks)`` with float pairs."""
+    try:
+        snap = _snapshot.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ValueError(f"not a depth snapshot ({exc}): {_text(body)[:120]}") from None
+    return snap.lastUpdateId, snap.bids, snap.asks
+
+
+def _text(body: bytes | str) -> str:
+    return body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+
+
+def event_time_ns(event: Depth) -> int:
+    """Venue time of a depth event in ns: the transaction time ``T`` where given (USD-M), else ``E``."""
+    return (event.T or event.E) * 1_000_000
+
+
+def parse_trade(event: TradeEvent | AggTradeEvent, symbol: str, receipt_ns: int) -> Trade:
+    """A ``trade`` or ``aggTrade`` event → :class:`Trade`. ``m`` (buyer is maker) true means the taker sold."""
+    return Trade(
+        EXCHANGE,
+        symbol,
+        event.T * 1_000_000,
+        receipt_ns,
+        event.p,
+        event.q,
+        "sell" if event.m else "buy",
+        str(event.t if type(event) is TradeEvent else event.a),
+    )

@@ -1,0 +1,128 @@
+"""Property tests of L2Book against a naive dict reference (hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentspeed_core.book import L2Book
+
+prices = st.integers(1, 400).map(lambda x: x / 100)  # tick 0.01, many collisions
+qtys = st.one_of(st.just(0.0), st.integers(1, 10_000).map(lambda x: x / 1000))
+updates = st.lists(st.tuples(st.booleans(), prices, qtys), max_size=300)
+levels = st.lists(st.tuples(prices, qtys), max_size=60)
+
+
+class W1(L2Book):
+    window = 1
+
+
+class W3(L2Book):
+    window = 3
+
+
+class W8(L2Book):
+    window = 8
+
+
+#: the default window, and tiny ones so that trimming and refilling the sorted window happen constantly
+BOOKS = [L2Book, W1, W3, W8]
+
+
+class Ref:
+    def __init__(self, bids=(), asks=()):
+        self.bids = {p: q for p, q in bids if q > 0}
+        self.asks = {p: q for p, q in asks if q > 0}
+
+    def set(self, is_bid, p, q):
+        side = self.bids if is_bid else self.asks
+        if q > 0:
+            side[p] = q
+        else:
+            side.pop(p, None)
+
+    def crossed(self):
+        return bool(self.bids and self.asks and max(self.bids) >= min(self.asks))
+
+
+def check(book: L2Book, ref: Ref) -> None:
+    ebids = sorted(ref.bids.items(), reverse=True)
+    easks = sorted(ref.asks.items())
+    assert book.bid_prices() == [p for p, _ in ebids]
+    assert book.ask_prices() == [p for p, _ in easks]
+    for n in (1, 5, 10, 1000):
+        assert book.top_bids(n) == [list(x) for x in ebids[:n]]
+        assert book.top_asks(n) == [list(x) for x in easks[:n]]
+    assert book.best_bid() == (ebids[0] if ebids else None)
+    assert book.best_ask() == (easks[0] if easks else None)
+    assert (book.bid_levels, book.ask_levels, len(book)) == (len(ebids), len(easks), len(ebids) + len(easks))
+    assert book.is_crossed() == ref.crossed()
+    for p in list(ref.bids)[:5]:
+        assert book.bid_qty(p) == ref.bids[p]
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+@settings(max_examples=60, deadline=None)
+@given(bids=levels, asks=levels, ops=updates)
+def test_any_update_stream_matches_reference(cls, bids, asks, ops):
+    book, ref = cls("X-Y"), Ref(bids, asks)
+    book.load_snapshot(bids, asks)
+    check(book, ref)
+    for i, (is_bid, p, q) in enumerate(ops):
+        book.set(is_bid, p, q)
+        ref.set(is_bid, p, q)
+        if i % 7 == 0:
+            check(book, ref)
+    check(book, ref)
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+@settings(max_examples=60, deadline=None)
+@given(bids=levels, asks=levels, batches=st.lists(st.tuples(levels, levels), max_size=30))
+def test_batched_updates_match_reference(cls, bids, asks, batches):
+    """update_bids/update_asks (one call per venue message) equal level-by-level application."""
+    book, ref = cls(), Ref(bids, asks)
+    book.load_snapshot(bids, asks)
+    for b, a in batches:
+        book.update_bids(b)
+        book.update_asks(a)
+        for p, q in b:
+            ref.set(True, p, q)
+        for p, q in a:
+            ref.set(False, p, q)
+        assert book.best_bid() == (max(ref.bids.items()) if ref.bids else None)
+        assert book.best_ask() == (min(ref.asks.items()) if ref.asks else None)
+    check(book, ref)
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+@settings(max_examples=60, deadline=None)
+@given(ops=updates)
+def test_valid_streams_never_cross(cls, ops):
+    """A venue's valid stream keeps the book uncrossed after every update; so must we."""
+    book, ref = cls(), Ref()
+    for is_bid, p, q in ops:
+        ref.set(is_bid, p, q)
+        if ref.crossed():  # not a valid venue update: leave it out of the stream
+            ref.set(is_bid, p, book.bid_qty(p) if is_bid else book.ask_qty(p))
+            continue
+        if is_bid:
+            book.set_bid(p, q)
+        else:
+            book.set_ask(p, q)
+        assert not book.is_crossed()
+    check(book, ref)
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+@settings(max_examples=50, deadline=None)
+@given(ops=updates)
+def test_clear_and_reload(cls, ops):
+    book = cls()
+    for is_bid, p, q in ops:
+        book.set(is_bid, p, q)
+    book.clear()
+    check(book, Ref())
+    book.load_snapshot([(1.0, 2.0), (1.5, 0.0)], [(2.0, 1.0)])
+    check(book, Ref([(1.0, 2.0)], [(2.0, 1.0)]))
