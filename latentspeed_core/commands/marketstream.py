@@ -1,19 +1,86 @@
-"""``latentspeed marketstream``: not built yet (placeholder owned by its issue)."""
+"""``latentspeed marketstream config.yml``: feeds → books → features → ZeroMQ (issue 5)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..components import Command
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument(
+        "config", nargs="?", default="config/config.yml", help="marketstream config (default: %(default)s)"
+    )
+    p.add_argument(
+        "--record", metavar="FILE", help="also record every feed input to this capture (.jsonl.gz)"
+    )
+    p.add_argument(
+        "--wait-subscribers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start the feeds only once N subscribers are connected to each port",
+    )
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+
+
+def writable_dir(path: str) -> bool:
+    """The capture's directory exists (checked before any socket is bound or feed started)."""
+    from pathlib import Path
+
+    return Path(path).resolve().parent.is_dir()
+
+
+def run_async(coro) -> int:
+    """Run on uvloop when installed (lower per-message loop overhead), else asyncio."""
+    import asyncio
+
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - Windows
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
 
 
 def _run(args: argparse.Namespace) -> int:
-    print("latentspeed marketstream: not implemented yet")
-    return 1
+    import zmq
+
+    from ..logs import setup_logging
+    from ..marketstream.app import run_marketstream
+    from ..marketstream.config import load_config
+
+    setup = load_config(args.config, args.registry)
+    if args.record and not writable_dir(args.record):
+        print(
+            f"latentspeed marketstream: error: --record {args.record}: directory does not exist",
+            file=sys.stderr,
+        )
+        return 2
+    log_cfg = setup.config.log
+    setup_logging(args.log_level or log_cfg.level, log_cfg.file)
+    try:
+        return run_async(
+            run_marketstream(
+                setup,
+                args.registry,
+                record=args.record,
+                wait_subscribers=args.wait_subscribers,
+                duration=args.duration,
+            )
+        )
+    except zmq.ZMQError as exc:
+        z = setup.config.zmq
+        print(
+            f"latentspeed marketstream: error: cannot bind tcp://{z.host}:{z.port} / :{z.port + 1}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
 
 
-COMMAND = Command("marketstream", "marketstream (not implemented yet)", _configure, _run)
+COMMAND = Command(
+    "marketstream", "run the market-data pipeline: feeds → books → features → ZeroMQ", _configure, _run
+)

@@ -1,19 +1,37 @@
-"""``latentspeed record``: not built yet (placeholder owned by its issue)."""
+"""``latentspeed record config.yml --out FILE``: capture every raw feed input for replay."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..components import Command
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("config", help="marketstream config whose feeds to record")
+    p.add_argument("--out", required=True, metavar="FILE", help="capture file to write (gzip JSON lines)")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
 
 
 def _run(args: argparse.Namespace) -> int:
-    print("latentspeed record: not implemented yet")
-    return 1
+    from ..logs import setup_logging
+    from ..marketstream.app import run_marketstream
+    from ..marketstream.config import load_config
+    from .marketstream import run_async, writable_dir
+
+    setup = load_config(args.config, args.registry)
+    if not writable_dir(args.out):
+        print(f"latentspeed record: error: --out {args.out}: directory does not exist", file=sys.stderr)
+        return 2
+    log_cfg = setup.config.log
+    setup_logging(args.log_level or log_cfg.level, log_cfg.file)
+    # Frames are still parsed (the stats show errors at once) but nothing is published.
+    return run_async(
+        run_marketstream(setup, args.registry, publish=False, record=args.out, duration=args.duration)
+    )
 
 
-COMMAND = Command("record", "record (not implemented yet)", _configure, _run)
+COMMAND = Command(
+    "record", "record every raw feed frame and REST response to a capture file", _configure, _run
+)

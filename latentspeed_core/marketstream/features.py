@@ -1,5 +1,285 @@
-"""Standard feature calculators (placeholder)."""
+"""Standard feature calculators (issue 5 definitions) and the calculator contract.
+
+A calculator is built once per marketstream by its registered factory,
+``factory(config, window_size, depth_levels)``. For every new topic the pipeline asks it
+for a per-topic updater (``book_updater(topic)`` / ``trade_updater(topic)``): a closure
+that owns that topic's state and adds fields to each message dict in place. Returning
+``None`` opts out of that kind of message. Updaters run in ascending ``Component.priority``,
+so a later one can read a field an earlier one wrote (``volatility`` reads ``midpoint``).
+
+Every standard updater is O(1) per message: rolling windows are fixed-size ring buffers
+with running sums, re-anchored with an exact ``math.fsum`` each time the ring wraps so
+float drift never accumulates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..components import Component
+from ..config import StrictModel
+
+Updater = Callable[[dict], None]
 
 
-def register_standard(register) -> None:
-    pass
+class FeatureCalculator(Protocol):
+    """What a ``register_features`` factory returns."""
+
+    def book_updater(self, topic: str) -> Updater | None:
+        """A closure adding fields to each book message of ``topic`` (or ``None``)."""
+
+    def trade_updater(self, topic: str) -> Updater | None:
+        """A closure adding fields to each trade message of ``topic`` (or ``None``)."""
+
+
+class Feature:
+    """Convenience base: opts out of both kinds; subclasses override what they need."""
+
+    def __init__(self, config: Any = None, window_size: int = 20, depth_levels: int = 10) -> None:
+        self.config = config
+        self.window_size = window_size
+        self.depth_levels = depth_levels
+
+    def book_updater(self, topic: str) -> Updater | None:
+        return None
+
+    def trade_updater(self, topic: str) -> Updater | None:
+        return None
+
+
+class NoConfig(StrictModel):
+    """The standard calculators take no options (window and depth come from ``zmq``)."""
+
+
+# -- rolling windows -----------------------------------------------------------
+
+
+class RollingSum:
+    """Sum of the last ``w`` values."""
+
+    __slots__ = ("_buf", "_w", "_i", "_n", "_sum")
+
+    def __init__(self, w: int) -> None:
+        self._buf = [0.0] * w
+        self._w = w
+        self._i = 0
+        self._n = 0
+        self._sum = 0.0
+
+    def push(self, x: float) -> float:
+        buf = self._buf
+        i = self._i
+        if self._n == self._w:
+            self._sum += x - buf[i]
+        else:
+            self._n += 1
+            self._sum += x
+        buf[i] = x
+        i += 1
+        if i == self._w:
+            i = 0
+            self._sum = math.fsum(buf)  # re-anchor: no drift over long runs
+        self._i = i
+        return self._sum
+
+
+class RollingStd:
+    """Sample standard deviation (n − 1) of the last ``w`` values; 0.0 below 2 values."""
+
+    __slots__ = ("_buf", "_w", "_i", "_n", "_s1", "_s2")
+
+    def __init__(self, w: int) -> None:
+        self._buf = [0.0] * w
+        self._w = w
+        self._i = 0
+        self._n = 0
+        self._s1 = 0.0
+        self._s2 = 0.0
+
+    def push(self, x: float) -> float:
+        buf = self._buf
+        i = self._i
+        if self._n == self._w:
+            old = buf[i]
+            self._s1 += x - old
+            self._s2 += x * x - old * old
+        else:
+            self._n += 1
+            self._s1 += x
+            self._s2 += x * x
+        buf[i] = x
+        i += 1
+        if i == self._w:
+            i = 0
+            self._s1 = math.fsum(buf)
+            self._s2 = math.fsum([v * v for v in buf])
+        self._i = i
+        n = self._n
+        if n < 2:
+            return 0.0
+        var = (self._s2 - self._s1 * self._s1 / n) / (n - 1)
+        return math.sqrt(var) if var > 0.0 else 0.0
+
+
+class LogReturnVolatility:
+    """Rolling sample std of log returns between consecutive values (prices or midpoints)."""
+
+    __slots__ = ("_prev", "_std")
+
+    def __init__(self, w: int) -> None:
+        self._prev = 0.0
+        self._std = RollingStd(w)
+
+    def push(self, value: float) -> float:
+        prev = self._prev
+        self._prev = value
+        if prev <= 0.0:  # first value of the topic: no return yet
+            return 0.0
+        return self._std.push(math.log(value / prev))
+
+
+# -- the standard set ----------------------------------------------------------
+
+
+class TopOfBook(Feature):
+    """midpoint, relative_spread, breadth, imbalance_lvl1 from the best levels."""
+
+    def book_updater(self, topic: str) -> Updater:
+        def update(msg: dict) -> None:
+            b, qb = msg["bids"][0]
+            a, qa = msg["asks"][0]
+            mid = (b + a) / 2
+            msg["midpoint"] = mid
+            msg["relative_spread"] = (a - b) / mid
+            msg["breadth"] = b * qb + a * qa
+            msg["imbalance_lvl1"] = (qb - qa) / (qb + qa)
+
+        return update
+
+
+class Depth(Feature):
+    """bid_depth_n, ask_depth_n, depth_n: Σ price·qty over the published N levels per side."""
+
+    def book_updater(self, topic: str) -> Updater:
+        def update(msg: dict) -> None:
+            bd = 0.0
+            for p, q in msg["bids"]:
+                bd += p * q
+            ad = 0.0
+            for p, q in msg["asks"]:
+                ad += p * q
+            msg["bid_depth_n"] = bd
+            msg["ask_depth_n"] = ad
+            msg["depth_n"] = bd + ad
+
+        return update
+
+
+class Volatility(Feature):
+    """volatility_mid on books (needs ``midpoint``), volatility on trades (over prices)."""
+
+    def book_updater(self, topic: str) -> Updater:
+        push = LogReturnVolatility(self.window_size).push
+
+        def update(msg: dict) -> None:
+            msg["volatility_mid"] = push(msg["midpoint"])
+
+        return update
+
+    def trade_updater(self, topic: str) -> Updater:
+        push = LogReturnVolatility(self.window_size).push
+
+        def update(msg: dict) -> None:
+            msg["volatility"] = push(msg["price"])
+
+        return update
+
+
+class OrderFlowImbalance(Feature):
+    """ofi_rolling: Cont–Kukanov–Stoikov OFI, summed over the topic's last W book messages."""
+
+    def book_updater(self, topic: str) -> Updater:
+        window = RollingSum(self.window_size)
+        push = window.push
+        prev = [0.0, 0.0, 0.0, 0.0]  # b', qb', a', qa'; b' == 0 marks "no previous message"
+
+        def update(msg: dict) -> None:
+            b, qb = msg["bids"][0]
+            a, qa = msg["asks"][0]
+            pb, pqb, pa, pqa = prev
+            if pb == 0.0:
+                e = 0.0
+            else:
+                e = 0.0
+                if b >= pb:
+                    e += qb
+                if b <= pb:
+                    e -= pqb
+                if a <= pa:
+                    e -= qa
+                if a >= pa:
+                    e += pqa
+            prev[0] = b
+            prev[1] = qb
+            prev[2] = a
+            prev[3] = qa
+            msg["ofi_rolling"] = push(e)
+
+        return update
+
+
+class TradeValue(Feature):
+    """transaction_price and trading_volume (price·amount)."""
+
+    def trade_updater(self, topic: str) -> Updater:
+        def update(msg: dict) -> None:
+            price = msg["price"]
+            msg["transaction_price"] = price
+            msg["trading_volume"] = price * msg["amount"]
+
+        return update
+
+
+STANDARD = (
+    Component("top_of_book", NoConfig, TopOfBook, "midpoint, relative_spread, breadth, imbalance_lvl1", 10),
+    Component("depth", NoConfig, Depth, "bid_depth_n, ask_depth_n, depth_n", 20),
+    Component("trade_value", NoConfig, TradeValue, "transaction_price, trading_volume", 20),
+    Component("volatility", NoConfig, Volatility, "volatility_mid (books), volatility (trades)", 30),
+    Component("ofi", NoConfig, OrderFlowImbalance, "ofi_rolling (order-flow imbalance)", 40),
+)
+
+
+def register_standard(register: Callable[[Component], None]) -> None:
+    """Register the standard set through the ``register_features`` hook (core plugin)."""
+    for component in STANDARD:
+        register(component)
+
+
+def build_calculators(
+    registry,
+    window_size: int,
+    depth_levels: int,
+    names: list[str] | None = None,
+    configs: dict[str, Any] | None = None,
+) -> list[FeatureCalculator]:
+    """Instantiate the registered calculators (all, or ``names``) in ascending priority.
+
+    ``configs`` maps a feature name to its already validated config model instance;
+    others get their model's defaults.
+    """
+    configs = configs or {}
+    chosen = (
+        [registry.get("features", n) for n in names]
+        if names is not None
+        else list(registry.features.values())
+    )
+    chosen.sort(key=lambda c: (c.priority, c.name))
+    out = []
+    for comp in chosen:
+        cfg = configs.get(comp.name)
+        if cfg is None:
+            cfg = comp.config_model()
+        out.append(comp.factory(cfg, window_size, depth_levels))
+    return out

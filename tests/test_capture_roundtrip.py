@@ -1,0 +1,164 @@
+"""Capture files: what Recorder writes is what replay_into delivers, in order, to the right feed."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import time
+
+import orjson
+import pytest
+
+from latentspeed_core.capture import CaptureError, Recorder, capture_feeds, read_capture, replay_into
+from latentspeed_core.config import FeedConfig
+from latentspeed_core.feed import Feed
+
+
+class LogFeed(Feed):
+    """Remembers every input it gets, as a live transport would have delivered it."""
+
+    exchange = "LOG"
+
+    def __init__(self, name="log", replay=None, speed="max"):
+        super().__init__(FeedConfig(exchange="log", replay=replay, speed=speed), name)
+        self.inputs: list[tuple] = []
+
+    async def run_live(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def on_connect(self):
+        self.inputs.append(("connect",))
+
+    def on_frame(self, data, receipt_ns):
+        self.inputs.append(("frame", data, receipt_ns))
+
+    def on_rest(self, key, body, receipt_ns):
+        self.inputs.append(("rest", key, body, receipt_ns))
+
+
+def record_session(path, feeds=("a",), names=None):
+    """Drive feeds through deliver_* with a recorder attached, as a live run does."""
+    rec = Recorder(path, feeds=names)
+    fs = {n: LogFeed(n) for n in feeds}
+    for f in fs.values():
+        f.recorder = rec
+    for f in fs.values():
+        f.deliver_connect(1_000)
+    for i, f in enumerate(fs.values()):
+        f.deliver_rest("depth:BTC-USDT", '{"lastUpdateId": 7}', 2_000 + i)
+        f.deliver_frame('{"e":"depthUpdate","u":8}', 3_000 + i)
+        f.deliver_frame(b"\x01\x00\x10\x00\xff\x00binary", 4_000 + i)
+        f.deliver_frame("ünïcode ✓", 5_000 + i)
+    rec.close()
+    return fs
+
+
+def test_round_trip_is_exact(tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    live = record_session(path)["a"]
+    replayed = LogFeed("a")
+    asyncio.run(replay_into(replayed, path))
+    assert replayed.inputs == live.inputs
+    assert isinstance(replayed.inputs[3][1], bytes)  # binary frames come back as bytes
+    assert replayed.stats.messages == 3
+
+
+def test_file_format_is_gzip_json_lines_with_header(tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    record_session(path, names=["a"])
+    lines = [orjson.loads(x) for x in gzip.decompress(path.read_bytes()).splitlines()]
+    assert lines[0]["kind"] == "header" and lines[0]["format"] == "latentspeed-capture"
+    assert lines[0]["version"] == 1 and lines[0]["feeds"] == ["a"]
+    assert lines[1] == {"feed": "a", "kind": "connect", "receipt_ns": 1000}
+    assert lines[2] == {
+        "feed": "a", "kind": "rest", "receipt_ns": 2000, "data": {"key": "depth:BTC-USDT", "body": '{"lastUpdateId": 7}'}
+    }  # fmt: skip
+    assert lines[3] == {"feed": "a", "kind": "frame", "receipt_ns": 3000, "data": '{"e":"depthUpdate","u":8}'}
+    assert lines[4]["b64"] is True and lines[4]["data"] == "AQAQAP8AYmluYXJ5"
+
+
+def test_multi_feed_capture_replays_each_feed_its_own_records(tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    live = record_session(path, feeds=("binance", "bybit"), names=["binance", "bybit"])
+    assert capture_feeds(path) == ["binance", "bybit"]
+    for name in ("binance", "bybit"):
+        f = LogFeed(name)
+        asyncio.run(replay_into(f, path))
+        assert f.inputs == live[name].inputs
+    # a feed with another name gets nothing from a multi-feed capture (and a warning)
+    other = LogFeed("dydx")
+    asyncio.run(replay_into(other, path))
+    assert other.inputs == []
+
+
+def test_single_feed_capture_replays_into_any_name_and_header_without_feeds(tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    live = record_session(path, feeds=("mock",), names=None)
+    assert capture_feeds(path) == ["mock"]
+    f = LogFeed("mock#1")
+    asyncio.run(replay_into(f, path))
+    assert f.inputs == live["mock"].inputs
+
+
+def test_feed_run_replays_when_config_says_so(tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    live = record_session(path)["a"]
+    f = LogFeed("a", replay=str(path))
+    asyncio.run(f.run(sink=None))
+    assert f.inputs == live.inputs
+
+
+def test_speed_multiplier_follows_recorded_time(tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    rec = Recorder(path)
+    t0 = 1_700_000_000_000_000_000
+    for i in range(5):
+        rec.write("a", "frame", t0 + i * 100_000_000, f"f{i}")  # 0.4 s of recorded time
+    rec.close()
+    f = LogFeed("a")
+    start = time.monotonic()
+    asyncio.run(replay_into(f, path, speed=4.0))  # 0.1 s
+    took = time.monotonic() - start
+    assert [x[1] for x in f.inputs] == [f"f{i}" for i in range(5)]
+    assert 0.09 <= took < 2.0
+    start = time.monotonic()
+    asyncio.run(replay_into(LogFeed("a"), path, speed="max"))
+    assert time.monotonic() - start < took
+
+
+def test_restamp_uses_wall_clock(tmp_path):
+    path = tmp_path / "c.jsonl.gz"
+    record_session(path)
+    f = LogFeed("a")
+    before = time.time_ns()
+    asyncio.run(replay_into(f, path, restamp=True))
+    assert all(x[-1] >= before for x in f.inputs if x[0] != "connect")
+
+
+def test_truncated_capture_replays_what_is_there(tmp_path, caplog):
+    path = tmp_path / "c.jsonl.gz"
+    rec = Recorder(path)
+    for i in range(2000):
+        rec.write("a", "frame", i + 1, f"frame number {i} " + "x" * (i % 50))
+    rec.close()
+    data = path.read_bytes()
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    caplog.set_level(logging.WARNING)
+    f = LogFeed("a")
+    asyncio.run(replay_into(f, cut))
+    assert 100 < len(f.inputs) < 2000
+    assert [x[1] for x in f.inputs] == [f"frame number {i} " + "x" * (i % 50) for i in range(len(f.inputs))]
+    assert "ends early" in caplog.text
+
+
+def test_not_a_capture_is_a_clear_error(tmp_path):
+    plain = tmp_path / "x.jsonl"
+    plain.write_text('{"a": 1}\n')
+    with pytest.raises(CaptureError, match="not a gzip capture|bad header"):
+        list(read_capture(plain))
+    gz = tmp_path / "y.jsonl.gz"
+    gz.write_bytes(gzip.compress(b'{"a": 1}\n'))
+    with pytest.raises(CaptureError, match="bad header"):
+        list(read_capture(gz))
