@@ -48,7 +48,7 @@ def setup() -> None:
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check"]
     print("dev.py: installing latentspeed-core and plugins (editable)", flush=True)
     subprocess.run([*pip, "install", "-q", "-U", "pip", "setuptools>=64", "wheel"], check=True)
-    args = ["-e", f"{ROOT}[test,analysis]"]
+    args = ["-e", f"{ROOT}[test,analysis,bench]"]
     for d in plugin_dirs():
         args += ["-e", str(d)]
     subprocess.run([*pip, "install", "-q", *args], check=True)
