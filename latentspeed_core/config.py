@@ -5,6 +5,7 @@ Pydantic validates configuration only; hot-path messages are plain slotted objec
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -99,13 +100,18 @@ def validate(model: type[M], data: Any, file: str | Path | None = None, prefix: 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # A typo shows up twice: an unknown key and a missing one. Name the typo first.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
         reason = err["msg"]
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
-            allowed = ", ".join(sorted(model_fields_at(model, err["loc"][:-1])))
-            if allowed:
-                reason += f" (allowed: {allowed})"
+            fields = model_fields_at(model, err["loc"][:-1])
+            close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
+            if close:
+                reason += f" (did you mean {close[0]!r}?)"
+            elif fields:
+                reason += f" (allowed: {', '.join(sorted(fields))})"
         elif err["type"] == "missing":
             reason = "required key is missing"
         more = len(exc.errors()) - 1

@@ -30,7 +30,7 @@ def test_unknown_key_names_file_path_and_allowed_keys(tmp_path):
     with pytest.raises(ConfigError) as err:
         load(Outer, f)
     assert err.value.path == "zmq.prot"
-    assert "unknown key" in err.value.reason and "port" in err.value.reason
+    assert "unknown key" in err.value.reason and "did you mean 'port'" in err.value.reason
     assert str(f) in str(err.value)
 
 

@@ -23,6 +23,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
         help="start the feeds only once N subscribers are connected to each port",
     )
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument(
+        "--cpu-affinity", default=None, metavar="CPUS", help="pin marketstream to these CPUs, e.g. 0-3 or 2,3"
+    )
 
 
 def writable_dir(path: str) -> bool:
@@ -49,11 +52,18 @@ def run_async(coro) -> int:
 def _run(args: argparse.Namespace) -> int:
     import zmq
 
+    from ..engine.runner import parse_cpus, set_cpu_affinity
     from ..logs import setup_logging
     from ..marketstream.app import run_marketstream
     from ..marketstream.config import load_config
 
     setup = load_config(args.config, args.registry)
+    try:
+        cpus = parse_cpus(args.cpu_affinity) if args.cpu_affinity else None
+        set_cpu_affinity(cpus)
+    except (ValueError, OSError) as exc:
+        print(f"latentspeed marketstream: error: --cpu-affinity {args.cpu_affinity}: {exc}", file=sys.stderr)
+        return 2
     if args.record and not writable_dir(args.record):
         print(
             f"latentspeed marketstream: error: --record {args.record}: directory does not exist",
