@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,6 +24,21 @@ class ConfigError(Exception):
         self.reason = reason
         where = f"{self.file}: {path}: " if path else f"{self.file}: "
         super().__init__(where + reason)
+
+
+def _scheme(*schemes: str) -> AfterValidator:
+    def check(url: str) -> str:
+        if not url.startswith(schemes):
+            raise ValueError(f"{url!r} must start with {' or '.join(schemes)}")
+        return url
+
+    return AfterValidator(check)
+
+
+#: A venue WebSocket endpoint (production default, a testnet, or loopback in tests).
+WsUrl = Annotated[str, _scheme("ws://", "wss://")]
+#: A venue REST base URL.
+HttpUrl = Annotated[str, _scheme("http://", "https://")]
 
 
 class StrictModel(BaseModel):
@@ -103,7 +118,7 @@ def validate(model: type[M], data: Any, file: str | Path | None = None, prefix: 
         # A typo shows up twice: an unknown key and a missing one. Name the typo first.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         err = errors[0]
-        reason = err["msg"]
+        reason = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
             fields = model_fields_at(model, err["loc"][:-1])

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from latentspeed_core.config import FeedConfig
+from latentspeed_core.config import FeedConfig, HttpUrl, WsUrl
 
 from .parsing import DEPTH_SPEEDS, MAX_STREAMS, REST_URLS, USDM_LIMITS, WS_URLS
 
@@ -18,9 +18,9 @@ class BinanceConfig(FeedConfig):
     #: ``spot`` (default) or ``usdm`` (USD-M futures).
     market: Literal["spot", "usdm"] = "spot"
     #: Combined-stream base URL (``…/stream``); defaults to the market's production endpoint.
-    ws_url: str = ""
+    ws_url: WsUrl = ""
     #: REST base URL for depth snapshots; defaults to the market's production endpoint.
-    rest_url: str = ""
+    rest_url: HttpUrl = ""
     #: Diff-depth update speed: spot ``100ms`` | ``1000ms``; USD-M ``100ms`` | ``250ms`` | ``500ms`` | ``0ms``.
     depth_speed: str = "100ms"
     #: Levels per side in the REST snapshot (spot 1..5000; USD-M 5, 10, 20, 50, 100, 500 or 1000).
@@ -45,10 +45,6 @@ class BinanceConfig(FeedConfig):
 
     @model_validator(mode="after")
     def _check(self) -> BinanceConfig:
-        if not self.ws_url.startswith(("ws://", "wss://")):
-            raise ValueError(f"ws_url {self.ws_url!r} must start with ws:// or wss://")
-        if not self.rest_url.startswith(("http://", "https://")):
-            raise ValueError(f"rest_url {self.rest_url!r} must start with http:// or https://")
         speeds = DEPTH_SPEEDS[self.market]
         if self.depth_speed not in speeds:
             raise ValueError(

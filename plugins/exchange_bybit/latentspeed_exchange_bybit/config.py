@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from latentspeed_core.config import FeedConfig
+from latentspeed_core.config import FeedConfig, WsUrl
 
 from .parsing import DEPTHS, SPOT_MAX_ARGS, WS_URLS
 
@@ -18,7 +18,7 @@ class BybitConfig(FeedConfig):
     #: ``spot``, ``linear`` (USDT/USDC perpetuals and futures) or ``inverse``.
     market: Literal["spot", "linear", "inverse"] = "linear"
     #: Public endpoint; defaults to the market's production URL. Point at a testnet or loopback here.
-    ws_url: str = ""
+    ws_url: WsUrl = ""
     #: Orderbook depth: 1, 50, 200, 1000 (and 500 on linear/inverse).
     depth: int = 50
     #: Also subscribe ``publicTrade.{symbol}``.
@@ -41,12 +41,6 @@ class BybitConfig(FeedConfig):
                 data = {**data, "ws_url": url}
         return data
 
-    @field_validator("ws_url")
-    @classmethod
-    def _ws_scheme(cls, url: str) -> str:
-        if not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"ws_url {url!r} must start with ws:// or wss://")
-        return url
 
     @field_validator("depth")
     @classmethod

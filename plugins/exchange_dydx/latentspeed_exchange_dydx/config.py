@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from latentspeed_core.config import FeedConfig
+from latentspeed_core.config import FeedConfig, WsUrl
 
 from .parsing import WS_URL
 
@@ -16,7 +16,7 @@ class DydxConfig(FeedConfig):
 
     exchange: Literal["dydx"] = "dydx"
     #: Indexer WebSocket endpoint (testnet: wss://indexer.v4testnet.dydx.exchange/v4/ws; tests: loopback).
-    ws_url: str = WS_URL
+    ws_url: WsUrl = WS_URL
     #: Subscribe with ``"batched": true``: the indexer groups updates into ``channel_batch_data``
     #: (fewer, larger frames; one book emission per batch) at the cost of the batching delay.
     batched: bool = False
@@ -30,9 +30,3 @@ class DydxConfig(FeedConfig):
     #: 2 subscribes per connection + channel + id per second and closes the connection beyond).
     resubscribe_delay: float = Field(default=1.0, ge=0.5)
 
-    @field_validator("ws_url")
-    @classmethod
-    def _ws_scheme(cls, url: str) -> str:
-        if not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"ws_url {url!r} must start with ws:// or wss://")
-        return url
