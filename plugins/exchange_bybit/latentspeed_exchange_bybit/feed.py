@@ -103,6 +103,21 @@ class BybitFeed(WsFeed):
 
     # -- frames -------------------------------------------------------------------
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        """Typed fast path for book and trade frames; everything else takes the dict path."""
+        frame = parsing.decode(data)
+        if frame is not None:
+            state = self._topics.get(frame.topic)
+            d = frame.data
+            if type(state) is _BookState and type(d) is parsing.BookData:
+                self._on_book(state, frame.type, frame.ts, d.u, d.b, d.a, False, data, receipt_ns)
+                return
+            if type(state) is _TradeState and type(d) is list:
+                self._emit_trades(parsing.typed_trades(d, state.symbol, receipt_ns))
+                return
+        self._on_dict_frame(data, receipt_ns)
+
+    def _on_dict_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        """Op replies, unknown topics and frames that do not fit the typed shape: every error rule lives here."""
         msg = orjson.loads(data)
         if type(msg) is not dict:
             self.error("frame is not a JSON object", data)
@@ -115,31 +130,40 @@ class BybitFeed(WsFeed):
         if state is None:
             self.error(f"unknown topic {topic!r}", data)
         elif type(state) is _BookState:
-            self._on_book(state, msg, data, receipt_ns)
+            d = msg["data"]
+            self._on_book(state, msg["type"], msg["ts"], d["u"], d["b"], d["a"], True, data, receipt_ns)
         else:
-            self._on_trades(state, msg, receipt_ns)
+            # parse all before emitting any
+            self._emit_trades(parsing.trades(msg, state.symbol, receipt_ns))
 
-    def _on_book(self, st: _BookState, msg: dict, data: bytes | str, receipt_ns: int) -> None:
-        d = msg["data"]
-        u = d["u"]
-        kind = msg["type"]
-        ts = msg["ts"]
-        bids = d["b"]
-        asks = d["a"]
+    def _on_book(
+        self,
+        st: _BookState,
+        kind: str,
+        ts: object,
+        u: object,
+        bids: list,
+        asks: list,
+        strings: bool,
+        data: bytes | str,
+        receipt_ns: int,
+    ) -> None:
+        """One orderbook message; ``strings``: levels are still Bybit's quoted numbers (dict path).
+
+        ``u`` and ``ts`` arrive as sent (typed or not) and are checked here, once for both paths.
+        """
         if type(u) is not int or type(ts) is not int:
             self.error("orderbook frame with a non-integer u or ts", data)
             return
         book = st.book
         if kind == "snapshot" or u == 1:
             # A snapshot resets the book; u == 1 is the post-restart snapshot (no continuity check).
-            try:
-                book.load_snapshot(
-                    [(float(p), float(q)) for p, q in bids], [(float(p), float(q)) for p, q in asks]
-                )
-            except _BAD_LEVELS as exc:
-                self.error(f"bad snapshot levels: {exc}", data)
-                self.resync(st.symbol, "malformed snapshot")
-                return
+            if strings:
+                levels = self._float_levels(st, bids, asks, "snapshot", data)
+                if levels is None:
+                    return
+                bids, asks = levels
+            book.load_snapshot(bids, asks)
             st.awaiting_since = None
         elif kind == "delta":
             last = st.last_u
@@ -153,17 +177,14 @@ class BybitFeed(WsFeed):
                     return
                 self.resync(st.symbol, f"update id gap: expected u={last + 1}, got u={u}")
                 return
-            try:
-                set_level = book.set_bid
-                for p, q in bids:
-                    set_level(float(p), float(q))
-                set_level = book.set_ask
-                for p, q in asks:
-                    set_level(float(p), float(q))
-            except _BAD_LEVELS as exc:
-                self.error(f"bad delta levels: {exc}", data)
-                self.resync(st.symbol, "malformed delta")
-                return
+            if strings:
+                levels = self._float_levels(st, bids, asks, "delta", data)
+                if levels is None:
+                    return
+                bids, asks = levels
+            # Absolute sizes, 0 deletes: each side in one call (levels are float pairs by now).
+            book.update_bids(bids)
+            book.update_asks(asks)
         else:
             self.error(f"unknown orderbook message type {kind!r}", data)
             return
@@ -174,8 +195,16 @@ class BybitFeed(WsFeed):
         self.stats.books += 1
         self.sink.on_book(self, st.symbol, book, ts * 1_000_000, receipt_ns)
 
-    def _on_trades(self, st: _TradeState, msg: dict, receipt_ns: int) -> None:
-        trades = parsing.trades(msg, st.symbol, receipt_ns)  # parse all before emitting any
+    def _float_levels(self, st: _BookState, bids, asks, what: str, data: bytes | str) -> tuple | None:
+        """Dict path: quoted levels to float pairs, or None once a malformed message is counted and resynced."""
+        try:
+            return parsing.levels(bids), parsing.levels(asks)
+        except _BAD_LEVELS as exc:
+            self.error(f"bad {what} levels: {exc}", data)
+            self.resync(st.symbol, f"malformed {what}")
+            return None
+
+    def _emit_trades(self, trades: list) -> None:
         sink = self.sink
         for trade in trades:
             sink.on_trade(self, trade)

@@ -4,11 +4,19 @@ Kept free of I/O and state so the recorded fixtures can test them directly; the
 feed (feed.py) owns the per-symbol book state and the continuity rule.
 Field names follow https://bybit-exchange.github.io/docs/v5/websocket/public/orderbook
 and https://bybit-exchange.github.io/docs/v5/websocket/public/trade.
+
+The hot path (:func:`decode`) turns a topic frame into slotted msgspec structs whose quoted
+prices and sizes become floats inside msgspec's C decoder: a Python ``float()`` per string
+cost ~0.37 µs a level, two thirds of a level update. Anything that does not fit the typed
+shape (op replies, unknown or malformed frames) is left to the dict path in feed.py, which
+owns every error rule, so the typed path changes speed, not behaviour.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import msgspec
 
 from latentspeed_core.types import Trade
 
@@ -68,6 +76,46 @@ def batch_args(topics: list[str], max_args: int | None, max_chars: int = MAX_ARG
     return out
 
 
+class BookData(msgspec.Struct, gc=False):
+    """``data`` of an ``orderbook.{depth}.{symbol}`` frame; ``b``/``a`` are ``(price, size)`` floats."""
+
+    b: list[tuple[float, float]]
+    a: list[tuple[float, float]]
+    #: As sent (lax decoding would turn ``"5"`` or ``5.0`` into 5): the feed rejects a non-int ``u``.
+    u: int | float | str
+
+
+class TradeData(msgspec.Struct, gc=False):
+    """One entry of a ``publicTrade.{symbol}`` frame's ``data`` list."""
+
+    T: int  # noqa: N815 - Bybit's field names
+    S: str  # noqa: N815
+    v: float
+    p: float
+    i: str
+
+
+class Frame(msgspec.Struct, gc=False):
+    """A topic frame: an order book (``data`` object) or a trade list (``data`` array)."""
+
+    topic: str
+    type: str
+    ts: int | float | str  # as sent, like ``u``
+    data: BookData | list[TradeData]
+
+
+# strict=False: accept Bybit's quoted numbers ("1.9531") for float fields, converted in C.
+_frame = msgspec.json.Decoder(Frame, strict=False)
+
+
+def decode(data: bytes | str) -> Frame | None:
+    """A topic frame in typed form, or None when the frame does not fit (the dict path handles it)."""
+    try:
+        return _frame.decode(data)
+    except msgspec.DecodeError:  # includes ValidationError
+        return None
+
+
 def levels(raw: list[list[str]]) -> list[tuple[float, float]]:
     """``[["1.9531","6203"], ...]`` → ``[(1.9531, 6203.0), ...]`` (absolute sizes; 0 deletes)."""
     return [(float(p), float(q)) for p, q in raw]
@@ -99,6 +147,11 @@ def trades(msg: dict[str, Any], symbol: str, receipt_ns: int) -> list[Trade]:
             )
         )
     return out
+
+
+def typed_trades(items: list[TradeData], symbol: str, receipt_ns: int) -> list[Trade]:
+    """:func:`trades` for a typed frame (numbers already converted)."""
+    return [Trade(EXCHANGE, symbol, t.T * 1_000_000, receipt_ns, t.p, t.v, side(t.S), t.i) for t in items]
 
 
 def op_kind(msg: dict[str, Any]) -> str:

@@ -7,6 +7,10 @@ dYdX guide "Watch orderbook" (https://docs.dydx.xyz/interaction/data/watch-order
 use the message id as a logical offset per level and, when the book is crossed, to remove the
 crossing level with the older offset; at equal offsets the smaller size is netted off the
 larger. This class applies exactly that, on top of the core's sorted :class:`L2Book`.
+
+Messages normally arrive in id order, and then no level can hold a newer id than the message
+being applied: :meth:`apply` checks that once per message (``newest``, the highest id stored)
+and hands each side to the book in one call; only an out-of-order message goes level by level.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ _SAME_SIZE = 1e-9
 
 
 class OffsetBook:
-    __slots__ = ("book", "bid_off", "ask_off", "ready", "pending", "stale", "uncrossed")
+    __slots__ = ("book", "bid_off", "ask_off", "newest", "ready", "pending", "stale", "uncrossed")
 
     def __init__(self, symbol: str) -> None:
         self.book = L2Book(symbol)
         self.bid_off: dict[float, int] = {}
         self.ask_off: dict[float, int] = {}
+        #: Highest id held by any level (>= every value in bid_off/ask_off); -1: none yet.
+        self.newest = -1
         #: True once a snapshot was applied: only then is the book published.
         self.ready = False
         #: (is_bid, price, size, offset) received before the snapshot.
@@ -41,8 +47,27 @@ class OffsetBook:
         self.book.clear()
         self.bid_off.clear()
         self.ask_off.clear()
+        self.newest = -1
         self.pending.clear()
         self.ready = False
+
+    def apply(self, bids, asks, offset: int) -> None:
+        """Every level of one message with id ``offset``: ``(price, size)`` pairs, absolute sizes, 0 deletes."""
+        if self.ready and offset >= self.newest:
+            # In order: no level holds a newer id, nothing is stale, each side goes in one call.
+            if bids:
+                self.book.update_bids(bids)
+                _stamp(self.bid_off, bids, offset)
+            if asks:
+                self.book.update_asks(asks)
+                _stamp(self.ask_off, asks, offset)
+            self.newest = offset
+            return
+        update = self.update
+        for price, size in bids:
+            update(True, price, size, offset)
+        for price, size in asks:
+            update(False, price, size, offset)
 
     def update(self, is_bid: bool, price: float, size: float, offset: int) -> None:
         """Absolute size at ``price`` (0 deletes), from the message with id ``offset``."""
@@ -63,6 +88,8 @@ class OffsetBook:
             self.book.set_ask(price, size)
         if size > 0:
             offs[price] = offset
+            if offset > self.newest:
+                self.newest = offset
         elif last is not None:
             del offs[price]
 
@@ -78,6 +105,7 @@ class OffsetBook:
             self.book.load_snapshot(bids, asks)
             self.bid_off = {p: offset for p, q in bids if q > 0}
             self.ask_off = {p: offset for p, q in asks if q > 0}
+            self.newest = max(self.newest, offset)
             self.ready = True
         replayed = 0
         if self.pending:
@@ -133,3 +161,12 @@ class OffsetBook:
         else:
             self.book.set_ask(price, 0.0)
             self.ask_off.pop(price, None)
+
+
+def _stamp(offs: dict[float, int], levels, offset: int) -> None:
+    """Record ``offset`` as the id of each level set (size > 0); forget deleted levels."""
+    for price, size in levels:
+        if size > 0:
+            offs[price] = offset
+        else:
+            offs.pop(price, None)

@@ -24,10 +24,16 @@ from .parsing import (
     EXCHANGE,
     TRADES,
     TRANSIENT_ERROR,
+    Envelope,
+    book_levels,
+    envelope,
     error_target,
     parse_trades,
+    snapshot_contents,
     snapshot_levels,
     subscribe_message,
+    trade_contents,
+    typed_trades,
     unsubscribe_message,
 )
 
@@ -87,6 +93,51 @@ class DydxFeed(WsFeed):
 
     # -- frames ---------------------------------------------------------------------
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        """Typed fast path for data messages; everything else (and anything malformed) takes the dict path."""
+        env = envelope(data)
+        if env is None or not self._on_typed(env, receipt_ns):
+            self._on_dict_frame(data, receipt_ns)
+
+    def _on_typed(self, env: Envelope, receipt_ns: int) -> bool:
+        """Handle a typed data message; False (before any effect) when its contents do not fit."""
+        kind = env.type
+        channel = env.channel
+        if kind == "channel_data" or kind == "channel_batch_data":
+            if channel == BOOK:
+                levels = book_levels(env)
+                if levels is None:
+                    return False
+                self._apply(env.id, levels[0], levels[1], env.message_id, receipt_ns)
+                return True
+            if channel == TRADES:
+                contents = trade_contents(env)
+                if contents is None:
+                    return False
+                self._trades(env.id, contents, receipt_ns, typed_trades)
+                return True
+        elif kind == "subscribed" and channel == BOOK:
+            levels = snapshot_contents(env)
+            if levels is None or (BOOK, env.id) not in self.subscriptions:
+                return False
+            self.subscriptions[(BOOK, env.id)] = SUBSCRIBED
+            book = self.books[env.id]
+            book.snapshot(levels[0], levels[1], env.message_id)
+            self._publish(book, receipt_ns)
+            return True
+        return False
+
+    def _apply(self, symbol: str, bids: list, asks: list, offset: int, receipt_ns: int) -> None:
+        """One book message of float pairs (a batch's contents already joined): apply, uncross, publish once."""
+        book = self.books.get(symbol)
+        if book is None:
+            self.error(f"order book data for unsubscribed market {symbol!r}")
+            return
+        book.apply(bids, asks, offset)
+        if book.ready:
+            self._publish(book, receipt_ns)
+
+    def _on_dict_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        """Control messages, and data messages that do not fit the typed shapes: every error rule lives here."""
         msg = orjson.loads(data)
         if type(msg) is not dict:
             self.error("frame is not a JSON object", data)
@@ -122,24 +173,26 @@ class DydxFeed(WsFeed):
             self.error(f"unknown message type {kind!r}", data)
 
     def _book_update(self, symbol: str, contents: Any, offset: int, receipt_ns: int) -> None:
-        """Apply every level of every content (a batch is many), uncross once, publish once."""
+        """Dict path of a book message: convert every level of every content, then apply as one message."""
         book = self.books.get(symbol)
         if book is None:
             self.error(f"order book data for unsubscribed market {symbol!r}")
             return
-        update = book.update
         try:
+            bids: list = []
+            asks: list = []
             for content in contents:
-                bids = content.get("bids")
-                if bids:
-                    for lvl in bids:
-                        update(True, float(lvl[0]), float(lvl[1]), offset)
-                asks = content.get("asks")
-                if asks:
-                    for lvl in asks:
-                        update(False, float(lvl[0]), float(lvl[1]), offset)
+                side = content.get("bids")
+                if side:
+                    bids += [(float(lvl[0]), float(lvl[1])) for lvl in side]
+                side = content.get("asks")
+                if side:
+                    asks += [(float(lvl[0]), float(lvl[1])) for lvl in side]
+            if type(offset) is not int:
+                raise TypeError(f"message_id {offset!r} is not an integer")
+            book.apply(bids, asks, offset)
         except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
-            # Part of the message may be applied already: the book cannot be trusted any more.
+            # The message is lost (nothing of it was applied): the book misses an update, resubscribe.
             self.error(f"bad {BOOK} levels for {symbol}: {type(exc).__name__}: {exc}", contents)
             self.resync(symbol, "malformed order book update")
             return
@@ -155,7 +208,8 @@ class DydxFeed(WsFeed):
             # The indexer stamps no time on order book messages: receipt time stands in.
             sink.on_book(self, book.book.symbol, book.book, receipt_ns, receipt_ns)
 
-    def _trades(self, symbol: str, contents: Any, receipt_ns: int) -> None:
+    def _trades(self, symbol: str, contents: Any, receipt_ns: int, parse=parse_trades) -> None:
+        """Each content's trades, all parsed before any of them is emitted (``parse``: dict or typed contents)."""
         if (TRADES, symbol) not in self.subscriptions:
             self.error(f"trades for unsubscribed market {symbol!r}")
             return
@@ -163,7 +217,7 @@ class DydxFeed(WsFeed):
         deleveraged = self.config.deleveraged_trades
         sink = self.sink
         for content in contents:
-            for trade in parse_trades(content, symbol, receipt_ns, deleveraged, seen):
+            for trade in parse(content, symbol, receipt_ns, deleveraged, seen):
                 self.stats.trades += 1
                 if sink is not None:
                     sink.on_trade(self, trade)

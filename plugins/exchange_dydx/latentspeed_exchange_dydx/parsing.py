@@ -5,6 +5,12 @@ book state and the offsets rule live in book.py, the connection logic in feed.py
 Field names follow the indexer WebSocket docs
 (https://docs.dydx.xyz/indexer-client/websockets, formerly
 https://docs.dydx.exchange/api_integration-indexer/indexer_websocket).
+
+The hot path decodes with msgspec: first the envelope with ``contents`` left raw (its shape
+depends on ``type`` and ``channel``), then the contents into slotted structs whose quoted
+prices and sizes become floats inside msgspec's C decoder (a Python ``float()`` per string
+cost about as much as the rest of a level update). A frame that does not fit the typed shapes
+is left to the dict path in feed.py, which owns every error rule.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import calendar
 import re
 from typing import Any
 
+import msgspec
 import orjson
 
 from latentspeed_core.types import Trade
@@ -31,6 +38,106 @@ DELEVERAGED = "DELEVERAGED"
 #: subscription.ts); the v4 web client and NautilusTrader answer it by subscribing again.
 TRANSIENT_ERROR = "Internal error, could not fetch data for subscription"
 _ERROR_CHANNEL = re.compile(r"subscription: (v4_[a-z_]+)")
+
+
+class Envelope(msgspec.Struct, gc=False):
+    """The fields every data message carries; ``contents`` is decoded once its shape is known."""
+
+    type: str
+    channel: str
+    id: str
+    message_id: int
+    contents: msgspec.Raw
+
+
+class BookContents(msgspec.Struct, gc=False):
+    """``v4_orderbook`` ``channel_data`` contents: ``[price, size]`` pairs as floats (either side may be absent)."""
+
+    bids: list[tuple[float, float]] | None = None
+    asks: list[tuple[float, float]] | None = None
+
+
+class PriceSize(msgspec.Struct, gc=False):
+    price: float
+    size: float
+
+
+class SnapshotContents(msgspec.Struct, gc=False):
+    """``v4_orderbook`` ``subscribed`` contents: ``{"price", "size"}`` objects."""
+
+    bids: list[PriceSize] | None = None
+    asks: list[PriceSize] | None = None
+
+
+class TradeItem(msgspec.Struct, gc=False):
+    id: str
+    side: str
+    size: float
+    price: float
+    createdAt: str  # noqa: N815 - the indexer's field name
+    type: str | None = None
+
+
+class TradeContents(msgspec.Struct, gc=False):
+    trades: list[TradeItem]
+
+
+_envelope = msgspec.json.Decoder(Envelope)
+# strict=False: accept the indexer's quoted numbers ("3393.2") for float fields, converted in C.
+_book = msgspec.json.Decoder(BookContents, strict=False)
+_book_batch = msgspec.json.Decoder(list[BookContents], strict=False)
+_snapshot = msgspec.json.Decoder(SnapshotContents, strict=False)
+_trades = msgspec.json.Decoder(TradeContents, strict=False)
+_trades_batch = msgspec.json.Decoder(list[TradeContents], strict=False)
+
+
+def envelope(data: bytes | str) -> Envelope | None:
+    """The envelope of a data message, or None (not one, or malformed: the dict path handles it)."""
+    try:
+        return _envelope.decode(data)
+    except msgspec.DecodeError:  # includes ValidationError
+        return None
+
+
+def book_levels(env: Envelope) -> tuple[list, list] | None:
+    """``(bids, asks)`` float pairs of a ``channel_data`` or ``channel_batch_data`` book message, in order.
+
+    A batch shares one ``message_id``, so its contents are one message: concatenating each side
+    keeps the per-price order (later wins) that applying them one by one would give.
+    """
+    try:
+        if env.type == "channel_data":
+            c = _book.decode(env.contents)
+            return c.bids or [], c.asks or []
+        bids: list = []
+        asks: list = []
+        for c in _book_batch.decode(env.contents):
+            if c.bids:
+                bids += c.bids
+            if c.asks:
+                asks += c.asks
+        return bids, asks
+    except msgspec.DecodeError:
+        return None
+
+
+def snapshot_contents(env: Envelope) -> tuple[list, list] | None:
+    """``(bids, asks)`` float pairs of a ``subscribed`` book message, or None if it does not fit."""
+    try:
+        c = _snapshot.decode(env.contents)
+    except msgspec.DecodeError:
+        return None
+    return [(lv.price, lv.size) for lv in c.bids or ()], [(lv.price, lv.size) for lv in c.asks or ()]
+
+
+def trade_contents(env: Envelope) -> list[TradeContents] | None:
+    """The trade contents of a ``v4_trades`` data message (one, or a batch's many), or None."""
+    try:
+        if env.type == "channel_data":
+            return [_trades.decode(env.contents)]
+        return _trades_batch.decode(env.contents)
+    except msgspec.DecodeError:
+        return None
 
 
 def subscribe_message(channel: str, market: str, batched: bool) -> str:
@@ -106,6 +213,23 @@ def parse_trades(
                 _SIDES[t["side"]],
                 tid,
             )
+        )
+    return out
+
+
+def typed_trades(
+    contents: TradeContents, symbol: str, receipt_ns: int, deleveraged: bool = False, seen: set | None = None
+) -> list[Trade]:
+    """:func:`parse_trades` for typed contents (numbers already converted)."""
+    out = []
+    for t in contents.trades:
+        if not deleveraged and t.type == DELEVERAGED:
+            continue
+        tid = t.id
+        if seen and tid in seen:
+            continue
+        out.append(
+            Trade(EXCHANGE, symbol, iso_to_ns(t.createdAt), receipt_ns, t.price, t.size, _SIDES[t.side], tid)
         )
     return out
 
