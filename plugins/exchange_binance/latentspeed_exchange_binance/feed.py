@@ -23,8 +23,10 @@ from .parsing import (
     Depth,
     ServerShutdown,
     TradeEvent,
+    ValidationError,
     combined_url,
-    decode,
+    decode_combined,
+    decode_other,
     event_time_ns,
     parse_snapshot,
     parse_trade,
@@ -120,7 +122,12 @@ class BinanceFeed(WsFeed):
             st.reset()
 
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
-        ev = decode(data)
+        # parsing.decode() inlined, and the publication of an applied depth event below: on the hot
+        # path each Python call saved is ~0.1 µs (docs/performance.md, marketstream).
+        try:
+            ev = decode_combined(data).data
+        except ValidationError:
+            ev = decode_other(data)
         cls = type(ev)
         if cls is Depth:
             st = self._syms.get(ev.s)
@@ -128,7 +135,10 @@ class BinanceFeed(WsFeed):
                 self.error("depth update for an unsubscribed symbol", data)
             elif st.synced:
                 if self._apply(st, ev, receipt_ns) == APPLIED:
-                    self._publish(st, event_time_ns(ev), receipt_ns)
+                    self.stats.books += 1
+                    sink = self.sink
+                    if sink is not None:  # event time: T where given (USD-M), else E; ms → ns
+                        sink.on_book(self, st.symbol, st.book, (ev.T or ev.E) * 1_000_000, receipt_ns)
             else:
                 self._buffer(st, ev, receipt_ns)
         elif cls is TradeEvent or cls is AggTradeEvent:

@@ -89,15 +89,25 @@ _event = msgspec.json.Decoder(Event, strict=False)
 _snapshot = msgspec.json.Decoder(Snapshot, strict=False)
 
 
+#: The hot path: a combined-stream frame → ``Combined`` (its ``.data`` is the typed event).
+#: Raises ``msgspec.ValidationError`` for anything else (then use :func:`decode_other`).
+decode_combined = _combined.decode
+ValidationError = msgspec.ValidationError
+
+
 def decode(data: bytes | str) -> Event | dict:
     """One frame → a typed event (combined wrapper or raw stream), else a plain dict (slow path).
 
     Raises ``ValueError`` for frames that are not JSON objects or that are malformed known events.
     """
     try:
-        return _combined.decode(data).data
-    except msgspec.ValidationError:
-        pass
+        return decode_combined(data).data
+    except ValidationError:
+        return decode_other(data)
+
+
+def decode_other(data: bytes | str) -> Event | dict:
+    """A frame that is not a well-formed combined-stream event: a raw stream event, else a plain dict."""
     msg = parse_frame(data)
     if msg.get("e") in _KNOWN:  # a known event that does not validate: malformed
         try:
