@@ -37,7 +37,7 @@ def fingerprint() -> str:
 
 
 def setup() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py must run on old Pythons to say so
         sys.exit(f"latentspeed needs Python 3.11+, this is {sys.version.split()[0]}")
     fp = fingerprint()
     if STAMP.exists() and STAMP.read_text() == fp:

@@ -109,14 +109,14 @@ class Feed(ABC):
             self.error(f"bad REST response for {key}: {type(exc).__name__}: {exc}", body)
 
     # -- venue logic (implemented by plugins) ----------------------------------
-    def on_connect(self) -> None:
+    def on_connect(self) -> None:  # noqa: B027 - optional hook
         """Reset per-connection state (books, sequence numbers)."""
 
     @abstractmethod
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
         """Parse one frame; push books and trades to ``self.sink``."""
 
-    def on_rest(self, key: str, body: bytes | str, receipt_ns: int) -> None:
+    def on_rest(self, key: str, body: bytes | str, receipt_ns: int) -> None:  # noqa: B027 - optional hook
         """Handle a REST answer the feed asked for (e.g. a depth snapshot)."""
 
     def resync(self, symbol: str, reason: str) -> None:

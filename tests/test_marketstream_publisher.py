@@ -14,6 +14,7 @@ from latentspeed_core.config import FeedConfig
 from latentspeed_core.feed import Feed
 from latentspeed_core.marketstream.publisher import Publisher
 from latentspeed_core.marketstream.subscriber import ZmqSubscriber
+from latentspeed_core.testing import async_wait_for
 from latentspeed_core.types import Trade
 
 
@@ -123,9 +124,7 @@ def test_zmq_subscriber_filters_by_prefix_and_routes_by_port(publisher):
             publisher.publish_trade("MOCK-preprocessed_trades-ETH-USD", {"seq": i})
         publisher.books.send_multipart([b"MOCK-preprocessed_book-BTC-USD", b"not json"])
         publisher.publish_book("MOCK-preprocessed_book-BTC-USD", {"seq": 4})
-        deadline = time.monotonic() + 10
-        while (len(got_books) < 4 or len(got_trades) < 3) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await async_wait_for(lambda: len(got_books) >= 4 and len(got_trades) >= 3, 10, "books and trades")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
