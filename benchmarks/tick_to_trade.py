@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import select
@@ -130,13 +131,38 @@ async def engine_phase(
     while e.orders_sent < warmup and not task.done():
         await asyncio.sleep(0.01)
     skip_t2t, skip_rt = len(e.t2t), len(e.round_trip)
-    while e.orders_sent < warmup + orders and not task.done():
-        await asyncio.sleep(0.01)
+    first_id = e.orders._next_id
+    gc_pauses.clear()
+    gc.callbacks.append(_gc_timer)
+    try:
+        while e.orders_sent < warmup + orders and not task.done():
+            await asyncio.sleep(0.01)
+    finally:
+        gc.callbacks.remove(_gc_timer)
     runner.stop("benchmark done")
     summary = await task
     t2t = np.array(e.t2t.data, dtype=np.int64)[skip_t2t:]
     rt = np.array(e.round_trip.data, dtype=np.int64)[skip_rt:]
-    return t2t, rt, summary
+    measured = [
+        o for o in e.orders.orders.values() if o.cl_ord_id >= first_id and o.sent_ns and o.trigger == "book"
+    ]
+    stages = {
+        "md -> decision": np.array([o.decision_ns - o.md_receipt_ns for o in measured], dtype=np.int64),
+        "decision -> written": np.array([o.sent_ns - o.decision_ns for o in measured], dtype=np.int64),
+    }
+    return t2t, rt, summary, stages
+
+
+#: (generation, pause ns) of every garbage collection during the measured phase.
+gc_pauses: list[tuple[int, int]] = []
+_gc_start = [0]
+
+
+def _gc_timer(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc_start[0] = time.perf_counter_ns()
+    else:
+        gc_pauses.append((info["generation"], time.perf_counter_ns() - _gc_start[0]))
 
 
 def throughput_phase(port: int, n: int) -> float:
@@ -220,7 +246,7 @@ def main() -> int:
         factory = None
     try:
         with asyncio.Runner(loop_factory=factory) as r:
-            t2t, rt, summary = r.run(
+            t2t, rt, summary, stages = r.run(
                 engine_phase(port, args.orders, registry, args.md_source, args.busy_poll)
             )
     finally:
@@ -235,6 +261,14 @@ def main() -> int:
         f"tick-to-trade us: p50 {pct(t2t, 50)} p90 {pct(t2t, 90)} p99 {pct(t2t, 99)} p99.9 {pct(t2t, 99.9)}"
     )
     print(f"round trip us:    p50 {pct(rt, 50)} p90 {pct(rt, 90)} p99 {pct(rt, 99)}")
+    for name, a in stages.items():
+        print(f"  {name + ' us:':24s} p50 {pct(a, 50)} p90 {pct(a, 90)} p99 {pct(a, 99)}")
+    for g in range(3):
+        p = [ns for gen, ns in gc_pauses if gen == g]
+        if p:
+            print(
+                f"  gc gen{g}: {len(p)} collections, max {max(p) / 1000:.0f} us, total {sum(p) / 1e6:.1f} ms"
+            )
 
     port = free_port()
     ex = start_exchange(port, 100.0)

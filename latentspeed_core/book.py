@@ -17,6 +17,7 @@ deletions, not half that. A read deeper than the window sorts the dict (correct,
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from types import FunctionType
 
 _INF = float("inf")
 _NINF = -_INF
@@ -245,3 +246,60 @@ class L2Book:
 
     def __repr__(self) -> str:
         return f"L2Book({self.symbol!r}, bid={self.best_bid()}, ask={self.best_ask()}, levels={len(self)})"
+
+
+class SnapshotBook(L2Book):
+    """An :class:`L2Book` for venues that send whole top-N snapshots (the mock exchange).
+
+    :meth:`load_sorted` keeps the decoded level lists as they are (best first, sizes > 0,
+    one level per price: the decoder guarantees it), so a snapshot costs no dict building
+    and no sort, and ``top_bids``/``top_asks`` are slices of them. Any other method first
+    loads the snapshot into the ordinary dict representation, so the class behaves as an
+    ``L2Book`` everywhere.
+    """
+
+    __slots__ = ("_snap_bids", "_snap_asks")
+
+    def __init__(self, symbol: str = "") -> None:
+        super().__init__(symbol)
+        self._snap_bids: list | None = None
+        self._snap_asks: list | None = None
+
+    def load_sorted(self, bids: list, asks: list) -> None:
+        """Replace the book with ``[price, qty]`` lists, best first, sizes > 0, unique prices."""
+        self._snap_bids = bids
+        self._snap_asks = asks
+
+    def _sync(self) -> None:
+        if self._snap_bids is not None:
+            bids, asks = self._snap_bids, self._snap_asks
+            self._snap_bids = self._snap_asks = None
+            L2Book.load_snapshot(self, bids, asks)
+
+    def top_bids(self, n: int) -> list[list[float]]:
+        b = self._snap_bids
+        return b[:n] if b is not None else L2Book.top_bids(self, n)
+
+    def top_asks(self, n: int) -> list[list[float]]:
+        a = self._snap_asks
+        return a[:n] if a is not None else L2Book.top_asks(self, n)
+
+
+def _synced(base):
+    def method(self, *args, **kw):
+        self._sync()
+        return base(self, *args, **kw)
+
+    method.__name__ = base.__name__
+    method.__doc__ = base.__doc__
+    return method
+
+
+# Every other public method and property of L2Book (whatever book.py grows) loads the snapshot first.
+for _name, _attr in list(vars(L2Book).items()):
+    if _name in vars(SnapshotBook) or (_name.startswith("_") and _name not in ("__len__", "__repr__")):
+        continue
+    if isinstance(_attr, property):
+        setattr(SnapshotBook, _name, property(_synced(_attr.fget), doc=_attr.__doc__))
+    elif isinstance(_attr, FunctionType):  # plain methods (not static/class methods, not constants)
+        setattr(SnapshotBook, _name, _synced(_attr))

@@ -159,18 +159,12 @@ async def _main(args, registry, data: dict | None, dashboard: bool, on_start=Non
     if exchange is not None and any(not _is_exchange(f, exchange) for f in setup.feeds):
         # Paper trading: the exchange prices (and fills) from the live books.
         set_book = exchange.set_book
-        # The exchange prices from set_book on its next tick; until then it still holds its own
-        # random-walk book, so the strategies see a symbol only two ticks after its first book.
-        ready_at: dict[str, float] = {}
-        settle = 2 * exchange.config.tick_rate / 1000.0
 
-        def paper(msg: dict) -> bool:
-            sym = msg["symbol"]
-            set_book(sym, msg["bids"], msg["asks"])
-            t = ready_at.get(sym)
-            if t is None:
-                t = ready_at[sym] = time.monotonic() + settle
-            return t <= time.monotonic()
+        # set_book re-prices the exchange at once, so the strategies can see every book: an
+        # order they send on it matches against this very book. (The strategies' symbols are
+        # defined by the exchange from its start, so the venue always knows them.)
+        def paper(msg: dict) -> None:
+            set_book(msg["symbol"], msg["bids"], msg["asks"])
 
         listeners.append(paper)
         log.info("paper trading: the mock exchange takes its books from %s", ",".join(setup.feed_names))

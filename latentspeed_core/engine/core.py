@@ -71,7 +71,19 @@ class Engine:
         self.clock = clock
         self.orders = OrderManager()
         self.portfolio = Portfolio()
+        self._positions = self.portfolio.positions
+        # Venues that can batch writes (``cork``/``uncork``): every message a strategy callback
+        # sends goes out in ONE write when the callback returns (a requote = cancels + new
+        # orders = one syscall), and decisions are not delayed by the writes of earlier ones.
+        self._cork = getattr(venue, "cork", None)
+        self._uncork = getattr(venue, "uncork", None)
+        if self._cork is None or self._uncork is None:
+            self._cork = self._uncork = None
+        self._corked = False
+        #: Orders submitted inside the current corked callback, awaiting the write (sent_ns).
+        self._unsent: list[OrderState] = []
         self.strategies: dict[str, Strategy] = {}
+        self._wants_updates: set[str] = set()
         self._by_symbol: dict[str, list[Strategy]] = {}
         #: Latest book message per symbol (what ``ctx.features`` returns).
         self.books: dict[str, dict] = {}
@@ -109,6 +121,13 @@ class Engine:
         strategy.symbols = list(symbols)
         strategy.ctx = StrategyContext(self, strategy_id)
         self.strategies[strategy_id] = strategy
+        # A strategy that keeps the base class's no-op on_order_update is not called for every
+        # report (acks and cancels of every order): one set lookup instead of a call.
+        if (
+            "on_order_update" in vars(strategy)
+            or type(strategy).on_order_update is not Strategy.on_order_update
+        ):
+            self._wants_updates.add(strategy_id)
         for s in symbols:
             self._by_symbol.setdefault(s, []).append(strategy)
             self.portfolio.get(s)
@@ -126,10 +145,12 @@ class Engine:
         return self._mids.get(symbol)
 
     def position(self, symbol: str) -> float:
-        return self.portfolio.qty(symbol)
+        pos = self._positions.get(symbol)
+        return pos.qty if pos is not None else 0.0
 
     def open_qty(self, symbol: str, side: Side) -> float:
-        return sum(o.leaves_qty for o in self.orders.open.values() if o.symbol == symbol and o.side == side)
+        # Kept incrementally by the order manager: O(1), not a sum over the open orders.
+        return self.orders.open_qty(symbol, side)
 
     def open_order_count(self) -> int:
         return len(self.orders.open)
@@ -163,11 +184,17 @@ class Engine:
         if strategies and self.trading_enabled:
             self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
             self._trigger = "book"
+            cork = self._cork
+            if cork is not None:
+                cork()
+                self._corked = True
             for s in strategies:
                 try:
                     s.on_book(msg)
                 except Exception as exc:
                     self._strategy_error(s, "on_book", exc)
+            if cork is not None:
+                self._flush()
             self._trigger = "timer"
 
     def on_trade(self, msg: dict, receipt_ns: int = 0) -> None:
@@ -177,11 +204,17 @@ class Engine:
         if strategies and self.trading_enabled:
             self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
             self._trigger = "trade"
+            cork = self._cork
+            if cork is not None:
+                cork()
+                self._corked = True
             for s in strategies:
                 try:
                     s.on_trade(msg)
                 except Exception as exc:
                     self._strategy_error(s, "on_trade", exc)
+            if cork is not None:
+                self._flush()
             self._trigger = "timer"
 
     def on_timer(self, now_ns: int) -> None:
@@ -205,56 +238,79 @@ class Engine:
         now = self.clock()
         if not self.trading_enabled:
             return self._refuse(f"trading halted: {self.halt_reason}", None)
-        if not self.venue.connected:
+        venue = self.venue
+        if not venue.connected:
             self.blocked += 1
             self.last_reject = "venue not connected"
             return None
+        # A fresh Order per submit: a venue may keep it (queue it for an asynchronous send).
         order = Order(0, symbol, side, qty, price, ord_type, tif)
         reason = self.risk.check(order, self, now)
         if reason is not None:
             return self._refuse(reason, order)
-        cid = self.orders.next_id()
+        orders = self.orders
+        cid = orders._next_id
+        orders._next_id = cid + 1
         order.cl_ord_id = cid
         # Maker or taker decides the fee: marketable at decision time against the last book.
         taker = ord_type == _MARKET
         if not taker:
             book = self.books.get(symbol)
             if book is not None:
-                opp = book["asks"] if side == _BUY else book["bids"]
-                if opp:
-                    taker = price >= opp[0][0] if side == _BUY else price <= opp[0][0]
+                if side == _BUY:
+                    opp = book["asks"]
+                    taker = bool(opp) and price >= opp[0][0]
+                else:
+                    opp = book["bids"]
+                    taker = bool(opp) and price <= opp[0][0]
         st = OrderState(
-            cid,
-            symbol,
-            side,
-            qty,
-            price,
-            ord_type,
-            tif,
-            strategy_id,
-            taker,
-            self._trigger,
-            self._md_receipt_ns,
-            now,
-        )
-        self.orders.add(st)
+            cid, symbol, side, qty, price, ord_type, tif, strategy_id, taker, self._trigger,
+            self._md_receipt_ns, now,
+        )  # fmt: skip
+        orders.add(st)
         try:
-            self.venue.send_new_order(order)
+            venue.send_new_order(order)
         except (ConnectionError, ValueError) as exc:
             # Never reached the venue (down, or it cannot encode the order): forget it.
-            del self.orders.orders[cid]
-            self.orders.open.pop(cid, None)
+            orders.discard(cid)
             if isinstance(exc, ConnectionError):
                 self.blocked += 1
                 self.last_reject = f"venue: {exc}"
                 return None
             return self._refuse(f"venue: {exc}", order)
+        self.orders_sent += 1
+        if self._corked:
+            self._unsent.append(st)  # sent_ns when the callback's one write has returned
+            return st
         sent = self.clock()
         st.sent_ns = sent
-        self.orders_sent += 1
         if self._trigger != "timer":
             self.t2t.add(sent - st.md_receipt_ns)
         return st
+
+    def _flush(self) -> None:
+        """Write what the callback sent (one write) and stamp its orders' ``sent_ns``."""
+        self._corked = False
+        try:
+            self._uncork()
+        except ConnectionError as exc:
+            # Nothing of the batch reached the venue: forget its orders, as an unsent order is.
+            for st in self._unsent:
+                self.orders.discard(st.cl_ord_id)
+                self.orders_sent -= 1
+                self.blocked += 1
+            self._unsent.clear()
+            self.last_reject = f"venue: {exc}"
+            return
+        unsent = self._unsent
+        if unsent:
+            sent = self.clock()
+            add = self.t2t.add if self._trigger != "timer" else None
+            for st in unsent:
+                st.sent_ns = sent
+                if add is not None:
+                    add(sent - st.md_receipt_ns)
+            unsent.clear()
 
     def _refuse(self, reason: str, order: Order | None) -> None:
         self.risk_rejects += 1
@@ -323,7 +379,7 @@ class Engine:
                 )
             if out.final:
                 self.latency.order(st)
-            if strategy is not None:
+            if strategy is not None and st.strategy in self._wants_updates:
                 self._trigger = "fill"
                 self._call(st.strategy, strategy.on_order_update, st)
                 self._trigger = "timer"

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from ..book import SnapshotBook
 from ..config import FeedConfig
 from ..feed import Feed
 from .config import EngineSetup
@@ -136,13 +137,13 @@ class _VenueFeed(Feed):
 class VenueMarketData:
     """Books and trades from the venue connection (``market_data.from_venue``) into the Pipeline.
 
-    The venue calls ``listener.on_market_data(symbol, bids, asks, receipt_ns)`` and
+    The venue calls ``listener.on_market_data(symbol, bids, asks, receipt_ns)`` (float
+    ``[price, qty]`` lists, best first, sizes > 0, one level per price, fresh per message) and
     ``listener.on_venue_trade(trade)`` when the listener has them; they are set on the
     engine here, so a venue that carries no market data costs nothing.
     """
 
     def __init__(self, registry, setup: EngineSetup, engine, listeners: list[BookListener] = ()) -> None:
-        from ..book import L2Book
         from ..marketstream.features import build_calculators
         from ..marketstream.pipeline import Pipeline
 
@@ -166,7 +167,7 @@ class VenueMarketData:
             md.window_size, md.depth_levels, build_calculators(registry, md.window_size, md.depth_levels, md.features),
             emit_book, emit_trade,
         )  # fmt: skip
-        books: dict[str, L2Book] = {s: L2Book(s) for s in wanted}
+        books: dict[str, SnapshotBook] = {s: SnapshotBook(s) for s in wanted}
         pipe_book = pipeline.on_book
         pipe_trade = pipeline.on_trade
         stats = feed.stats
@@ -175,7 +176,7 @@ class VenueMarketData:
             stats.messages += 1
             book = books.get(symbol)
             if book is not None:
-                book.load_snapshot(bids, asks)
+                book.load_sorted(bids, asks)  # the venue's decoded lists, as they are
                 pipe_book(feed, symbol, book, receipt_ns, receipt_ns)
 
         def on_venue_trade(trade) -> None:

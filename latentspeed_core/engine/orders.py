@@ -36,7 +36,13 @@ STATUS_NAMES = {
 }
 
 _EPS = 1e-12
-_CANCEL_ANSWERS = (ExecType.CANCELED, ExecType.REJECTED)
+# Plain module constants: no enum attribute lookups per report.
+_ET_NEW = ExecType.NEW
+_ET_PARTIAL = ExecType.PARTIAL_FILL
+_ET_FILL = ExecType.FILL
+_ET_CANCELED = ExecType.CANCELED
+_ET_REJECTED = ExecType.REJECTED
+_CANCEL_ANSWERS = (_ET_CANCELED, _ET_REJECTED)
 
 
 class OrderState:
@@ -152,6 +158,11 @@ class OrderManager:
         self.duplicate_reports = 0
         self.cancel_rejects = 0
         self._out = ReportOutcome()
+        # Open (leaves) quantity and open-order count per side (index = Side) and symbol, kept
+        # incrementally so the max_position check is a dict lookup, not a sum over open orders.
+        # A sum is reset to exactly 0.0 whenever its count drops to 0, so float drift cannot build up.
+        self._open_qty: tuple[dict[str, float], dict[str, float]] = ({}, {})
+        self._open_n: tuple[dict[str, int], dict[str, int]] = ({}, {})
 
     def next_id(self) -> int:
         cid = self._next_id
@@ -161,6 +172,24 @@ class OrderManager:
     def add(self, order: OrderState) -> None:
         self.orders[order.cl_ord_id] = order
         self.open[order.cl_ord_id] = order
+        self._shift(order.side, order.symbol, order.leaves_qty, 1)
+
+    def discard(self, cl_ord_id: int) -> None:
+        """Forget an order that never reached the venue (the send failed)."""
+        st = self.orders.pop(cl_ord_id, None)
+        if st is not None and self.open.pop(cl_ord_id, None) is not None:
+            self._shift(st.side, st.symbol, -st.leaves_qty, -1)
+
+    def open_qty(self, symbol: str, side: Side) -> float:
+        """Leaves quantity of the open orders on ``symbol`` and ``side`` (O(1))."""
+        return self._open_qty[side].get(symbol, 0.0)
+
+    def _shift(self, side: int, symbol: str, dq: float, dn: int) -> None:
+        counts = self._open_n[side]
+        n = counts.get(symbol, 0) + dn
+        counts[symbol] = n
+        qtys = self._open_qty[side]
+        qtys[symbol] = qtys.get(symbol, 0.0) + dq if n > 0 else 0.0
 
     def new_cancel_id(self, orig: int) -> int:
         cid = self.next_id()
@@ -191,15 +220,17 @@ class OrderManager:
         if st is None:
             self.unmatched_reports += 1
             return out
-        if r.order_id and not st.order_id and not is_cancel_answer and r.exec_type != ExecType.REJECTED:
+        et = r.exec_type
+        if r.order_id and not st.order_id and not is_cancel_answer and et != _ET_REJECTED:
             st.order_id = r.order_id
             self._by_order_id[r.order_id] = st.cl_ord_id
         if st.ack_ns is None and not is_cancel_answer:
             st.ack_ns = now_ns
 
-        et = r.exec_type
         old = st.status
-        if et == ExecType.REJECTED:
+        old_open = old in OPEN
+        old_leaves = st.leaves_qty
+        if et == _ET_REJECTED:
             if is_cancel_answer or st.cancel_pending and old != PENDING_NEW:
                 # A cancel was refused (e.g. the order filled first): the order itself is unchanged.
                 st.cancel_pending = False
@@ -211,7 +242,7 @@ class OrderManager:
             st.status = REJECTED
             st.reject_reason = r.reject_reason
             st.leaves_qty = 0.0
-        elif et == ExecType.PARTIAL_FILL or et == ExecType.FILL:
+        elif et == _ET_PARTIAL or et == _ET_FILL:
             delta = r.cum_qty - st.filled_qty
             if delta > _EPS:
                 # Count only what cum_qty adds: a repeated or overtaken report adds nothing.
@@ -224,19 +255,19 @@ class OrderManager:
                 if st.first_fill_ns is None:
                     st.first_fill_ns = now_ns
             if old not in TERMINAL:
-                if et == ExecType.FILL or r.leaves_qty <= _EPS and st.filled_qty >= st.qty - _EPS:
+                if et == _ET_FILL or r.leaves_qty <= _EPS and st.filled_qty >= st.qty - _EPS:
                     st.status = FILLED
                 elif old != PARTIALLY_FILLED:
                     st.status = PARTIALLY_FILLED
             elif out.fill_qty == 0.0:
                 self.duplicate_reports += 1
-        elif et == ExecType.CANCELED:
+        elif et == _ET_CANCELED:
             if old in TERMINAL:
                 self.duplicate_reports += 1
                 return out
             st.status = CANCELED
             st.leaves_qty = 0.0
-        elif et == ExecType.NEW:
+        elif et == _ET_NEW:
             if _RANK[old] >= _RANK[NEW]:
                 self.duplicate_reports += 1
                 return out
@@ -250,6 +281,11 @@ class OrderManager:
                 out.final = True
             elif old == UNKNOWN:
                 self.open[st.cl_ord_id] = st
+        new_open = st.status in OPEN
+        if old_open or new_open:
+            dq = (st.leaves_qty if new_open else 0.0) - (old_leaves if old_open else 0.0)
+            if dq or old_open != new_open:
+                self._shift(st.side, st.symbol, dq, new_open - old_open)
         return out
 
     def mark_unknown(self, now_ns: int) -> list[OrderState]:
@@ -264,4 +300,6 @@ class OrderManager:
             st.final_ns = now_ns
             st.cancel_pending = False
         self.open.clear()
+        for d in self._open_qty + self._open_n:
+            d.clear()
         return lost

@@ -100,4 +100,10 @@ class Portfolio:
 
     @property
     def pnl(self) -> float:
-        return sum(p.pnl for p in self.positions.values())
+        """Same sum as ``sum(p.pnl ...)``, inlined: the ``max_loss`` check reads it for every order."""
+        total = 0
+        for p in self.positions.values():
+            q = p.qty
+            mark = p.mark
+            total += p.realized + (q * (mark - p.avg_price) if q != 0.0 and mark != 0.0 else 0.0) - p.fees
+        return total

@@ -24,6 +24,10 @@ from ..types import Order, OrdType, Side
 
 log = logging.getLogger("latentspeed.risk")
 
+_BUY = Side.BUY
+_SELL = Side.SELL
+_MARKET = OrdType.MARKET
+
 
 class RiskView(Protocol):
     """What the engine exposes to risk checks (the :class:`~latentspeed_core.engine.core.Engine`)."""
@@ -75,7 +79,7 @@ class MaxOrderQty(RiskCheck):
 
 
 def _price(order: Order, view: RiskView) -> float | None:
-    if order.ord_type == OrdType.MARKET or order.price <= 0.0:
+    if order.ord_type == _MARKET or order.price <= 0.0:
         return view.mid(order.symbol)
     return order.price
 
@@ -104,11 +108,12 @@ class MaxPosition(RiskCheck):
         self.limit = cfg.limit
 
     def check(self, order, view, now_ns):
-        pos = view.position(order.symbol)
-        if order.side == Side.BUY:
-            worst = pos + view.open_qty(order.symbol, Side.BUY) + order.qty
+        symbol = order.symbol
+        pos = view.position(symbol)
+        if order.side == _BUY:
+            worst = pos + view.open_qty(symbol, _BUY) + order.qty
         else:
-            worst = -pos + view.open_qty(order.symbol, Side.SELL) + order.qty
+            worst = -pos + view.open_qty(symbol, _SELL) + order.qty
         if worst > self.limit + 1e-12:
             return f"position could reach {worst:g} > max_position {self.limit}"
         return None
@@ -127,7 +132,7 @@ class PriceBand(RiskCheck):
         mid = view.mid(order.symbol)
         if mid is None:
             return "no mid price yet"
-        if order.ord_type == OrdType.MARKET:
+        if order.ord_type == _MARKET:
             return None
         if abs(order.price - mid) > self.frac * mid:
             return f"price {order.price} is {abs(order.price - mid) / mid * 1e4:.1f} bps from mid {mid}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from latentspeed_core.book import L2Book
+from latentspeed_core.book import L2Book, SnapshotBook
 from latentspeed_core.feed import Feed
 from latentspeed_core.types import Trade
 
@@ -97,7 +97,7 @@ class MockFeed(Feed):
             name = P.symbol_name(raw)
             self._names[sid] = name
             if not self._wanted or name in self._wanted:
-                self.books[name] = L2Book(name)
+                self.books[name] = SnapshotBook(name)
         # HEARTBEAT: liveness only. EXECUTION_REPORT never reaches a feed (it sends no orders).
         if msg_type != P.SECURITY_DEFINITION and not self._defined:
             self._defined = True
@@ -107,7 +107,7 @@ class MockFeed(Feed):
                             ", ".join(sorted(missing)), ", ".join(self._names.values()))  # fmt: skip
 
     def _on_market_data(self, data: bytes, receipt_ns: int) -> None:
-        sid, bids, asks = P.decode_market_data(data, 0)
+        sid = P.MD_MSG_HEAD.unpack_from(data, 0)[4]
         name = self._names.get(sid)
         if name is None:
             self.error(f"MARKET_DATA for undefined symbol_id {sid}")
@@ -115,7 +115,9 @@ class MockFeed(Feed):
         book = self.books.get(name)
         if book is None:  # not subscribed
             return
-        book.load_snapshot([(p * _INV, q * _INV) for p, q in bids], [(p * _INV, q * _INV) for p, q in asks])
+        # A full snapshot, decoded best first with sizes > 0: kept as is (no dict, no sort).
+        _sid, bids, asks = P.decode_book(data, 0)
+        book.load_sorted(bids, asks)
         self.stats.books += 1
         ts = P.unpack_header(data, 0)[3]
         self.sink.on_book(self, name, book, ts, receipt_ns)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import struct
 from enum import IntEnum
+from operator import gt as _gt
+from operator import lt as _lt
 
 #: 8-decimal fixed point: 1.0 on the wire is 100_000_000.
 SCALE = 100_000_000
@@ -248,6 +250,61 @@ def decode_market_data(buf, off: int = 0) -> tuple[int, list[tuple[int, int]], l
         memoryview(buf)[off + MD_HEAD_SIZE : off + MD_HEAD_SIZE + n * MD_ENTRY_SIZE]
     ):
         (asks if side else bids).append((p, q))
+    return symbol_id, bids, asks
+
+
+#: One precompiled Struct per entry count seen (bounded: msg_length is a u16): all entries of a
+#: MARKET_DATA unpack in one C call instead of one ``iter_unpack`` step per level.
+_MD_ENTRIES: dict[int, struct.Struct] = {}
+
+
+def _entries_struct(n: int) -> struct.Struct:
+    s = _MD_ENTRIES.get(n)
+    if s is None:
+        s = _MD_ENTRIES[n] = struct.Struct("<" + "qqBB" * n)
+    return s
+
+
+def _side_levels(prices, qtys, reverse: bool) -> list[list[float]]:
+    """Float ``[price, qty]`` pairs, best first, one per price, zero sizes dropped (the slow path:
+    a foreign sender's unordered or duplicated levels, normalised as ``L2Book.load_snapshot`` would)."""
+    inv = _INV_SCALE
+    levels = {p: q for p, q in zip(prices, qtys, strict=True) if q > 0}  # zero sizes are ignored
+    return [[p * inv, levels[p] * inv] for p in sorted(levels, reverse=reverse)]
+
+
+def decode_book(buf, off: int = 0) -> tuple[int, list[list[float]], list[list[float]]]:
+    """``(symbol_id, bids, asks)`` as float ``[price, qty]`` lists, best first, sizes > 0.
+
+    The hot-path decoder (engine venue, mock feed): one unpack of the whole entry block, then
+    C-speed checks that the exchange sent what it always sends (bids then asks, each side
+    strictly best first, sizes > 0) and one comprehension converting every level. Anything
+    else is normalised the slow way, to exactly what an ``L2Book`` would hold.
+    """
+    _length, _t, _seq, _ts, symbol_id, n = MD_MSG_HEAD.unpack_from(buf, off)
+    if not n:
+        return symbol_id, [], []
+    flat = _entries_struct(n).unpack_from(buf, off + MD_HEAD_SIZE)
+    sides = flat[2::4]
+    nb = sides.count(BOOK_BID)
+    cut = 4 * nb
+    bid_px = flat[0:cut:4]
+    ask_px = flat[cut::4]
+    if (
+        sides[:nb].count(BOOK_BID) == nb
+        and min(flat[1::4]) > 0
+        and all(map(_gt, bid_px, bid_px[1:]))
+        and all(map(_lt, ask_px, ask_px[1:]))
+    ):
+        inv = _INV_SCALE
+        it = iter(flat)
+        levels = [[p * inv, q * inv] for p, q, _side, _level in zip(it, it, it, it, strict=True)]
+        return symbol_id, levels[:nb], levels[nb:]
+    entries = [flat[i : i + 4] for i in range(0, 4 * n, 4)]
+    bids_e = [e for e in entries if e[2] == BOOK_BID]
+    asks_e = [e for e in entries if e[2] != BOOK_BID]
+    bids = _side_levels([e[0] for e in bids_e], [e[1] for e in bids_e], True) if bids_e else []
+    asks = _side_levels([e[0] for e in asks_e], [e[1] for e in asks_e], False) if asks_e else []
     return symbol_id, bids, asks
 
 

@@ -163,9 +163,11 @@ class MockExchange:
     def set_book(self, symbol: str, bids, asks) -> None:
         """Replace ``symbol``'s random walk with this book (float ``(price, qty)`` levels, best first).
 
-        The paper-trading hook: a live feed calls it on every book update; clients
-        see it on the next tick and orders fill against it. An unknown symbol is
-        added and defined (SECURITY_DEFINITION) to every connected client.
+        The paper-trading hook: a live feed calls it on every book update. The book is
+        re-priced at once: an order arriving after this call matches against it (an
+        engine can trade on the book it was just shown); clients see it as MARKET_DATA
+        on the next tick, and resting orders it crosses fill on that tick. An unknown
+        symbol is added and defined (SECURITY_DEFINITION) to every connected client.
         """
         sym = self.symbols.get(symbol)
         if sym is None:
@@ -178,6 +180,7 @@ class MockExchange:
         sym.ext_bids = [(P.to_fixed(p), P.to_fixed(q)) for p, q in bids[:depth] if q > 0]
         sym.ext_asks = [(P.to_fixed(p), P.to_fixed(q)) for p, q in asks[:depth] if q > 0]
         sym.external = True
+        self._regenerate(sym)  # re-price now, not on the next tick
 
     def release_book(self, symbol: str) -> None:
         """Hand ``symbol`` back to the random walk (from the last external mid)."""

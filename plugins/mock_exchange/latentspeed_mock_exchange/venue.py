@@ -5,10 +5,15 @@
 :class:`~latentspeed_core.types.ExecutionReport` (``receipt_ns`` stamped on read)
 and handed to the listener.
 
+``cork()`` / ``uncork()`` batch: between them messages are encoded into a buffer and
+``uncork`` writes them all with one ``transport.write`` (the engine corks around each
+strategy callback, so a requote of cancels and new orders costs one syscall).
+
 The same connection also carries MARKET_DATA and TRADE, so the engine can use the
 venue as its market-data source and measure tick-to-trade on one socket: if the
 listener has ``on_market_data(symbol, bids, asks, receipt_ns)`` (float
-``(price, qty)`` tuples, best first) and/or ``on_venue_trade(trade)``, they are
+``[price, qty]`` lists, best first, sizes > 0, one level per price: a fresh list per
+message the receiver may keep) and/or ``on_venue_trade(trade)``, they are
 called; the check is done once per connection, not per message.
 
 Connection rules the engine must know: ``on_venue_connected`` fires once the
@@ -38,6 +43,11 @@ _EXEC_TYPES = tuple(ExecType)
 _REASONS = tuple(RejectReason)
 _INV = 1.0 / P.SCALE
 _TRADE_SIDES = ("buy", "sell")
+_pack_new = P.NEW_ORDER_MSG.pack
+_NEW_SIZE = P.NEW_ORDER_SIZE
+_NEW = P.NEW_ORDER
+_SCALE = P.SCALE
+_time_ns = time.time_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +76,9 @@ class MockVenue(Venue):
         self.orders_sent = 0
         self.cancels_sent = 0
         self.reports = 0
+        #: Between cork() and uncork(): encoded messages waiting for the one write.
+        self.corked = False
+        self._pending: list[bytes] = []
 
     # -- running ---------------------------------------------------------------------------
     async def run(self, listener: VenueListener) -> None:
@@ -76,6 +89,7 @@ class MockVenue(Venue):
 
     def _up(self, link: ExchangeLink) -> None:
         self._link = link
+        self._pending.clear()  # never carry messages (and their seq numbers) to a new connection
         self.instruments = {}
         self._ids = {}
         self._names = {}
@@ -127,13 +141,8 @@ class MockVenue(Venue):
             listener.on_venue_connected()
         if msg_type == P.MARKET_DATA:
             if self._on_md is not None:
-                sid, bids, asks = P.decode_market_data(buf, off)
-                self._on_md(
-                    names.get(sid, ""),
-                    [(p * _INV, q * _INV) for p, q in bids],
-                    [(p * _INV, q * _INV) for p, q in asks],
-                    receipt_ns,
-                )
+                sid, bids, asks = P.decode_book(buf, off)
+                self._on_md(names.get(sid, ""), bids, asks, receipt_ns)
         elif msg_type == P.TRADE:
             if self._on_trade is not None:
                 _l, _t, _s, ts, sid, px, qty, aggr, tid = P.unpack_trade(buf, off)
@@ -153,6 +162,29 @@ class MockVenue(Venue):
             log.warning("unexpected %s from the exchange; ignored", P.MsgType(msg_type).name)
 
     # -- order entry (hot path) ------------------------------------------------------------
+    def cork(self) -> None:
+        """Hold messages until :meth:`uncork` (which writes them in one ``transport.write``)."""
+        self.corked = True
+
+    def uncork(self) -> None:
+        """Write everything held since :meth:`cork` at once; raises ``ConnectionError`` if down."""
+        self.corked = False
+        pending = self._pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        link = self._link
+        if link is None:
+            raise ConnectionError("mock venue: not connected")
+        link.write(data)
+
+    def _write(self, link: ExchangeLink, data: bytes) -> None:
+        if self.corked:
+            self._pending.append(data)
+        else:
+            link.write(data)
+
     def send_new_order(self, order: Order) -> None:
         link = self._link
         if link is None or not self.connected:
@@ -161,12 +193,14 @@ class MockVenue(Venue):
         if sid is None:
             raise ValueError(f"mock venue: unknown symbol {order.symbol!r}; defined: {', '.join(self._ids)}")
         link.seq_out += 1
-        link.write(
-            P.NEW_ORDER_MSG.pack(
-                P.NEW_ORDER_SIZE, P.NEW_ORDER, link.seq_out, time.time_ns(), order.cl_ord_id, sid, order.side,
-                order.ord_type, order.tif, round(order.price * P.SCALE), round(order.qty * P.SCALE),
-            )
+        data = _pack_new(
+            _NEW_SIZE, _NEW, link.seq_out, _time_ns(), order.cl_ord_id, sid, order.side, order.ord_type,
+            order.tif, round(order.price * _SCALE), round(order.qty * _SCALE),
         )  # fmt: skip
+        if self.corked:
+            self._pending.append(data)
+        else:
+            link.write(data)
         self.orders_sent += 1
 
     def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
@@ -177,8 +211,8 @@ class MockVenue(Venue):
         if sid is None:
             raise ValueError(f"mock venue: unknown symbol {symbol!r}")
         link.seq_out += 1
-        link.write(P.CANCEL_MSG.pack(P.CANCEL_SIZE, P.CANCEL_ORDER, link.seq_out, time.time_ns(), cl_ord_id,
-                                     orig_cl_ord_id, sid))  # fmt: skip
+        self._write(link, P.CANCEL_MSG.pack(P.CANCEL_SIZE, P.CANCEL_ORDER, link.seq_out, time.time_ns(),
+                                            cl_ord_id, orig_cl_ord_id, sid))  # fmt: skip
         self.cancels_sent += 1
 
     def symbol_id(self, symbol: str) -> int | None:

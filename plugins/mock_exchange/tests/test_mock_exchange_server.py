@@ -153,6 +153,23 @@ def test_resting_order_fills_when_the_book_crosses_it(exchange, client):
                                            (round((px + 0.5) * E8), 5 * E8)]  # fmt: skip
 
 
+def test_set_book_reprices_at_once_without_waiting_for_a_tick(exchange, client):
+    """Paper trading: an order sent on the book just pushed in matches that book, not the walk's."""
+    ex = exchange(fill_prob=100, symbols=["BTC-USD"])  # ticks once a minute: none happens here
+    c = client(ex.port)
+    c.handshake()
+    walk_ask = c.books[BTC]["asks"][0][0]
+    ex.call(ex.ex.set_book, "BTC-USD", [(99.5, 1.0)], [(100.0, 0.4), (100.5, 2.0)])
+    # A buy at 100.5 is far below the walk's ask (50,000) and crosses only the new book.
+    c.new_order(5, BTC, BUY, LIMIT, IOC, 100.5, 1.0)
+    ack, first, second = c.reports(3)
+    assert walk_ask > 1000 * E8
+    assert (ack["exec_type"], first["exec_type"], second["exec_type"]) == (NEW, PARTIAL, FILL)
+    assert (first["last_px"], first["last_qty"]) == (100 * E8, round(0.4 * E8))
+    assert (second["last_px"], second["last_qty"]) == (round(100.5 * E8), round(0.6 * E8))
+    assert second["cum_qty"] == E8
+
+
 def test_resting_order_does_not_fill_with_fill_prob_zero(exchange, client):
     ex = exchange(fill_prob=0, symbols=["BTC-USD"])
     c = client(ex.port)

@@ -135,3 +135,44 @@ def test_used_ids_are_exact_for_any_order_and_compact_for_increasing_ones():
         assert conn.claim_id(cl) == (cl not in seen), cl
         seen.add(cl)
     assert len(conn.used_ids) < 400  # the increasing run is kept as a range, not a set
+
+
+def _md_frame(entries):
+    body = P.MD_HEAD.pack(1, len(entries)) + b"".join(P.MD_ENTRY.pack(*e) for e in entries)
+    return P.market_data_header(len(body), 1, 1) + body
+
+
+def test_decode_book_gives_float_levels_best_first():
+    bids = [(P.to_fixed(100 - i), P.to_fixed(1 + i)) for i in range(5)]
+    asks = [(P.to_fixed(101 + i), P.to_fixed(2 + i)) for i in range(5)]
+    sid, b, a = P.decode_book(P.encode_market_data(1, 1, 7, bids, asks))
+    assert sid == 7
+    assert b == [[100.0 - i, 1.0 + i] for i in range(5)]
+    assert a == [[101.0 + i, 2.0 + i] for i in range(5)]
+    assert all(type(lv) is list for lv in b + a)  # [price, qty] lists, as L2Book.top_bids gives
+    assert P.decode_book(_md_frame([]))[1:] == ([], [])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_decode_book_normalises_any_foreign_snapshot_like_a_book(seed):
+    """Unordered, interleaved, zero or repeated levels: exactly what L2Book.load_snapshot would hold."""
+    from latentspeed_core.book import L2Book
+
+    rng = random.Random(seed)
+    entries = [
+        (P.to_fixed(rng.choice([99.0, 99.5, 98.0, 97.5, 100.0])), rng.choice([0, P.to_fixed(rng.random() + 0.1)]),
+         0, i)
+        for i in range(rng.randint(0, 6))
+    ] + [
+        (P.to_fixed(rng.choice([101.0, 101.5, 102.0, 103.5])), rng.choice([0, P.to_fixed(rng.random() + 0.1)]), 1, i)
+        for i in range(rng.randint(0, 6))
+    ]  # fmt: skip
+    rng.shuffle(entries)
+    _sid, b, a = P.decode_book(_md_frame(entries))
+    book = L2Book()
+    book.load_snapshot(
+        [(p / P.SCALE, q / P.SCALE) for p, q, s, _ in entries if s == 0],
+        [(p / P.SCALE, q / P.SCALE) for p, q, s, _ in entries if s == 1],
+    )
+    assert b == [[p, pytest.approx(q)] for p, q in book.top_bids(100)]
+    assert a == [[p, pytest.approx(q)] for p, q in book.top_asks(100)]
