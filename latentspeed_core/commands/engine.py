@@ -25,7 +25,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config
-    from ..engine.runner import parse_cpus, run_engine, set_cpu_affinity
+    from ..engine.runner import run_engine
+    from ..runtime import parse_cpus, set_cpu_affinity
 
     setup = load_config(args.config, args.registry)
     cfg = setup.config

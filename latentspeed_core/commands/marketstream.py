@@ -35,27 +35,13 @@ def writable_dir(path: str) -> bool:
     return Path(path).resolve().parent.is_dir()
 
 
-def run_async(coro) -> int:
-    """Run on uvloop when installed (lower per-message loop overhead), else asyncio."""
-    import asyncio
-
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - Windows
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
-
-
 def _run(args: argparse.Namespace) -> int:
     import zmq
 
-    from ..engine.runner import parse_cpus, set_cpu_affinity
     from ..logs import setup_logging
     from ..marketstream.app import run_marketstream
     from ..marketstream.config import load_config
+    from ..runtime import parse_cpus, run_async, set_cpu_affinity
 
     setup = load_config(args.config, args.registry)
     try:

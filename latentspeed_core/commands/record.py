@@ -18,7 +18,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..logs import setup_logging
     from ..marketstream.app import run_marketstream
     from ..marketstream.config import load_config
-    from .marketstream import run_async, writable_dir
+    from ..runtime import run_async
+    from .marketstream import writable_dir
 
     setup = load_config(args.config, args.registry)
     if not writable_dir(args.out):

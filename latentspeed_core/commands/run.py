@@ -126,14 +126,9 @@ def _run(args: argparse.Namespace) -> int:
                 )
     level = args.log_level or (data or {}).get("log", {}).get("level") or ("warning" if dashboard else "info")
     setup_logging(level, (data or {}).get("log", {}).get("file"))
-    try:
-        import uvloop
+    from ..runtime import run_async
 
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        summary = runner.run(_main(args, registry, data, dashboard))
+    summary = run_async(_main(args, registry, data, dashboard))
     _print_summary(summary, dashboard)
     if summary.get("error"):
         print(f"latentspeed run: error: {summary['error']}", file=sys.stderr)

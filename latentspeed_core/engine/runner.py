@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
 
+from ..runtime import run_async
 from .config import EngineSetup
 from .core import Engine
 from .latency import LatencyLog
@@ -23,32 +23,6 @@ from .marketdata import BookListener, build_source
 from .risk import build_risk
 
 log = logging.getLogger("latentspeed.engine")
-
-
-def set_cpu_affinity(cpus: list[int] | None) -> None:
-    """Pin this process (Linux ``sched_setaffinity``); elsewhere a logged no-op."""
-    if not cpus:
-        return
-    if not hasattr(os, "sched_setaffinity"):
-        log.warning("cpu affinity not supported on this platform; ignoring %s", cpus)
-        return
-    os.sched_setaffinity(0, set(cpus))
-    log.info("pinned to CPUs %s", sorted(os.sched_getaffinity(0)))
-
-
-def parse_cpus(text: str) -> list[int]:
-    """``6,7`` or ``4-7`` or ``0,2-3`` -> sorted CPU numbers."""
-    out: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.update(range(int(a), int(b) + 1))
-        else:
-            out.add(int(part))
-    return sorted(out)
 
 
 class EngineRunner:
@@ -242,20 +216,10 @@ def _contract(stats: dict) -> dict:
 
 
 def run_engine(setup: EngineSetup, registry, duration: float | None = None, **kw) -> dict:
-    """Blocking entry point: run an engine to completion on a fresh loop; returns the summary.
-
-    uvloop when installed: less per-callback overhead on the hot path.
-    """
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
+    """Blocking entry point: run an engine to completion on a fresh loop; returns the summary."""
 
     async def main() -> dict:
         runner = EngineRunner(setup, registry, **kw)
         return await runner.run(duration)
 
-    with asyncio.Runner(loop_factory=loop_factory) as r:
-        return r.run(main())
+    return run_async(main())
