@@ -100,10 +100,10 @@ def pct(a: np.ndarray, q: float) -> float:
 
 
 async def engine_phase(
-    port: int, orders: int, registry, source: str, busy_poll: bool = False
+    port: int, orders: int, registry, source: str, busy_poll: bool = False, conflate: bool = True
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     if source == "venue":
-        market_data = {"from_venue": True}
+        market_data = {"from_venue": True, "conflate": conflate}
     else:
         market_data = {"feeds": [{"exchange": "mock", "port": port, "symbols": ["BTC-USD"]}]}
     data = {
@@ -230,6 +230,12 @@ def main() -> int:
         action="store_true",
         help="engine config busy_poll: spin the event loop (uses a whole CPU)",
     )
+    ap.add_argument(
+        "--no-conflate",
+        action="store_true",
+        help="engine config market_data.conflate: false (the strategy also sees snapshots already "
+        "superseded by a later one in the same read)",
+    )
     args = ap.parse_args()
     t_start = time.perf_counter()
     registry = load_registry(["mock"], extra=[BenchPlugin()])
@@ -247,12 +253,16 @@ def main() -> int:
     try:
         with asyncio.Runner(loop_factory=factory) as r:
             t2t, rt, summary, stages = r.run(
-                engine_phase(port, args.orders, registry, args.md_source, args.busy_poll)
+                engine_phase(
+                    port, args.orders, registry, args.md_source, args.busy_poll, not args.no_conflate
+                )
             )
     finally:
         ex.terminate()
         ex.wait(10)
-    print(f"market data source: {args.md_source}, busy poll: {args.busy_poll}")
+    print(
+        f"market data source: {args.md_source}, busy poll: {args.busy_poll}, conflate: {not args.no_conflate}"
+    )
     print(
         f"engine: {summary['orders']} orders in {summary['duration_s']}s, {summary['rx_packets']} market-data "
         f"messages, {summary['rejects']} rejects, measured {len(t2t)} tick-to-trade / {len(rt)} round-trip samples"

@@ -36,6 +36,9 @@ class MarketDataConfig(StrictModel):
     #: Books and trades from the venue's own order-entry connection, for venues that carry
     #: market data (the mock exchange does): one socket, so no second wake-up per tick.
     from_venue: bool = False
+    #: ``from_venue``: when one read holds several snapshots of a symbol, strategies are called
+    #: on the last one only (the others still update the book and the features).
+    conflate: bool = True
     #: Feature calculators to run (names as registered); ``None`` = all registered.
     features: list[str] | None = None
 

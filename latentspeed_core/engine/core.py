@@ -85,6 +85,8 @@ class Engine:
         self.strategies: dict[str, Strategy] = {}
         self._wants_updates: set[str] = set()
         self._by_symbol: dict[str, list[Strategy]] = {}
+        #: Per symbol, the strategies that override ``on_trade`` (the others are not called per print).
+        self._trades_by_symbol: dict[str, list[Strategy]] = {}
         #: Latest book message per symbol (what ``ctx.features`` returns).
         self.books: dict[str, dict] = {}
         self._mids: dict[str, float] = {}
@@ -123,13 +125,13 @@ class Engine:
         self.strategies[strategy_id] = strategy
         # A strategy that keeps the base class's no-op on_order_update is not called for every
         # report (acks and cancels of every order): one set lookup instead of a call.
-        if (
-            "on_order_update" in vars(strategy)
-            or type(strategy).on_order_update is not Strategy.on_order_update
-        ):
+        if _overrides(strategy, "on_order_update"):
             self._wants_updates.add(strategy_id)
+        wants_trades = _overrides(strategy, "on_trade")
         for s in symbols:
             self._by_symbol.setdefault(s, []).append(strategy)
+            if wants_trades:
+                self._trades_by_symbol.setdefault(s, []).append(strategy)
             self.portfolio.get(s)
 
     @property
@@ -164,8 +166,12 @@ class Engine:
         return getattr(inst, "tick_size", None), getattr(inst, "lot_size", None)
 
     # -- market data (hot path) ------------------------------------------------
-    def on_book(self, msg: dict, receipt_ns: int = 0) -> None:
-        """A marketstream book message; ``receipt_ns`` overrides its ``receipt_timestamp_ns``."""
+    def on_book(self, msg: dict, receipt_ns: int = 0, act: bool = True) -> None:
+        """A marketstream book message; ``receipt_ns`` overrides its ``receipt_timestamp_ns``.
+
+        ``act=False``: a snapshot already superseded by a later one in the same read; the book,
+        mid and marks are updated but no strategy is called on it.
+        """
         self.rx_packets += 1
         sym = msg["symbol"]
         self.books[sym] = msg
@@ -181,7 +187,7 @@ class Engine:
                 if pos.qty != 0.0 and self._breach:
                     self._check_breach()
         strategies = self._by_symbol.get(sym)
-        if strategies and self.trading_enabled:
+        if strategies and self.trading_enabled and act:
             self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
             self._trigger = "book"
             cork = self._cork
@@ -200,7 +206,7 @@ class Engine:
     def on_trade(self, msg: dict, receipt_ns: int = 0) -> None:
         self.rx_packets += 1
         self.trades_rx += 1
-        strategies = self._by_symbol.get(msg["symbol"])
+        strategies = self._trades_by_symbol.get(msg["symbol"])
         if strategies and self.trading_enabled:
             self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
             self._trigger = "trade"
@@ -483,6 +489,11 @@ class Engine:
             f"rejects={self.rejects} position={pos} pnl={self.portfolio.pnl:.2f} "
             f"t2t_p50_us={_num(p50)} t2t_p99_us={_num(p99)}"
         )
+
+
+def _overrides(strategy: Strategy, name: str) -> bool:
+    """The strategy (class or instance) replaces the base class's no-op ``name`` callback."""
+    return name in vars(strategy) or getattr(type(strategy), name) is not getattr(Strategy, name)
 
 
 def _num(v: float | None) -> str:

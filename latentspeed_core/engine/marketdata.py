@@ -153,12 +153,17 @@ class VenueMarketData:
         wanted = set(engine.symbols)
         extra = tuple(listeners)
         on_book = engine.on_book
+        #: [True] while a superseded snapshot goes through the Pipeline (see on_superseded_market_data).
+        superseded = [False]
 
         def emit_book(topic: str, msg: dict) -> None:
             for listener in extra:
                 if listener(msg) is False:
                     return
-            on_book(msg)
+            if superseded[0]:
+                on_book(msg, 0, False)
+            else:
+                on_book(msg)
 
         def emit_trade(topic: str, msg: dict, _on_trade=engine.on_trade) -> None:
             _on_trade(msg)
@@ -179,12 +184,24 @@ class VenueMarketData:
                 book.load_sorted(bids, asks)  # the venue's decoded lists, as they are
                 pipe_book(feed, symbol, book, receipt_ns, receipt_ns)
 
+        def on_superseded_market_data(symbol: str, bids, asks, receipt_ns: int) -> None:
+            # A later snapshot of this symbol is already in the same read: keep the book and the
+            # features exact (every snapshot goes through the Pipeline), but no strategy acts on a
+            # book that is stale before it is handled; the next one is decided on at once.
+            superseded[0] = True
+            try:
+                on_market_data(symbol, bids, asks, receipt_ns)
+            finally:
+                superseded[0] = False
+
         def on_venue_trade(trade) -> None:
             stats.messages += 1
             if trade.symbol in wanted:
                 pipe_trade(feed, trade)
 
         engine.on_market_data = on_market_data
+        if md.conflate:
+            engine.on_superseded_market_data = on_superseded_market_data
         engine.on_venue_trade = on_venue_trade
 
     async def run(self) -> None:

@@ -16,6 +16,12 @@ listener has ``on_market_data(symbol, bids, asks, receipt_ns)`` (float
 message the receiver may keep) and/or ``on_venue_trade(trade)``, they are
 called; the check is done once per connection, not per message.
 
+Superseded snapshots: MARKET_DATA is a full top-N snapshot, so when one read holds
+several for the same symbol, all but the last are stale before they are handled. A
+listener with ``on_superseded_market_data(symbol, bids, asks, receipt_ns)`` gets
+those through it (the engine updates its book and features but asks no strategy to
+act on a stale book); without it they go to ``on_market_data`` like any other.
+
 Connection rules the engine must know: ``on_venue_connected`` fires once the
 symbol definitions are complete (the first message after the SECURITY_DEFINITIONs);
 when the connection drops the exchange cancels every resting order of that
@@ -26,6 +32,7 @@ new connection.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from dataclasses import dataclass
 
@@ -48,6 +55,8 @@ _NEW_SIZE = P.NEW_ORDER_SIZE
 _NEW = P.NEW_ORDER
 _SCALE = P.SCALE
 _time_ns = time.time_ns
+#: The symbol_id of a MARKET_DATA (first body field), read without decoding the message.
+_md_sid = struct.Struct("<16xI").unpack_from
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,7 @@ class MockVenue(Venue):
         self._link: ExchangeLink | None = None
         self._listener: VenueListener | None = None
         self._on_md = None
+        self._on_stale_md = None
         self._on_trade = None
         self.orders_sent = 0
         self.cancels_sent = 0
@@ -84,6 +94,7 @@ class MockVenue(Venue):
     async def run(self, listener: VenueListener) -> None:
         self._listener = listener
         self._on_md = getattr(listener, "on_market_data", None)
+        self._on_stale_md = getattr(listener, "on_superseded_market_data", None)
         self._on_trade = getattr(listener, "on_venue_trade", None)
         await maintain("mock venue", self.config, self._on_frames, self._up, self._down)
 
@@ -102,11 +113,31 @@ class MockVenue(Venue):
                 self._listener.on_venue_disconnected(reason)
 
     def _on_frames(self, frames: list, receipt_ns: int) -> None:
-        for msg_type, buf, off in frames:
+        stale = self._superseded(frames) if len(frames) > 1 and self._on_stale_md is not None else None
+        for i, (msg_type, buf, off) in enumerate(frames):
             try:
-                self._on_message(msg_type, buf, off, receipt_ns)
+                if stale and i in stale:
+                    sid, bids, asks = P.decode_book(buf, off)
+                    self._on_stale_md(self._names.get(sid, ""), bids, asks, receipt_ns)
+                else:
+                    self._on_message(msg_type, buf, off, receipt_ns)
             except Exception:  # a listener bug must not drop the other reports of this read
                 log.exception("handling %s failed", P.MsgType(msg_type).name)
+
+    def _superseded(self, frames: list) -> set[int] | None:
+        """Indexes of the MARKET_DATA of this read that a later one of the same symbol replaces."""
+        last: dict[int, int] = {}
+        stale = None
+        for i, (msg_type, buf, off) in enumerate(frames):
+            if msg_type == P.MARKET_DATA and self.connected:
+                (sid,) = _md_sid(buf, off)
+                prev = last.get(sid)
+                if prev is not None:
+                    if stale is None:
+                        stale = set()
+                    stale.add(prev)
+                last[sid] = i
+        return stale
 
     def _on_message(self, msg_type: int, buf: bytes, off: int, receipt_ns: int) -> None:
         listener = self._listener
