@@ -188,40 +188,31 @@ class Engine:
                     self._check_breach()
         strategies = self._by_symbol.get(sym)
         if strategies and self.trading_enabled and act:
-            self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
-            self._trigger = "book"
-            cork = self._cork
-            if cork is not None:
-                cork()
-                self._corked = True
-            for s in strategies:
-                try:
-                    s.on_book(msg)
-                except Exception as exc:
-                    self._strategy_error(s, "on_book", exc)
-            if cork is not None:
-                self._flush()
-            self._trigger = "timer"
+            self._dispatch(strategies, "on_book", "book", msg, receipt_ns)
 
     def on_trade(self, msg: dict, receipt_ns: int = 0) -> None:
         self.rx_packets += 1
         self.trades_rx += 1
         strategies = self._trades_by_symbol.get(msg["symbol"])
         if strategies and self.trading_enabled:
-            self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
-            self._trigger = "trade"
-            cork = self._cork
-            if cork is not None:
-                cork()
-                self._corked = True
-            for s in strategies:
-                try:
-                    s.on_trade(msg)
-                except Exception as exc:
-                    self._strategy_error(s, "on_trade", exc)
-            if cork is not None:
-                self._flush()
-            self._trigger = "timer"
+            self._dispatch(strategies, "on_trade", "trade", msg, receipt_ns)
+
+    def _dispatch(self, strategies: list, callback: str, trigger: str, msg: dict, receipt_ns: int) -> None:
+        """Run one market-data callback on each strategy; their orders leave in one write (cork)."""
+        self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
+        self._trigger = trigger
+        cork = self._cork
+        if cork is not None:
+            cork()
+            self._corked = True
+        for s in strategies:
+            try:
+                getattr(s, callback)(msg)
+            except Exception as exc:
+                self._strategy_error(s, callback, exc)
+        if cork is not None:
+            self._flush()
+        self._trigger = "timer"
 
     def on_timer(self, now_ns: int) -> None:
         if not self.trading_enabled:
