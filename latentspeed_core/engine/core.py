@@ -356,7 +356,10 @@ class Engine:
             qty = out.fill_qty
             px = out.fill_px
             fee = qty * px * (self.taker_fee if st.taker else self.maker_fee)
-            self.portfolio.get(st.symbol).apply_fill(st.side, px, qty, fee)
+            pos = self.portfolio.get(st.symbol)
+            if pos.mark == 0.0:  # first fill on a symbol no strategy lists: mark it at the known mid
+                pos.mark = self._mids.get(st.symbol, 0.0)
+            pos.apply_fill(st.side, px, qty, fee)
             self.fills += 1
             fill = Fill(st.cl_ord_id, st.symbol, st.side, px, qty, fee, now)
             self.recent_fills.append(fill)

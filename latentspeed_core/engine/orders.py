@@ -249,7 +249,9 @@ class OrderManager:
                 px = r.last_px
                 st.avg_px = (st.avg_px * st.filled_qty + px * delta) / r.cum_qty
                 st.filled_qty = r.cum_qty
-                st.leaves_qty = r.leaves_qty
+                # A fill reported after the order's CANCELED (which overtook it) still counts,
+                # but a final order has nothing left open.
+                st.leaves_qty = r.leaves_qty if old not in TERMINAL else 0.0
                 out.fill_qty = delta
                 out.fill_px = px
                 if st.first_fill_ns is None:

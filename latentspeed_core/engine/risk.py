@@ -27,6 +27,10 @@ log = logging.getLogger("latentspeed.risk")
 _BUY = Side.BUY
 _SELL = Side.SELL
 _MARKET = OrdType.MARKET
+#: "Refused when > limit": a value equal to the limit but for float rounding (0.07 x 100000 is
+#: 7000.000000000001) is at the limit, so allowed. Relative slack, so it holds at any scale and
+#: stays far below one lot or tick.
+_REL = 1e-12
 
 
 class RiskView(Protocol):
@@ -89,12 +93,13 @@ class MaxNotional(RiskCheck):
 
     def __init__(self, cfg: LimitConfig) -> None:
         self.limit = cfg.limit
+        self._max = cfg.limit * (1.0 + _REL)
 
     def check(self, order, view, now_ns):
         px = _price(order, view)
         if px is None:
             return "no price to value a market order"
-        if order.qty * px > self.limit:
+        if order.qty * px > self._max:
             return f"notional {order.qty * px:.2f} > max_notional {self.limit}"
         return None
 
@@ -106,6 +111,7 @@ class MaxPosition(RiskCheck):
 
     def __init__(self, cfg: LimitConfig) -> None:
         self.limit = cfg.limit
+        self._max = cfg.limit * (1.0 + _REL) + 1e-12
 
     def check(self, order, view, now_ns):
         symbol = order.symbol
@@ -114,7 +120,7 @@ class MaxPosition(RiskCheck):
             worst = pos + view.open_qty(symbol, _BUY) + order.qty
         else:
             worst = -pos + view.open_qty(symbol, _SELL) + order.qty
-        if worst > self.limit + 1e-12:
+        if worst > self._max:
             return f"position could reach {worst:g} > max_position {self.limit}"
         return None
 
@@ -127,6 +133,8 @@ class PriceBand(RiskCheck):
     def __init__(self, cfg: LimitConfig) -> None:
         self.frac = cfg.limit / 10_000.0
         self.limit = cfg.limit
+        # The rounding of price - mid scales with the mid, not with the band.
+        self._frac_max = self.frac + _REL
 
     def check(self, order, view, now_ns):
         mid = view.mid(order.symbol)
@@ -134,7 +142,7 @@ class PriceBand(RiskCheck):
             return "no mid price yet"
         if order.ord_type == _MARKET:
             return None
-        if abs(order.price - mid) > self.frac * mid:
+        if abs(order.price - mid) > self._frac_max * mid:
             return f"price {order.price} is {abs(order.price - mid) / mid * 1e4:.1f} bps from mid {mid}"
         return None
 
