@@ -92,3 +92,11 @@ def test_version_and_help(run_cli):
     assert run_cli("--version").stdout.startswith("latentspeed ")
     res = run_cli("--help")
     assert res.returncode == 0 and "plugins" in res.stdout
+
+
+def test_plugin_subcommands_appear_in_help_only_when_their_plugin_loads(run_cli):
+    assert "mock-exchange" in run_cli("--help").stdout
+    assert "[plugin: mock]" in run_cli("--help").stdout
+    assert "mock-exchange" not in run_cli("--plugins", "bybit", "--help").stdout
+    sub = run_cli("mock-exchange", "--help")
+    assert sub.returncode == 0 and "--fill-prob" in sub.stdout and "--tick-rate" in sub.stdout
