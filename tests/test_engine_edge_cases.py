@@ -119,6 +119,20 @@ def test_cancel_of_a_final_order_sends_nothing():
     assert engine.cancel(st.cl_ord_id) is False and venue.cancels == []
 
 
+def test_reports_that_change_nothing_are_counted_in_the_stats():
+    engine = Engine(_Wire(), RiskEngine([]))
+    engine.add_strategy("s", Strategy(), ["BTC-USD"])
+    st = engine.submit("s", "BTC-USD", Side.BUY, 1.0, 100.0)
+    engine.on_execution_report(_fill(st, 1.0, 100.0, 1.0))
+    engine.on_execution_report(_fill(st, 1.0, 100.0, 1.0))  # the venue repeats itself
+    stray = _fill(st, 1.0, 100.0, 1.0)
+    stray.cl_ord_id = 999_999  # an id this session never sent
+    engine.on_execution_report(stray)
+    stats = engine.stats()
+    assert engine.fills == 1
+    assert stats["duplicate_reports"] == 1 and stats["unmatched_reports"] == 1 and stats["cancel_rejects"] == 0
+
+
 def _o(qty: float, price: float) -> Order:
     return Order(1, "BTC-USD", Side.BUY, qty, price, OrdType.LIMIT)
 

@@ -469,6 +469,10 @@ class Engine:
             "venue_rejects": self.venue_rejects,
             "rejects_by_check": dict(self.risk.rejects),
             "unknown_orders": self.unknown_orders,
+            # venue reports that changed nothing: repeats, unknown ids, refused cancels
+            "duplicate_reports": self.orders.duplicate_reports,
+            "unmatched_reports": self.orders.unmatched_reports,
+            "cancel_rejects": self.orders.cancel_rejects,
             "reconnects": max(0, self.connects - 1),
             "trading_enabled": self.trading_enabled,
             "halt_reason": self.halt_reason,
