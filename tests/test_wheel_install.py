@@ -77,8 +77,9 @@ def test_installed_plugins_are_core_and_bybit_only(bybit_wheel_venv):
 
 CLIENT = textwrap.dedent(
     """
-    import asyncio, json, sys, time
+    import asyncio, json, sys
     from latentspeed_core.config import validate
+    from latentspeed_core.testing import async_wait_for
     from latentspeed_core.plugins import load_registry
 
     url, last_u = sys.argv[1], int(sys.argv[2])
@@ -97,9 +98,9 @@ CLIENT = textwrap.dedent(
     async def main():
         sink = Sink()
         task = asyncio.create_task(feed.run(sink))
-        deadline = time.monotonic() + 20
-        while feed.books["XRP-USDT"].last_u != last_u and time.monotonic() < deadline and not task.done():
-            await asyncio.sleep(0.01)
+        await async_wait_for(
+            lambda: feed.books["XRP-USDT"].last_u == last_u or task.done(), 20, "the session's last delta"
+        )
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         book = feed.books["XRP-USDT"].book

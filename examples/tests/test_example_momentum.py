@@ -14,6 +14,7 @@ from latentspeed_core.config import ConfigError
 from latentspeed_core.engine.config import resolve
 from latentspeed_core.engine.runner import EngineRunner
 from latentspeed_core.plugins import load_registry
+from latentspeed_core.testing import async_wait_for
 
 mock = pytest.importorskip("latentspeed_mock_exchange.server")
 
@@ -59,9 +60,7 @@ def test_trades_on_the_mock_exchange():
             reg = _registry()
             runner = EngineRunner(resolve(_config(ex.port, threshold_bps=1.0), reg), reg)
             task = asyncio.create_task(runner.run(install_signals=False))
-            deadline = asyncio.get_running_loop().time() + 20
-            while runner.engine.fills < 3 and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.01)
+            await async_wait_for(lambda: runner.engine.fills >= 3 or task.done(), 20, "three fills")
             runner.stop("test done")
             return await task, runner.engine.strategies["momentum"]
         finally:
