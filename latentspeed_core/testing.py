@@ -49,3 +49,18 @@ async def async_wait_for(predicate: Callable[[], bool], timeout: float = 10.0, w
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.002)
+
+
+class RecordingSink:
+    """A FeedSink that keeps every book (as full top-of-book level lists) and every trade."""
+
+    def __init__(self, depth: int = 1000) -> None:
+        self.depth = depth
+        self.books: list[tuple[list, list]] = []
+        self.trades: list = []
+
+    def on_book(self, feed, symbol, book, timestamp_ns, receipt_ns) -> None:
+        self.books.append((book.top_bids(self.depth), book.top_asks(self.depth)))
+
+    def on_trade(self, feed, trade) -> None:
+        self.trades.append(trade)

@@ -9,25 +9,16 @@ import pytest
 from latentspeed_exchange_bybit.config import BybitConfig
 from latentspeed_exchange_bybit.feed import BybitFeed
 
-from latentspeed_core.testing import fixtures_dir
+from latentspeed_core.testing import RecordingSink, fixtures_dir
 
 SESSION = "bybit/seq_linear_orderbook500_xrpusdt_2024-12-01_snapshot_plus_24_deltas.jsonl"
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.books: list = []
-
-    def on_book(self, feed, symbol, book, ts, receipt_ns) -> None:
-        self.books.append((book.top_bids(1000), book.top_asks(1000)))
-
-    def on_trade(self, feed, trade) -> None:
-        pass
 
 
 def play(frames: list[dict]) -> BybitFeed:
     feed = BybitFeed(BybitConfig(symbols=["XRP-USDT"], depth=500))
-    feed.sink = Sink()
+    feed.sink = RecordingSink()
     feed.send = lambda msg: None  # resubscribe requests have nowhere to go offline
     feed.on_connect()
     for frame in frames:

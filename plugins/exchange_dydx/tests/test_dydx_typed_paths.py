@@ -9,23 +9,12 @@ import pytest
 from latentspeed_exchange_dydx.config import DydxConfig
 from latentspeed_exchange_dydx.feed import DydxFeed
 
-from latentspeed_core.testing import fixtures_dir
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.books: list = []
-
-    def on_book(self, feed, symbol, book, ts, receipt_ns) -> None:
-        self.books.append((book.top_bids(1000), book.top_asks(1000)))
-
-    def on_trade(self, feed, trade) -> None:
-        pass
+from latentspeed_core.testing import RecordingSink, fixtures_dir
 
 
 def play(frames: list[dict]) -> DydxFeed:
     feed = DydxFeed(DydxConfig(symbols=["ETH-USD"]))
-    feed.sink = Sink()
+    feed.sink = RecordingSink()
     feed.on_connect()
     for frame in frames:
         feed.deliver_frame(json.dumps(frame), 1)
