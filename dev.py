@@ -7,7 +7,8 @@
 
 Setup creates ./.venv (stdlib venv) and installs the core and every plugin under
 plugins/ in editable mode. It is skipped when nothing it depends on has changed.
-Needs only Python 3.11+.
+Needs only Python 3.11+ (with a C compiler, as here, the compiled order book is built;
+without one the install still works and uses the pure-Python book).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def plugin_dirs() -> list[Path]:
 
 def fingerprint() -> str:
     h = hashlib.sha256()
-    for p in [ROOT / "pyproject.toml", *(d / "pyproject.toml" for d in plugin_dirs())]:
+    # setup.py and the C sources too: an editable install does not rebuild the extension by itself
+    built = [ROOT / "setup.py", *sorted((ROOT / "latentspeed_core").glob("*.c"))]
+    for p in [ROOT / "pyproject.toml", *built, *(d / "pyproject.toml" for d in plugin_dirs())]:
         h.update(str(p.relative_to(ROOT)).encode() + p.read_bytes())
     return h.hexdigest()
 

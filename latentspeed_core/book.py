@@ -12,12 +12,20 @@ and a list memmove per new or removed level. Levels beyond the edge only touch t
 ``window // 2`` it is refilled from the dict with one C ``sorted`` (rare; ~10 µs on a
 1,000-level side) to ``1.5 * window`` keys, so the next refill needs ``window`` net
 deletions, not half that. A read deeper than the window sorts the dict (correct, slow).
+
+``L2Book`` is the compiled implementation of exactly this design (``_book.c``: a C hash map
+and window of plain doubles, and ``apply_json`` parsing a venue's level arrays straight from
+the frame) when the extension is built, else ``PyL2Book``. ``PyL2Book`` is the reference: the
+property tests hold both to the same naive model. ``LATENTSPEED_PURE_PYTHON=1`` forces it.
 """
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left, insort
-from types import FunctionType
+from types import FunctionType, GetSetDescriptorType, MethodDescriptorType, WrapperDescriptorType
+
+import orjson
 
 _INF = float("inf")
 _NINF = -_INF
@@ -27,7 +35,9 @@ class CrossedBookError(ValueError):
     pass
 
 
-class L2Book:
+class PyL2Book:
+    """Pure-Python order book; the reference for, and fallback of, the compiled one."""
+
     __slots__ = ("symbol", "_bids", "_asks", "_bid_keys", "_ask_keys", "_bid_edge", "_ask_edge")
 
     #: Best levels kept sorted per side (reads of up to this many levels are slices).
@@ -178,6 +188,13 @@ class L2Book:
             else:
                 book.pop(price, None)
 
+    def apply_json(self, bids, asks) -> None:
+        """Apply raw JSON level arrays ``[["price", "qty"], ...]`` of both sides, atomically."""
+        b = parse_levels(bids)
+        a = parse_levels(asks)
+        self.update_bids(b)
+        self.update_asks(a)
+
     def set(self, is_bid: bool, price: float, qty: float) -> None:
         if is_bid:
             self.set_bid(price, qty)
@@ -248,6 +265,47 @@ class L2Book:
         return f"L2Book({self.symbol!r}, bid={self.best_bid()}, ask={self.best_ask()}, levels={len(self)})"
 
 
+def _parse_levels_py(raw) -> list[tuple[float, float]]:
+    """Raw JSON ``[["price", "qty"], ...]`` (bytes-like) → float pairs; ``ValueError`` if malformed."""
+    try:
+        levels = orjson.loads(bytes(raw))
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"malformed levels: {exc}") from None
+    if not isinstance(levels, list):
+        raise ValueError("levels must be a JSON array of [price, qty] pairs")
+    out = []
+    for lv in levels:
+        if not (isinstance(lv, list) and len(lv) == 2):
+            raise ValueError("a level must be a [price, qty] array")
+        try:
+            p, q = float(lv[0]), float(lv[1])
+        except (TypeError, ValueError):
+            raise ValueError(f"malformed number in levels: {lv!r}") from None
+        if p != p:
+            raise ValueError("level price is NaN")
+        out.append((p, q))
+    return out
+
+
+try:
+    if os.environ.get("LATENTSPEED_PURE_PYTHON"):
+        raise ImportError("LATENTSPEED_PURE_PYTHON is set")
+    from ._book import CL2Book, parse_levels
+except ImportError:  # no compiler at install time: the reference implementation, same results
+    CL2Book = None
+    parse_levels = _parse_levels_py
+    L2Book = PyL2Book
+else:
+
+    class L2Book(CL2Book):  # type: ignore[no-redef]
+        """The compiled book (``_book.c``); same API and results as :class:`PyL2Book`."""
+
+        __slots__ = ()
+        #: Best levels kept sorted per side, read when a book is created.
+        window: int = 64
+        __repr__ = PyL2Book.__repr__
+
+
 class SnapshotBook(L2Book):
     """An :class:`L2Book` for venues that send whole top-N snapshots (the mock exchange).
 
@@ -295,11 +353,16 @@ def _synced(base):
     return method
 
 
-# Every other public method and property of L2Book (whatever book.py grows) loads the snapshot first.
-for _name, _attr in list(vars(L2Book).items()):
-    if _name in vars(SnapshotBook) or (_name.startswith("_") and _name not in ("__len__", "__repr__")):
-        continue
-    if isinstance(_attr, property):
-        setattr(SnapshotBook, _name, property(_synced(_attr.fget), doc=_attr.__doc__))
-    elif isinstance(_attr, FunctionType):  # plain methods (not static/class methods, not constants)
-        setattr(SnapshotBook, _name, _synced(_attr))
+# Every other public method and property of L2Book (whatever book.py grows, Python or C) loads the
+# snapshot first.
+_METHODS = (FunctionType, MethodDescriptorType, WrapperDescriptorType)
+for _cls in reversed(L2Book.__mro__[:-1]):
+    for _name, _attr in list(vars(_cls).items()):
+        if _name in vars(SnapshotBook) or (_name.startswith("_") and _name not in ("__len__", "__repr__")):
+            continue
+        if isinstance(_attr, property):
+            setattr(SnapshotBook, _name, property(_synced(_attr.fget), doc=_attr.__doc__))
+        elif isinstance(_attr, GetSetDescriptorType) and _name != "symbol":
+            setattr(SnapshotBook, _name, property(_synced(_attr.__get__), doc=_attr.__doc__))
+        elif isinstance(_attr, _METHODS):  # methods (not static/class methods, not constants)
+            setattr(SnapshotBook, _name, _synced(_attr))

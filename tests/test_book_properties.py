@@ -1,4 +1,4 @@
-"""Property tests of L2Book against a naive dict reference (hypothesis)."""
+"""Property tests of L2Book (compiled) and PyL2Book (pure Python) against a naive dict reference."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentspeed_core.book import L2Book
+from latentspeed_core.book import CL2Book, L2Book, PyL2Book
 
 prices = st.integers(1, 400).map(lambda x: x / 100)  # tick 0.01, many collisions
 qtys = st.one_of(st.just(0.0), st.integers(1, 10_000).map(lambda x: x / 1000))
@@ -14,20 +14,17 @@ updates = st.lists(st.tuples(st.booleans(), prices, qtys), max_size=300)
 levels = st.lists(st.tuples(prices, qtys), max_size=60)
 
 
-class W1(L2Book):
-    window = 1
+def windows(base: type) -> list[type]:
+    """``base`` with the default window, and tiny windows so that trimming and refilling happen constantly."""
+    return [base, *(type(f"{base.__name__}W{w}", (base,), {"__slots__": (), "window": w}) for w in (1, 3, 8))]
 
 
-class W3(L2Book):
-    window = 3
+BOOKS = windows(PyL2Book) + (windows(L2Book) if L2Book is not PyL2Book else [])
 
 
-class W8(L2Book):
-    window = 8
-
-
-#: the default window, and tiny ones so that trimming and refilling the sorted window happen constantly
-BOOKS = [L2Book, W1, W3, W8]
+def test_the_compiled_book_is_built():
+    """The suite must exercise the C book: a missing build would silently test the fallback twice."""
+    assert CL2Book is not None and issubclass(L2Book, CL2Book)
 
 
 class Ref:

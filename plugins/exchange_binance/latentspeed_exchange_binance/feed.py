@@ -222,11 +222,10 @@ class BinanceFeed(WsFeed):
                 return SKIPPED
             if U > last + 1:  # spot: U > update id + 1 → discard the book and restart
                 return self._gap(st, ev, receipt_ns, f"gap: U {U} > last u {last} + 1")
-        # Levels were decoded and validated as float pairs before we got here: nothing below can fail
-        # half-way through an event.
+        # apply_json converts and checks every level of both sides before it changes the book: a
+        # malformed event raises with the book untouched (and last_u unmoved, so the next event resyncs).
         book = st.book
-        book.update_bids(ev.b)
-        book.update_asks(ev.a)
+        book.apply_json(ev.b, ev.a)
         st.last_u = u
         if book.is_crossed():
             self.resync(st.symbol, f"crossed book after update u {u}")

@@ -1,11 +1,13 @@
 """Pure Binance message parsing: frames in, plain values out; no I/O, no state.
 
-The hot path decodes with msgspec into slotted structs whose price/qty strings are
-converted to floats inside the C decoder (``strict=False`` accepts Binance's quoted
-numbers), so there is no Python-level ``float()`` per level and no intermediate dicts.
+The hot path decodes with msgspec into slotted structs; trade price/qty strings become floats
+inside the C decoder (``strict=False`` accepts Binance's quoted numbers). A depth event's level
+arrays stay raw JSON (``msgspec.Raw``, a view of the frame): the core book's ``apply_json``
+parses them straight into the book, with no float or tuple object per level.
 A frame that is not one of the expected events (request answers, errors, anything new)
-falls back to orjson and a plain dict. A malformed depth event fails to decode as a
-whole, before any of it can touch a book.
+falls back to orjson and a plain dict. A malformed depth event fails as a whole
+(at decode, or in ``apply_json``, which checks both sides before changing anything), before any
+of it can touch a book.
 """
 
 from __future__ import annotations
@@ -34,13 +36,13 @@ loads = orjson.loads
 
 
 class Depth(msgspec.Struct, tag_field="e", tag="depthUpdate", gc=False):
-    """A diff-depth event: levels ``b``/``a`` as ``(price, qty)`` floats, absolute sizes."""
+    """A diff-depth event: levels ``b``/``a`` as raw JSON ``[["price", "qty"], ...]``, absolute sizes."""
 
     s: str
     U: int
     u: int
-    b: list[tuple[float, float]]
-    a: list[tuple[float, float]]
+    b: msgspec.Raw
+    a: msgspec.Raw
     E: int = 0
     T: int = 0
     pu: int = -1  # USD-M only: the previous event's u

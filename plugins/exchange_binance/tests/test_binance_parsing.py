@@ -19,6 +19,7 @@ from latentspeed_exchange_binance.parsing import (
     venue_symbol,
 )
 
+from latentspeed_core.book import L2Book, parse_levels
 from latentspeed_core.config import ConfigError, validate
 from latentspeed_core.testing import fixtures_dir
 
@@ -48,7 +49,7 @@ def test_trade_frames():
 def test_depth_and_snapshot_frames():
     ev = decode((B / "ws_spot_depthUpdate_100ms_combined_btcusdt_2024.json").read_bytes())
     assert type(ev) is Depth and ev.s == "BTCUSDT" and (ev.U, ev.u, ev.pu) == (50093239189, 50093239202, -1)
-    assert ev.b[0] == (61737.63, 0.0) and ev.a[0] == (61837.64, 1.54698) and ev.E == 1723161255208
+    assert parse_levels(ev.b)[0] == (61737.63, 0.0) and parse_levels(ev.a)[0] == (61837.64, 1.54698) and ev.E == 1723161255208
     ev = decode((B / "ws_usdm_depthUpdate_0ms_combined_btcusdt_2024.json").read_bytes())
     assert ev.pu == 5123107831937 and ev.T == 1723161256298
     raw = decode((B / "docs/ws_diff_depth_depthUpdate_payload.json").read_bytes())  # unwrapped form
@@ -60,10 +61,14 @@ def test_depth_and_snapshot_frames():
     assert decode((B / "docs/subscribe_response.json").read_bytes()) == {"result": None, "id": 1}
     for line in (B / "docs/ws_error_responses.jsonl").read_bytes().splitlines():
         assert "code" in decode(line)
-    with pytest.raises(ValueError):  # a known event with a malformed level is rejected whole
-        decode(
-            b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","s":"BTCUSDT","U":1,"u":2,"b":[["1","x"]],"a":[]}}'
-        )
+    # a malformed level is rejected whole when the levels are applied, before the book changes
+    ev = decode(
+        b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","s":"BTCUSDT","U":1,"u":2,"b":[["1","2"]],"a":[["1","x"]]}}'
+    )
+    book = L2Book("BTC-USDT")
+    with pytest.raises(ValueError):
+        book.apply_json(ev.b, ev.a)
+    assert len(book) == 0
     with pytest.raises(ValueError):
         decode(b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","s":"BTCUSDT","U":1,"u":2,"b":[]}}')
     lid, bids, asks = parse_snapshot((B / "rest_spot_api_v3_depth_btcusdt_limit1000_2024.json").read_bytes())

@@ -1,0 +1,1205 @@
+/* Compiled L2 order book: the per-level work of the marketstream hot path in C.
+ *
+ * Same design and the same results as the pure-Python reference in book.py (PyL2Book):
+ * each side is a hash map price -> qty holding every level, plus a sorted array of the keys
+ * of the best levels only (bids keyed by the negated price, so index 0 is the best level on
+ * both sides), up to an *edge*. Levels beyond the edge touch the map only. The window is cut
+ * back to `window` keys past 2 * window, and refilled to 1.5 * window keys from the map when
+ * deletions shrink it below window / 2.
+ *
+ * Why C: a CPython loop costs 75-150 ns per level change and the venues' float strings cost
+ * another ~50 ns each to convert; a 227-level Binance update took ~55 us of a 50 us budget.
+ * Here levels are plain doubles (no float object per level), and apply_json() parses a
+ * venue's `[["price","qty"], ...]` arrays straight from the frame's bytes.
+ *
+ * Every update call is atomic: all of its levels are converted and validated first, then
+ * applied, so a malformed level raises ValueError with the book untouched.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- hash map double -> double (open addressing, linear probing, backward-shift delete) ---- */
+
+typedef struct {
+    double *keys;
+    double *vals;
+    unsigned char *used;
+    Py_ssize_t cap; /* power of two, 0 before the first insert */
+    Py_ssize_t len;
+} Map;
+
+static inline uint64_t
+hash_double(double d)
+{
+    uint64_t x;
+    if (d == 0.0)
+        d = 0.0; /* -0.0 and 0.0 are the same price */
+    memcpy(&x, &d, sizeof x);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static void
+map_free(Map *m)
+{
+    PyMem_Free(m->keys);
+    PyMem_Free(m->vals);
+    PyMem_Free(m->used);
+    m->keys = m->vals = NULL;
+    m->used = NULL;
+    m->cap = m->len = 0;
+}
+
+static void
+map_clear(Map *m)
+{
+    if (m->cap)
+        memset(m->used, 0, (size_t)m->cap);
+    m->len = 0;
+}
+
+static int
+map_resize(Map *m, Py_ssize_t cap)
+{
+    double *keys = PyMem_Malloc(sizeof(double) * (size_t)cap);
+    double *vals = PyMem_Malloc(sizeof(double) * (size_t)cap);
+    unsigned char *used = PyMem_Calloc((size_t)cap, 1);
+    if (!keys || !vals || !used) {
+        PyMem_Free(keys);
+        PyMem_Free(vals);
+        PyMem_Free(used);
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t mask = (size_t)cap - 1;
+    for (Py_ssize_t i = 0; i < m->cap; i++) {
+        if (!m->used[i])
+            continue;
+        size_t j = hash_double(m->keys[i]) & mask;
+        while (used[j])
+            j = (j + 1) & mask;
+        used[j] = 1;
+        keys[j] = m->keys[i];
+        vals[j] = m->vals[i];
+    }
+    PyMem_Free(m->keys);
+    PyMem_Free(m->vals);
+    PyMem_Free(m->used);
+    m->keys = keys;
+    m->vals = vals;
+    m->used = used;
+    m->cap = cap;
+    return 0;
+}
+
+/* Index of `key`, or -1. */
+static inline Py_ssize_t
+map_find(const Map *m, double key)
+{
+    if (!m->len)
+        return -1;
+    size_t mask = (size_t)m->cap - 1;
+    size_t j = hash_double(key) & mask;
+    while (m->used[j]) {
+        if (m->keys[j] == key)
+            return (Py_ssize_t)j;
+        j = (j + 1) & mask;
+    }
+    return -1;
+}
+
+/* Reserve room for `extra` more keys (load factor <= 1/2). */
+static inline int
+map_reserve(Map *m, Py_ssize_t extra)
+{
+    Py_ssize_t need = m->len + extra;
+    if (2 * need <= m->cap)
+        return 0;
+    Py_ssize_t cap = m->cap ? m->cap : 64;
+    while (2 * need > cap)
+        cap *= 2;
+    return map_resize(m, cap);
+}
+
+/* Set key -> val; 1 if the key is new, 0 if it was there. Room must be reserved. */
+static inline int
+map_set(Map *m, double key, double val)
+{
+    size_t mask = (size_t)m->cap - 1;
+    size_t j = hash_double(key) & mask;
+    while (m->used[j]) {
+        if (m->keys[j] == key) {
+            m->vals[j] = val;
+            return 0;
+        }
+        j = (j + 1) & mask;
+    }
+    m->used[j] = 1;
+    m->keys[j] = key == 0.0 ? 0.0 : key;
+    m->vals[j] = val;
+    m->len++;
+    return 1;
+}
+
+/* Remove `key`; 1 if it was there. */
+static inline int
+map_remove(Map *m, double key)
+{
+    Py_ssize_t found = map_find(m, key);
+    if (found < 0)
+        return 0;
+    size_t mask = (size_t)m->cap - 1;
+    size_t i = (size_t)found, j = i;
+    for (;;) { /* backward-shift deletion: no tombstones, probes stay short */
+        j = (j + 1) & mask;
+        if (!m->used[j])
+            break;
+        size_t home = hash_double(m->keys[j]) & mask;
+        /* move j into the hole at i unless its home lies cyclically in (i, j] */
+        if ((i <= j) ? (i < home && home <= j) : (i < home || home <= j))
+            continue;
+        m->keys[i] = m->keys[j];
+        m->vals[i] = m->vals[j];
+        i = j;
+    }
+    m->used[i] = 0;
+    m->len--;
+    return 1;
+}
+
+/* ---- one side: map + sorted window of keys ---- */
+
+typedef struct {
+    Map map;
+    double *win; /* keys ascending (key = -price for bids, price for asks), all <= edge */
+    Py_ssize_t wlen;
+    double edge; /* +inf: every level is in the window */
+    int neg;     /* 1 for bids */
+} Side;
+
+/* In-place sorting and selection of doubles (no comparator callback: ~5x faster than qsort). */
+
+/* Hoare partition of a[0..n), n > 2, around the median of three moved to a[0]: returns j with
+ * a[0..j] <= pivot <= a[j+1..n) and 0 <= j < n - 1, so both parts are non-empty (always progress). */
+static Py_ssize_t
+partition(double *a, Py_ssize_t n)
+{
+    Py_ssize_t m = n / 2, hi = n - 1, med;
+    if (a[0] < a[m])
+        med = a[m] < a[hi] ? m : (a[0] < a[hi] ? hi : 0);
+    else
+        med = a[0] < a[hi] ? 0 : (a[m] < a[hi] ? hi : m);
+    double pivot = a[med];
+    a[med] = a[0];
+    a[0] = pivot;
+    Py_ssize_t i = -1, j = n;
+    for (;;) {
+        do
+            i++;
+        while (a[i] < pivot);
+        do
+            j--;
+        while (a[j] > pivot);
+        if (i >= j)
+            return j;
+        double t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+static void
+dsort(double *a, Py_ssize_t n)
+{
+    while (n > 16) {
+        Py_ssize_t j = partition(a, n);
+        /* recurse into the smaller part, loop on the larger: O(log n) stack */
+        Py_ssize_t left = j + 1;
+        if (left < n - left) {
+            dsort(a, left);
+            a += left;
+            n -= left;
+        }
+        else {
+            dsort(a + left, n - left);
+            n = left;
+        }
+    }
+    for (Py_ssize_t i = 1; i < n; i++) {
+        double v = a[i];
+        Py_ssize_t j = i;
+        while (j > 0 && a[j - 1] > v) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = v;
+    }
+}
+
+/* Reorder so that a[0..k) holds the k smallest values, sorted. */
+static void
+dselect_sorted(double *a, Py_ssize_t n, Py_ssize_t k)
+{
+    double *base = a;
+    Py_ssize_t want = k;
+    while (n > 16 && k > 0 && k < n) {
+        Py_ssize_t j = partition(a, n);
+        Py_ssize_t left = j + 1; /* a[0..left) <= pivot <= a[left..n) */
+        if (k <= left) {
+            n = left;
+        }
+        else {
+            a += left;
+            n -= left;
+            k -= left;
+        }
+    }
+    dsort(a, n); /* the small range holding the k-th boundary: now base[0..want) are the smallest */
+    dsort(base, want);
+}
+
+/* All keys of the side in a new buffer (caller frees), unordered. */
+static double *
+side_keys(const Side *s)
+{
+    Py_ssize_t n = s->map.len;
+    double *out = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1));
+    if (!out) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < s->map.cap; i++)
+        if (s->map.used[i])
+            out[k++] = s->neg ? -s->map.keys[i] : s->map.keys[i];
+    return out;
+}
+
+/* All keys of the side, sorted ascending, in a new buffer (caller frees). */
+static double *
+side_sorted_keys(const Side *s)
+{
+    double *out = side_keys(s);
+    if (out)
+        dsort(out, s->map.len);
+    return out;
+}
+
+static int
+side_refill(Side *s, Py_ssize_t w)
+{
+    double *keys = side_keys(s);
+    if (!keys)
+        return -1;
+    Py_ssize_t n = s->map.len;
+    if (n > 2 * w) {
+        Py_ssize_t k = w + w / 2;
+        dselect_sorted(keys, n, k);
+        n = k;
+        s->edge = keys[n - 1];
+    }
+    else {
+        dsort(keys, n);
+        s->edge = INFINITY;
+    }
+    memcpy(s->win, keys, sizeof(double) * (size_t)n);
+    s->wlen = n;
+    PyMem_Free(keys);
+    return 0;
+}
+
+static inline Py_ssize_t
+lower_bound(const double *a, Py_ssize_t n, double key)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) >> 1;
+        if (a[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Apply one absolute-size level (qty <= 0 deletes). Map room must be reserved. */
+static inline int
+side_apply(Side *s, Py_ssize_t w, double price, double qty)
+{
+    double key = s->neg ? -price : price;
+    if (key <= s->edge) { /* inside the window */
+        if (qty > 0) {
+            if (map_set(&s->map, price, qty)) {
+                Py_ssize_t at = lower_bound(s->win, s->wlen, key);
+                memmove(s->win + at + 1, s->win + at, sizeof(double) * (size_t)(s->wlen - at));
+                s->win[at] = key;
+                if (++s->wlen > 2 * w) {
+                    s->edge = s->win[w - 1];
+                    s->wlen = w;
+                }
+            }
+        }
+        else if (map_remove(&s->map, price)) {
+            Py_ssize_t at = lower_bound(s->win, s->wlen, key);
+            memmove(s->win + at, s->win + at + 1, sizeof(double) * (size_t)(s->wlen - at - 1));
+            s->wlen--;
+            if (s->wlen < (w + 1) / 2 && s->edge != INFINITY)
+                return side_refill(s, w);
+        }
+    }
+    else if (qty > 0) {
+        map_set(&s->map, price, qty);
+    }
+    else {
+        map_remove(&s->map, price);
+    }
+    return 0;
+}
+
+static int
+side_apply_all(Side *s, Py_ssize_t w, const double *lv, Py_ssize_t n)
+{
+    if (map_reserve(&s->map, n) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (side_apply(s, w, lv[2 * i], lv[2 * i + 1]) < 0)
+            return -1;
+    return 0;
+}
+
+static inline double
+side_qty(const Side *s, double price)
+{
+    Py_ssize_t i = map_find(&s->map, price);
+    return i < 0 ? 0.0 : s->map.vals[i];
+}
+
+/* ---- level conversion (validated before any change) ---- */
+
+typedef struct {
+    double *v; /* price, qty pairs */
+    Py_ssize_t n, cap;
+    double small[64];
+} LevelBuf;
+
+static void
+lb_init(LevelBuf *b)
+{
+    b->v = b->small;
+    b->n = 0;
+    b->cap = 32;
+}
+
+static void
+lb_free(LevelBuf *b)
+{
+    if (b->v != b->small)
+        PyMem_Free(b->v);
+}
+
+static int
+lb_push(LevelBuf *b, double p, double q)
+{
+    if (b->n == b->cap) {
+        Py_ssize_t cap = b->cap * 2;
+        double *v = PyMem_Malloc(sizeof(double) * 2 * (size_t)cap);
+        if (!v) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(v, b->v, sizeof(double) * 2 * (size_t)b->n);
+        if (b->v != b->small)
+            PyMem_Free(b->v);
+        b->v = v;
+        b->cap = cap;
+    }
+    if (isnan(p)) {
+        PyErr_SetString(PyExc_ValueError, "level price is NaN");
+        return -1;
+    }
+    b->v[2 * b->n] = p;
+    b->v[2 * b->n + 1] = q;
+    b->n++;
+    return 0;
+}
+
+/* Python iterable of (price, qty) pairs -> buffer. */
+static int
+lb_from_pairs(LevelBuf *b, PyObject *levels)
+{
+    PyObject *seq = PySequence_Fast(levels, "levels must be an iterable of (price, qty) pairs");
+    if (!seq)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *it = items[i], *po, *qo;
+        if (PyTuple_CheckExact(it) && PyTuple_GET_SIZE(it) == 2) {
+            po = PyTuple_GET_ITEM(it, 0);
+            qo = PyTuple_GET_ITEM(it, 1);
+        }
+        else if (PyList_CheckExact(it) && PyList_GET_SIZE(it) == 2) {
+            po = PyList_GET_ITEM(it, 0);
+            qo = PyList_GET_ITEM(it, 1);
+        }
+        else {
+            PyObject *pair = PySequence_Tuple(it);
+            if (!pair || PyTuple_GET_SIZE(pair) != 2) {
+                Py_XDECREF(pair);
+                Py_DECREF(seq);
+                if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
+                    PyErr_Clear();
+                    PyErr_SetString(PyExc_ValueError, "a level must be a (price, qty) pair");
+                }
+                return -1;
+            }
+            double p = PyFloat_AsDouble(PyTuple_GET_ITEM(pair, 0));
+            double q = p == -1.0 && PyErr_Occurred() ? 0.0 : PyFloat_AsDouble(PyTuple_GET_ITEM(pair, 1));
+            Py_DECREF(pair);
+            if ((p == -1.0 || q == -1.0) && PyErr_Occurred()) {
+                Py_DECREF(seq);
+                return -1;
+            }
+            if (lb_push(b, p, q) < 0) {
+                Py_DECREF(seq);
+                return -1;
+            }
+            continue;
+        }
+        double p = PyFloat_CheckExact(po) ? PyFloat_AS_DOUBLE(po) : PyFloat_AsDouble(po);
+        if (p == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        double q = PyFloat_CheckExact(qo) ? PyFloat_AS_DOUBLE(qo) : PyFloat_AsDouble(qo);
+        if (q == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (lb_push(b, p, q) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SWAR_DIGITS 1
+#endif
+
+/* Append the decimal digits at p to *mant; returns the first non-digit. Eight at a time where it
+ * can (the venues' prices and sizes carry 8 decimals): a check and three multiplications instead
+ * of eight loop turns. */
+static inline const char *
+parse_digits(const char *p, const char *end, uint64_t *mant)
+{
+    uint64_t m = *mant;
+#ifdef SWAR_DIGITS
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        if (((v & 0xF0F0F0F0F0F0F0F0ULL) | (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) !=
+            0x3333333333333333ULL)
+            break; /* not eight digits */
+        v = (v & 0x0F0F0F0F0F0F0F0FULL) * 2561 >> 8;
+        v = (v & 0x00FF00FF00FF00FFULL) * 6553601 >> 16;
+        v = (v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL >> 32;
+        m = m * 100000000ULL + (uint32_t)v;
+        p += 8;
+    }
+#endif
+    while (p < end && (unsigned)(*p - '0') < 10u)
+        m = m * 10 + (uint64_t)(*p++ - '0');
+    *mant = m;
+    return p;
+}
+
+/* One JSON number, bare or in a string ("67000.10"), at *pp; advances *pp. Exactly float(text):
+ * plain decimals whose digits form an integer below 2^53, with at most 22 after the point, take the
+ * exact fast path (mantissa and power of ten are both exact doubles, so one division rounds
+ * correctly); anything else
+ * goes through CPython's own correctly rounded strtod. */
+static int
+parse_number(const char **pp, const char *end, double *out)
+{
+    const char *p = *pp;
+    int quoted = 0;
+    if (p < end && *p == '"') {
+        quoted = 1;
+        p++;
+    }
+    const char *start = p;
+    int neg = 0;
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    /* digits before and after the point, as one integer mantissa (garbage past 19 digits: then
+     * the slow path is taken) */
+    uint64_t mant = 0;
+    const char *d0 = p;
+    p = parse_digits(p, end, &mant);
+    Py_ssize_t ndig = p - d0, frac = 0;
+    if (p < end && *p == '.') {
+        const char *f0 = ++p;
+        p = parse_digits(p, end, &mant);
+        frac = p - f0;
+        ndig += frac;
+    }
+    const char *num_end = p;
+    int simple = ndig > 0 && (p >= end || (*p != 'e' && *p != 'E' && (quoted ? *p == '"' : 1)));
+    if (simple && ndig <= 19 && mant <= (1ULL << 53) && frac <= 22) {
+        double v = (double)mant;
+        v = frac ? v / POW10[frac] : v;
+        *out = neg ? -v : v;
+    }
+    else {
+        /* slow path: let CPython parse the token (exponents, long mantissas, inf/nan spellings) */
+        if (quoted) {
+            while (num_end < end && *num_end != '"')
+                num_end++;
+        }
+        else {
+            while (num_end < end && *num_end != ',' && *num_end != ']' && *num_end != ' ' &&
+                   *num_end != '\t' && *num_end != '\n' && *num_end != '\r')
+                num_end++;
+        }
+        Py_ssize_t len = num_end - start;
+        char tmp[64];
+        if (len <= 0 || len >= (Py_ssize_t)sizeof tmp) {
+            PyErr_SetString(PyExc_ValueError, "malformed number in levels");
+            return -1;
+        }
+        memcpy(tmp, start, (size_t)len);
+        tmp[len] = 0;
+        char *stop;
+        double v = PyOS_string_to_double(tmp, &stop, NULL);
+        if (v == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "malformed number in levels: %.40s", tmp);
+            return -1;
+        }
+        if (*stop) {
+            PyErr_Format(PyExc_ValueError, "malformed number in levels: %.40s", tmp);
+            return -1;
+        }
+        *out = v;
+        p = num_end;
+    }
+    if (quoted) {
+        if (p >= end || *p != '"') {
+            PyErr_SetString(PyExc_ValueError, "malformed number in levels: unterminated string");
+            return -1;
+        }
+        p++;
+    }
+    *pp = p;
+    return 0;
+}
+
+static inline const char *
+skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* `[["price","qty"], ...]` (strings or bare numbers) -> buffer. */
+static int
+lb_from_json(LevelBuf *b, PyObject *obj)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0)
+        return -1;
+    const char *p = view.buf, *end = p + view.len;
+    const char *err = NULL;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '[') {
+        err = "levels must be a JSON array of [price, qty] pairs";
+        goto fail;
+    }
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == ']') {
+        p++;
+        goto done;
+    }
+    for (;;) {
+        double price, qty;
+        if (p >= end || *p != '[') {
+            err = "a level must be a [price, qty] array";
+            goto fail;
+        }
+        p = skip_ws(p + 1, end);
+        if (parse_number(&p, end, &price) < 0)
+            goto fail;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ',') {
+            err = "a level must be a [price, qty] array";
+            goto fail;
+        }
+        p = skip_ws(p + 1, end);
+        if (parse_number(&p, end, &qty) < 0)
+            goto fail;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ']') {
+            err = "a level must be a [price, qty] array";
+            goto fail;
+        }
+        if (lb_push(b, price, qty) < 0)
+            goto fail;
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == ']') {
+            p++;
+            break;
+        }
+        err = "levels: expected ',' or ']'";
+        goto fail;
+    }
+done:
+    if (skip_ws(p, end) != end) {
+        err = "levels: trailing data after the array";
+        goto fail;
+    }
+    PyBuffer_Release(&view);
+    return 0;
+fail:
+    if (err)
+        PyErr_SetString(PyExc_ValueError, err);
+    PyBuffer_Release(&view);
+    return -1;
+}
+
+/* ---- the type ---- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *symbol;
+    Py_ssize_t w;
+    Side bids, asks;
+} BookObject;
+
+static int
+side_init(Side *s, Py_ssize_t w, int neg)
+{
+    memset(s, 0, sizeof *s);
+    s->neg = neg;
+    s->edge = INFINITY;
+    s->win = PyMem_Malloc(sizeof(double) * (size_t)(2 * w + 2));
+    if (!s->win) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void
+side_free(Side *s)
+{
+    map_free(&s->map);
+    PyMem_Free(s->win);
+    s->win = NULL;
+}
+
+static void
+side_clear(Side *s)
+{
+    map_clear(&s->map);
+    s->wlen = 0;
+    s->edge = INFINITY;
+}
+
+static PyObject *
+Book_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    BookObject *self = (BookObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    Py_ssize_t w = 64;
+    PyObject *wo = PyObject_GetAttrString((PyObject *)type, "window");
+    if (wo) {
+        w = PyLong_AsSsize_t(wo);
+        Py_DECREF(wo);
+        if (w == -1 && PyErr_Occurred()) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        if (w < 1) {
+            PyErr_SetString(PyExc_ValueError, "window must be >= 1");
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    else {
+        PyErr_Clear();
+    }
+    self->w = w;
+    self->symbol = PyUnicode_FromString("");
+    if (!self->symbol || side_init(&self->bids, w, 1) < 0 || side_init(&self->asks, w, 0) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+Book_init(BookObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"symbol", NULL};
+    PyObject *symbol = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:L2Book", names, &symbol))
+        return -1;
+    if (symbol) {
+        Py_INCREF(symbol);
+        Py_XSETREF(self->symbol, symbol);
+    }
+    return 0;
+}
+
+static void
+Book_dealloc(BookObject *self)
+{
+    side_free(&self->bids);
+    side_free(&self->asks);
+    Py_XDECREF(self->symbol);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Book_clear(BookObject *self, PyObject *unused)
+{
+    side_clear(&self->bids);
+    side_clear(&self->asks);
+    Py_RETURN_NONE;
+}
+
+static int
+load_side(BookObject *self, Side *s, const LevelBuf *b)
+{
+    side_clear(s);
+    /* room for as many levels again: the updates that follow a snapshot do not rehash */
+    if (map_reserve(&s->map, 2 * b->n) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < b->n; i++)
+        if (b->v[2 * i + 1] > 0)
+            map_set(&s->map, b->v[2 * i], b->v[2 * i + 1]);
+    return side_refill(s, self->w);
+}
+
+static PyObject *
+Book_load_snapshot(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "load_snapshot(bids, asks)");
+        return NULL;
+    }
+    LevelBuf b, a;
+    lb_init(&b);
+    lb_init(&a);
+    int rc = lb_from_pairs(&b, args[0]);
+    if (rc == 0)
+        rc = lb_from_pairs(&a, args[1]);
+    if (rc == 0)
+        rc = load_side(self, &self->bids, &b);
+    if (rc == 0)
+        rc = load_side(self, &self->asks, &a);
+    lb_free(&b);
+    lb_free(&a);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+update_side(BookObject *self, Side *s, PyObject *levels)
+{
+    LevelBuf b;
+    lb_init(&b);
+    int rc = lb_from_pairs(&b, levels);
+    if (rc == 0)
+        rc = side_apply_all(s, self->w, b.v, b.n);
+    lb_free(&b);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Book_update_bids(BookObject *self, PyObject *levels)
+{
+    return update_side(self, &self->bids, levels);
+}
+
+static PyObject *
+Book_update_asks(BookObject *self, PyObject *levels)
+{
+    return update_side(self, &self->asks, levels);
+}
+
+static PyObject *
+Book_apply_json(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "apply_json(bids, asks)");
+        return NULL;
+    }
+    LevelBuf b, a;
+    lb_init(&b);
+    lb_init(&a);
+    int rc = lb_from_json(&b, args[0]);
+    if (rc == 0)
+        rc = lb_from_json(&a, args[1]);
+    if (rc == 0)
+        rc = side_apply_all(&self->bids, self->w, b.v, b.n);
+    if (rc == 0)
+        rc = side_apply_all(&self->asks, self->w, a.v, a.n);
+    lb_free(&b);
+    lb_free(&a);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+set_one(BookObject *self, Side *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "expected (price, qty)");
+        return NULL;
+    }
+    double p = PyFloat_AsDouble(args[0]);
+    if (p == -1.0 && PyErr_Occurred())
+        return NULL;
+    double q = PyFloat_AsDouble(args[1]);
+    if (q == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (isnan(p)) {
+        PyErr_SetString(PyExc_ValueError, "level price is NaN");
+        return NULL;
+    }
+    if (map_reserve(&s->map, 1) < 0 || side_apply(s, self->w, p, q) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Book_set_bid(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return set_one(self, &self->bids, args, nargs);
+}
+
+static PyObject *
+Book_set_ask(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return set_one(self, &self->asks, args, nargs);
+}
+
+static PyObject *
+Book_set(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "set(is_bid, price, qty)");
+        return NULL;
+    }
+    int is_bid = PyObject_IsTrue(args[0]);
+    if (is_bid < 0)
+        return NULL;
+    return set_one(self, is_bid ? &self->bids : &self->asks, args + 1, 2);
+}
+
+static PyObject *
+qty_of(Side *s, PyObject *arg)
+{
+    double p = PyFloat_AsDouble(arg);
+    if (p == -1.0 && PyErr_Occurred())
+        return NULL;
+    return PyFloat_FromDouble(side_qty(s, p));
+}
+
+static PyObject *
+Book_bid_qty(BookObject *self, PyObject *arg)
+{
+    return qty_of(&self->bids, arg);
+}
+
+static PyObject *
+Book_ask_qty(BookObject *self, PyObject *arg)
+{
+    return qty_of(&self->asks, arg);
+}
+
+static inline double
+key_price(const Side *s, double key)
+{
+    return s->neg ? -key : key;
+}
+
+static PyObject *
+best_of(Side *s)
+{
+    if (!s->wlen)
+        Py_RETURN_NONE;
+    double p = key_price(s, s->win[0]);
+    return Py_BuildValue("(dd)", p, side_qty(s, p));
+}
+
+static PyObject *
+Book_best_bid(BookObject *self, PyObject *unused)
+{
+    return best_of(&self->bids);
+}
+
+static PyObject *
+Book_best_ask(BookObject *self, PyObject *unused)
+{
+    return best_of(&self->asks);
+}
+
+static PyObject *
+top_of(Side *s, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0)
+        n = 0;
+    const double *keys = s->win;
+    double *sorted = NULL;
+    Py_ssize_t have = s->wlen;
+    if (n > have && s->edge != INFINITY) { /* deeper than the window: sort (rare, correct) */
+        sorted = side_sorted_keys(s);
+        if (!sorted)
+            return NULL;
+        keys = sorted;
+        have = s->map.len;
+    }
+    if (n > have)
+        n = have;
+    PyObject *out = PyList_New(n);
+    if (!out)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double p = key_price(s, keys[i]);
+        PyObject *lv = PyList_New(2);
+        if (!lv)
+            goto fail;
+        PyList_SET_ITEM(out, i, lv);
+        PyObject *po = PyFloat_FromDouble(p), *qo = PyFloat_FromDouble(side_qty(s, p));
+        if (po)
+            PyList_SET_ITEM(lv, 0, po);
+        if (qo)
+            PyList_SET_ITEM(lv, 1, qo);
+        if (!po || !qo)
+            goto fail;
+    }
+    PyMem_Free(sorted);
+    return out;
+fail:
+    PyMem_Free(sorted);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *
+Book_top_bids(BookObject *self, PyObject *n)
+{
+    return top_of(&self->bids, n);
+}
+
+static PyObject *
+Book_top_asks(BookObject *self, PyObject *n)
+{
+    return top_of(&self->asks, n);
+}
+
+static PyObject *
+prices_of(Side *s)
+{
+    const double *keys = s->win;
+    double *sorted = NULL;
+    Py_ssize_t n = s->wlen;
+    if (s->edge != INFINITY) {
+        sorted = side_sorted_keys(s);
+        if (!sorted)
+            return NULL;
+        keys = sorted;
+        n = s->map.len;
+    }
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *po = PyFloat_FromDouble(key_price(s, keys[i]));
+        if (!po) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, po);
+    }
+    PyMem_Free(sorted);
+    return out;
+}
+
+static PyObject *
+Book_bid_prices(BookObject *self, PyObject *unused)
+{
+    return prices_of(&self->bids);
+}
+
+static PyObject *
+Book_ask_prices(BookObject *self, PyObject *unused)
+{
+    return prices_of(&self->asks);
+}
+
+static PyObject *
+Book_is_crossed(BookObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(self->bids.wlen && self->asks.wlen && -self->bids.win[0] >= self->asks.win[0]);
+}
+
+static PyObject *
+Book_get_bid_levels(BookObject *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->bids.map.len);
+}
+
+static PyObject *
+Book_get_ask_levels(BookObject *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->asks.map.len);
+}
+
+static PyObject *
+Book_get_symbol(BookObject *self, void *closure)
+{
+    return Py_NewRef(self->symbol);
+}
+
+static int
+Book_set_symbol(BookObject *self, PyObject *value, void *closure)
+{
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete symbol");
+        return -1;
+    }
+    Py_XSETREF(self->symbol, Py_NewRef(value));
+    return 0;
+}
+
+static Py_ssize_t
+Book_len(BookObject *self)
+{
+    return self->bids.map.len + self->asks.map.len;
+}
+
+static PyMethodDef Book_methods[] = {
+    {"clear", (PyCFunction)Book_clear, METH_NOARGS, "Remove every level."},
+    {"load_snapshot", (PyCFunction)(void (*)(void))Book_load_snapshot, METH_FASTCALL,
+     "Replace the whole book from iterables of (price, qty); zero sizes are ignored."},
+    {"update_bids", (PyCFunction)Book_update_bids, METH_O,
+     "Apply (price, qty) pairs of absolute sizes (0 deletes); one call per venue message."},
+    {"update_asks", (PyCFunction)Book_update_asks, METH_O, "As update_bids, for asks."},
+    {"apply_json", (PyCFunction)(void (*)(void))Book_apply_json, METH_FASTCALL,
+     "Apply raw JSON level arrays [[\"price\",\"qty\"], ...] of bids and asks (bytes-like), atomically."},
+    {"set_bid", (PyCFunction)(void (*)(void))Book_set_bid, METH_FASTCALL,
+     "Set the absolute size at price; qty 0 (or less) deletes the level."},
+    {"set_ask", (PyCFunction)(void (*)(void))Book_set_ask, METH_FASTCALL, "As set_bid, for asks."},
+    {"set", (PyCFunction)(void (*)(void))Book_set, METH_FASTCALL, "set(is_bid, price, qty)."},
+    {"bid_qty", (PyCFunction)Book_bid_qty, METH_O, "Size at a bid price (0.0 if none)."},
+    {"ask_qty", (PyCFunction)Book_ask_qty, METH_O, "Size at an ask price (0.0 if none)."},
+    {"best_bid", (PyCFunction)Book_best_bid, METH_NOARGS, "(price, qty) of the best bid, or None."},
+    {"best_ask", (PyCFunction)Book_best_ask, METH_NOARGS, "(price, qty) of the best ask, or None."},
+    {"top_bids", (PyCFunction)Book_top_bids, METH_O, "Best n bids, best first, as [[price, qty], ...]."},
+    {"top_asks", (PyCFunction)Book_top_asks, METH_O, "Best n asks, best first, as [[price, qty], ...]."},
+    {"bid_prices", (PyCFunction)Book_bid_prices, METH_NOARGS, "All bid prices, best first."},
+    {"ask_prices", (PyCFunction)Book_ask_prices, METH_NOARGS, "All ask prices, best first."},
+    {"is_crossed", (PyCFunction)Book_is_crossed, METH_NOARGS,
+     "True when best bid >= best ask (a locked book counts as crossed)."},
+    {NULL},
+};
+
+static PyGetSetDef Book_getset[] = {
+    {"bid_levels", (getter)Book_get_bid_levels, NULL, "Number of bid levels.", NULL},
+    {"ask_levels", (getter)Book_get_ask_levels, NULL, "Number of ask levels.", NULL},
+    {"symbol", (getter)Book_get_symbol, (setter)Book_set_symbol, "The book's symbol.", NULL},
+    {NULL},
+};
+
+static PySequenceMethods Book_as_sequence = {
+    .sq_length = (lenfunc)Book_len,
+};
+
+static PyTypeObject BookType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "latentspeed_core._book.CL2Book",
+    .tp_basicsize = sizeof(BookObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Compiled L2 order book (see latentspeed_core.book.L2Book).",
+    .tp_new = Book_new,
+    .tp_init = (initproc)Book_init,
+    .tp_dealloc = (destructor)Book_dealloc,
+    .tp_methods = Book_methods,
+    .tp_getset = Book_getset,
+    .tp_as_sequence = &Book_as_sequence,
+};
+
+static PyObject *
+parse_levels(PyObject *mod, PyObject *raw)
+{
+    LevelBuf b;
+    lb_init(&b);
+    if (lb_from_json(&b, raw) < 0) {
+        lb_free(&b);
+        return NULL;
+    }
+    PyObject *out = PyList_New(b.n);
+    for (Py_ssize_t i = 0; out && i < b.n; i++) {
+        PyObject *t = Py_BuildValue("(dd)", b.v[2 * i], b.v[2 * i + 1]);
+        if (!t) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, t);
+    }
+    lb_free(&b);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"parse_levels", parse_levels, METH_O,
+     "Raw JSON [[\"price\",\"qty\"], ...] (bytes-like) -> [(price, qty), ...] floats (ValueError if malformed)."},
+    {NULL},
+};
+
+static struct PyModuleDef book_module = {
+    PyModuleDef_HEAD_INIT, "latentspeed_core._book", "Compiled order book for latentspeed.", -1, module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__book(void)
+{
+    if (PyType_Ready(&BookType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&book_module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "CL2Book", (PyObject *)&BookType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,114 @@
+"""``apply_json``/``parse_levels``: venue level arrays parsed straight from frame bytes.
+
+The compiled parser must give exactly ``float(text)`` for every number (its fast path is only
+taken where one IEEE operation rounds correctly), and reject anything malformed before the book
+changes, in both implementations.
+"""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentspeed_core import book as book_mod
+from latentspeed_core.book import L2Book, PyL2Book
+
+PARSERS = [book_mod.parse_levels, book_mod._parse_levels_py]
+BOOKS = [L2Book, PyL2Book]
+
+decimal_text = st.one_of(
+    st.decimals(min_value=0, max_value=10**9, places=8, allow_nan=False).map(str),
+    st.decimals(min_value=0, max_value=10**6, allow_nan=False, allow_infinity=False).map(str),
+    st.floats(min_value=0, max_value=1e12, allow_nan=False).map(repr),
+    st.integers(0, 10**20).map(str),
+    st.from_regex(r"\A-?[0-9]{1,25}\.[0-9]{0,30}\Z"),
+    st.from_regex(r"\A[0-9]{1,3}(\.[0-9]{1,4})?[eE][-+]?[0-9]{1,2}\Z"),
+)
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+@settings(max_examples=300, deadline=None)
+@given(pairs=st.lists(st.tuples(decimal_text, decimal_text), max_size=20), quoted=st.booleans())
+def test_numbers_parse_exactly_as_float(parse, pairs, quoted):
+    if quoted:
+        raw = json.dumps([[p, q] for p, q in pairs]).encode()
+    else:  # bare JSON numbers (only those JSON allows)
+        pairs = [(p, q) for p, q in pairs if _json_number(p) and _json_number(q)]
+        raw = ("[" + ",".join(f"[{p}, {q}]" for p, q in pairs) + "]").encode()
+    assert parse(raw) == [(float(p), float(q)) for p, q in pairs]
+
+
+def _json_number(t: str) -> bool:
+    try:
+        return isinstance(orjson.loads(t), int | float)
+    except orjson.JSONDecodeError:
+        return False
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+def test_real_venue_shapes(parse):
+    assert parse(b'[["67000.10000000","0.00100000"],["66999.9","0"]]') == [(67000.1, 0.001), (66999.9, 0.0)]
+    assert parse(b' [ [ "1.5" , "2" ] ] ') == [(1.5, 2.0)]
+    assert parse(b"[]") == []
+    assert parse(b'[["1e-3","-2.50"]]') == [(0.001, -2.5)]
+    assert parse(memoryview(b'[["3","4"]]')) == [(3.0, 4.0)]
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{}",
+        b"[",
+        b'[["1"]]',
+        b'[["1","2","3"]]',
+        b'[["x","2"]]',
+        b'[["1","2"]',
+        b'[["1","2"],]',
+        b'[["1,"2"]]',
+        b'[["nan","1"]]',
+        b'[["1","2"]] x',
+        b'["1","2"]',
+        b'[[null,"2"]]',
+    ],
+)
+def test_malformed_levels_raise_value_error(parse, raw):
+    with pytest.raises(ValueError):
+        parse(raw)
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+def test_apply_json_is_atomic(cls):
+    book = cls("BTC-USDT")
+    book.load_snapshot([(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0)])
+    before = (book.top_bids(10), book.top_asks(10))
+    with pytest.raises(ValueError):
+        book.apply_json(b'[["100","0"],["98","5"]]', b'[["101.5","1"],["oops","1"]]')
+    assert (book.top_bids(10), book.top_asks(10)) == before
+    book.apply_json(b'[["100","0"],["98","5"]]', b'[["101.5","1"]]')
+    assert book.top_bids(10) == [[99.0, 2.0], [98.0, 5.0]]
+    assert book.top_asks(10) == [[101.0, 1.0], [101.5, 1.0]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    snap=st.lists(st.tuples(st.integers(1, 300), st.integers(0, 50)), max_size=150),
+    deltas=st.lists(st.lists(st.tuples(st.integers(1, 300), st.integers(0, 50)), max_size=40), max_size=20),
+)
+def test_compiled_and_python_books_agree_on_json_deltas(snap, deltas):
+    books = [cls("X") for cls in BOOKS]
+    for b in books:
+        b.load_snapshot(
+            [(p / 10, q / 7) for p, q in snap if p < 150], [(p / 10, q / 7) for p, q in snap if p >= 150]
+        )
+    for d in deltas:
+        bids = json.dumps([[str(p / 10), str(q / 7)] for p, q in d if p < 150]).encode()
+        asks = json.dumps([[str(p / 10), str(q / 7)] for p, q in d if p >= 150]).encode()
+        for b in books:
+            b.apply_json(bids, asks)
+        assert len({(repr(b.top_bids(1000)), repr(b.top_asks(1000)), len(b)) for b in books}) == 1
