@@ -32,9 +32,11 @@ def plugin_dirs() -> list[Path]:
 
 def fingerprint() -> str:
     h = hashlib.sha256()
-    # setup.py and the C sources too: an editable install does not rebuild the extension by itself
-    built = [ROOT / "setup.py", *sorted((ROOT / "latentspeed_core").glob("*.c"))]
-    for p in [ROOT / "pyproject.toml", *built, *(d / "pyproject.toml" for d in plugin_dirs())]:
+    # setup.py and the C sources too: an editable install does not rebuild an extension by itself
+    dists = [ROOT, *plugin_dirs()]
+    files = [p for d in dists for p in (d / "pyproject.toml", d / "setup.py") if p.exists()]
+    files += sorted(p for d in dists for p in d.glob("latentspeed_*/*.c"))
+    for p in files:
         h.update(str(p.relative_to(ROOT)).encode() + p.read_bytes())
     return h.hexdigest()
 

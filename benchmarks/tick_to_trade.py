@@ -74,11 +74,13 @@ class BenchPlugin:
         register(Component("every_tick", TakerParams, EveryTick))
 
 
-def start_exchange(port: int, tick_ms: float) -> subprocess.Popen:
+def start_exchange(port: int, tick_ms: float, busy_poll: bool = False) -> subprocess.Popen:
     cmd = [
         str(BIN / "latentspeed"), "mock-exchange", "--port", str(port), "--tick-rate", str(tick_ms),
         "--fill-prob", "0", "--symbols", "BTC-USD", "--seed", "1", "--no-log-orders", "--log-level", "warning",
     ]  # fmt: skip
+    if busy_poll:
+        cmd.append("--busy-poll")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if PIN:
         # The exchange on its own CPU: otherwise waking it (every NEW_ORDER written) can preempt
@@ -231,6 +233,12 @@ def main() -> int:
         help="engine config busy_poll: spin the event loop (uses a whole CPU)",
     )
     ap.add_argument(
+        "--exchange-busy-poll",
+        action="store_true",
+        help="run the mock exchange with --busy-poll (its own CPU): the engine's write then wakes no "
+        "sleeping process, as a send to a remote venue would not",
+    )
+    ap.add_argument(
         "--no-conflate",
         action="store_true",
         help="engine config market_data.conflate: false (the strategy also sees snapshots already "
@@ -243,7 +251,7 @@ def main() -> int:
         os.sched_setaffinity(0, {PIN[1]})
 
     port = free_port()
-    ex = start_exchange(port, args.tick_ms)
+    ex = start_exchange(port, args.tick_ms, args.exchange_busy_poll)
     try:
         import uvloop
 
@@ -261,7 +269,8 @@ def main() -> int:
         ex.terminate()
         ex.wait(10)
     print(
-        f"market data source: {args.md_source}, busy poll: {args.busy_poll}, conflate: {not args.no_conflate}"
+        f"market data source: {args.md_source}, busy poll: engine {args.busy_poll}, "
+        f"exchange {args.exchange_busy_poll}, conflate: {not args.no_conflate}"
     )
     print(
         f"engine: {summary['orders']} orders in {summary['duration_s']}s, {summary['rx_packets']} market-data "

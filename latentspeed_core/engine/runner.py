@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from ..runtime import run_async
+from ..runtime import run_async, spin
 from .config import EngineSetup
 from .core import Engine
 from .latency import LatencyLog
@@ -91,7 +91,7 @@ class EngineRunner:
             asyncio.create_task(self._every(cfg.stats_interval, self._stats), name="stats"),
         ]
         if cfg.busy_poll:
-            tasks.append(asyncio.create_task(_spin(), name="busy-poll"))
+            tasks.append(asyncio.create_task(spin(), name="busy-poll"))
         stopper = asyncio.create_task(self._stop.wait())
         try:
             waiting = {stopper, *tasks}
@@ -192,12 +192,6 @@ class EngineRunner:
         self.latency.flush()
         if self.on_stats is not None:
             self.on_stats(e)
-
-
-async def _spin() -> None:
-    """Yield to the loop forever: its poll then never blocks (``busy_poll``)."""
-    while True:
-        await asyncio.sleep(0)
 
 
 _CONTRACT_KEYS = ("rx_packets", "orders", "fills", "rejects", "positions", "realized_pnl", "unrealized_pnl")

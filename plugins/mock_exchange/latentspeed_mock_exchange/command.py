@@ -9,6 +9,7 @@ import signal
 
 from latentspeed_core.components import Command
 from latentspeed_core.config import validate
+from latentspeed_core.runtime import run_async, spin
 
 from .config import MockExchangeConfig
 
@@ -32,6 +33,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=d.depth, help="book levels per side (default %(default)s)")
     p.add_argument("--no-log-orders", dest="log_orders", action="store_false",
                    help="do not log every order and fill (for benchmarks)")  # fmt: skip
+    p.add_argument("--busy-poll", action="store_true",
+                   help="spin the event loop instead of sleeping (uses a whole CPU; for benchmarks)")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> MockExchangeConfig:
@@ -44,6 +47,7 @@ def config_from_args(args: argparse.Namespace) -> MockExchangeConfig:
         "seed": args.seed,
         "depth": args.depth,
         "log_orders": args.log_orders,
+        "busy_poll": args.busy_poll,
     }
     return validate(MockExchangeConfig, data, "command line")
 
@@ -60,28 +64,20 @@ async def _serve(cfg: MockExchangeConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread / platform
             pass
+    spinner = asyncio.create_task(spin(), name="busy-poll") if cfg.busy_poll else None
     try:
         await stop.wait()
         log.info("signal received, shutting down")
     finally:
+        if spinner is not None:
+            spinner.cancel()
         await ex.stop()
-
-
-def run_loop(coro) -> None:
-    """Run ``coro`` on uvloop when available (less per-message loop overhead), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a core dependency off Windows
-        asyncio.run(coro)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(coro)
 
 
 def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     try:
-        run_loop(_serve(cfg))
+        run_async(_serve(cfg))
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, exc.strerror or exc)
         return 1

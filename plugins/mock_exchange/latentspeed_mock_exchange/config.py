@@ -63,6 +63,9 @@ class MockExchangeConfig(StrictModel):
     max_open_orders: int = Field(100_000, ge=1)
     #: Log every order and fill (logger ``latentspeed_mock_exchange.orders`` at INFO).
     log_orders: bool = True
+    #: Spin the event loop instead of sleeping in poll: a client's order is read without a wake-up
+    #: of this process, as a remote venue's NIC would take it (benchmarks). Uses one whole CPU.
+    busy_poll: bool = False
 
     @field_validator("symbols")
     @classmethod

@@ -13,6 +13,7 @@ encode helpers and the incremental :class:`FrameDecoder`. No logging, no I/O.
 
 from __future__ import annotations
 
+import os
 import struct
 from enum import IntEnum
 from operator import gt as _gt
@@ -273,8 +274,11 @@ def _side_levels(prices, qtys, reverse: bool) -> list[list[float]]:
     return [[p * inv, levels[p] * inv] for p in sorted(levels, reverse=reverse)]
 
 
-def decode_book(buf, off: int = 0) -> tuple[int, list[list[float]], list[list[float]]]:
+def _decode_book_py(buf, off: int = 0) -> tuple[int, list[list[float]], list[list[float]]]:
     """``(symbol_id, bids, asks)`` as float ``[price, qty]`` lists, best first, sizes > 0.
+
+    :func:`decode_book` is this, compiled (``_fastproto.c``), when the extension is built; this
+    stays the reference and its fallback for non-canonical snapshots.
 
     The hot-path decoder (engine venue, mock feed): one unpack of the whole entry block, then
     C-speed checks that the exchange sent what it always sends (bids then asks, each side
@@ -306,6 +310,19 @@ def decode_book(buf, off: int = 0) -> tuple[int, list[list[float]], list[list[fl
     bids = _side_levels([e[0] for e in bids_e], [e[1] for e in bids_e], True) if bids_e else []
     asks = _side_levels([e[0] for e in asks_e], [e[1] for e in asks_e], False) if asks_e else []
     return symbol_id, bids, asks
+
+
+try:
+    if os.environ.get("LATENTSPEED_PURE_PYTHON"):
+        raise ImportError("LATENTSPEED_PURE_PYTHON is set")
+    from . import _fastproto
+except ImportError:  # built without a C compiler: the same results, ~10x slower
+    _fastproto = None
+    decode_book = _decode_book_py
+else:
+    _fastproto.set_scale(SCALE)
+    _fastproto.set_fallback(_decode_book_py)
+    decode_book = _fastproto.decode_book
 
 
 def check_frame(buf, off: int, avail: int) -> int:

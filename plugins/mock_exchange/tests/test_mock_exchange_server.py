@@ -350,13 +350,14 @@ def _latentspeed() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "latentspeed_core"]
 
 
-@pytest.mark.parametrize("port_arg", ["free", "0"])
-def test_command_line_exchange(port_arg):
+@pytest.mark.parametrize("port_arg,busy_poll", [("free", False), ("0", False), ("free", True)])
+def test_command_line_exchange(port_arg, busy_poll):
     port = free_port() if port_arg == "free" else 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [*_latentspeed(), "mock-exchange", "--port", str(port), "--tick-rate", "5", "--fill-prob", "100",
-         "--symbols", "BTC-USD,ETH-USD,SOL-USD", "--seed", "1", "--depth", "3"],
+         "--symbols", "BTC-USD,ETH-USD,SOL-USD", "--seed", "1", "--depth", "3",
+         *(["--busy-poll"] if busy_poll else [])],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:

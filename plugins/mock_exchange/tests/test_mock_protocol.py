@@ -6,6 +6,8 @@ import random
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from latentspeed_mock_exchange import protocol as P
 
 
@@ -176,3 +178,37 @@ def test_decode_book_normalises_any_foreign_snapshot_like_a_book(seed):
     )
     assert b == [[p, pytest.approx(q)] for p, q in book.top_bids(100)]
     assert a == [[p, pytest.approx(q)] for p, q in book.top_asks(100)]
+
+
+def test_the_compiled_decoder_is_built():
+    """The suite must exercise _fastproto.c: a missing build would test the Python decoder twice."""
+    assert P._fastproto is not None and P.decode_book is P._fastproto.decode_book
+
+
+_levels = st.lists(
+    st.tuples(
+        st.integers(-(2**63), 2**63 - 1) | st.integers(1, 10**12), st.integers(-5, 10**12), st.integers(0, 3)
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    bids=st.lists(st.integers(1, 10**12), max_size=12, unique=True),
+    asks=st.lists(st.integers(1, 10**12), max_size=12, unique=True),
+    qtys=st.lists(st.integers(1, 10**12), min_size=24, max_size=24),
+    junk=_levels,
+    canonical=st.booleans(),
+    off=st.integers(0, 5),
+)
+def test_compiled_decode_book_equals_the_python_one(bids, asks, qtys, junk, canonical, off):
+    """Canonical snapshots (the C path) and anything else (the fallback) decode exactly as in Python."""
+    if canonical:
+        entries = [(p, qtys[i], 0, i) for i, p in enumerate(sorted(bids, reverse=True))]
+        entries += [(p, qtys[12 + i], 1, i) for i, p in enumerate(sorted(asks))]
+    else:
+        entries = [(p, q, s, 0) for p, q, s in junk]
+    frame = b"\xff" * off + _md_frame(entries) + b"\xee" * 3
+    assert P.decode_book(frame, off) == P._decode_book_py(frame, off)
+    assert P.decode_book(memoryview(frame), off) == P._decode_book_py(frame, off)
