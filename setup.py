@@ -1,7 +1,9 @@
-"""Build the optional compiled order book (``latentspeed_core._book``).
+"""Build the optional compiled hot-path modules: the order book (``latentspeed_core._book``) and
+the standard feature updaters (``latentspeed_core._features``).
 
-Everything else is in pyproject.toml. ``optional=True``: without a C compiler the install
-still succeeds and ``latentspeed_core.book`` falls back to its pure-Python ``L2Book``.
+Everything else is in pyproject.toml. ``optional=True``: without a C compiler the install still
+succeeds and ``book.py`` / ``marketstream/features.py`` use their pure-Python implementations.
+``-ffp-contract=off``: no fused multiply-add, so float results are bit-identical to Python's.
 """
 
 from setuptools import Extension, setup
@@ -11,8 +13,14 @@ setup(
         Extension(
             "latentspeed_core._book",
             ["latentspeed_core/_book.c"],
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
             optional=True,
-        )
+        ),
+        Extension(
+            "latentspeed_core._features",
+            ["latentspeed_core/_features.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
+            optional=True,
+        ),
     ]
 )

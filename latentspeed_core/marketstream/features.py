@@ -10,16 +10,28 @@ so a later one can read a field an earlier one wrote (``volatility`` reads ``mid
 Every standard updater is O(1) per message: rolling windows are fixed-size ring buffers
 with running sums, re-anchored with an exact ``math.fsum`` each time the ring wraps so
 float drift never accumulates.
+
+The standard updaters are compiled (``_features.c``) when the extension is built: the same
+operations in the same order, bit-identical results. The closures here (``_*_py``) stay the
+reference, held equal to the compiled ones by the tests, and the fallback without a compiler.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..components import Component
 from ..config import StrictModel
+
+try:
+    if os.environ.get("LATENTSPEED_PURE_PYTHON"):
+        raise ImportError("LATENTSPEED_PURE_PYTHON is set")
+    from .. import _features as _compiled
+except ImportError:  # no C compiler at install time: the closures below, same results
+    _compiled = None
 
 Updater = Callable[[dict], None]
 
@@ -143,41 +155,55 @@ class LogReturnVolatility:
 # -- the standard set ----------------------------------------------------------
 
 
+def _top_of_book_py() -> Updater:
+    def update(msg: dict) -> None:
+        b, qb = msg["bids"][0]
+        a, qa = msg["asks"][0]
+        mid = (b + a) / 2
+        msg["midpoint"] = mid
+        msg["relative_spread"] = (a - b) / mid
+        msg["breadth"] = b * qb + a * qa
+        msg["imbalance_lvl1"] = (qb - qa) / (qb + qa)
+
+    return update
+
+
+def _depth_py() -> Updater:
+    def update(msg: dict) -> None:
+        bd = 0.0  # a plain loop: faster here than sum() over a comprehension or starmap
+        for p, q in msg["bids"]:
+            bd += p * q
+        ad = 0.0
+        for p, q in msg["asks"]:
+            ad += p * q
+        msg["bid_depth_n"] = bd
+        msg["ask_depth_n"] = ad
+        msg["depth_n"] = bd + ad
+
+    return update
+
+
 class TopOfBook(Feature):
     """midpoint, relative_spread, breadth, imbalance_lvl1 from the best levels."""
 
     def book_updater(self, topic: str) -> Updater:
-        def update(msg: dict) -> None:
-            b, qb = msg["bids"][0]
-            a, qa = msg["asks"][0]
-            mid = (b + a) / 2
-            msg["midpoint"] = mid
-            msg["relative_spread"] = (a - b) / mid
-            msg["breadth"] = b * qb + a * qa
-            msg["imbalance_lvl1"] = (qb - qa) / (qb + qa)
-
-        return update
+        return _compiled.top_of_book() if _compiled else _top_of_book_py()
 
 
 class Depth(Feature):
     """bid_depth_n, ask_depth_n, depth_n: Σ price·qty over the published N levels per side."""
 
     def book_updater(self, topic: str) -> Updater:
-        def update(msg: dict) -> None:
-            bd = 0.0  # a plain loop: faster here than sum() over a comprehension or starmap
-            for p, q in msg["bids"]:
-                bd += p * q
-            ad = 0.0
-            for p, q in msg["asks"]:
-                ad += p * q
-            msg["bid_depth_n"] = bd
-            msg["ask_depth_n"] = ad
-            msg["depth_n"] = bd + ad
-
-        return update
+        return _compiled.depth() if _compiled else _depth_py()
 
 
 def _volatility_updater(w: int, source: str, field: str) -> Updater:
+    if _compiled:
+        return _compiled.volatility(w, source, field)
+    return _volatility_py(w, source, field)
+
+
+def _volatility_py(w: int, source: str, field: str) -> Updater:
     """``msg[field]`` = rolling sample std of log returns of ``msg[source]`` over ``w`` returns.
 
     The arithmetic of :class:`LogReturnVolatility` (same sums, same re-anchoring, same
@@ -234,50 +260,51 @@ class Volatility(Feature):
 
 
 class OrderFlowImbalance(Feature):
-    """ofi_rolling: Cont–Kukanov–Stoikov OFI, summed over the topic's last W book messages.
-
-    The rolling sum is :class:`RollingSum`'s arithmetic inlined (one closure call per message).
-    """
+    """ofi_rolling: Cont–Kukanov–Stoikov OFI, summed over the topic's last W book messages."""
 
     def book_updater(self, topic: str) -> Updater:
-        w = self.window_size
-        buf = [0.0] * w
-        fsum = math.fsum
-        i = n = 0
-        total = 0.0
-        pb = pqb = pa = pqa = 0.0  # the previous message's b, qb, a, qa; pb == 0 marks "none yet"
+        return _compiled.ofi(self.window_size) if _compiled else _ofi_py(self.window_size)
 
-        def update(msg: dict) -> None:
-            nonlocal i, n, total, pb, pqb, pa, pqa
-            b, qb = msg["bids"][0]
-            a, qa = msg["asks"][0]
-            e = 0.0
-            if pb != 0.0:
-                if b >= pb:
-                    e += qb
-                if b <= pb:
-                    e -= pqb
-                if a <= pa:
-                    e -= qa
-                if a >= pa:
-                    e += pqa
-            pb = b
-            pqb = qb
-            pa = a
-            pqa = qa
-            if n == w:
-                total += e - buf[i]
-            else:
-                n += 1
-                total += e
-            buf[i] = e
-            i += 1
-            if i == w:
-                i = 0
-                total = fsum(buf)  # re-anchor: no drift over long runs
-            msg["ofi_rolling"] = total
 
-        return update
+def _ofi_py(w: int) -> Updater:
+    """The rolling sum is :class:`RollingSum`'s arithmetic inlined (one closure call per message)."""
+    buf = [0.0] * w
+    fsum = math.fsum
+    i = n = 0
+    total = 0.0
+    pb = pqb = pa = pqa = 0.0  # the previous message's b, qb, a, qa; pb == 0 marks "none yet"
+
+    def update(msg: dict) -> None:
+        nonlocal i, n, total, pb, pqb, pa, pqa
+        b, qb = msg["bids"][0]
+        a, qa = msg["asks"][0]
+        e = 0.0
+        if pb != 0.0:
+            if b >= pb:
+                e += qb
+            if b <= pb:
+                e -= pqb
+            if a <= pa:
+                e -= qa
+            if a >= pa:
+                e += pqa
+        pb = b
+        pqb = qb
+        pa = a
+        pqa = qa
+        if n == w:
+            total += e - buf[i]
+        else:
+            n += 1
+            total += e
+        buf[i] = e
+        i += 1
+        if i == w:
+            i = 0
+            total = fsum(buf)  # re-anchor: no drift over long runs
+        msg["ofi_rolling"] = total
+
+    return update
 
 
 class TradeValue(Feature):
