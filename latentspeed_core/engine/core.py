@@ -84,9 +84,9 @@ class Engine:
         self._unsent: list[OrderState] = []
         self.strategies: dict[str, Strategy] = {}
         self._wants_updates: set[str] = set()
-        self._by_symbol: dict[str, list[Strategy]] = {}
+        self._by_symbol: dict[str, list[Callable[[dict], None]]] = {}
         #: Per symbol, the strategies that override ``on_trade`` (the others are not called per print).
-        self._trades_by_symbol: dict[str, list[Strategy]] = {}
+        self._trades_by_symbol: dict[str, list[Callable[[dict], None]]] = {}
         #: Latest book message per symbol (what ``ctx.features`` returns).
         self.books: dict[str, dict] = {}
         self._mids: dict[str, float] = {}
@@ -128,10 +128,11 @@ class Engine:
         if _overrides(strategy, "on_order_update"):
             self._wants_updates.add(strategy_id)
         wants_trades = _overrides(strategy, "on_trade")
+        # Bound callbacks per symbol, looked up once (not a getattr per message).
         for s in symbols:
-            self._by_symbol.setdefault(s, []).append(strategy)
+            self._by_symbol.setdefault(s, []).append(strategy.on_book)
             if wants_trades:
-                self._trades_by_symbol.setdefault(s, []).append(strategy)
+                self._trades_by_symbol.setdefault(s, []).append(strategy.on_trade)
             self.portfolio.get(s)
 
     @property
@@ -186,18 +187,18 @@ class Engine:
                 pos.mark = mid
                 if pos.qty != 0.0 and self._breach:
                     self._check_breach()
-        strategies = self._by_symbol.get(sym)
-        if strategies and self.trading_enabled and act:
-            self._dispatch(strategies, "on_book", "book", msg, receipt_ns)
+        handlers = self._by_symbol.get(sym)
+        if handlers and self.trading_enabled and act:
+            self._dispatch(handlers, "on_book", "book", msg, receipt_ns)
 
     def on_trade(self, msg: dict, receipt_ns: int = 0) -> None:
         self.rx_packets += 1
         self.trades_rx += 1
-        strategies = self._trades_by_symbol.get(msg["symbol"])
-        if strategies and self.trading_enabled:
-            self._dispatch(strategies, "on_trade", "trade", msg, receipt_ns)
+        handlers = self._trades_by_symbol.get(msg["symbol"])
+        if handlers and self.trading_enabled:
+            self._dispatch(handlers, "on_trade", "trade", msg, receipt_ns)
 
-    def _dispatch(self, strategies: list, callback: str, trigger: str, msg: dict, receipt_ns: int) -> None:
+    def _dispatch(self, handlers: list, callback: str, trigger: str, msg: dict, receipt_ns: int) -> None:
         """Run one market-data callback on each strategy; their orders leave in one write (cork)."""
         self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
         self._trigger = trigger
@@ -205,11 +206,11 @@ class Engine:
         if cork is not None:
             cork()
             self._corked = True
-        for s in strategies:
+        for fn in handlers:
             try:
-                getattr(s, callback)(msg)
+                fn(msg)
             except Exception as exc:
-                self._strategy_error(s, callback, exc)
+                self._strategy_error(fn.__self__, callback, exc)
         if cork is not None:
             self._flush()
         self._trigger = "timer"

@@ -45,6 +45,9 @@ _ET_REJECTED = ExecType.REJECTED
 _CANCEL_ANSWERS = (_ET_CANCELED, _ET_REJECTED)
 
 
+_NO_REJECT = RejectReason.NONE
+
+
 class OrderState:
     """Everything known about one order, including its latency stamps (ns since epoch)."""
 
@@ -103,7 +106,7 @@ class OrderState:
         self.filled_qty = 0.0
         self.avg_px = 0.0
         self.leaves_qty = qty
-        self.reject_reason = RejectReason.NONE
+        self.reject_reason = _NO_REJECT
         self.taker = taker
         self.cancel_pending = False
         self.trigger = trigger

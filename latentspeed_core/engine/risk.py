@@ -220,6 +220,9 @@ class RiskEngine:
         self.checks = checks
         self._all = tuple(c for _, c in checks)
         self._with_accept = tuple(c for c in self._all if type(c).accepted is not RiskCheck.accepted)
+        # Bound methods, looked up once: the hot path calls them for every order.
+        self._check_fns = tuple(c.check for c in self._all)
+        self._accept_fns = tuple(c.accepted for c in self._with_accept)
         self._with_breach = tuple(c for c in self._all if type(c).breach is not RiskCheck.breach)
         #: Some check can stop trading after fills and marks (the engine checks only then).
         self.has_kill_switch = bool(self._with_breach)
@@ -228,12 +231,12 @@ class RiskEngine:
         self._suppressed = 0
 
     def check(self, order: Order, view: RiskView, now_ns: int) -> str | None:
-        for c in self._all:
-            reason = c.check(order, view, now_ns)
+        for fn in self._check_fns:
+            reason = fn(order, view, now_ns)
             if reason is not None:
-                return f"{c.name}: {reason}"
-        for c in self._with_accept:
-            c.accepted(order, now_ns)
+                return f"{fn.__self__.name}: {reason}"
+        for fn in self._accept_fns:
+            fn(order, now_ns)
         return None
 
     def breach(self, view: RiskView) -> str | None:
