@@ -1,4 +1,9 @@
-/* MARKET_DATA decoding in C: the largest single cost of the engine's tick-to-trade path.
+/* MARKET_DATA decoding and frame splitting in C: the largest costs of reading the exchange.
+ *
+ * split_frames(data) returns ([(msg_type, data, off), ...], consumed) for the leading complete
+ * and well-formed messages of a read (known type, exact length), and stops at the first
+ * incomplete or suspicious one: FrameDecoder then goes on in Python, which owns every error
+ * rule and message. ~0.75 -> ~0.15 us for a one-message read.
  *
  * decode_book(buf, off) returns exactly what protocol._decode_book_py returns, (symbol_id, bids,
  * asks) with float [price, qty] lists best first, for the snapshots the exchange always sends
@@ -16,6 +21,9 @@
 #define HEADER_SIZE 16
 #define MD_HEAD_SIZE 22
 #define MD_ENTRY_SIZE 18
+
+/* Exact message length per type, as protocol._SIZE_BY_TYPE (0: MARKET_DATA, variable; -1: none). */
+static const int SIZES[8] = {-1, 0, 80, 47, 36, 16, 52, 45};
 
 static PyObject *fallback = NULL;
 static double inv_scale = 1.0 / 100000000.0;
@@ -117,6 +125,56 @@ decode_book(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+split_frames(PyObject *mod, PyObject *data)
+{
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "split_frames takes bytes");
+        return NULL;
+    }
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t end = PyBytes_GET_SIZE(data), off = 0;
+    PyObject *out = PyList_New(0);
+    if (!out)
+        return NULL;
+    while (end - off >= HEADER_SIZE) {
+        const unsigned char *h = b + off;
+        Py_ssize_t length = h[0] | h[1] << 8;
+        int type = h[2] | h[3] << 8;
+        if (type < 1 || type > 7)
+            break;
+        if (SIZES[type]) {
+            if (length != SIZES[type])
+                break;
+        }
+        else { /* MARKET_DATA: header + <IH> + n entries */
+            if (length < MD_HEAD_SIZE || end - off < MD_HEAD_SIZE ||
+                length != MD_HEAD_SIZE + (Py_ssize_t)(h[20] | h[21] << 8) * MD_ENTRY_SIZE)
+                break;
+        }
+        if (end - off < length)
+            break;
+        PyObject *t = Py_BuildValue("(iOn)", type, data, off);
+        if (!t || PyList_Append(out, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(t);
+        off += length;
+    }
+    return Py_BuildValue("(Nn)", out, off);
+}
+
+static PyObject *
+sizes(PyObject *mod, PyObject *unused)
+{
+    PyObject *t = PyTuple_New(8);
+    for (int i = 0; t && i < 8; i++)
+        PyTuple_SET_ITEM(t, i, PyLong_FromLong(SIZES[i]));
+    return t;
+}
+
+static PyObject *
 set_fallback(PyObject *mod, PyObject *fn)
 {
     Py_XSETREF(fallback, Py_NewRef(fn));
@@ -137,6 +195,9 @@ static PyMethodDef methods[] = {
     {"decode_book", (PyCFunction)(void (*)(void))decode_book, METH_FASTCALL,
      "MARKET_DATA at buf[off:] -> (symbol_id, bids, asks), float [price, qty] lists best first."},
     {"set_fallback", set_fallback, METH_O, "The Python decoder for non-canonical snapshots."},
+    {"split_frames", split_frames, METH_O,
+     "bytes -> ([(msg_type, data, off), ...], consumed): the leading complete, well-formed messages."},
+    {"sizes", sizes, METH_NOARGS, "The exact length per message type that split_frames accepts."},
     {"set_scale", set_scale, METH_O, "The fixed-point scale (1e8)."},
     {NULL},
 };

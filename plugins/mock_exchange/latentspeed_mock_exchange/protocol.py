@@ -319,10 +319,12 @@ try:
 except ImportError:  # built without a C compiler: the same results, ~10x slower
     _fastproto = None
     decode_book = _decode_book_py
+    _split_frames = None
 else:
     _fastproto.set_scale(SCALE)
     _fastproto.set_fallback(_decode_book_py)
     decode_book = _fastproto.decode_book
+    _split_frames = _fastproto.split_frames
 
 
 def check_frame(buf, off: int, avail: int) -> int:
@@ -388,9 +390,13 @@ class FrameDecoder:
         if self._rest:
             data = self._rest + data
             self._rest = b""
-        out = []
-        off = 0
         end = len(data)
+        if _split_frames is not None and type(data) is bytes:
+            out, off = _split_frames(data)  # the well-formed leading messages, compiled
+            if off == end:
+                return out
+        else:
+            out, off = [], 0
         unpack = _LEN_TYPE.unpack_from
         sizes = _SIZE_BY_TYPE
         while end - off >= HEADER_SIZE:

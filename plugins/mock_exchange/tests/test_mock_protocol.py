@@ -212,3 +212,41 @@ def test_compiled_decode_book_equals_the_python_one(bids, asks, qtys, junk, cano
     frame = b"\xff" * off + _md_frame(entries) + b"\xee" * 3
     assert P.decode_book(frame, off) == P._decode_book_py(frame, off)
     assert P.decode_book(memoryview(frame), off) == P._decode_book_py(frame, off)
+
+
+def test_compiled_splitter_knows_the_protocol_sizes():
+    assert P._fastproto.sizes() == tuple(0 if s is None else s for s in P._SIZE_BY_TYPE)
+
+
+_any_message = st.one_of(
+    st.builds(P.encode_heartbeat, st.integers(0, 2**32 - 1), st.integers(0, 2**63)),
+    st.builds(P.encode_cancel, st.integers(0, 9), st.integers(0, 9), st.integers(0, 9), st.integers(0, 9),
+              st.integers(0, 9)),
+    st.builds(lambda n, s: P.encode_market_data(s, 1, 7, [(100 - i, 1) for i in range(n)], [(200 + i, 1) for i in range(n)]),
+              st.integers(0, 12), st.integers(0, 99)),
+    st.builds(lambda b: bytes(b), st.binary(min_size=0, max_size=40)),  # junk: the errors must match too
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(msgs=st.lists(_any_message, max_size=8), cuts=st.lists(st.integers(0, 400), max_size=4))
+def test_compiled_frame_splitting_equals_the_python_one(msgs, cuts):
+    """Any byte stream, cut into any reads: same messages, same pending bytes, same errors."""
+    stream = b"".join(msgs)
+    bounds = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    reads = [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    def run(split):
+        saved = P._split_frames
+        P._split_frames = split
+        try:
+            dec, got = P.FrameDecoder(), []
+            for r in reads:
+                got += [(t, bytes(buf[off : off + 16])) for t, buf, off in dec.feed(r)]
+            return got, dec.pending()
+        except P.ProtocolError as exc:
+            return "error", str(exc)
+        finally:
+            P._split_frames = saved
+
+    assert run(P._fastproto.split_frames) == run(None)
