@@ -1,6 +1,11 @@
 """Tick-to-trade, order round trip and mock-exchange throughput, on loopback (issue 4).
 
     python benchmarks/tick_to_trade.py [--orders 12000] [--tick-ms 0.5] [--throughput-orders 50000]
+        [--[no-]busy-poll] [--[no-]exchange-busy-poll] [--md-source venue|feed] [--no-conflate]
+
+By default both processes run as a low-latency deployment runs: pinned to their own CPUs and
+busy polling (``--no-busy-poll --no-exchange-busy-poll`` measures both sleeping in ``epoll_wait``
+instead; with fewer than two CPUs that is the default, since two spinning processes would share one).
 
 Phase 1 runs the real engine (``EngineRunner`` from an engine config: mock feed ->
 marketstream Pipeline with the standard features -> strategy callback -> the standard risk
@@ -39,10 +44,10 @@ from latentspeed_core.components import Component
 from latentspeed_core.config import StrictModel
 from latentspeed_core.engine.config import resolve
 from latentspeed_core.engine.runner import EngineRunner
-from latentspeed_core.engine.strategy import Strategy, ceil_to
+from latentspeed_core.engine.strategy import Strategy
 from latentspeed_core.plugins import load_registry
 from latentspeed_core.testing import free_port
-from latentspeed_core.types import Side, TimeInForce
+from latentspeed_core.types import OrdType, Side, TimeInForce
 
 BIN = Path(sys.executable).parent
 _CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -54,15 +59,19 @@ class TakerParams(StrictModel):
     qty: float = 0.001
 
 
+_BUY = Side.BUY
+_IOC = TimeInForce.IOC
+_LIMIT = OrdType.LIMIT
+
+
 class EveryTick(Strategy):
-    """One IOC buy at the best ask per book message: the shortest honest decision."""
+    """One IOC buy at the best ask per book message: the shortest honest decision (the ask is
+    already on the tick grid, so it is sent as it is)."""
 
     def on_book(self, msg: dict) -> None:
         ctx = self.ctx
         if ctx.ready:
-            ctx.submit(
-                msg["symbol"], Side.BUY, self.params.qty, ceil_to(msg["asks"][0][0], 0.5), tif=TimeInForce.IOC
-            )
+            ctx.submit(msg["symbol"], _BUY, self.params.qty, msg["asks"][0][0], _LIMIT, _IOC)
 
 
 class BenchPlugin:
@@ -229,14 +238,17 @@ def main() -> int:
     )
     ap.add_argument(
         "--busy-poll",
-        action="store_true",
-        help="engine config busy_poll: spin the event loop (uses a whole CPU)",
+        action=argparse.BooleanOptionalAction,
+        default=bool(PIN),
+        help="engine config busy_poll: spin the event loop on its own CPU, the low-latency set-up "
+        "(default: on when there are two CPUs to pin the engine and the exchange apart)",
     )
     ap.add_argument(
         "--exchange-busy-poll",
-        action="store_true",
-        help="run the mock exchange with --busy-poll (its own CPU): the engine's write then wakes no "
-        "sleeping process, as a send to a remote venue would not",
+        action=argparse.BooleanOptionalAction,
+        default=bool(PIN),
+        help="run the mock exchange with --busy-poll on the other CPU: the engine's write then wakes "
+        "no sleeping process, as a send to a remote venue would not (default as --busy-poll)",
     )
     ap.add_argument(
         "--no-conflate",
