@@ -3,9 +3,13 @@
     python benchmarks/tick_to_trade.py [--orders 12000] [--tick-ms 0.5] [--throughput-orders 50000]
         [--[no-]busy-poll] [--[no-]exchange-busy-poll] [--md-source venue|feed] [--no-conflate]
 
-By default both processes run as a low-latency deployment runs: pinned to their own CPUs and
-busy polling (``--no-busy-poll --no-exchange-busy-poll`` measures both sleeping in ``epoll_wait``
-instead; with fewer than two CPUs that is the default, since two spinning processes would share one).
+By default the engine runs as a low-latency deployment runs it, pinned to its own CPU and busy
+polling (engine config ``busy_poll``), and the exchange, on the other CPU, spins too
+(``mock-exchange --busy-poll``): on loopback, a write to a process asleep in ``epoll_wait`` makes the
+writer pay that process's cross-CPU wake-up inside its ``send`` (~7 µs here), a cost of sharing one
+machine with the venue that a send to a remote venue does not have. ``--no-exchange-busy-poll``
+keeps that cost in; ``--no-busy-poll --no-exchange-busy-poll`` measures both sleeping (the default
+with fewer than two CPUs). docs/performance.md gives all three.
 
 Phase 1 runs the real engine (``EngineRunner`` from an engine config: mock feed ->
 marketstream Pipeline with the standard features -> strategy callback -> the standard risk
@@ -248,7 +252,7 @@ def main() -> int:
         action=argparse.BooleanOptionalAction,
         default=bool(PIN),
         help="run the mock exchange with --busy-poll on the other CPU: the engine's write then wakes "
-        "no sleeping process, as a send to a remote venue would not (default as --busy-poll)",
+        "no sleeping process, as a send to a remote venue does not (default as --busy-poll)",
     )
     ap.add_argument(
         "--no-conflate",
