@@ -83,3 +83,48 @@ def test_binance_session_replays_into_contract_messages(registry, tmp_path, ms_r
     feed2.sink = Pipeline(20, 10, build_calculators(registry, 20, 10), emit2, emit2)
     asyncio.run(replay_into(feed2, cap, "max"))
     assert again == by_topic
+
+
+_REPLAY_SCRIPT = r"""
+import asyncio, sys, orjson
+from latentspeed_core import book
+from latentspeed_core.marketstream import features
+from latentspeed_core.marketstream.features import build_calculators
+from latentspeed_core.marketstream.pipeline import Pipeline
+from latentspeed_core.plugins import load_registry
+reg = load_registry(["binance"])
+comp = reg.get("feeds", "binance")
+feed = comp.factory(comp.config_model.model_validate(
+    {"exchange": "binance", "symbols": ["BTC-USDT"], "replay": sys.argv[1]}))
+out = []
+emit = lambda t, m: out.append(orjson.dumps([t, m]))
+asyncio.run(feed.run(Pipeline(5, 10, build_calculators(reg, 5, 10), emit, emit)))
+print(book.L2Book.__mro__[1].__name__, features._compiled is not None, feed.stats.errors)
+sys.stdout.write(b"\n".join(out).decode())
+"""
+
+
+def test_compiled_and_pure_python_paths_publish_identical_messages(registry, tmp_path):
+    """The C book, level parser and features change speed only: every published byte is the same."""
+    import os
+    import subprocess
+    import sys
+
+    cap = tmp_path / "binance.jsonl.gz"
+    build_capture(cap)
+
+    def run(pure: bool) -> tuple[str, list[str]]:
+        env = {k: v for k, v in os.environ.items() if k != "LATENTSPEED_PURE_PYTHON"}
+        if pure:
+            env["LATENTSPEED_PURE_PYTHON"] = "1"
+        p = subprocess.run([sys.executable, "-c", _REPLAY_SCRIPT, str(cap)], env=env, capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        head, *lines = p.stdout.splitlines()
+        return head, lines
+
+    compiled_head, compiled = run(False)
+    pure_head, pure = run(True)
+    assert compiled_head == "CL2Book True 0" and pure_head == "object False 0"
+    assert len(compiled) == 87 + 152  # window 5: the rolling sums re-anchor many times over the session
+    assert compiled == pure
