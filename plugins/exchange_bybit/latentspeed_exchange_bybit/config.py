@@ -41,7 +41,6 @@ class BybitConfig(FeedConfig):
                 data = {**data, "ws_url": url}
         return data
 
-
     @field_validator("depth")
     @classmethod
     def _check_depth(cls, depth: int, info: ValidationInfo) -> int:

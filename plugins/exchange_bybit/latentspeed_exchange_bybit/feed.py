@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 import orjson
 
-from latentspeed_core.book import L2Book
+from latentspeed_core.book import L2Book, parse_levels
 from latentspeed_core.ws import WsFeed
 
 from . import parsing
@@ -109,7 +110,7 @@ class BybitFeed(WsFeed):
             state = self._topics.get(frame.topic)
             d = frame.data
             if type(state) is _BookState and type(d) is parsing.BookData:
-                self._on_book(state, frame.type, frame.ts, d.u, d.b, d.a, False, data, receipt_ns)
+                self._on_book(state, frame.type, frame.ts, d.u, d.b, d.a, True, data, receipt_ns)
                 return
             if type(state) is _TradeState and type(d) is list:
                 self._emit_trades(parsing.typed_trades(d, state.symbol, receipt_ns))
@@ -131,7 +132,7 @@ class BybitFeed(WsFeed):
             self.error(f"unknown topic {topic!r}", data)
         elif type(state) is _BookState:
             d = msg["data"]
-            self._on_book(state, msg["type"], msg["ts"], d["u"], d["b"], d["a"], True, data, receipt_ns)
+            self._on_book(state, msg["type"], msg["ts"], d["u"], d["b"], d["a"], False, data, receipt_ns)
         else:
             # parse all before emitting any
             self._emit_trades(parsing.trades(msg, state.symbol, receipt_ns))
@@ -142,13 +143,15 @@ class BybitFeed(WsFeed):
         kind: str,
         ts: object,
         u: object,
-        bids: list,
-        asks: list,
-        strings: bool,
+        bids: list | msgspec.Raw,
+        asks: list | msgspec.Raw,
+        raw: bool,
         data: bytes | str,
         receipt_ns: int,
     ) -> None:
-        """One orderbook message; ``strings``: levels are still Bybit's quoted numbers (dict path).
+        """One orderbook message; levels are raw JSON (``raw``, typed path) or lists of Bybit's quoted
+        numbers (dict path). Raw levels that the compiled parser refuses send the whole frame to the
+        dict path, which owns every error rule (the book is untouched until both sides parse).
 
         ``u`` and ``ts`` arrive as sent (typed or not) and are checked here, once for both paths.
         """
@@ -158,12 +161,17 @@ class BybitFeed(WsFeed):
         book = st.book
         if kind == "snapshot" or u == 1:
             # A snapshot resets the book; u == 1 is the post-restart snapshot (no continuity check).
-            if strings:
+            if raw:
+                try:
+                    levels = parse_levels(bids), parse_levels(asks)
+                except ValueError:
+                    self._on_dict_frame(data, receipt_ns)
+                    return
+            else:
                 levels = self._float_levels(st, bids, asks, "snapshot", data)
                 if levels is None:
                     return
-                bids, asks = levels
-            book.load_snapshot(bids, asks)
+            book.load_snapshot(*levels)
             st.awaiting_since = None
         elif kind == "delta":
             last = st.last_u
@@ -177,14 +185,20 @@ class BybitFeed(WsFeed):
                     return
                 self.resync(st.symbol, f"update id gap: expected u={last + 1}, got u={u}")
                 return
-            if strings:
+            # Absolute sizes, 0 deletes. Raw levels go to the book in one C call that checks both
+            # sides before it changes anything.
+            if raw:
+                try:
+                    book.apply_json(bids, asks)
+                except ValueError:
+                    self._on_dict_frame(data, receipt_ns)
+                    return
+            else:
                 levels = self._float_levels(st, bids, asks, "delta", data)
                 if levels is None:
                     return
-                bids, asks = levels
-            # Absolute sizes, 0 deletes: each side in one call (levels are float pairs by now).
-            book.update_bids(bids)
-            book.update_asks(asks)
+                book.update_bids(levels[0])
+                book.update_asks(levels[1])
         else:
             self.error(f"unknown orderbook message type {kind!r}", data)
             return

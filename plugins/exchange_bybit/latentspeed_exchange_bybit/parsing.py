@@ -5,9 +5,11 @@ feed (feed.py) owns the per-symbol book state and the continuity rule.
 Field names follow https://bybit-exchange.github.io/docs/v5/websocket/public/orderbook
 and https://bybit-exchange.github.io/docs/v5/websocket/public/trade.
 
-The hot path (:func:`decode`) turns a topic frame into slotted msgspec structs whose quoted
-prices and sizes become floats inside msgspec's C decoder: a Python ``float()`` per string
-cost ~0.37 µs a level, two thirds of a level update. Anything that does not fit the typed
+The hot path (:func:`decode`) turns a topic frame into slotted msgspec structs: trade prices and
+sizes become floats inside msgspec's C decoder, and a book's ``b``/``a`` level arrays stay raw JSON
+(``msgspec.Raw``, a view of the frame) that the core book parses straight into itself
+(``L2Book.apply_json``): a Python ``float()`` per string cost ~0.37 µs a level, two thirds of a
+level update, and even msgspec's float-and-tuple objects per level were most of what was left. Anything that does not fit the typed
 shape (op replies, unknown or malformed frames) is left to the dict path in feed.py, which
 owns every error rule, so the typed path changes speed, not behaviour.
 """
@@ -77,10 +79,10 @@ def batch_args(topics: list[str], max_args: int | None, max_chars: int = MAX_ARG
 
 
 class BookData(msgspec.Struct, gc=False):
-    """``data`` of an ``orderbook.{depth}.{symbol}`` frame; ``b``/``a`` are ``(price, size)`` floats."""
+    """``data`` of an ``orderbook.{depth}.{symbol}`` frame; ``b``/``a`` are raw ``[["price", "size"], ...]``."""
 
-    b: list[tuple[float, float]]
-    a: list[tuple[float, float]]
+    b: msgspec.Raw
+    a: msgspec.Raw
     #: As sent (lax decoding would turn ``"5"`` or ``5.0`` into 5): the feed rejects a non-int ``u``.
     u: int | float | str
 
