@@ -130,7 +130,9 @@ def test_reports_that_change_nothing_are_counted_in_the_stats():
     engine.on_execution_report(stray)
     stats = engine.stats()
     assert engine.fills == 1
-    assert stats["duplicate_reports"] == 1 and stats["unmatched_reports"] == 1 and stats["cancel_rejects"] == 0
+    assert (
+        stats["duplicate_reports"] == 1 and stats["unmatched_reports"] == 1 and stats["cancel_rejects"] == 0
+    )
 
 
 def _o(qty: float, price: float) -> Order:
@@ -199,3 +201,35 @@ def test_a_fill_on_a_symbol_no_strategy_lists_is_marked_at_its_known_mid():
     engine.on_execution_report(_fill(st, 1.0, 101.0, 1.0))
     assert engine.portfolio.get("BTC-USD").unrealized == pytest.approx(-1.0)
     assert not engine.trading_enabled and "max_loss" in engine.halt_reason
+
+
+class _Flaky(_Wire):
+    """A venue that is down for the first ``fail`` orders it is handed (the network, not engine code)."""
+
+    def __init__(self, fail: int) -> None:
+        super().__init__()
+        self.fail = fail
+
+    def send_new_order(self, order) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("link down")
+        super().send_new_order(order)
+
+
+def test_an_order_the_venue_did_not_take_uses_no_rate_window_slot():
+    from latentspeed_core.engine.risk import MaxOrdersPerSecond, RateConfig
+
+    wire = _Flaky(fail=3)
+    now = [1_000_000_000]
+    engine = Engine(wire, RiskEngine([("max_orders_per_second", MaxOrdersPerSecond(RateConfig(limit=2)))]),
+                    clock=lambda: now[0])  # fmt: skip
+    engine.add_strategy("s", Strategy(), ["BTC-USD"])
+    engine.on_book(_book(99.5, 100.5))
+    for _ in range(3):  # the venue is down: nothing sent, nothing counted against the rate
+        assert engine.submit("s", "BTC-USD", Side.BUY, 1.0, 99.0) is None
+    assert engine.blocked == 3 and not wire.sent
+    assert engine.submit("s", "BTC-USD", Side.BUY, 1.0, 99.0) is not None
+    assert engine.submit("s", "BTC-USD", Side.BUY, 1.0, 99.0) is not None
+    assert engine.submit("s", "BTC-USD", Side.BUY, 1.0, 99.0) is None  # the third in the same second
+    assert "max_orders_per_second" in engine.last_reject and len(wire.sent) == 2

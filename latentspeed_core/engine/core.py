@@ -276,6 +276,7 @@ class Engine:
                 self.last_reject = f"venue: {exc}"
                 return None
             return self._refuse(f"venue: {exc}", order)
+        self.risk.sent(order, now)  # only now: an order the venue refused uses no rate-window slot
         self.orders_sent += 1
         if self._corked:
             self._unsent.append(st)  # sent_ns when the callback's one write has returned

@@ -55,7 +55,8 @@ class RiskCheck:
         return None
 
     def accepted(self, order: Order, now_ns: int) -> None:
-        """The order passed every check and is being sent (for stateful checks such as rates)."""
+        """The order passed every check and was handed to the venue (for stateful checks such as
+        rates). Not called for an order the venue could not take (down, or it cannot encode it)."""
 
     def breach(self, view: RiskView) -> str | None:
         """Return why trading must stop now (kill switch), or ``None``. Called after fills and marks."""
@@ -231,13 +232,17 @@ class RiskEngine:
         self._suppressed = 0
 
     def check(self, order: Order, view: RiskView, now_ns: int) -> str | None:
+        """Why ``order`` must not be sent (``"check_name: reason"``), or ``None``."""
         for fn in self._check_fns:
             reason = fn(order, view, now_ns)
             if reason is not None:
                 return f"{fn.__self__.name}: {reason}"
+        return None
+
+    def sent(self, order: Order, now_ns: int) -> None:
+        """``order`` passed :meth:`check` and the venue took it: stateful checks count it now."""
         for fn in self._accept_fns:
             fn(order, now_ns)
-        return None
 
     def breach(self, view: RiskView) -> str | None:
         for c in self._with_breach:
