@@ -43,7 +43,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
         time.sleep(0.005)
 
 
-async def async_wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+async def async_wait_for(
+    predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -64,3 +66,16 @@ class RecordingSink:
 
     def on_trade(self, feed, trade) -> None:
         self.trades.append(trade)
+
+
+def expect_compiled() -> bool:
+    """Whether this install should have its C extensions: a compiler was there to build them and
+    ``LATENTSPEED_PURE_PYTHON`` does not ask for the Python code. Tests use it to require the
+    compiled path where it must exist, and the fallback where it must not, instead of skipping."""
+    import shutil
+    import sysconfig
+
+    if os.environ.get("LATENTSPEED_PURE_PYTHON"):
+        return False
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc) is not None

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def latentspeed(*args: str, env: dict | None = None, timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
+def latentspeed(
+    *args: str, env: dict | None = None, timeout: float = 60, cwd=None
+) -> subprocess.CompletedProcess:
     """Run the installed ``latentspeed`` command and capture its output."""
     return subprocess.run(
         [str(BIN / "latentspeed"), *args],
@@ -201,7 +203,9 @@ class Proc:
                 seen = len(self.lines)
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.popen.poll() is not None and not self._threads[0].is_alive()):
-                    raise TimeoutError(f"{needle!r} not seen within {timeout}s; stderr:\n{''.join(self.lines)}")
+                    raise TimeoutError(
+                        f"{needle!r} not seen within {timeout}s; stderr:\n{''.join(self.lines)}"
+                    )
                 self._cond.wait(min(left, 0.5))
 
     def wait(self, timeout: float = 30.0) -> int:

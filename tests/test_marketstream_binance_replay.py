@@ -17,7 +17,7 @@ from latentspeed_core.capture import Recorder, replay_into
 from latentspeed_core.marketstream.features import build_calculators
 from latentspeed_core.marketstream.pipeline import Pipeline
 from latentspeed_core.plugins import load_registry
-from latentspeed_core.testing import fixtures_dir
+from latentspeed_core.testing import expect_compiled, fixtures_dir
 
 SEQ = "binance/seq_spot_btcusdt_2024-08-08_hftbacktest_first1000"
 REST = "binance/rest_spot_api_v3_depth_btcusdt_limit1000_2024.json"
@@ -104,6 +104,10 @@ sys.stdout.write(b"\n".join(out).decode())
 """
 
 
+@pytest.mark.skipif(
+    not expect_compiled(),
+    reason="compiled code not in use (no C compiler, or LATENTSPEED_PURE_PYTHON): nothing to compare",
+)
 def test_compiled_and_pure_python_paths_publish_identical_messages(registry, tmp_path):
     """The C book, level parser and features change speed only: every published byte is the same."""
     import os
