@@ -802,28 +802,45 @@ load_side(BookObject *self, Side *s, const LevelBuf *b)
     return side_refill(s, self->w);
 }
 
+typedef int (*parse_fn)(LevelBuf *, PyObject *);
+
+/* Parse both sides with `parse`, then load them as a snapshot or apply them as an update:
+ * nothing changes unless both sides parse. */
 static PyObject *
-Book_load_snapshot(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+both_sides(BookObject *self, PyObject *const *args, Py_ssize_t nargs, parse_fn parse, int snapshot,
+           const char *usage)
 {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "load_snapshot(bids, asks)");
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     LevelBuf b, a;
     lb_init(&b);
     lb_init(&a);
-    int rc = lb_from_pairs(&b, args[0]);
+    int rc = parse(&b, args[0]);
     if (rc == 0)
-        rc = lb_from_pairs(&a, args[1]);
+        rc = parse(&a, args[1]);
     if (rc == 0)
-        rc = load_side(self, &self->bids, &b);
+        rc = snapshot ? load_side(self, &self->bids, &b) : side_apply_all(&self->bids, self->w, b.v, b.n);
     if (rc == 0)
-        rc = load_side(self, &self->asks, &a);
+        rc = snapshot ? load_side(self, &self->asks, &a) : side_apply_all(&self->asks, self->w, a.v, a.n);
     lb_free(&b);
     lb_free(&a);
     if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+static PyObject *
+Book_load_snapshot(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return both_sides(self, args, nargs, lb_from_pairs, 1, "load_snapshot(bids, asks)");
+}
+
+static PyObject *
+Book_apply_json(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return both_sides(self, args, nargs, lb_from_json, 0, "apply_json(bids, asks)");
 }
 
 static PyObject *
@@ -850,30 +867,6 @@ static PyObject *
 Book_update_asks(BookObject *self, PyObject *levels)
 {
     return update_side(self, &self->asks, levels);
-}
-
-static PyObject *
-Book_apply_json(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "apply_json(bids, asks)");
-        return NULL;
-    }
-    LevelBuf b, a;
-    lb_init(&b);
-    lb_init(&a);
-    int rc = lb_from_json(&b, args[0]);
-    if (rc == 0)
-        rc = lb_from_json(&a, args[1]);
-    if (rc == 0)
-        rc = side_apply_all(&self->bids, self->w, b.v, b.n);
-    if (rc == 0)
-        rc = side_apply_all(&self->asks, self->w, a.v, a.n);
-    lb_free(&b);
-    lb_free(&a);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
 }
 
 static PyObject *
