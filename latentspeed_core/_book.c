@@ -591,7 +591,7 @@ parse_number(const char **pp, const char *end, double *out)
             PyErr_Format(PyExc_ValueError, "malformed number in levels: %.40s", tmp);
             return -1;
         }
-        if (*stop) {
+        if (stop != tmp + len) { /* the whole token, or it is not a number (an embedded NUL too) */
             PyErr_Format(PyExc_ValueError, "malformed number in levels: %.40s", tmp);
             return -1;
         }

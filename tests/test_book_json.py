@@ -75,6 +75,8 @@ def test_real_venue_shapes(parse):
         b'[["1","2"]] x',
         b'["1","2"]',
         b'[[null,"2"]]',
+        b'[["66999\x009","1"]]',  # an embedded NUL must not end the number early
+        b'[["1","2\x00"]]',
     ],
 )
 def test_malformed_levels_raise_value_error(parse, raw):
