@@ -114,3 +114,37 @@ def test_compiled_and_python_books_agree_on_json_deltas(snap, deltas):
         for b in books:
             b.apply_json(bids, asks)
         assert len({(repr(b.top_bids(1000)), repr(b.top_asks(1000)), len(b)) for b in books}) == 1
+
+
+_VALID = b'[["67000.10000000","0.00100000"],["66999.9","0"],[1.5e3, 2],["-0.5","1e-3"]]'
+_ALPHABET = b'[]",.-+eE0123456789 \n\tnaif{}:x\x00\x01\xff'
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 200), st.sampled_from(list(_ALPHABET))), max_size=6
+    )
+)
+def test_mangled_level_arrays_are_refused_or_parsed_as_the_reference_does(edits):
+    """Fuzz: the compiled parser never accepts what JSON + float() would read differently."""
+    raw = bytearray(_VALID)
+    for op, pos, ch in edits:
+        pos = min(pos, len(raw))
+        if op == 0 and pos < len(raw):
+            raw[pos] = ch
+        elif op == 1:
+            raw[pos:pos] = bytes([ch])
+        elif op == 2 and pos < len(raw):
+            del raw[pos]
+        else:
+            del raw[pos:]
+    raw = bytes(raw)
+    try:
+        got = book_mod.parse_levels(raw)
+    except ValueError:
+        return
+    try:
+        assert got == book_mod._parse_levels_py(raw)
+    except ValueError:  # accepted only by the compiled parser: bare numbers JSON would not allow
+        assert not any(c < 0x20 and c not in b" \t\n\r" for c in raw), raw
