@@ -87,6 +87,9 @@ FIXED_SIZES: dict[int, int | None] = {
 }
 # Indexable by msg_type for the decoder's hot loop: -1 unknown, 0 variable, else exact size.
 _SIZE_BY_TYPE = (-1, 0, EXEC_SIZE, NEW_ORDER_SIZE, CANCEL_SIZE, HEARTBEAT_SIZE, SECDEF_SIZE, TRADE_SIZE)
+# The decoder's fast path: the exact length of a fixed-size type, and for MARKET_DATA (and type 0)
+# a value no u16 length equals, so a declared length of 0 can never pass as "exact" (issue 18).
+_EXACT_SIZE = (-1, -1, EXEC_SIZE, NEW_ORDER_SIZE, CANCEL_SIZE, HEARTBEAT_SIZE, SECDEF_SIZE, TRADE_SIZE)
 
 # Field values.
 SIDE_BUY, SIDE_SELL = 0, 1  # orders, executions and trade aggressor
@@ -398,10 +401,12 @@ class FrameDecoder:
         else:
             out, off = [], 0
         unpack = _LEN_TYPE.unpack_from
-        sizes = _SIZE_BY_TYPE
+        sizes = _EXACT_SIZE
         while end - off >= HEADER_SIZE:
             length, msg_type = unpack(data, off)
-            # Fast path: a known fixed-size type with the exact length.
+            # Fast path: a known fixed-size type with the exact length. Every other header goes
+            # through check_frame, which refuses any length below the type's minimum, so each
+            # iteration consumes at least HEADER_SIZE bytes or stops.
             if 0 < msg_type < 8 and sizes[msg_type] == length:
                 if end - off < length:
                     break

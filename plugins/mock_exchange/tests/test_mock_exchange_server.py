@@ -289,6 +289,7 @@ def test_silent_peer_is_dropped_but_a_heartbeating_one_lives(exchange, client):
     ("garbage", "why"),
     [
         (HDR.pack(8, 5, 1, 0), "bad length 8"),
+        (HDR.pack(0, 1, 1, 0), "bad length 0"),  # issue 18: once hung the server with unbounded memory
         (HDR.pack(16, 42, 1, 0), "unknown message type 42"),
         (HDR.pack(30, 3, 1, 0) + bytes(14), "truncated body"),  # NEW_ORDER needs 47 bytes
         (HDR.pack(80, 2, 1, 0) + bytes(64), "exchange-to-client only"),  # an execution report from a client

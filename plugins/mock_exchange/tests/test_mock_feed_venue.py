@@ -292,3 +292,36 @@ def test_venue_heartbeats_keep_it_alive_and_a_silent_exchange_is_dropped():
 
     lst = run(main())
     assert lst.disconnects[0].startswith("exchange silent for")
+
+
+def test_venue_drops_an_exchange_that_sends_a_zero_length_header(caplog):
+    """Issue 18, defect 1, client side: the venue's decoder once looped forever on this frame.
+
+    Dropping the stream and connecting again (a second connection arrives) shows the loop is free."""
+    import logging
+    import struct
+
+    async def main():
+        connections = []
+
+        async def bad_exchange(reader, writer):
+            connections.append(writer)
+            writer.write(struct.pack("<HHIQ", 0, 1, 1, 0))
+            await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(bad_exchange, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        venue = MockVenue(MockVenueConfig(port=port, backoff_initial=0.01, backoff_max=0.05))
+        task = asyncio.create_task(venue.run(Listener()))
+        try:
+            await async_wait_for(lambda: len(connections) >= 2, 5, "the venue to drop the stream and reconnect")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            server.close()
+        assert not venue.connected
+
+    with caplog.at_level(logging.WARNING, logger="latentspeed_mock_exchange"):
+        run(main())
+    assert any("malformed frame from exchange: bad length 0" in r.getMessage() for r in caplog.records)

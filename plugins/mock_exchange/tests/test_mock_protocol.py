@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import struct
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -114,12 +117,44 @@ def test_decoder_several_messages_in_one_read():
         (struct.pack("<HHIQ", 17, 5, 1, 0) + b"x", "bad length 17 for HEARTBEAT"),
         (struct.pack("<HHIQ", 40, 3, 1, 0) + bytes(24), "truncated body"),
         (struct.pack("<HHIQ", 20, 1, 1, 0) + bytes(4), "MARKET_DATA: truncated body"),
+        (struct.pack("<HHIQ", 0, 1, 1, 0), "bad length 0"),  # issue 18: once an endless loop
+        (struct.pack("<HHIQ", 16, 1, 1, 0), "MARKET_DATA: truncated body"),
         (struct.pack("<HHIQIH", 22 + 18, 1, 1, 0, 1, 2) + bytes(18), "MARKET_DATA with 2 entries"),
     ],
 )
 def test_decoder_rejects_malformed_frames(data, error):
     with pytest.raises(P.ProtocolError, match=error):
         P.FrameDecoder().feed(data)
+
+
+ZERO_LENGTH_MARKET_DATA = struct.pack("<HHIQ", 0, 1, 1, 0)
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["compiled-first", "pure-python"])
+def test_a_zero_length_header_is_refused_not_looped_on(pure):
+    """Issue 18, defect 1: this 16-byte frame made ``feed`` append forever without consuming.
+
+    Run in a child with a deadline, so a regression fails the test instead of eating the
+    machine's memory."""
+    code = (
+        "import struct, sys\n"
+        "from latentspeed_mock_exchange import protocol as P\n"
+        f"data = {ZERO_LENGTH_MARKET_DATA!r}\n"
+        "for chunks in ([data], [data[:7], data[7:]], [data + data]):\n"
+        "    dec = P.FrameDecoder()\n"
+        "    try:\n"
+        "        for c in chunks: dec.feed(c)\n"
+        "    except P.ProtocolError as exc:\n"
+        "        assert 'bad length 0' in str(exc), exc\n"
+        "    else:\n"
+        "        sys.exit('accepted')\n"
+        "print('refused')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LATENTSPEED_PURE_PYTHON"}
+    if pure:
+        env["LATENTSPEED_PURE_PYTHON"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == "refused", out.stderr[-2000:]
 
 
 def test_malformed_header_is_caught_before_the_body_arrives():
