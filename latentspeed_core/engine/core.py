@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..logs import RateLimitedLog
 from ..types import ExecutionReport, Fill, Order, OrderStatus, OrdType, Side, TimeInForce
 from ..venue import Venue
 from .latency import LatencyLog, Samples
@@ -29,25 +30,6 @@ _LIMIT = OrdType.LIMIT
 _MARKET = OrdType.MARKET
 _GTC = TimeInForce.GTC
 _REJECTED = OrderStatus.REJECTED
-
-
-class _RateLimitedLog:
-    """One log line a second per kind at most; the rest are counted and summarised."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def __call__(self, kind: str, level: int, msg: str, *args) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, 0.0) >= 1.0:
-            n = self._suppressed.pop(kind, 0)
-            if n:
-                msg += f" (+{n} similar)"
-            log.log(level, msg, *args)
-            self._last[kind] = now
-        else:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
 
 
 class Engine:
@@ -115,7 +97,7 @@ class Engine:
         self._trigger = "timer"
         self._md_receipt_ns = 0
         self._breach = risk.has_kill_switch
-        self._rlog = _RateLimitedLog()
+        self._rlog = RateLimitedLog(log)
         self.started_ns = clock()
 
     # -- set-up ----------------------------------------------------------------

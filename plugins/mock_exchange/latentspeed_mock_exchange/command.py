@@ -33,6 +33,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=d.depth, help="book levels per side (default %(default)s)")
     p.add_argument("--no-log-orders", dest="log_orders", action="store_false",
                    help="do not log every order and fill (for benchmarks)")  # fmt: skip
+    p.add_argument("--max-unsent-bytes", type=int, default=d.max_unsent_bytes, metavar="N",
+                   help="disconnect a client with more unsent output than this (default %(default)s)")  # fmt: skip
     p.add_argument("--busy-poll", action="store_true",
                    help="spin the event loop instead of sleeping (uses a whole CPU; for benchmarks)")  # fmt: skip
 
@@ -48,6 +50,7 @@ def config_from_args(args: argparse.Namespace) -> MockExchangeConfig:
         "depth": args.depth,
         "log_orders": args.log_orders,
         "busy_poll": args.busy_poll,
+        "max_unsent_bytes": args.max_unsent_bytes,
     }
     return validate(MockExchangeConfig, data, "command line")
 

@@ -59,6 +59,10 @@ class MockExchangeConfig(StrictModel):
     trade_prob: float = Field(0.05, ge=0, le=1)
     heartbeat_interval: float = Field(1.0, gt=0)
     dead_after: float = Field(5.0, gt=0)
+    #: A client whose unsent output passes this many bytes (it stopped reading) is disconnected;
+    #: so is one whose output has not drained below the transport's high-water mark for
+    #: ``dead_after`` seconds. Bounds the memory one slow reader can hold.
+    max_unsent_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
     #: Resting orders per connection beyond which new orders are rejected (reason 6).
     max_open_orders: int = Field(100_000, ge=1)
     #: Log every order and fill (logger ``latentspeed_mock_exchange.orders`` at INFO).

@@ -15,11 +15,15 @@ behind a cached ``isEnabledFor``. State is owned by the event loop thread; call
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import math
 import random
 import time
 from bisect import bisect_left, insort
+
+from latentspeed_core.logs import RateLimitedLog
 
 from . import protocol as P
 from .config import MockExchangeConfig
@@ -28,8 +32,26 @@ log = logging.getLogger("latentspeed_mock_exchange")
 #: Every order and fill at INFO; silence this logger alone to benchmark.
 olog = logging.getLogger("latentspeed_mock_exchange.orders")
 
-#: A client that lets this much output pile up (it stopped reading) is disconnected.
-MAX_UNSENT = 16 * 1024 * 1024
+#: Above this much unsent output the transport tells us to pause (``pause_writing``): the clock
+#: of a slow consumer starts.
+WRITE_HIGH_WATER = 256 * 1024
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim``: freed output buffers of dropped slow readers go back to the OS.
+
+    Without it the heap keeps their pages (glibc raises its mmap threshold after the first
+    large free), and a burst of slow readers leaves the process 100 MB larger for good."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+malloc_trim = _malloc_trim()
 
 _SIDE = ("buy", "sell")
 _ORD = ("LIMIT", "MARKET")
@@ -114,11 +136,17 @@ class MockExchange:
         self._next_exec_id = 1
         self._next_trade_id = 1
         self._tick_no = 0
-        self.stats = {"connections": 0, "orders": 0, "fills": 0, "rejects": 0, "cancels": 0, "errors": 0}
+        self.stats = {
+            "connections": 0, "orders": 0, "fills": 0, "rejects": 0, "cancels": 0, "errors": 0, "slow_consumers": 0,
+        }  # fmt: skip
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.port: int = 0
         self._log_orders = False
+        #: Per-connection lines (connect, close, disconnect), which any peer can cause at will.
+        self.clog = RateLimitedLog(log)
+        #: Set when a slow reader was dropped: give its buffer's memory back at the next housekeeping.
+        self._trim = False
 
     # -- symbols and books -----------------------------------------------------------
     def _add_symbol(self, name: str) -> _Symbol:
@@ -240,7 +268,8 @@ class MockExchange:
         s = self.stats
         return (
             f"clients={len(self.clients)} connections={s['connections']} orders={s['orders']} "
-            f"fills={s['fills']} rejects={s['rejects']} cancels={s['cancels']} errors={s['errors']}"
+            f"fills={s['fills']} rejects={s['rejects']} cancels={s['cancels']} errors={s['errors']} "
+            f"slow_consumers={s['slow_consumers']}"
         )
 
     def _refresh_log_flag(self) -> None:
@@ -297,18 +326,27 @@ class MockExchange:
             now_ns = time.time_ns()
             for c in list(self.clients):
                 t = c.transport
-                if now - c.last_rx >= cfg.dead_after:
-                    c.close(
-                        f"peer silent for {now - c.last_rx:.1f}s (dead after {cfg.dead_after}s)", abort=True
-                    )
-                elif t is not None and t.get_write_buffer_size() > MAX_UNSENT:
-                    c.close(f"slow consumer: {t.get_write_buffer_size()} bytes unsent", abort=True)
+                unsent = t.get_write_buffer_size() if t is not None else 0
+                if c.paused_at and now - c.paused_at >= cfg.dead_after:
+                    c.close(f"slow consumer: output not drained for {now - c.paused_at:.1f}s "
+                            f"({unsent} bytes unsent)", abort=True)  # fmt: skip
+                elif now - c.last_rx >= cfg.dead_after:
+                    # A peer that does not read can go quiet too: when its receive buffer is full its
+                    # kernel drops our segments and the ACKs they carry, so its heartbeats wait in
+                    # its own send queue. Name the cause we can see.
+                    silent = f"{now - c.last_rx:.1f}s (dead after {cfg.dead_after}s)"
+                    c.close(f"slow consumer: not reading, {unsent} bytes unsent, nothing heard for {silent}"
+                            if unsent else f"peer silent for {silent}", abort=True)  # fmt: skip
                 elif now - c.last_tx >= cfg.heartbeat_interval:
                     c.send_heartbeat(now_ns)
             self._flush()
+            if self._trim:
+                self._trim = False
+                malloc_trim()
             if now - last_stats >= 10.0:
                 last_stats = now
                 self._refresh_log_flag()
+                self.clog.flush()
                 log.info("stats: %s", self.stats_line())
 
     def _flush(self) -> None:
@@ -559,16 +597,20 @@ class _Connection(asyncio.Protocol):
         self.used_ids: set[int] = set()
         self.last_rx = self.last_tx = time.monotonic()
         self.closing = False
+        #: monotonic time the transport asked us to pause writing (0.0: draining fine).
+        self.paused_at = 0.0
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         ex = self.ex
         ex.clients.add(self)
         ex.stats["connections"] += 1
-        log.info("client %d connected from %s (%d connected)", self.id, self.peer, len(ex.clients))
+        ex.clog("connect", logging.INFO, "client %d connected from %s (%d connected)", self.id, self.peer,
+             len(ex.clients))  # fmt: skip
         now = time.time_ns()
         # Every SECURITY_DEFINITION right after connect, then the current books: a client
         # knows the definitions are complete when the first non-definition message arrives.
@@ -616,11 +658,16 @@ class _Connection(asyncio.Protocol):
             ex._flush()
             self.close(f"malformed frame: {error}")
 
+    def pause_writing(self) -> None:
+        self.paused_at = time.monotonic()
+
+    def resume_writing(self) -> None:
+        self.paused_at = 0.0
+
     def eof_received(self):
         if self.decoder.pending():
-            log.warning(
-                "client %d: closed with a truncated message (%d bytes)", self.id, self.decoder.pending()
-            )
+            self.ex.clog("truncated", logging.WARNING, "client %d: closed with a truncated message (%d bytes)", self.id,
+                 self.decoder.pending())  # fmt: skip
         return False  # close the transport
 
     def connection_lost(self, exc) -> None:
@@ -628,9 +675,10 @@ class _Connection(asyncio.Protocol):
         ex.clients.discard(self)
         n = ex.drop_orders(self)
         reason = "closed" if exc is None else f"lost: {exc}"
-        log.info("client %d disconnected (%s); cancelled %d resting orders (%d connected)", self.id, reason, n,
-                 len(ex.clients))  # fmt: skip
+        ex.clog("disconnect", logging.INFO, "client %d disconnected (%s); cancelled %d resting orders (%d connected)",
+             self.id, reason, n, len(ex.clients))  # fmt: skip
         self.transport = None
+        self.out = bytearray()
 
     def claim_id(self, cl: int) -> bool:
         """Record ``cl`` as used on this connection; False if it was used before."""
@@ -716,6 +764,10 @@ class _Connection(asyncio.Protocol):
             if t is not None and not self.closing:
                 t.write(self.out)
                 self.last_tx = time.monotonic()
+                # Only a paused transport can be near the bound: one attribute test otherwise.
+                if self.paused_at and t.get_write_buffer_size() > self.ex.config.max_unsent_bytes:
+                    self.close(f"slow consumer: {t.get_write_buffer_size()} bytes unsent "
+                               f"(max_unsent_bytes {self.ex.config.max_unsent_bytes})", abort=True)  # fmt: skip
             self.out = bytearray()
 
     def close(self, reason: str, abort: bool = False) -> None:
@@ -723,9 +775,17 @@ class _Connection(asyncio.Protocol):
         if self.closing:
             return
         self.closing = True
-        self.ex.stats["errors"] += reason.startswith(("malformed", "peer silent", "slow consumer"))
-        level = logging.INFO if reason == "exchange shutting down" else logging.WARNING
-        log.log(level, "client %d (%s): closing: %s", self.id, self.peer, reason)
+        ex = self.ex
+        ex.stats["errors"] += reason.startswith(("malformed", "peer silent", "slow consumer"))
+        if reason.startswith("slow consumer"):
+            ex.stats["slow_consumers"] += 1
+        if abort:
+            ex._trim = True
+        if reason == "exchange shutting down":
+            log.info("client %d (%s): closing: %s", self.id, self.peer, reason)
+        else:  # kind by cause, so one flood of bad frames does not hide a slow consumer's line
+            ex.clog(reason.split(":", 1)[0], logging.WARNING, "client %d (%s): closing: %s", self.id, self.peer,
+                 reason)  # fmt: skip
         if self.transport is not None:
             if abort:
                 self.transport.abort()

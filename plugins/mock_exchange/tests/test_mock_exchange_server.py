@@ -313,6 +313,59 @@ def test_malformed_frame_closes_only_that_connection(exchange, client, caplog, g
     third.handshake()
 
 
+def test_a_heartbeating_client_that_never_reads_is_dropped_as_a_slow_consumer(exchange, client, caplog):
+    """Issue 18, defect 4: output to a non-reader is bounded, and the close names the real cause."""
+    import socket
+
+    ex = exchange(tick_rate=1, depth=50, heartbeat_interval=0.1, dead_after=3.0, max_unsent_bytes=64 * 1024)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    slow.connect(("127.0.0.1", ex.port))
+    good = client(ex.port)
+    good.handshake()
+    seq = 0
+
+    def dropped() -> bool:
+        nonlocal seq
+        seq += 1
+        try:  # keep sending heartbeats: it is alive, it just never reads
+            slow.send(HDR.pack(16, 5, seq, 0))
+        except OSError:
+            pass
+        good.heartbeat()
+        if _readable(good.sock):  # the good client keeps up with the flood
+            good.sock.recv(1 << 22)
+        return ex.call(lambda: ex.ex.stats["slow_consumers"]) == 1
+
+    with caplog.at_level(logging.WARNING, logger="latentspeed_mock_exchange"):
+        wait_for(dropped, 15, "the slow consumer to be dropped")
+    slow.close()
+    assert any("slow consumer" in r.getMessage() for r in caplog.records)
+    assert ex.call(lambda: len(ex.ex.clients)) == 1, "the reading client stays"
+
+
+def _readable(sock) -> bool:
+    import select
+
+    return bool(select.select([sock], [], [], 0.01)[0])
+
+
+def test_a_flood_of_malformed_connections_is_logged_rate_limited_and_counted(exchange, client, caplog):
+    """Issue 18, defect 5: each bad connection once cost ~550 bytes of log; now a line a second."""
+    ex = exchange()
+    with caplog.at_level(logging.INFO, logger="latentspeed_mock_exchange"):
+        for _ in range(30):
+            bad = client(ex.port)
+            bad.send_raw(HDR.pack(8, 5, 1, 0))
+            assert bad.is_closed()
+        wait_for(lambda: ex.call(lambda: ex.ex.stats["errors"]) == 30, 5, "all 30 counted")
+        closing = [r for r in caplog.records if "closing: malformed" in r.getMessage()]
+        assert 1 <= len(closing) <= 3, len(closing)
+        ex.call(ex.ex.clog.flush)
+    summary = [r.getMessage() for r in caplog.records if "suppressed" in r.getMessage()]
+    assert any("'malformed frame' lines suppressed" in m for m in summary), summary
+
+
 def test_partial_reads_and_batched_writes_are_reassembled(exchange, client):
     ex = exchange(fill_prob=100)
     c = client(ex.port)
