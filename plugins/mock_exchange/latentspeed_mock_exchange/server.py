@@ -1,10 +1,12 @@
 """The mock exchange: an asyncio TCP server speaking the issue-4 binary protocol.
 
 One process, many clients. Per symbol a seeded random-walk mid with a spread and
-a top-N book (or a book pushed in with :meth:`MockExchange.set_book`, which is how
-a live feed drives paper trading). MARKET_DATA goes to every client every tick;
-orders are acked, matched against the book with probability ``fill_prob`` (drawn
-once per order), partially filled level by level, and cancelled or rested.
+a top-N book (or a book pushed in with :meth:`MockExchange.set_book`). MARKET_DATA goes
+to every client every tick. Orders are matched by the shared, I/O-free core in
+``matching.py`` (the one paper trading and backtests use): acked, matched against the
+book with probability ``fill_prob`` (drawn once per crossing), partially filled level by
+level, and cancelled or rested. This module is the TCP wrapper: connections, ticks,
+heartbeats, public prints.
 
 Hot path notes: :class:`asyncio.Protocol` (no streams), precompiled structs, one
 ``transport.write`` per connection per batch (a read or a tick), lazy %-logging
@@ -21,15 +23,15 @@ import logging
 import math
 import random
 import time
-from bisect import bisect_left, insort
 
 from latentspeed_core.logs import RateLimitedLog
 
 from . import protocol as P
 from .config import MockExchangeConfig
+from .matching import Matcher, SimOrder, SimSymbol
 
 log = logging.getLogger("latentspeed_mock_exchange")
-#: Every order and fill at INFO; silence this logger alone to benchmark.
+#: Every order and fill at INFO (logged by the matching core); silence this logger alone to benchmark.
 olog = logging.getLogger("latentspeed_mock_exchange.orders")
 
 #: Above this much unsent output the transport tells us to pause (``pause_writing``): the clock
@@ -53,65 +55,36 @@ def _malloc_trim():
 
 malloc_trim = _malloc_trim()
 
-_SIDE = ("buy", "sell")
-_ORD = ("LIMIT", "MARKET")
-_TIF = ("GTC", "IOC")
-
 
 class _Symbol:
-    __slots__ = (
-        "sid", "name", "tick", "lot", "level_lots", "mid", "tick_f", "bids", "asks",
-        "external", "ext_bids", "ext_asks", "resting", "buy_keys", "sell_keys", "md_body",
-    )  # fmt: skip
+    """The walk and wire state of one symbol; its book and resting orders live in the core (``core``)."""
 
-    def __init__(
-        self, sid: int, name: str, price: float, tick_size: float, lot_size: float, level_qty: float
-    ):
-        self.sid = sid
-        self.name = name
-        self.tick = P.to_fixed(tick_size)
-        self.lot = P.to_fixed(lot_size)
-        if self.tick <= 0 or self.lot <= 0:
-            raise ValueError(f"{name}: tick_size and lot_size must be at least 1e-8")
+    __slots__ = ("core", "sid", "name", "level_lots", "mid", "tick_f", "external", "ext_bids", "ext_asks",
+                 "md_body")  # fmt: skip
+
+    def __init__(self, core: SimSymbol, price: float, tick_size: float, lot_size: float, level_qty: float):
+        self.core = core
+        self.sid = core.sid
+        self.name = core.name
         self.tick_f = tick_size
         self.level_lots = max(1.0, level_qty / lot_size)
         self.mid = price  # float: the walk; the book snaps to the tick grid
-        # Levels are mutable [price, qty] pairs (fixed point) so fills consume liquidity.
-        self.bids: list[list[int]] = []
-        self.asks: list[list[int]] = []
         self.external = False
         self.ext_bids: list[tuple[int, int]] = []
         self.ext_asks: list[tuple[int, int]] = []
-        #: order_id -> resting GTC order on this symbol (any connection).
-        self.resting: dict[int, _Order] = {}
-        # Price-time priority indexes, best first: a tick visits only the crossed orders.
-        self.buy_keys: list[tuple[int, int]] = []  # (-price, order_id)
-        self.sell_keys: list[tuple[int, int]] = []  # (price, order_id)
         self.md_body = b""
 
+    @property
+    def resting(self) -> dict[int, SimOrder]:
+        return self.core.resting
 
-class _Order:
-    __slots__ = (
-        "cl_ord_id", "order_id", "conn", "sym", "side", "price", "qty", "leaves", "cum", "decision", "crossed_tick",
-    )  # fmt: skip
+    @property
+    def bids(self) -> list[list[int]]:
+        return self.core.bids
 
-    def __init__(self, cl_ord_id, order_id, conn, sym, side, price, qty):
-        self.cl_ord_id = cl_ord_id
-        self.order_id = order_id
-        self.conn = conn
-        self.sym = sym
-        self.side = side
-        self.price = price
-        self.qty = qty
-        self.leaves = qty
-        self.cum = 0
-        #: The fill draw of the current crossing, and the last tick whose book crossed the order:
-        #: a crossing is new (and draws again) when the previous tick did not cross it.
-        self.decision = False
-        self.crossed_tick = -2
-
-    def key(self) -> tuple[int, int]:
-        return (-self.price, self.order_id) if self.side == P.SIDE_BUY else (self.price, self.order_id)
+    @property
+    def asks(self) -> list[list[int]]:
+        return self.core.asks
 
 
 class MockExchange:
@@ -123,26 +96,23 @@ class MockExchange:
         self.seed = seed
         # Separate streams: fill decisions depend only on the order flow, never on ticks.
         self._walk_rng = random.Random(seed)
-        self._fill_rng = random.Random(seed ^ 0x5DEECE66D)
-        self._fill_threshold = cfg.fill_prob / 100.0
+        self.stats = {
+            "connections": 0, "orders": 0, "fills": 0, "rejects": 0, "cancels": 0, "errors": 0, "slow_consumers": 0,
+        }  # fmt: skip
+        self.matcher = Matcher(
+            time.time_ns, fill_prob=cfg.fill_prob, rng=random.Random(seed ^ 0x5DEECE66D),
+            max_open_orders=cfg.max_open_orders, on_print=self._print, stats=self.stats,
+        )  # fmt: skip
         self.symbols: dict[str, _Symbol] = {}
-        self._by_id: list[_Symbol | None] = [None]  # symbol_id -> symbol; ids start at 1
         for name in cfg.symbols:
             self._add_symbol(name)
         self.clients: set[_Connection] = set()
         self._dirty: list[_Connection] = []
         self._next_conn = 1
-        self._next_order_id = 1
-        self._next_exec_id = 1
         self._next_trade_id = 1
-        self._tick_no = 0
-        self.stats = {
-            "connections": 0, "orders": 0, "fills": 0, "rejects": 0, "cancels": 0, "errors": 0, "slow_consumers": 0,
-        }  # fmt: skip
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.port: int = 0
-        self._log_orders = False
         #: Per-connection lines (connect, close, disconnect), which any peer can cause at will.
         self.clog = RateLimitedLog(log)
         #: Set when a slow reader was dropped: give its buffer's memory back at the next housekeeping.
@@ -151,17 +121,19 @@ class MockExchange:
     # -- symbols and books -----------------------------------------------------------
     def _add_symbol(self, name: str) -> _Symbol:
         spec = self.config.spec(name)
-        sym = _Symbol(len(self._by_id), name, spec.price, spec.tick_size, spec.lot_size, spec.level_qty)
+        core = self.matcher.add_symbol(name, P.to_fixed(spec.tick_size), P.to_fixed(spec.lot_size))
+        sym = _Symbol(core, spec.price, spec.tick_size, spec.lot_size, spec.level_qty)
         self.symbols[name] = sym
-        self._by_id.append(sym)
-        self._regenerate(sym)
+        self._regenerate(sym, match=False)
         return sym
 
-    def _regenerate(self, sym: _Symbol) -> None:
-        """Fresh book for this tick: the walk's (or the external feed's), liquidity restored."""
+    def _regenerate(self, sym: _Symbol, match: bool) -> bool:
+        """Fresh book for this tick: the walk's (or the external feed's), liquidity restored.
+
+        With ``match``, resting orders it crosses fill; returns whether anything filled."""
         if sym.external:
-            sym.bids = [[p, q] for p, q in sym.ext_bids]
-            sym.asks = [[p, q] for p, q in sym.ext_asks]
+            bids = [[p, q] for p, q in sym.ext_bids]
+            asks = [[p, q] for p, q in sym.ext_asks]
         else:
             cfg = self.config
             rng = self._walk_rng
@@ -172,17 +144,22 @@ class MockExchange:
                 bid0 = cfg.depth + 1
                 sym.mid = (bid0 + spread / 2) * tick_f
             ask0 = bid0 + spread
-            tick, lot, base = sym.tick, sym.lot, sym.level_lots
+            tick, lot, base = sym.core.tick, sym.core.lot, sym.level_lots
             uni = rng.random
-            sym.bids = [
+            bids = [
                 [(bid0 - i) * tick, max(1, round(base * (0.5 + uni()) * (1 + 0.25 * i))) * lot]
                 for i in range(cfg.depth)
             ]
-            sym.asks = [
+            asks = [
                 [(ask0 + i) * tick, max(1, round(base * (0.5 + uni()) * (1 + 0.25 * i))) * lot]
                 for i in range(cfg.depth)
             ]
-        sym.md_body = P.encode_market_data_body(sym.sid, sym.bids, sym.asks)
+        filled = self.matcher.set_book(sym.core, bids, asks, match)
+        if filled:  # show the book after the fills: what they took is gone until the next tick
+            bids = [lv for lv in bids if lv[1] > 0]
+            asks = [lv for lv in asks if lv[1] > 0]
+        sym.md_body = P.encode_market_data_body(sym.sid, bids, asks)
+        return filled
 
     def _walk(self, sym: _Symbol) -> None:
         step = self._walk_rng.gauss(0.0, sym.mid * self.config.volatility_bps / 1e4)
@@ -208,7 +185,7 @@ class MockExchange:
         sym.ext_bids = [(P.to_fixed(p), P.to_fixed(q)) for p, q in bids[:depth] if q > 0]
         sym.ext_asks = [(P.to_fixed(p), P.to_fixed(q)) for p, q in asks[:depth] if q > 0]
         sym.external = True
-        self._regenerate(sym)  # re-price now, not on the next tick
+        self._regenerate(sym, match=False)  # re-price now (resting orders it crosses fill on the tick)
 
     def release_book(self, symbol: str) -> None:
         """Hand ``symbol`` back to the random walk (from the last external mid)."""
@@ -273,7 +250,7 @@ class MockExchange:
         )
 
     def _refresh_log_flag(self) -> None:
-        self._log_orders = self.config.log_orders and olog.isEnabledFor(logging.INFO)
+        self.matcher.log_orders = self.config.log_orders and olog.isEnabledFor(logging.INFO)
 
     async def _tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -296,21 +273,16 @@ class MockExchange:
         """Advance every symbol one step and send MARKET_DATA (and prints/fills) to every client."""
         now = time.time_ns()
         rng = self._walk_rng
-        self._tick_no += 1
         for sym in self.symbols.values():
             if not sym.external:
                 self._walk(sym)
-            self._regenerate(sym)
-            if sym.resting and self._match_resting(sym, now):
-                # Show the book after the fills: what they took is gone until the next tick.
-                sym.md_body = P.encode_market_data_body(
-                    sym.sid, [lv for lv in sym.bids if lv[1] > 0], [lv for lv in sym.asks if lv[1] > 0]
-                )
-            if rng.random() < self.config.trade_prob and sym.bids and sym.asks:
+            self._regenerate(sym, match=True)
+            core = sym.core
+            if rng.random() < self.config.trade_prob and core.bids and core.asks:
                 aggressor = rng.random() < 0.5
-                lvl = sym.bids[0] if aggressor else sym.asks[0]  # a sell hits the bid
-                qty = max(1, round(sym.level_lots * rng.random() * 0.5)) * sym.lot
-                self._print(sym, lvl[0], qty, 1 if aggressor else 0, now)
+                lvl = core.bids[0] if aggressor else core.asks[0]  # a sell hits the bid
+                qty = max(1, round(sym.level_lots * rng.random() * 0.5)) * core.lot
+                self._print(core, lvl[0], qty, 1 if aggressor else 0, now)
         for c in self.clients:
             c.send_market_data(self.symbols.values(), now)
         self._flush()
@@ -356,224 +328,16 @@ class MockExchange:
                 c.flush()
             dirty.clear()
 
-    # -- orders ----------------------------------------------------------------------------
-    def on_new_order(
-        self, conn: _Connection, cl_ord_id, symbol_id, side, ord_type, tif, price, qty, now
-    ) -> None:
-        self.stats["orders"] += 1
-        by_id = self._by_id
-        sym = by_id[symbol_id] if 0 < symbol_id < len(by_id) else None
-        if self._log_orders:
-            olog.info(
-                "order conn=%d cl_ord_id=%d %s %s %s %s qty=%s px=%s", conn.id, cl_ord_id,
-                sym.name if sym else f"symbol_id={symbol_id}", _SIDE[side] if side < 2 else side,
-                _ORD[ord_type] if ord_type < 2 else ord_type, _TIF[tif] if tif < 2 else tif,
-                P.from_fixed(qty), P.from_fixed(price),
-            )  # fmt: skip
-        # Validation order: duplicate id first (the id is the order's identity), then fields.
-        if not conn.claim_id(cl_ord_id):
-            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_DUPLICATE_CL_ORD_ID, now)
-        if sym is None:
-            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_UNKNOWN_SYMBOL, now)
-        if qty <= 0 or qty % sym.lot:
-            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_INVALID_QUANTITY, now)
-        if side > 1 or ord_type > 1 or tif > 1:  # no dedicated reason: the catch-all (documented)
-            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_RISK_OR_THROTTLE, now)
-        is_market = ord_type == P.ORD_MARKET
-        if not is_market and (price <= 0 or price % sym.tick):
-            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_INVALID_PRICE, now)
-        if len(conn.orders) >= self.config.max_open_orders and not is_market and tif == P.TIF_GTC:
-            return self._reject(conn, cl_ord_id, symbol_id, side, P.REJECT_RISK_OR_THROTTLE, now)
+    # -- orders (the matching core decides; reports go back through the connection) -----------
+    def drop_orders(self, conn: _Connection) -> int:
+        return self.matcher.drop_orders(conn)
 
-        order_id = self._next_order_id
-        self._next_order_id += 1
-        o = _Order(cl_ord_id, order_id, conn, sym, side, price, qty)
-        self._report(o, P.EXEC_NEW, 0, 0, now)
-
-        levels = sym.asks if side == P.SIDE_BUY else sym.bids
-        if levels and self._marketable(levels, side, is_market, price):
-            filled = o.decision = self._fill_rng.random() < self._fill_threshold
-            o.crossed_tick = self._tick_no
-            if filled:
-                self._sweep(o, levels, None if is_market else price, now)
-        if o.leaves:
-            if is_market or tif == P.TIF_IOC:
-                self._cancel(o, now, "unfilled IOC/MARKET remainder")
-            else:
-                conn.orders[cl_ord_id] = o
-                sym.resting[order_id] = o
-                insort(sym.buy_keys if side == P.SIDE_BUY else sym.sell_keys, o.key())
-
-    @staticmethod
-    def _marketable(levels, side, is_market, price) -> bool:
-        for p, q in levels:
-            if q > 0:
-                return is_market or (p <= price if side == P.SIDE_BUY else p >= price)
-        return False
-
-    def _sweep(self, o: _Order, levels, limit, now) -> None:
-        """Take liquidity level by level (best first) up to ``limit``: one report per level."""
-        buy = o.side == P.SIDE_BUY
-        for lvl in levels:
-            p, q = lvl
-            if q <= 0:
-                continue
-            if limit is not None and (p > limit if buy else p < limit):
-                break
-            take = q if q < o.leaves else o.leaves
-            lvl[1] = q - take
-            self._fill(o, p, take, now, aggressor=o.side)
-            if not o.leaves:
-                break
-
-    def _fill(self, o: _Order, px: int, qty: int, now: int, aggressor: int) -> None:
-        o.leaves -= qty
-        o.cum += qty
-        self.stats["fills"] += 1
-        self._report(o, P.EXEC_FILL if not o.leaves else P.EXEC_PARTIAL_FILL, px, qty, now)
-        if self._log_orders:
-            olog.info(
-                "fill conn=%d cl_ord_id=%d order_id=%d %s %s %s@%s cum=%s leaves=%s", o.conn.id, o.cl_ord_id,
-                o.order_id, o.sym.name, _SIDE[o.side], P.from_fixed(qty), P.from_fixed(px),
-                P.from_fixed(o.cum), P.from_fixed(o.leaves),
-            )  # fmt: skip
-        self._print(o.sym, px, qty, aggressor, now)
-
-    def _print(self, sym: _Symbol, px: int, qty: int, aggressor: int, now: int) -> None:
+    def _print(self, sym: SimSymbol, px: int, qty: int, aggressor: int, now: int) -> None:
+        """A public TRADE to every client: our fills and the walk's own prints."""
         trade_id = self._next_trade_id
         self._next_trade_id += 1
         for c in self.clients:
             c.send_trade(sym.sid, px, qty, aggressor, trade_id, now)
-
-    def _match_resting(self, sym: _Symbol, now: int) -> bool:
-        """Resting GTC orders the book crosses, in price-time priority: one fill draw per crossing.
-
-        Returns whether anything filled."""
-        fills = self.stats["fills"]
-        best_ask = next((p for p, q in sym.asks if q > 0), None)
-        if best_ask is not None and sym.buy_keys:
-            crossed = []
-            for neg_price, oid in sym.buy_keys:
-                if -neg_price < best_ask:
-                    break
-                crossed.append(sym.resting[oid])
-            for o in crossed:
-                self._fill_resting(o, sym.asks, now)
-        best_bid = next((p for p, q in sym.bids if q > 0), None)
-        if best_bid is not None and sym.sell_keys:
-            crossed = []
-            for price, oid in sym.sell_keys:
-                if price > best_bid:
-                    break
-                crossed.append(sym.resting[oid])
-            for o in crossed:
-                self._fill_resting(o, sym.bids, now)
-        return self.stats["fills"] != fills
-
-    def _fill_resting(self, o: _Order, levels, now: int) -> None:
-        tick_no = self._tick_no
-        if o.crossed_tick != tick_no - 1:  # a new crossing: draw again
-            o.decision = self._fill_rng.random() < self._fill_threshold
-        o.crossed_tick = tick_no
-        if not o.decision:
-            return
-        buy = o.side == P.SIDE_BUY
-        limit = o.price
-        rem = o.leaves
-        take = 0
-        for lvl in levels:  # consume the crossed liquidity (earlier orders this tick took theirs)
-            p, q = lvl
-            if (p > limit if buy else p < limit) or not rem:
-                break
-            used = q if q < rem else rem
-            lvl[1] = q - used
-            rem -= used
-            take += used
-        if not take:
-            return
-        # The resting order is the maker: it trades at its own price; the taker is the other side.
-        self._fill(o, limit, take, now, aggressor=1 - o.side)
-        if not o.leaves:
-            self._unrest(o)
-            o.conn.orders.pop(o.cl_ord_id, None)
-
-    @staticmethod
-    def _unrest(o: _Order) -> None:
-        sym = o.sym
-        del sym.resting[o.order_id]
-        keys = sym.buy_keys if o.side == P.SIDE_BUY else sym.sell_keys
-        key = o.key()
-        i = bisect_left(keys, key)
-        if i < len(keys) and keys[i] == key:
-            del keys[i]
-
-    def on_cancel(self, conn: _Connection, cl_ord_id, orig_cl_ord_id, symbol_id, now) -> None:
-        o = conn.orders.get(orig_cl_ord_id)
-        if self._log_orders:
-            olog.info(
-                "cancel conn=%d cl_ord_id=%d orig=%d symbol_id=%d",
-                conn.id,
-                cl_ord_id,
-                orig_cl_ord_id,
-                symbol_id,
-            )
-        if o is None or o.sym.sid != symbol_id:
-            # Reported under the order's id (orig_cl_ord_id) with order_id 0: "no open order of yours".
-            return self._reject(conn, orig_cl_ord_id, symbol_id, 0, P.REJECT_UNKNOWN_ORDER, now)
-        del conn.orders[orig_cl_ord_id]
-        self._unrest(o)
-        self._cancel(o, now, f"cancel request {cl_ord_id}")
-
-    def _cancel(self, o: _Order, now: int, why: str) -> None:
-        self.stats["cancels"] += 1
-        o.leaves = 0
-        self._report(o, P.EXEC_CANCELED, 0, 0, now)
-        if self._log_orders:
-            olog.info("canceled conn=%d cl_ord_id=%d order_id=%d cum=%s (%s)", o.conn.id, o.cl_ord_id, o.order_id,
-                      P.from_fixed(o.cum), why)  # fmt: skip
-
-    def _report(self, o: _Order, exec_type: int, last_px: int, last_qty: int, now: int) -> None:
-        exec_id = self._next_exec_id
-        self._next_exec_id += 1
-        o.conn.send_report(
-            o.cl_ord_id,
-            o.order_id,
-            exec_id,
-            o.sym.sid,
-            o.side,
-            exec_type,
-            last_px,
-            last_qty,
-            o.leaves,
-            o.cum,
-            0,
-            now,
-        )
-
-    def _reject(self, conn: _Connection, cl_ord_id, symbol_id, side, reason: int, now: int) -> None:
-        self.stats["rejects"] += 1
-        exec_id = self._next_exec_id
-        self._next_exec_id += 1
-        conn.send_report(
-            cl_ord_id, 0, exec_id, symbol_id, side & 0xFF, P.EXEC_REJECTED, 0, 0, 0, 0, reason, now
-        )
-        if self._log_orders:
-            olog.info("rejected conn=%d cl_ord_id=%d: %s", conn.id, cl_ord_id, P.REJECT_REASON_NAMES[reason])
-
-    def drop_orders(self, conn: _Connection) -> int:
-        """A vanished client loses its resting orders (no reports: nobody to send them to)."""
-        n = 0
-        touched = set()
-        for o in conn.orders.values():
-            if o.sym.resting.pop(o.order_id, None) is not None:
-                n += 1
-                touched.add(o.sym)
-        for sym in touched:  # one O(n) rebuild per symbol, not one list delete per order
-            sym.buy_keys = [k for k in sym.buy_keys if k[1] in sym.resting]
-            sym.sell_keys = [k for k in sym.sell_keys if k[1] in sym.resting]
-        conn.orders.clear()
-        self.stats["cancels"] += n
-        return n
 
 
 class _Connection(asyncio.Protocol):
@@ -590,7 +354,7 @@ class _Connection(asyncio.Protocol):
         self.seq_out = 0
         self.seq_in = 0
         self.gaps = 0
-        self.orders: dict[int, _Order] = {}  # open orders by cl_ord_id
+        self.orders: dict[int, SimOrder] = {}  # open orders by cl_ord_id
         # Used cl_ord_ids: a contiguous run [id_lo, id_hi] plus a set for the rest, so the usual
         # increasing ids cost O(1) memory however long the session (see claim_id).
         self.id_lo = self.id_hi = -1
@@ -630,15 +394,15 @@ class _Connection(asyncio.Protocol):
             error = exc
         ex = self.ex
         if frames:
-            now = time.time_ns()
+            matcher = ex.matcher
             expect = self.seq_in + 1
             for msg_type, buf, off in frames:
                 if msg_type == P.NEW_ORDER:
                     _l, _t, seq, _ts, cl, sid, side, ot, tif, px, qty = P.unpack_new_order(buf, off)
-                    ex.on_new_order(self, cl, sid, side, ot, tif, px, qty, now)
+                    matcher.new_order(self, cl, sid, side, ot, tif, px, qty)
                 elif msg_type == P.CANCEL_ORDER:
                     _l, _t, seq, _ts, cl, orig, sid = P.unpack_cancel(buf, off)
-                    ex.on_cancel(self, cl, orig, sid, now)
+                    matcher.cancel(self, cl, orig, sid)
                 elif msg_type == P.HEARTBEAT:
                     seq = P.unpack_header(buf, off)[2]
                 else:
@@ -711,7 +475,7 @@ class _Connection(asyncio.Protocol):
             self.ex._dirty.append(self)
         return out
 
-    def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now) -> None:
+    def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity=0) -> None:
         self.seq_out += 1
         self._mark()
         self.out += P.EXEC_MSG.pack(
@@ -742,7 +506,8 @@ class _Connection(asyncio.Protocol):
     def send_secdef(self, sym: _Symbol, now: int) -> None:
         self.seq_out += 1
         self._mark()
-        self.out += P.encode_security_definition(self.seq_out, now, sym.sid, sym.tick, sym.lot, sym.name)
+        core = sym.core
+        self.out += P.encode_security_definition(self.seq_out, now, sym.sid, core.tick, core.lot, sym.name)
 
     def send_market_data(self, symbols, now: int) -> None:
         out = self._mark()
