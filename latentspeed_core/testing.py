@@ -79,3 +79,42 @@ def expect_compiled() -> bool:
         return False
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     return shutil.which(cc) is not None
+
+
+BINANCE_SESSION = "binance/seq_spot_btcusdt_2024-08-08_hftbacktest_first1000"
+BINANCE_SNAPSHOT = "binance/rest_spot_api_v3_depth_btcusdt_limit1000_2024.json"
+
+
+def binance_fixture_capture(path: str | Path, repeat: int = 1) -> Path:
+    """A capture of the recorded Binance BTC-USDT session (fixtures/binance), for replays and backtests.
+
+    Receipt times come from the session's ``local_ts_ns`` file; the REST snapshot is placed
+    where a live feed would have received it (after the first buffered depth updates).
+    ``repeat`` > 1 appends the session again as a reconnect: a ``connect`` record, the frames
+    shifted in time, the snapshot again, so a longer capture stays a valid session."""
+    import orjson
+
+    from .capture import Recorder
+
+    fx = fixtures_dir()
+    lines = (fx / f"{BINANCE_SESSION}.jsonl").read_text().splitlines()
+    stamps = [int(x) for x in (fx / f"{BINANCE_SESSION}.local_ts_ns.txt").read_text().split()]
+    snapshot = (fx / BINANCE_SNAPSHOT).read_text()
+    frames = []
+    for line, ts in zip(lines, stamps, strict=True):
+        frame = orjson.loads(line)
+        if "data" in frame and frame["data"].get("e") in ("depthUpdate", "trade"):
+            frames.append((line, ts, frame["data"]["e"]))  # not the inline snapshot or bookTicker
+    span = stamps[-1] - stamps[0] + 1_000_000
+    with Recorder(path, feeds=["binance"]) as rec:
+        for k in range(repeat):
+            shift = k * span
+            rec.write("binance", "connect", stamps[0] - 1 + shift, None)
+            depth_seen = 0
+            for line, ts, kind in frames:
+                rec.write("binance", "frame", ts + shift, line)
+                if kind == "depthUpdate":
+                    depth_seen += 1
+                    if depth_seen == 2:  # the snapshot the first buffered update asked for arrives here
+                        rec.write("binance", "rest", ts + shift + 1, {"key": "BTCUSDT", "body": snapshot})
+    return Path(path)

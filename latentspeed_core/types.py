@@ -54,6 +54,12 @@ class OrderStatus(IntEnum):
     UNKNOWN = 6
 
 
+class Liquidity(IntEnum):
+    UNKNOWN = 0
+    MAKER = 1
+    TAKER = 2
+
+
 @dataclass(slots=True)
 class Trade:
     """A public trade print. ``side`` is the taker side, ``"buy"`` or ``"sell"``."""
@@ -94,6 +100,9 @@ class ExecutionReport:
     reject_reason: RejectReason
     timestamp_ns: int = 0
     receipt_ns: int = 0
+    #: Who provided liquidity on a fill, when the venue says (``Liquidity``); 0: unknown, and the
+    #: engine decides the fee from the order's marketability when it was sent.
+    liquidity: int = 0
 
 
 @dataclass(slots=True)
@@ -105,3 +114,5 @@ class Fill:
     qty: float
     fee: float
     timestamp_ns: int
+    #: ``Liquidity.MAKER`` or ``TAKER``: which fee was charged.
+    liquidity: int = 0

@@ -17,3 +17,22 @@ def test_every_hookspec_has_a_section_and_an_example():
         assert f"### {name}" in DOC, f"hook {name} is not documented in docs/plugins.md"
         section = DOC.split(f"### {name}", 1)[1].split("\n### ", 1)[0]
         assert "```python" in section, f"hook {name} has no example"
+
+
+def test_every_venue_protocol_is_documented():
+    """The venue contract (latentspeed_core.venue) is part of the plugin docs, member by member."""
+    from typing import Protocol
+
+    from latentspeed_core import venue
+
+    protocols = [
+        (n, c) for n, c in inspect.getmembers(venue, inspect.isclass)
+        if c.__module__ == venue.__name__ and Protocol in c.__mro__ and c is not Protocol
+    ]  # fmt: skip
+    assert {n for n, _ in protocols} >= {"VenueListener", "BatchingVenue", "InstrumentVenue", "SimulatedVenue"}
+    section = DOC.split("#### The venue contract", 1)[1].split("\n### ", 1)[0]
+    for name, cls in protocols:
+        assert f"`{name}`" in section, f"venue protocol {name} is not documented in docs/plugins.md"
+        members = [m for m in vars(cls) if not m.startswith("_")] + list(getattr(cls, "__annotations__", {}))
+        for m in members:
+            assert f"`{m}" in section, f"{name}.{m} is not documented in docs/plugins.md"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from ..logs import RateLimitedLog
 from ..types import ExecutionReport, Fill, Order, OrderStatus, OrdType, Side, TimeInForce
-from ..venue import Venue
+from ..venue import BatchingVenue, InstrumentVenue, Venue
 from .latency import LatencyLog, Samples
 from .orders import OrderManager, OrderState
 from .positions import Portfolio
@@ -57,11 +57,13 @@ class Engine:
         # Venues that can batch writes (``cork``/``uncork``): every message a strategy callback
         # sends goes out in ONE write when the callback returns (a requote = cancels + new
         # orders = one syscall), and decisions are not delayed by the writes of earlier ones.
-        self._cork = getattr(venue, "cork", None)
-        self._uncork = getattr(venue, "uncork", None)
-        if self._cork is None or self._uncork is None:
+        if isinstance(venue, BatchingVenue):
+            self._cork, self._uncork = venue.cork, venue.uncork
+        else:
             self._cork = self._uncork = None
         self._corked = False
+        # Capabilities are checked once here: an isinstance on a protocol costs microseconds.
+        self._has_instruments = isinstance(venue, InstrumentVenue)
         #: Orders submitted inside the current corked callback, awaiting the write (sent_ns).
         self._unsent: list[OrderState] = []
         self.strategies: dict[str, Strategy] = {}
@@ -145,8 +147,8 @@ class Engine:
 
     def instrument(self, symbol: str) -> tuple[float | None, float | None]:
         """Tick and lot size if the venue publishes instruments (the mock venue does)."""
-        inst = getattr(self.venue, "instruments", {}).get(symbol)
-        return getattr(inst, "tick_size", None), getattr(inst, "lot_size", None)
+        inst = self.venue.instruments.get(symbol) if self._has_instruments else None
+        return (inst.tick_size, inst.lot_size) if inst is not None else (None, None)
 
     # -- market data (hot path) ------------------------------------------------
     def on_book(self, msg: dict, receipt_ns: int = 0, act: bool = True) -> None:
@@ -339,13 +341,16 @@ class Engine:
         if out.fill_qty > 0.0:
             qty = out.fill_qty
             px = out.fill_px
-            fee = qty * px * (self.taker_fee if st.taker else self.maker_fee)
+            # The venue's word on maker/taker when it gives one; else marketability at decision time.
+            liq = r.liquidity
+            taker = liq == 2 if liq else st.taker
+            fee = qty * px * (self.taker_fee if taker else self.maker_fee)
             pos = self.portfolio.get(st.symbol)
             if pos.mark == 0.0:  # first fill on a symbol no strategy lists: mark it at the known mid
                 pos.mark = self._mids.get(st.symbol, 0.0)
             pos.apply_fill(st.side, px, qty, fee)
             self.fills += 1
-            fill = Fill(st.cl_ord_id, st.symbol, st.side, px, qty, fee, now)
+            fill = Fill(st.cl_ord_id, st.symbol, st.side, px, qty, fee, now, 2 if taker else 1)
             self.recent_fills.append(fill)
             if strategy is not None:
                 self._trigger = "fill"

@@ -212,8 +212,29 @@ class VenueMarketData:
 
 
 def build_source(registry, setup: EngineSetup, engine, listeners: list[BookListener] = ()):
-    if setup.config.market_data.zmq is not None:
-        return ZmqSource(setup, engine.on_book, engine.on_trade, listeners)
-    if setup.config.market_data.from_venue:
+    """The configured market-data source, wired to the engine (and first to a simulated venue)."""
+    from ..venue import MarketDataVenue, SimulatedVenue
+
+    venue = engine.venue
+    on_book, on_trade = engine.on_book, engine.on_trade
+    if isinstance(venue, SimulatedVenue):
+        # Paper trading: the venue sees each message first, so an order the engine sends on it
+        # meets that very book; its clock is the message's receipt stamp (as in a backtest).
+        venue_book, venue_trade = venue.on_book_message, venue.on_trade_message
+
+        def on_book(msg: dict, receipt_ns: int = 0, act: bool = True, _engine=engine.on_book) -> None:
+            venue_book(msg)
+            _engine(msg, receipt_ns, act)
+
+        def on_trade(msg: dict, receipt_ns: int = 0, _engine=engine.on_trade) -> None:
+            venue_trade(msg)
+            _engine(msg, receipt_ns)
+
+    md = setup.config.market_data
+    if md.zmq is not None:
+        return ZmqSource(setup, on_book, on_trade, listeners)
+    if md.from_venue:
+        if not isinstance(venue, MarketDataVenue) or not venue.carries_market_data:
+            raise ValueError(f"market_data.from_venue: venue {venue.name or type(venue).__name__} carries no market data")
         return VenueMarketData(registry, setup, engine, listeners)
-    return InProcessFeeds(registry, setup, engine.on_book, engine.on_trade, listeners)
+    return InProcessFeeds(registry, setup, on_book, on_trade, listeners)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -41,7 +42,7 @@ class MockExchangeConfig(StrictModel):
     host: str = "127.0.0.1"
     #: 0 means any free port; the chosen one is logged and exposed as ``MockExchange.port``.
     port: int = Field(9000, ge=0, le=65535)
-    #: Market-data tick period in milliseconds (the seed's ``--tick-rate 10``).
+    #: Market-data tick period in milliseconds (``--tick-rate``; 10 = a hundred updates a second).
     tick_rate: float = Field(10.0, gt=0)
     #: Probability in percent that a marketable order fills (decided once per order).
     fill_prob: float = Field(80.0, ge=0, le=100)
@@ -121,3 +122,62 @@ class MockVenueConfig(_Connection):
     @classmethod
     def _lower(cls, v):
         return v.lower() if isinstance(v, str) else v
+
+
+class PaperInstrument(StrictModel):
+    tick_size: float = Field(gt=0)
+    lot_size: float = Field(gt=0)
+
+
+class PaperVenueConfig(StrictModel):
+    """``venue: {exchange: paper, queue_model: risk_averse, entry_latency_us: 1000, ...}``."""
+
+    #: ``risk_averse``: only trades at our price advance us. ``probabilistic``: a level's size
+    #: decreases advance us too, with probability f(back)/(f(front)+f(back)), f(x) = x**queue_power.
+    queue_model: Literal["risk_averse", "probabilistic"] = "risk_averse"
+    queue_power: float = Field(2.0, gt=0)
+    #: Order (and cancel) sent -> at the venue, in microseconds.
+    entry_latency_us: float = Field(1000.0, ge=0)
+    #: Venue acted -> report at the engine, in microseconds.
+    response_latency_us: float = Field(1000.0, ge=0)
+    #: Recorded latencies, drawn at random (seeded) instead of the constants: one line per sample,
+    #: ``entry_us response_us`` (or one number, used for both).
+    latency_file: str | None = None
+    seed: int = 1
+    #: Tick and lot size per symbol, when the venue's grid should be enforced (default: 1e-8).
+    instruments: dict[str, PaperInstrument] = Field(default_factory=dict)
+
+    @field_validator("latency_file")
+    @classmethod
+    def _readable(cls, v: str | None) -> str | None:
+        if v is not None:
+            load_latencies(v)  # a bad file is a config error, reported with its key
+        return v
+
+    @field_validator("instruments")
+    @classmethod
+    def _upper(cls, v: dict[str, PaperInstrument]) -> dict[str, PaperInstrument]:
+        return {k.upper(): i for k, i in v.items()}
+
+
+def load_latencies(path: str) -> list[tuple[float, float]]:
+    """``[(entry_us, response_us), ...]`` from a latency file; ValueError says what is wrong."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split("#", 1)[0].replace(",", " ").split()
+        if not parts:
+            continue
+        try:
+            vals = [float(x) for x in parts]
+        except ValueError:
+            raise ValueError(f"{path}:{n}: not a number: {line.strip()!r}") from None
+        if len(vals) > 2 or any(not (v >= 0) or v == float("inf") for v in vals):
+            raise ValueError(f"{path}:{n}: want one or two finite latencies >= 0 (microseconds)")
+        out.append((vals[0], vals[-1]))
+    if not out:
+        raise ValueError(f"{path}: no latencies in the file")
+    return out

@@ -101,6 +101,46 @@ class ProbabilisticQueue:
 QUEUE_MODELS = {"risk_averse": RiskAverseQueue, "probabilistic": ProbabilisticQueue}
 
 
+class UsedIds:
+    """The client order ids an owner has used: a contiguous run plus a set for the rest.
+
+    The usual increasing ids cost O(1) memory however long the session; any order is exact."""
+
+    __slots__ = ("lo", "hi", "rest")
+
+    def __init__(self) -> None:
+        self.lo = self.hi = -1
+        self.rest: set[int] = set()
+
+    def __len__(self) -> int:
+        """Ids held one by one (outside the run): the memory this costs."""
+        return len(self.rest)
+
+    def claim(self, cl: int) -> bool:
+        """Record ``cl`` as used; False if it was used before."""
+        hi = self.hi
+        if cl == hi + 1 and hi >= 0:
+            hi += 1
+            rest = self.rest
+            if rest:
+                while hi + 1 in rest:
+                    rest.remove(hi + 1)
+                    hi += 1
+            self.hi = hi
+            return True
+        if self.lo <= cl <= hi or cl in self.rest:
+            return False
+        if hi < 0 or (cl > hi and hi - self.lo < 64):
+            # Start a new run here; a short old run moves into the set (an increasing sequence
+            # that did not start where the first ids were still ends up as one run).
+            if hi >= 0:
+                self.rest.update(range(self.lo, hi + 1))
+            self.lo = self.hi = cl
+        else:
+            self.rest.add(cl)
+        return True
+
+
 class SimSymbol:
     __slots__ = (
         "sid", "name", "tick", "lot", "bids", "asks", "resting", "buy_keys", "sell_keys", "update_no",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from latentspeed_core import hookimpl
 from latentspeed_core.components import Component
 
-from .config import MockFeedConfig, MockVenueConfig
+from .config import MockFeedConfig, MockVenueConfig, PaperVenueConfig
 
 
 def _feed(config, name=None):
@@ -20,6 +20,12 @@ def _venue(config):
     return MockVenue(config)
 
 
+def _paper(config):
+    from .paper import PaperVenue
+
+    return PaperVenue(config)
+
+
 @hookimpl
 def register_feeds(register):
     register(Component("mock", MockFeedConfig, _feed, "books and trades from a running mock exchange"))
@@ -28,6 +34,8 @@ def register_feeds(register):
 @hookimpl
 def register_venues(register):
     register(Component("mock", MockVenueConfig, _venue, "order entry on the mock exchange (binary TCP)"))
+    register(Component("paper", PaperVenueConfig, _paper,
+                       "simulated fills against the engine's own market data (paper trading, backtests)"))  # fmt: skip
 
 
 @hookimpl

@@ -28,7 +28,7 @@ from latentspeed_core.logs import RateLimitedLog
 
 from . import protocol as P
 from .config import MockExchangeConfig
-from .matching import Matcher, SimOrder, SimSymbol
+from .matching import Matcher, SimOrder, SimSymbol, UsedIds
 
 log = logging.getLogger("latentspeed_mock_exchange")
 #: Every order and fill at INFO (logged by the matching core); silence this logger alone to benchmark.
@@ -355,10 +355,8 @@ class _Connection(asyncio.Protocol):
         self.seq_in = 0
         self.gaps = 0
         self.orders: dict[int, SimOrder] = {}  # open orders by cl_ord_id
-        # Used cl_ord_ids: a contiguous run [id_lo, id_hi] plus a set for the rest, so the usual
-        # increasing ids cost O(1) memory however long the session (see claim_id).
-        self.id_lo = self.id_hi = -1
-        self.used_ids: set[int] = set()
+        #: Used cl_ord_ids (O(1) memory for the usual increasing ids).
+        self.used_ids = UsedIds()
         self.last_rx = self.last_tx = time.monotonic()
         self.closing = False
         #: monotonic time the transport asked us to pause writing (0.0: draining fine).
@@ -446,27 +444,7 @@ class _Connection(asyncio.Protocol):
 
     def claim_id(self, cl: int) -> bool:
         """Record ``cl`` as used on this connection; False if it was used before."""
-        hi = self.id_hi
-        if cl == hi + 1 and hi >= 0:
-            hi += 1
-            used = self.used_ids
-            if used:
-                while hi + 1 in used:
-                    used.remove(hi + 1)
-                    hi += 1
-            self.id_hi = hi
-            return True
-        if self.id_lo <= cl <= hi or cl in self.used_ids:
-            return False
-        if hi < 0 or (cl > hi and hi - self.id_lo < 64):
-            # Start a new run here; a short old run moves into the set (an increasing sequence
-            # that did not start where the first ids were still ends up as one run).
-            if hi >= 0:
-                self.used_ids.update(range(self.id_lo, hi + 1))
-            self.id_lo = self.id_hi = cl
-        else:
-            self.used_ids.add(cl)
-        return True
+        return self.used_ids.claim(cl)
 
     # -- sending (buffered; MockExchange._flush writes once per batch) ------------------
     def _mark(self) -> bytearray:

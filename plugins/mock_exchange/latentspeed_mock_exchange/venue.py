@@ -34,10 +34,9 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from dataclasses import dataclass
 
 from latentspeed_core.types import ExecType, ExecutionReport, Order, RejectReason, Side, Trade
-from latentspeed_core.venue import Venue, VenueListener
+from latentspeed_core.venue import Instrument, Venue, VenueListener
 
 from . import protocol as P
 from .client import ExchangeLink, maintain
@@ -59,18 +58,10 @@ _time_ns = time.time_ns
 _md_sid = struct.Struct("<16xI").unpack_from
 
 
-@dataclass(frozen=True, slots=True)
-class Instrument:
-    """What SECURITY_DEFINITION says about a symbol (floats for strategies; fixed point on the wire)."""
-
-    symbol_id: int
-    symbol: str
-    tick_size: float
-    lot_size: float
-
-
 class MockVenue(Venue):
     name = "MOCK"
+    #: MARKET_DATA and TRADE arrive on the order connection (``market_data.from_venue``).
+    carries_market_data = True
 
     def __init__(self, config: MockVenueConfig | None = None) -> None:
         super().__init__(config or MockVenueConfig())

@@ -1,0 +1,340 @@
+"""Backtests: a capture replayed through the live feed code, on simulated time, into the ``paper`` venue.
+
+The same objects as a live run (feed plugins, the marketstream Pipeline and its features,
+the engine with its strategies and risk checks) are driven synchronously, record by record,
+in receipt-time order. The clock every part reads is the receipt stamp of the record being
+delivered, so nothing depends on how fast this machine is: the same capture, config and seed
+give byte-identical fills (``fill_digest``). The venue is found through the registry like any
+other component: ``paper`` (plugin ``mock``) unless the config already names a simulated venue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from .capture import capture_feeds, read_capture
+from .config import ConfigError
+from .engine.config import EngineSetup, resolve
+from .engine.core import Engine
+from .engine.risk import build_risk
+from .types import Side
+from .venue import SimulatedVenue
+
+log = logging.getLogger("latentspeed.backtest")
+
+#: Equity and position are sampled at most this often (simulated time), and at every fill.
+SAMPLE_NS = 1_000_000_000
+
+
+class SimClock:
+    """The simulated wall clock: the receipt stamp of the input being handled."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def time_ns(self) -> int:
+        return self.now
+
+
+@dataclass
+class BacktestResult:
+    events: int = 0
+    books: int = 0
+    trades: int = 0
+    wall_s: float = 0.0
+    first_ns: int = 0
+    last_ns: int = 0
+    fills: list[dict] = field(default_factory=list)
+    #: (time_ns, pnl, {symbol: position}) samples for the equity plot.
+    curve: list[tuple[int, float, dict[str, float]]] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def fill_digest(self) -> str:
+        return fill_digest(self.fills)
+
+    def report(self) -> dict:
+        s = self.summary
+        return {
+            "events": self.events,
+            "books": self.books,
+            "trades": self.trades,
+            "orders": s["orders"],
+            "fills": self.fills,
+            "fill_count": len(self.fills),
+            "realized_pnl": s["realized_pnl"],
+            "unrealized_pnl": s["unrealized_pnl"],
+            "fees": s["fees"],
+            "pnl": s["pnl"],
+            "position": s["positions"],
+            "rejects": {"risk": s["risk_rejects"], "venue": s["venue_rejects"]},
+            "events_per_s": round(self.events_per_s, 1),
+            "wall_s": round(self.wall_s, 3),
+            "from_ns": self.first_ns,
+            "to_ns": self.last_ns,
+            "fill_digest": self.fill_digest,
+            "settings": self.settings,
+            "feeds": s.get("market_data", {}),
+        }
+
+
+def fill_digest(fills: list[dict]) -> str:
+    """sha256 of the fills list as canonical JSON (sorted keys): equal digests, equal fills."""
+    return hashlib.sha256(orjson.dumps(fills, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def parse_time(text: str) -> int:
+    """``--from``/``--to``: ns since the epoch, or an ISO 8601 time (UTC unless it says otherwise)."""
+    t = text.strip()
+    if t.lstrip("-").isdigit():
+        return int(t)
+    try:
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither nanoseconds since the epoch nor an ISO 8601 time") from None
+    if dt.tzinfo is None:
+        from datetime import UTC
+
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1_000_000_000)
+
+
+def backtest_setup(data: dict, registry, file: str | None, capture: str | None = None) -> EngineSetup:
+    """The engine config made ready for a backtest: every feed replays, the venue is simulated.
+
+    ``capture`` overrides every feed's ``replay``. A config whose venue is not simulated (a live
+    venue, the mock exchange) trades on ``paper`` with its defaults: the strategy is unchanged."""
+    data = dict(data)
+    md = dict(data.get("market_data") or {})
+    feeds = [dict(f) for f in md.get("feeds") or []]
+    if md.get("zmq") is not None or md.get("from_venue"):
+        raise ConfigError(file, "market_data", "a backtest replays feeds: give market_data.feeds (with replay:)")
+    if capture is not None:
+        if not Path(capture).exists():
+            raise ConfigError(file, "--capture", f"{capture}: no such file")
+        for f in feeds:
+            f["replay"] = capture
+    for i, f in enumerate(feeds):
+        if not f.get("replay"):
+            raise ConfigError(file, f"market_data.feeds[{i}].replay", "a backtest needs a capture: give replay: FILE or --capture")
+    md["feeds"] = feeds
+    data["market_data"] = md
+    venue = data.get("venue") or {}
+    if str(venue.get("exchange", "")).lower() != "paper":
+        if "paper" not in registry.venues:
+            raise ConfigError(
+                file, "venue", "a backtest needs the 'paper' venue: pip install latentspeed-mock-exchange "
+                "(plugin 'mock') and select it",
+            )  # fmt: skip
+        if venue.get("exchange"):
+            log.info("backtest: venue %s replaced by the simulated venue 'paper'", venue.get("exchange"))
+        data["venue"] = {"exchange": "paper"}
+    return resolve(data, registry, file)
+
+
+def _records(setup: EngineSetup, names: list[str]) -> Iterator[tuple[int, int, str, dict]]:
+    """Every feed's capture records as ``(receipt_ns, order, feed_name, record)``, merged by time.
+
+    A capture holding one feed gives all its records to the feed replaying it; one holding
+    several gives each feed the records under its name (as a live replay does)."""
+    streams = []
+    for k, (cfg, name) in enumerate(zip(setup.feeds, names, strict=True)):
+        path = cfg.replay
+        take_all = len(capture_feeds(path)) <= 1
+
+        def gen(path=path, name=name, take_all=take_all, k=k):
+            for i, rec in enumerate(read_capture(path)):
+                if take_all or rec.get("feed") == name:
+                    # (time, feed index, position): stable, so equal stamps keep file order
+                    yield (rec.get("receipt_ns") or 0, k, i, name, rec)
+
+        streams.append(gen())
+    for t, _k, _i, name, rec in heapq.merge(*streams):
+        yield t, name, rec
+
+
+def run_backtest(
+    setup: EngineSetup,
+    registry,
+    *,
+    t_from: int | None = None,
+    t_to: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    """Replay the setup's captures through feeds, features, strategies, risk and the simulated venue."""
+    from .marketstream.features import build_calculators
+    from .marketstream.pipeline import Pipeline
+
+    cfg = setup.config
+    clock = SimClock()
+    venue = registry.get("venues", cfg.venue.exchange.lower()).factory(setup.venue)
+    if not isinstance(venue, SimulatedVenue):
+        raise ConfigError(setup.file, "venue.exchange", f"venue {cfg.venue.exchange!r} cannot be simulated")
+    engine = Engine(
+        venue, build_risk(setup.risk_checks), maker_bps=cfg.fees.maker_bps, taker_bps=cfg.fees.taker_bps,
+        clock=clock.time_ns,
+    )  # fmt: skip
+    engine.recent_fills = deque()  # every fill, for the report
+    for rs in setup.strategies:
+        engine.add_strategy(rs.id, rs.component.factory(rs.params), rs.symbols)
+    feeds = []
+    for fcfg, name in zip(setup.feeds, setup.feed_names, strict=True):
+        feed = registry.get("feeds", fcfg.exchange.lower()).factory(fcfg)
+        feed.name = name
+        feeds.append(feed)
+    by_name = {f.name: f for f in feeds}
+    md = cfg.market_data
+    result = BacktestResult()
+    on_book_venue, on_trade_venue = venue.on_book_message, venue.on_trade_message
+    on_book_engine, on_trade_engine = engine.on_book, engine.on_trade
+
+    def emit_book(topic: str, msg: dict) -> None:
+        result.books += 1
+        on_book_venue(msg)
+        on_book_engine(msg)
+
+    def emit_trade(topic: str, msg: dict) -> None:
+        result.trades += 1
+        on_trade_venue(msg)
+        on_trade_engine(msg)
+
+    pipeline = Pipeline(
+        md.window_size, md.depth_levels, build_calculators(registry, md.window_size, md.depth_levels, md.features),
+        emit_book, emit_trade,
+    )  # fmt: skip
+    for f in feeds:
+        f.sink = pipeline
+    venue.attach(engine)
+    engine.started_ns = 0
+    engine.start()
+    timer_ns = round(cfg.timer_interval * 1e9)
+    next_timer = None
+    next_sample = None
+    fills_seen = 0
+    curve = result.curve
+    portfolio = engine.portfolio
+    advance = venue.advance
+    events = 0
+    wall0 = time.perf_counter()
+    for t, name, rec in _records(setup, setup.feed_names):
+        if t_from is not None and t < t_from:
+            continue
+        if t_to is not None and t > t_to:
+            break
+        if next_timer is None:
+            result.first_ns = t
+            next_timer = t + timer_ns
+            next_sample = t
+        advance(t)  # orders and reports due before this input happen first
+        while next_timer <= t:
+            clock.now = next_timer
+            engine.on_timer(next_timer)
+            advance(next_timer)
+            next_timer += timer_ns
+        clock.now = t
+        kind = rec.get("kind")
+        feed = by_name[name]
+        if kind == "frame":
+            events += 1
+            feed.deliver_frame(rec.get("data", b""), t)
+        elif kind == "rest":
+            data = rec.get("data") or {}
+            feed.deliver_rest(data.get("key", ""), data.get("body", ""), t)
+        elif kind == "connect":
+            feed.deliver_connect(t)
+        if len(engine.recent_fills) != fills_seen or t >= next_sample:
+            fills_seen = len(engine.recent_fills)
+            curve.append((t, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))
+            next_sample = t + SAMPLE_NS
+        if progress is not None and not events % 4096:
+            progress(events, t)
+    # The end of the data: what is in flight still happens (acks, fills of orders already sent).
+    venue.drain()
+    clock.now = venue.now if hasattr(venue, "now") else clock.now
+    result.wall_s = time.perf_counter() - wall0
+    result.events = events
+    result.last_ns = clock.now
+    curve.append((clock.now, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))
+    result.fills = [_fill_dict(f) for f in engine.recent_fills]
+    s = engine.stats()
+    s["market_data"] = {f.name: f.stats.as_dict() for f in feeds}
+    result.summary = s
+    result.settings = {
+        "venue": {"exchange": cfg.venue.exchange, **setup.venue.model_dump(mode="json")},
+        "fees": cfg.fees.model_dump(mode="json"),
+        "captures": sorted({f.replay for f in setup.feeds}),
+        "strategies": [{"id": r.id, "name": r.name, "symbols": r.symbols} for r in setup.strategies],
+        "from_ns": t_from,
+        "to_ns": t_to,
+        "timer_interval": cfg.timer_interval,
+    }
+    if progress is not None:
+        progress(events, clock.now)
+    return result
+
+
+def _fill_dict(f) -> dict:
+    return {
+        "time_ns": f.timestamp_ns,
+        "cl_ord_id": f.cl_ord_id,
+        "symbol": f.symbol,
+        "side": "buy" if f.side == Side.BUY else "sell",
+        "price": f.price,
+        "qty": f.qty,
+        "fee": f.fee,
+        "liquidity": {1: "maker", 2: "taker"}.get(f.liquidity, "unknown"),
+    }
+
+
+def write_report(result: BacktestResult, path: str | Path) -> Path:
+    p = Path(path)
+    p.write_bytes(orjson.dumps(result.report(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return p
+
+
+def plot_curve(result: BacktestResult, path: str | Path) -> Path | None:
+    """PNG of equity (PnL) and position over simulated time; None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("no plot: matplotlib is not installed (pip install 'latentspeed-core[analysis]')")
+        return None
+    curve = result.curve
+    t0 = curve[0][0] if curve else 0
+    xs = [(t - t0) / 1e9 for t, _, _ in curve]
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(9, 5))
+    ax1.plot(xs, [p for _, p, _ in curve], drawstyle="steps-post")
+    ax1.set_ylabel("PnL (quote)")
+    ax1.set_title(f"backtest: {len(result.fills)} fills, digest {result.fill_digest[:12]}")
+    symbols = sorted({s for _, _, pos in curve for s in pos})
+    for s in symbols:
+        ax2.plot(xs, [pos.get(s, 0.0) for _, _, pos in curve], drawstyle="steps-post", label=s)
+    ax2.set_ylabel("position")
+    ax2.set_xlabel("seconds since start")
+    if symbols:
+        ax2.legend(loc="best")
+    fig.tight_layout()
+    p = Path(path)
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+    return p

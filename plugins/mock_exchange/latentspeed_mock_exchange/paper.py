@@ -1,0 +1,246 @@
+"""The ``paper`` venue: the engine's orders filled against the market data the engine receives.
+
+Live (``latentspeed run``, ``engine``) the books come from any feed, a marketstream over
+ZeroMQ or a capture; in a backtest (``latentspeed backtest``) from a capture on simulated
+time. Either way the same matching core as the mock exchange decides (``matching.py``),
+with a queue model and latencies on top (docs/simulation.md):
+
+- an order reaches the venue ``entry_latency_us`` after it is sent and matches the book as
+  it is then; reports reach the engine ``response_latency_us`` after the venue acts;
+- the venue's clock is the receipt stamp of the market data it is shown (so a live paper
+  session and the backtest of its recording see the same times); live, a wall-clock timer
+  also delivers what falls due between messages.
+
+Nothing here reads the wall clock inside matching, and the only randomness (latency draws
+from ``latency_file``) is seeded: the same inputs and seed give the same fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import random
+import time
+
+from latentspeed_core.types import ExecType, ExecutionReport, Order, RejectReason, Side
+from latentspeed_core.venue import Instrument, Venue, VenueListener
+
+from . import protocol as P
+from .config import PaperVenueConfig, load_latencies
+from .matching import QUEUE_MODELS, Matcher, SimOrder, SimSymbol, UsedIds
+
+_SCALE = P.SCALE
+_INV = 1.0 / _SCALE
+_SIDES = (Side.BUY, Side.SELL)
+_EXEC_TYPES = tuple(ExecType)
+_REASONS = tuple(RejectReason)
+
+
+class PaperVenue(Venue):
+    name = "PAPER"
+
+    def __init__(self, config: PaperVenueConfig | None = None) -> None:
+        cfg = config or PaperVenueConfig()
+        super().__init__(cfg)
+        model = QUEUE_MODELS[cfg.queue_model]
+        queue = model(cfg.queue_power) if cfg.queue_model == "probabilistic" else model()
+        #: The simulated time: the latest market-data receipt stamp (or wall time, live, between them).
+        self.now = 0
+        self.matcher = Matcher(lambda: self.now, queue_model=queue)
+        self.instruments: dict[str, Instrument] = {}
+        self._rng = random.Random(cfg.seed)
+        self._latencies = load_latencies(cfg.latency_file) if cfg.latency_file else None
+        self._entry_ns = round(cfg.entry_latency_us * 1000)
+        self._response_ns = round(cfg.response_latency_us * 1000)
+        # Pending actions: (due_ns, seq, fn, args); seq keeps equal times in the order they were made.
+        self._heap: list = []
+        self._seq = 0
+        self._listener: VenueListener | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        # The engine is our one order owner (matching.Owner).
+        self.id = 0
+        self.orders: dict[int, SimOrder] = {}
+        self._ids = UsedIds()
+        #: Latest float levels per symbol not yet converted for the core (converted when needed).
+        self._pending_book: dict[str, tuple[list, list]] = {}
+        self.orders_sent = 0
+        self.cancels_sent = 0
+        self.reports = 0
+
+    # -- connecting ----------------------------------------------------------------------------
+    async def run(self, listener: VenueListener) -> None:
+        """Live: connected at once; a wall-clock timer delivers what falls due between messages."""
+        self._loop = asyncio.get_running_loop()
+        self.attach(listener)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._loop = None
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def attach(self, listener: VenueListener) -> None:
+        self._listener = listener
+        self.connected = True
+        listener.on_venue_connected()
+
+    # -- market data (before the engine sees it) ---------------------------------------------------
+    def on_book_message(self, msg: dict) -> None:
+        t = msg["receipt_timestamp_ns"]
+        if t > self.now:
+            self.now = t
+        if self._heap and self._heap[0][0] <= self.now:
+            self._run_due()
+        if self._latencies is not None:
+            self._response = self._latency()[1]
+        symbol = msg["symbol"]
+        sym = self.matcher.symbols.get(symbol)
+        if sym is None:
+            sym = self._add_symbol(symbol)
+        if sym.resting:  # the book moves queues and may cross resting orders: apply it now
+            self._pending_book.pop(symbol, None)
+            self.matcher.set_book(sym, _fixed(msg["bids"]), _fixed(msg["asks"]))
+        else:  # nothing rests: convert only when an order arrives
+            self._pending_book[symbol] = (msg["bids"], msg["asks"])
+
+    def on_trade_message(self, msg: dict) -> None:
+        t = msg["receipt_timestamp_ns"]
+        if t > self.now:
+            self.now = t
+        if self._heap and self._heap[0][0] <= self.now:
+            self._run_due()
+        sym = self.matcher.symbols.get(msg["symbol"])
+        if sym is not None and sym.resting:
+            if self._latencies is not None:
+                self._response = self._latency()[1]
+            aggressor = P.SIDE_BUY if msg["side"] == "buy" else P.SIDE_SELL
+            self.matcher.on_trade(sym, round(msg["price"] * _SCALE), round(msg["amount"] * _SCALE), aggressor)
+
+    def _add_symbol(self, symbol: str) -> SimSymbol:
+        spec = self.config.instruments.get(symbol)
+        tick = P.to_fixed(spec.tick_size) if spec else 1
+        lot = P.to_fixed(spec.lot_size) if spec else 1
+        sym = self.matcher.add_symbol(symbol, tick, lot)
+        self.instruments[symbol] = Instrument(sym.sid, symbol, tick * _INV, lot * _INV)
+        return sym
+
+    def _current(self, sym: SimSymbol) -> None:
+        pending = self._pending_book.pop(sym.name, None)
+        if pending is not None:
+            self.matcher.set_book(sym, _fixed(pending[0]), _fixed(pending[1]), match=False)
+
+    # -- time ------------------------------------------------------------------------------------
+    def advance(self, now_ns: int) -> None:
+        """Simulated time moves to ``now_ns`` (backtests; live, the wall-clock timer)."""
+        if now_ns > self.now:
+            self.now = now_ns
+        if self._heap and self._heap[0][0] <= self.now:
+            self._run_due()
+
+    def drain(self) -> None:
+        """Run every pending action, advancing time to each (the end of a backtest)."""
+        while self._heap:
+            self.advance(self._heap[0][0])
+
+    def _run_due(self) -> None:
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and heap[0][0] <= self.now:
+            due, _seq, fn, args = pop(heap)
+            saved = self.now
+            self.now = due  # the action happens at its own time (reports stamp it)
+            fn(*args)
+            self.now = saved
+
+    def _schedule(self, due: int, fn, *args) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, fn, args))
+        loop = self._loop
+        if loop is not None and self._timer is None:
+            self._arm(loop)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        delay = (self._heap[0][0] - time.time_ns()) / 1e9
+        self._timer = loop.call_later(max(0.0, delay), self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        self.advance(time.time_ns())
+        if self._heap and self._loop is not None:
+            self._arm(self._loop)
+
+    def _latency(self) -> tuple[int, int]:
+        if self._latencies is None:
+            return self._entry_ns, self._response_ns
+        entry, response = self._rng.choice(self._latencies)
+        return round(entry * 1000), round(response * 1000)
+
+    # -- order entry (the engine) ------------------------------------------------------------------
+    def send_new_order(self, order: Order) -> None:
+        if not self.connected:
+            raise ConnectionError("paper venue: not attached")
+        entry, response = self._latency()
+        self._schedule(self.now + entry, self._arrive, order, response)
+        self.orders_sent += 1
+
+    def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
+        if not self.connected:
+            raise ConnectionError("paper venue: not attached")
+        entry, response = self._latency()
+        self._schedule(self.now + entry, self._arrive_cancel, cl_ord_id, orig_cl_ord_id, symbol, response)
+        self.cancels_sent += 1
+
+    def _arrive(self, order: Order, response_ns: int) -> None:
+        sym = self.matcher.symbols.get(order.symbol)
+        if sym is not None:
+            self._current(sym)
+        self._response = response_ns
+        self.matcher.new_order(
+            self, order.cl_ord_id, sym.sid if sym is not None else 0, int(order.side), int(order.ord_type),
+            int(order.tif), round(order.price * _SCALE), round(order.qty * _SCALE),
+        )  # fmt: skip
+
+    def _arrive_cancel(self, cl_ord_id: int, orig: int, symbol: str, response_ns: int) -> None:
+        sym = self.matcher.symbols.get(symbol)
+        self._response = response_ns
+        self.matcher.cancel(self, cl_ord_id, orig, sym.sid if sym is not None else 0)
+
+    def queue_ahead(self, cl_ord_id: int) -> float | None:
+        """The estimated visible size ahead of a resting order (dashboards), or None."""
+        o = self.orders.get(cl_ord_id)
+        return o.ahead * _INV if o is not None else None
+
+    # -- matching.Owner ------------------------------------------------------------------------------
+    #: Response latency of the action being handled (an arrival's, or one drawn per market event).
+    _response = 0
+    _last_due = 0
+
+    def claim_id(self, cl_ord_id: int) -> bool:
+        return self._ids.claim(cl_ord_id)
+
+    def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity) -> None:
+        by_id = self.matcher.by_id
+        sym = by_id[sid] if 0 < sid < len(by_id) else None
+        report = ExecutionReport(
+            cl, oid, xid, sym.name if sym is not None else "", _SIDES[side & 1], _EXEC_TYPES[et], px * _INV,
+            lq * _INV, leaves * _INV, cum * _INV, _REASONS[reason], now, 0, liquidity,
+        )  # fmt: skip
+        # Reports leave in the order the venue made them (one stream, as a venue's connection is).
+        due = now + (self._response if self._latencies is not None else self._response_ns)
+        if due < self._last_due:
+            due = self._last_due
+        self._last_due = due
+        self._schedule(due, self._deliver, report)
+
+    def _deliver(self, report: ExecutionReport) -> None:
+        report.receipt_ns = self.now
+        self.reports += 1
+        listener = self._listener
+        if listener is not None:
+            listener.on_execution_report(report)
+
+
+def _fixed(levels) -> list[list[int]]:
+    s = _SCALE
+    return [[round(p * s), round(q * s)] for p, q in levels]
