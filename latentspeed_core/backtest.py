@@ -198,6 +198,7 @@ def run_backtest(
     for fcfg, name in zip(setup.feeds, setup.feed_names, strict=True):
         feed = registry.get("feeds", fcfg.exchange.lower()).factory(fcfg)
         feed.name = name
+        feed.reset_listener = venue.on_book_reset
         feeds.append(feed)
     by_name = {f.name: f for f in feeds}
     md = cfg.market_data

@@ -12,6 +12,7 @@ from . import hookimpl
 def register_commands(register):
     from .commands import (
         analyze,
+        backtest,
         collect,
         config_cmd,
         engine,
@@ -23,7 +24,7 @@ def register_commands(register):
         verify,
     )
 
-    for module in (analyze, collect, config_cmd, engine, marketstream, plugins_cmd, record, run, tap, verify):
+    for module in (analyze, backtest, collect, config_cmd, engine, marketstream, plugins_cmd, record, run, tap, verify):
         register(module.COMMAND)
 
 

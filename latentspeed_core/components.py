@@ -22,6 +22,10 @@ class Component:
     priority: int = 100
     #: Filled in by the registry: the plugin that registered it.
     plugin: str = field(default="", compare=False)
+    #: Optional capabilities by name, e.g. a venue's ``embedded_exchange(host, port, symbols)``
+    #: coroutine that starts its exchange in-process (``latentspeed run``), so the core never
+    #: imports a plugin to use it.
+    extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

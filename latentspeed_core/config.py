@@ -67,6 +67,17 @@ class FeedConfig(StrictModel):
     #: ``max`` (as fast as possible) or a multiplier of recorded time.
     speed: Literal["max"] | float = "max"
 
+    def endpoint(self) -> str:
+        """Where the feed's data comes from, for messages that must name it (a URL, host:port, a file)."""
+        if self.replay:
+            return f"capture {self.replay}"
+        for key in ("ws_url", "url"):
+            v = getattr(self, key, None)
+            if v:
+                return str(v)
+        host, port = getattr(self, "host", None), getattr(self, "port", None)
+        return f"{host}:{port}" if host and port else self.exchange
+
     @field_validator("symbols")
     @classmethod
     def _normalised(cls, symbols: list[str]) -> list[str]:

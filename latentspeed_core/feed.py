@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -65,6 +66,9 @@ class Feed(ABC):
         self.stats = FeedStats()
         self.sink: FeedSink | None = None
         self.recorder: Recorder | None = None
+        #: Told the symbols whose books can no longer be trusted (a reconnect, a resync) until
+        #: their next book: a simulated venue must not fill against them meanwhile.
+        self.reset_listener: Callable[[list[str]], None] | None = None
         self._last_error_log = 0.0
         self._suppressed = 0
 
@@ -89,6 +93,8 @@ class Feed(ABC):
         receipt_ns = receipt_ns or time.time_ns()
         if self.recorder is not None:
             self.recorder.write(self.name, "connect", receipt_ns, None)
+        if self.reset_listener is not None:
+            self.reset_listener(list(self.config.symbols))
         self.on_connect()
 
     def deliver_frame(self, data: bytes | str, receipt_ns: int) -> None:
@@ -122,6 +128,8 @@ class Feed(ABC):
     def resync(self, symbol: str, reason: str) -> None:
         """Rebuild ``symbol``'s book from a fresh snapshot, in the venue's way."""
         self.stats.resyncs += 1
+        if self.reset_listener is not None:
+            self.reset_listener([symbol])
         log.warning("%s: resync %s: %s", self.name, symbol, reason)
 
     # -- errors ----------------------------------------------------------------

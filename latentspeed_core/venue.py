@@ -114,6 +114,9 @@ class SimulatedVenue(Protocol):
     def on_trade_message(self, msg: dict) -> None:
         """A marketstream trade message, before the engine sees it."""
 
+    def on_book_reset(self, symbols: list[str]) -> None:
+        """These symbols' books are stale (feed reconnect or resync) until their next book message."""
+
     def advance(self, now_ns: int) -> None:
         """Simulated time is now ``now_ns``: deliver what is due (order arrivals, reports)."""
 

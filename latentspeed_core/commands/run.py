@@ -2,6 +2,8 @@
 
 No arguments: the embedded default, all in this process on loopback: a mock exchange on a
 free port, the engine with in-process market data from it, and the ``market_maker``.
+``--plugins VENUE,mock`` (a venue feed plugin and ``mock``): paper trading, the market maker
+on that venue's live feed (its liquid default symbol) with the simulated venue ``paper``.
 ``--config FILE``: the engine config's feeds, venue and strategies; when the venue is the
 mock exchange it is started here too, and books from any non-mock feed are pushed into it
 (``MockExchange.set_book``), which is paper trading on live prices. (Any feed other than
@@ -28,6 +30,13 @@ log = logging.getLogger("latentspeed.run")
 #: Strategy plugins the embedded default needs besides the core.
 DEFAULT_PLUGINS = ("mock", "examples")
 
+#: Paper trading with no --config: a liquid default market per venue feed plugin.
+PAPER_DEFAULTS: dict[str, dict] = {
+    "dydx": {"exchange": "dydx", "symbols": ["BTC-USD"]},
+    "bybit": {"exchange": "bybit", "market": "linear", "symbols": ["BTC-USDT"]},
+    "binance": {"exchange": "binance", "market": "spot", "symbols": ["BTC-USDT"]},
+}
+
 
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -39,6 +48,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
         dest="embedded",
         action="store_false",
         help="with a mock venue: connect to a running mock exchange instead of starting one",
+    )
+    p.add_argument(
+        "--record", metavar="FILE", help="also record every feed input to this capture (to backtest the session)"
     )
     p.add_argument(
         "--dashboard",
@@ -87,6 +99,30 @@ def default_config(port: int, symbols: list[str]) -> dict:
     }
 
 
+def paper_config(feed: dict) -> dict:
+    """Paper trading on one venue's live feed: the market maker, the ``paper`` venue, its defaults."""
+    data = default_config(0, list(feed["symbols"]))
+    data["market_data"]["feeds"] = [dict(feed)]
+    data["venue"] = {"exchange": "paper", "queue_model": "risk_averse", "entry_latency_us": 1000,
+                     "response_latency_us": 1000, "seed": 1}  # fmt: skip
+    data["risk"]["price_band_bps"] = 50
+    return data
+
+
+def _paper_feed(args) -> dict | None:
+    """The venue feed ``--plugins`` selects next to ``mock`` (no --config), or None for the mock demo."""
+    from ..plugins import selected_names
+
+    wanted = selected_names(args.plugins) or []
+    venues = [p for p in wanted if p in PAPER_DEFAULTS]
+    if not venues or "mock" not in wanted:
+        return None
+    if len(venues) > 1:
+        raise ConfigError(None, "--plugins", f"paper trading without --config takes one venue, got {', '.join(venues)}; "
+                          "write a config with the feeds you want (config/paper_*.yml)")  # fmt: skip
+    return PAPER_DEFAULTS[venues[0]]
+
+
 def _registry_for(args, data: dict):
     """The selected plugins, plus whichever installed plugins provide the strategies the config names.
 
@@ -113,16 +149,25 @@ def _run(args: argparse.Namespace) -> int:
 
     tty = sys.stdout.isatty()
     dashboard = args.dashboard == "on" or (args.dashboard == "auto" and tty)
+    if not args.config and not args.embedded:
+        raise ConfigError(None, "--no-embedded-exchange", "needs --config: without one there is no running "
+                          "exchange to connect to (the default starts its own)")  # fmt: skip
     data = load_yaml(args.config) if args.config else None
+    paper_feed = _paper_feed(args) if data is None else None
+    if paper_feed is not None:
+        data = paper_config(paper_feed)
+        args.config_name = f"<paper trading on {paper_feed['exchange']}>"
     registry = _registry_for(args, data) if data is not None else args.registry
     if data is None:
         for name in DEFAULT_PLUGINS:
             if name not in {p.name for p in registry.plugins}:
+                from ..known_plugins import install_hint
+
                 raise ConfigError(
                     None,
                     "",
-                    f"the embedded default needs plugin {name!r} (installed and selected); "
-                    "install it or pass --config",
+                    f"the embedded default needs plugin {name!r} (installed and selected): "
+                    f"{install_hint(name)}; or pass --config",
                 )
     level = args.log_level or (data or {}).get("log", {}).get("level") or ("warning" if dashboard else "info")
     setup_logging(level, (data or {}).get("log", {}).get("file"))
@@ -142,14 +187,15 @@ async def _main(args, registry, data: dict | None, dashboard: bool, on_start=Non
     from ..engine.runner import EngineRunner
 
     exchange = None
+    source_name = getattr(args, "config_name", None) or args.config
     if data is None:
         exchange = await _start_exchange(registry, 0, ["BTC-USD", "ETH-USD"])
         setup = resolve(default_config(exchange.port, ["BTC-USD", "ETH-USD"]), registry, "<embedded default>")
     else:
-        setup = resolve(data, registry, args.config)
+        setup = resolve(data, registry, source_name)
         if setup.config.venue.exchange.lower() == "mock" and args.embedded:
             symbols = sorted({s for st in setup.strategies for s in st.symbols})
-            exchange = await _start_exchange(registry, setup.venue.port, symbols, setup.venue.host)
+            exchange = await _start_exchange(registry, setup.venue.port, symbols, setup.venue.host, source_name)
     listeners = []
     if exchange is not None and any(not _is_exchange(f, exchange) for f in setup.feeds):
         # Paper trading: the exchange prices (and fills) from the live books.
@@ -169,12 +215,23 @@ async def _main(args, registry, data: dict | None, dashboard: bool, on_start=Non
             print(engine.stats_line(), flush=True)
 
     runner = EngineRunner(setup, registry, book_listeners=listeners, on_stats=on_stats)
+    recorder = None
+    if getattr(args, "record", None):
+        from ..capture import Recorder
+
+        feeds = getattr(runner.source, "feeds", [])
+        recorder = Recorder(args.record, feeds=[f.name for f in feeds])
+        for f in feeds:
+            f.recorder = recorder
+        log.info("recording every feed input to %s", args.record)
     if on_start is not None:
         on_start(runner, exchange)
     ui = asyncio.create_task(_dashboard(runner)) if dashboard else None
     try:
         summary = await runner.run(args.duration)
     finally:
+        if recorder is not None:
+            recorder.close()
         if ui is not None:
             ui.cancel()
             await asyncio.gather(ui, return_exceptions=True)
@@ -192,20 +249,24 @@ def _is_exchange(feed, exchange) -> bool:
     return feed.exchange.lower() == "mock" and getattr(feed, "port", None) == exchange.port
 
 
-async def _start_exchange(registry, port: int, symbols: list[str], host: str = "127.0.0.1"):
+async def _start_exchange(registry, port: int, symbols: list[str], host: str = "127.0.0.1", file=None):
+    """The mock plugin's exchange in this process, found through the registry (the core imports no plugin)."""
+    from ..plugins import PluginError
+
     try:
-        from latentspeed_mock_exchange.config import MockExchangeConfig
-        from latentspeed_mock_exchange.server import MockExchange
-    except ImportError as exc:
-        raise ConfigError(None, "venue", f"the mock exchange plugin is not installed: {exc}") from None
-    cfg = MockExchangeConfig(host=host, port=port, symbols=symbols, log_orders=False)
+        start = registry.get("venues", "mock").extras["embedded_exchange"]
+    except (PluginError, KeyError):
+        from ..known_plugins import install_hint
+
+        raise ConfigError(file, "venue", f"the embedded mock exchange needs plugin 'mock': {install_hint('mock')}") from None
     try:
-        return await MockExchange(cfg).start()
+        return await start(host, port, symbols)
     except OSError as exc:
+        hint = "; to use an exchange already running there, pass --no-embedded-exchange" if file else ""
         raise ConfigError(
-            None,
+            file,
             "venue.port",
-            f"cannot start the embedded mock exchange on {host}:{port}: {exc.strerror or exc}",
+            f"cannot start the embedded mock exchange on {host}:{port}: {exc.strerror or exc}{hint}",
         ) from None
 
 
@@ -226,6 +287,7 @@ async def _dashboard(runner) -> None:
 
 def _render(runner, t0: float):
     from rich.console import Group
+    from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
 
@@ -266,7 +328,7 @@ def _render(runner, t0: float):
         fills.add_row(str(f.cl_ord_id), f.symbol, f.side.name, f"{f.qty:g}", f"{f.price:,.2f}")
     p50, p99, p999 = e.t2t.percentiles_us(50, 99, 99.9)
     r50, r99 = e.round_trip.percentiles_us(50, 99)
-    status = "[green]trading[/]" if e.trading_enabled else f"[red]halted: {e.halt_reason}[/]"
+    status = "[green]trading[/]" if e.trading_enabled else f"[red]halted: {escape(str(e.halt_reason))}[/]"
     venue = "[green]connected[/]" if e.venue.connected else "[red]disconnected[/]"
     head = (
         f"[bold]latentspeed run[/]  {time.monotonic() - t0:6.1f}s  venue {venue}  {status}\n"
@@ -288,6 +350,7 @@ def _print_summary(summary: dict, rich_table: bool) -> None:
             print(f"SUMMARY mock exchange: {summary['exchange']}", flush=True)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="latentspeed run: summary", header_style="bold")
@@ -309,7 +372,7 @@ def _print_summary(summary: dict, rich_table: bool) -> None:
     if summary.get("exchange"):
         rows.append(("mock exchange", summary["exchange"]))
     for k, v in rows:
-        t.add_row(k, str(v))
+        t.add_row(k, escape(str(v)))  # a stop reason or exchange summary is text, not markup
     Console().print(t)
 
 

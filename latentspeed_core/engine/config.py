@@ -41,6 +41,9 @@ class MarketDataConfig(StrictModel):
     conflate: bool = True
     #: Feature calculators to run (names as registered); ``None`` = all registered.
     features: list[str] | None = None
+    #: Seconds to wait for the first market-data message (and the venue's connection): a run
+    #: that gets neither stops with one line naming what never came, and exits non-zero.
+    startup_timeout: float = Field(15.0, gt=0)
 
     @model_validator(mode="after")
     def _one_source(self):

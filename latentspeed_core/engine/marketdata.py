@@ -40,7 +40,7 @@ class InProcessFeeds:
     """Feed plugins -> marketstream Pipeline -> engine callbacks, all on this event loop."""
 
     def __init__(
-        self, registry, setup: EngineSetup, on_book, on_trade, listeners: list[BookListener] = ()
+        self, registry, setup: EngineSetup, on_book, on_trade, listeners: list[BookListener] = (), reset_listener=None
     ) -> None:
         from ..marketstream.features import build_calculators
         from ..marketstream.pipeline import Pipeline
@@ -50,6 +50,7 @@ class InProcessFeeds:
         for cfg, name in zip(setup.feeds, setup.feed_names, strict=True):
             feed = registry.get("feeds", cfg.exchange.lower()).factory(cfg)
             feed.name = name
+            feed.reset_listener = reset_listener
             self.feeds.append(feed)
         calcs = build_calculators(registry, md.window_size, md.depth_levels, md.features)
         if any(f.replay for f in setup.feeds):
@@ -87,6 +88,9 @@ class InProcessFeeds:
     def stats(self) -> dict:
         return {f.name: f.stats.as_dict() for f in self.feeds}
 
+    def describe(self) -> str:
+        return ", ".join(f"{f.name} ({f.config.endpoint()})" for f in self.feeds)
+
 
 class ZmqSource:
     """Subscribe to a running ``latentspeed marketstream`` (books and trades ports)."""
@@ -94,7 +98,7 @@ class ZmqSource:
     def __init__(self, setup: EngineSetup, on_book, on_trade, listeners: list[BookListener] = ()) -> None:
         from ..marketstream.subscriber import ZmqSubscriber
 
-        z = setup.config.market_data.zmq
+        z = self.z = setup.config.market_data.zmq
         clock = time.time_ns
         extra = tuple(listeners)
 
@@ -118,6 +122,11 @@ class ZmqSource:
 
     def stats(self) -> dict:
         return {"zmq": {"messages": self.subscriber.received, "errors": self.subscriber.errors}}
+
+    def describe(self) -> str:
+        z = self.z
+        ports = f"{z.port}" + (f", books {z.books_port}" if z.books_port else "")
+        return f"marketstream tcp://{z.host}:{ports}"
 
 
 class _VenueFeed(Feed):
@@ -210,6 +219,9 @@ class VenueMarketData:
     def stats(self) -> dict:
         return {self.feed.name: self.feed.stats.as_dict()}
 
+    def describe(self) -> str:
+        return f"the {self.feed.exchange.lower()} venue connection"
+
 
 def build_source(registry, setup: EngineSetup, engine, listeners: list[BookListener] = ()):
     """The configured market-data source, wired to the engine (and first to a simulated venue)."""
@@ -237,4 +249,5 @@ def build_source(registry, setup: EngineSetup, engine, listeners: list[BookListe
         if not isinstance(venue, MarketDataVenue) or not venue.carries_market_data:
             raise ValueError(f"market_data.from_venue: venue {venue.name or type(venue).__name__} carries no market data")
         return VenueMarketData(registry, setup, engine, listeners)
-    return InProcessFeeds(registry, setup, on_book, on_trade, listeners)
+    reset = venue.on_book_reset if isinstance(venue, SimulatedVenue) else None
+    return InProcessFeeds(registry, setup, on_book, on_trade, listeners, reset)

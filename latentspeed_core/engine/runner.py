@@ -25,6 +25,10 @@ from .risk import build_risk
 log = logging.getLogger("latentspeed.engine")
 
 
+class StartupError(RuntimeError):
+    """Nothing came within the startup timeout: the message says what never came."""
+
+
 class EngineRunner:
     """Builds the venue, strategies, risk checks and market-data source of an :class:`EngineSetup`."""
 
@@ -92,6 +96,7 @@ class EngineRunner:
         ]
         if cfg.busy_poll:
             tasks.append(asyncio.create_task(spin(), name="busy-poll"))
+        tasks.append(asyncio.create_task(self._startup_watch(cfg.market_data.startup_timeout), name="startup"))
         stopper = asyncio.create_task(self._stop.wait())
         try:
             waiting = {stopper, *tasks}
@@ -107,7 +112,10 @@ class EngineRunner:
                 for t in done:
                     waiting.discard(t)
                     exc = t.exception()
-                    if exc is not None:
+                    if isinstance(exc, StartupError):
+                        failed = str(exc)
+                        log.error("%s", exc)
+                    elif exc is not None:
                         # Never a crash: say what failed, then the orderly shutdown (cancel, records).
                         log.error("engine task %s failed: %s: %s", t.get_name(), type(exc).__name__, exc)
                         log.debug("traceback of task %s", t.get_name(), exc_info=exc)
@@ -117,6 +125,10 @@ class EngineRunner:
                     break
                 if duration is not None:
                     timeout = max(0.0, duration - (time.monotonic() - t0))
+            if not self.error and engine.rx_packets == 0 and self.stop_reason.startswith("duration"):
+                # A run shorter than the startup timeout that got nothing failed all the same.
+                self.error = f"no market data from {self.source.describe()} during the run ({duration:g}s)"
+                log.error("%s", self.error)
             log.info("stopping: %s", self.stop_reason)
             await self._shutdown(tasks, time.monotonic() - t0)
         finally:
@@ -129,6 +141,21 @@ class EngineRunner:
             self.latency.close()
             gc.unfreeze()
         return self.summary
+
+    async def _startup_watch(self, timeout: float) -> None:
+        """Fail the run when the venue never connected or no market data ever arrived."""
+        await asyncio.sleep(timeout)
+        engine = self.engine
+        missing = []
+        if not self.venue.connected and not engine.connects:
+            venue_cfg = self.setup.venue
+            where = getattr(venue_cfg, "host", None)
+            where = f" at {where}:{venue_cfg.port}" if where and getattr(venue_cfg, "port", None) else ""
+            missing.append(f"venue {self.setup.config.venue.exchange}{where} never connected")
+        if engine.rx_packets == 0:
+            missing.append(f"no market data from {self.source.describe()}")
+        if missing:
+            raise StartupError(f"{'; '.join(missing)} within {timeout:g}s (market_data.startup_timeout)")
 
     async def _shutdown(self, tasks: list[asyncio.Task], elapsed: float) -> None:
         cfg = self.setup.config

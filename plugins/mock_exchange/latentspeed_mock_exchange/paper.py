@@ -64,6 +64,8 @@ class PaperVenue(Venue):
         self._ids = UsedIds()
         #: Latest float levels per symbol not yet converted for the core (converted when needed).
         self._pending_book: dict[str, tuple[list, list]] = {}
+        #: Symbols whose feed reconnected or resynced and has not sent a fresh book yet.
+        self._stale: set[str] = set()
         self.orders_sent = 0
         self.cancels_sent = 0
         self.reports = 0
@@ -98,11 +100,24 @@ class PaperVenue(Venue):
         sym = self.matcher.symbols.get(symbol)
         if sym is None:
             sym = self._add_symbol(symbol)
+        if self._stale:
+            self._stale.discard(symbol)
         if sym.resting:  # the book moves queues and may cross resting orders: apply it now
             self._pending_book.pop(symbol, None)
             self.matcher.set_book(sym, _fixed(msg["bids"]), _fixed(msg["asks"]))
         else:  # nothing rests: convert only when an order arrives
             self._pending_book[symbol] = (msg["bids"], msg["asks"])
+
+    def on_book_reset(self, symbols: list[str]) -> None:
+        """Until their next book these symbols have none: nothing fills against a stale book."""
+        if self._heap and self._heap[0][0] <= self.now:
+            self._run_due()
+        for symbol in symbols:
+            sym = self.matcher.symbols.get(symbol)
+            if sym is not None:
+                self._pending_book.pop(symbol, None)
+                self.matcher.set_book(sym, [], [], match=False)
+                self._stale.add(symbol)
 
     def on_trade_message(self, msg: dict) -> None:
         t = msg["receipt_timestamp_ns"]
@@ -111,7 +126,7 @@ class PaperVenue(Venue):
         if self._heap and self._heap[0][0] <= self.now:
             self._run_due()
         sym = self.matcher.symbols.get(msg["symbol"])
-        if sym is not None and sym.resting:
+        if sym is not None and sym.resting and sym.name not in self._stale:
             if self._latencies is not None:
                 self._response = self._latency()[1]
             aggressor = P.SIDE_BUY if msg["side"] == "buy" else P.SIDE_SELL
@@ -143,15 +158,17 @@ class PaperVenue(Venue):
         while self._heap:
             self.advance(self._heap[0][0])
 
-    def _run_due(self) -> None:
+    def _run_due(self, until: int | None = None) -> None:
+        """Run the actions due by ``until`` (default: now), each at its own time, in time order."""
         heap = self._heap
         pop = heapq.heappop
-        while heap and heap[0][0] <= self.now:
+        limit = self.now if until is None else until
+        while heap and heap[0][0] <= limit:
             due, _seq, fn, args = pop(heap)
             saved = self.now
-            self.now = due  # the action happens at its own time (reports stamp it)
+            self.now = due  # the action happens at its own time (reports stamp it, sends leave then)
             fn(*args)
-            self.now = saved
+            self.now = saved if saved > due else due
 
     def _schedule(self, due: int, fn, *args) -> None:
         self._seq += 1
@@ -165,8 +182,11 @@ class PaperVenue(Venue):
         self._timer = loop.call_later(max(0.0, delay), self._wake)
 
     def _wake(self) -> None:
+        # Live, between messages: what fell due by the wall clock happens. The clock moves only to
+        # the last action's time, not to the wall: a message read before this timer ran but handled
+        # after it keeps its own receipt time, as it has in the backtest of the recording.
         self._timer = None
-        self.advance(time.time_ns())
+        self._run_due(time.time_ns())
         if self._heap and self._loop is not None:
             self._arm(self._loop)
 

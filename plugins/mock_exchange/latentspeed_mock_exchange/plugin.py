@@ -20,6 +20,14 @@ def _venue(config):
     return MockVenue(config)
 
 
+async def _embedded_exchange(host: str, port: int, symbols: list[str]):
+    """Start a mock exchange in this process (``latentspeed run``); OSError if the port is taken."""
+    from .config import MockExchangeConfig
+    from .server import MockExchange
+
+    return await MockExchange(MockExchangeConfig(host=host, port=port, symbols=symbols, log_orders=False)).start()
+
+
 def _paper(config):
     from .paper import PaperVenue
 
@@ -33,7 +41,8 @@ def register_feeds(register):
 
 @hookimpl
 def register_venues(register):
-    register(Component("mock", MockVenueConfig, _venue, "order entry on the mock exchange (binary TCP)"))
+    register(Component("mock", MockVenueConfig, _venue, "order entry on the mock exchange (binary TCP)",
+                       extras={"embedded_exchange": _embedded_exchange}))  # fmt: skip
     register(Component("paper", PaperVenueConfig, _paper,
                        "simulated fills against the engine's own market data (paper trading, backtests)"))  # fmt: skip
 

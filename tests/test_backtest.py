@@ -1,0 +1,136 @@
+"""``latentspeed backtest``: recorded Binance frames through the real feed, the market maker and ``paper``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from latentspeed_core.backtest import backtest_setup, fill_digest, parse_time, run_backtest
+from latentspeed_core.config import ConfigError
+from latentspeed_core.plugins import load_registry
+from latentspeed_core.testing import binance_fixture_capture
+
+pytest.importorskip("latentspeed_exchange_binance")
+pytest.importorskip("latentspeed_strategy_examples")
+
+
+def engine_config(**venue) -> dict:
+    return {
+        "market_data": {"feeds": [{"exchange": "binance", "symbols": ["BTC-USDT"]}]},
+        "venue": {"exchange": "paper", "queue_model": "risk_averse", "entry_latency_us": 1000,
+                  "response_latency_us": 1000, "seed": 1,
+                  # Binance's BTC-USDT grid: quotes land on visible levels and queue behind them
+                  "instruments": {"BTC-USDT": {"tick_size": 0.01, "lot_size": 0.00001}}, **venue},
+        "strategies": [{"name": "market_maker", "symbols": ["BTC-USDT"],
+                        "params": {"qty": 0.01, "half_spread_bps": 0, "skew_bps": 0, "requote_bps": 1, "max_position": 0.5}}],
+        "risk": {"max_order_qty": 1.0, "price_band_bps": 100},
+        "fees": {"maker_bps": -0.5, "taker_bps": 2.0},
+        "latency": {"file": None},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    return binance_fixture_capture(tmp_path_factory.mktemp("bt") / "binance.jsonl.gz", repeat=2)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(None)
+
+
+def test_backtest_command_writes_a_report_a_plot_and_the_same_digest_twice(run_cli, tmp_path, capture):
+    cfg = tmp_path / "engine.yml"
+    cfg.write_text(yaml.safe_dump(engine_config()))
+    digests = []
+    for i in range(2):
+        out = tmp_path / f"report{i}.json"
+        proc = run_cli("backtest", "--config", str(cfg), "--capture", str(capture), "--json-out", str(out))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        rep = json.loads(out.read_text())
+        for key in ("events", "orders", "fills", "realized_pnl", "unrealized_pnl", "position", "events_per_s",
+                    "fill_digest", "settings"):  # fmt: skip
+            assert key in rep, key
+        assert rep["events"] > 0 and rep["orders"] > 0 and len(rep["fills"]) > 0
+        f = rep["fills"][0]
+        assert set(f) >= {"time_ns", "symbol", "side", "price", "qty", "fee", "liquidity"}
+        assert rep["fill_digest"] == fill_digest(rep["fills"])
+        assert rep["settings"]["venue"]["queue_model"] == "risk_averse"
+        assert (tmp_path / f"report{i}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert rep["fill_digest"] in proc.stdout
+        digests.append(rep["fill_digest"])
+    assert digests[0] == digests[1]
+
+
+def test_fees_follow_what_happened_to_each_fill(registry, capture):
+    res = run_backtest(backtest_setup(engine_config(), registry, None, str(capture)), registry)
+    assert res.fills
+    for f in res.fills:
+        bps = -0.5 if f["liquidity"] == "maker" else 2.0
+        assert f["fee"] == pytest.approx(f["price"] * f["qty"] * bps / 1e4)
+
+
+def test_each_setting_is_deterministic_and_latency_changes_the_fills(registry, capture):
+    def digest(**venue) -> str:
+        return run_backtest(backtest_setup(engine_config(**venue), registry, None, str(capture)), registry).fill_digest
+
+    base = digest()
+    assert base == digest()
+    prob = digest(queue_model="probabilistic", queue_power=3)
+    assert prob == digest(queue_model="probabilistic", queue_power=3)
+    assert digest(entry_latency_us=50_000) != base
+
+
+def test_a_reconnect_in_the_capture_rebuilds_books_and_nothing_fills_on_the_stale_one(registry, capture):
+    """The capture holds the session twice, the second after a reconnect (and a fresh snapshot)."""
+    setup = backtest_setup(engine_config(), registry, None, str(capture))
+    res = run_backtest(setup, registry)
+    feed = res.summary["market_data"]["binance"]
+    assert feed["errors"] == 0 and feed["books"] == 2 * 87  # both sessions' books, each from its snapshot
+    # the reconnect: between the last frame of session 1 and the first book of session 2 nothing fills
+    from latentspeed_core.capture import read_capture
+
+    recs = list(read_capture(capture))
+    connects = [r["receipt_ns"] for r in recs if r["kind"] == "connect"]
+    rest2 = [r["receipt_ns"] for r in recs if r["kind"] == "rest"][1]
+    assert not [f for f in res.fills if connects[1] <= f["time_ns"] < rest2]
+
+
+def test_from_and_to_select_a_window(registry, capture):
+    whole = run_backtest(backtest_setup(engine_config(), registry, None, str(capture)), registry)
+    mid = (whole.first_ns + whole.last_ns) // 2
+    part = run_backtest(backtest_setup(engine_config(), registry, None, str(capture)), registry, t_to=mid)
+    assert 0 < part.events < whole.events
+    assert all(f["time_ns"] <= mid + 10_000_000 for f in part.fills)
+    assert parse_time("2024-08-08T23:54:13Z") == 1_723_161_253_000_000_000
+    assert parse_time(str(mid)) == mid
+    with pytest.raises(ValueError, match="neither"):
+        parse_time("yesterday")
+
+
+def test_a_live_venue_config_backtests_on_paper_unchanged(registry, capture):
+    data = engine_config()
+    data["venue"] = {"exchange": "mock", "port": 9000}
+    setup = backtest_setup(data, registry, None, str(capture))
+    assert setup.config.venue.exchange == "paper"
+    assert run_backtest(setup, registry).fills
+
+
+def test_clear_errors(run_cli, tmp_path, capture):
+    cfg = tmp_path / "engine.yml"
+    cfg.write_text(yaml.safe_dump(engine_config()))
+    proc = run_cli("backtest", "--config", str(cfg))  # no replay: and no --capture
+    assert proc.returncode == 2 and "replay" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("backtest", "--config", str(cfg), "--capture", str(tmp_path / "none.gz"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    proc = run_cli("backtest", "--config", str(cfg), "--capture", str(capture), "--from", "soon")
+    assert proc.returncode == 2 and "neither" in proc.stderr
+    proc = run_cli("backtest", "--config", str(cfg), "--capture", str(capture), "--from", "2030-01-01")
+    assert proc.returncode == 1 and "no market data" in proc.stderr
+
+
+def test_a_config_error_in_the_venue_names_its_key(registry, capture):
+    with pytest.raises(ConfigError, match="venue.queue_model"):
+        backtest_setup(engine_config(queue_model="fifo"), registry, "engine.yml", str(capture))
