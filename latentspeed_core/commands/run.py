@@ -315,12 +315,16 @@ def _render(runner, t0: float):
             str(p.fills),
         )  # fmt: skip
     orders = Table(box=None, title=f"Open orders ({len(e.orders.open)})", header_style="bold")
-    for col in ("id", "symbol", "side", "qty", "price", "status"):
+    # A simulated venue estimates how much visible size is ahead of each resting quote.
+    queue_ahead = getattr(e.venue, "queue_ahead", None)
+    for col in ("id", "symbol", "side", "qty", "price", "status") + (("ahead",) if queue_ahead else ()):
         orders.add_column(col, justify="right")
     for o in list(e.orders.open.values())[-8:]:
-        orders.add_row(
-            str(o.cl_ord_id), o.symbol, o.side.name, f"{o.qty:g}", f"{o.price:,.2f}", o.status_name
-        )
+        row = [str(o.cl_ord_id), o.symbol, o.side.name, f"{o.qty:g}", f"{o.price:,.2f}", o.status_name]
+        if queue_ahead:
+            ahead = queue_ahead(o.cl_ord_id)
+            row.append("-" if ahead is None else f"{ahead:g}")
+        orders.add_row(*row)
     fills = Table(box=None, title="Recent fills", header_style="bold")
     for col in ("id", "symbol", "side", "qty", "price"):
         fills.add_column(col, justify="right")

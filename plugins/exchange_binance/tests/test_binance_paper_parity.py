@@ -79,6 +79,16 @@ def test_a_recorded_paper_session_backtests_to_the_same_fills(tmp_path):
 
     summary = asyncio.run(main())
     assert summary["error"] is None
+    # The dashboard shows the book, our quotes with the queue ahead of each, fills and PnL.
+    from io import StringIO
+
+    from rich.console import Console
+
+    out = StringIO()
+    Console(file=out, width=160).print(run_cmd._render(seen["runner"], 0.0))
+    text = out.getvalue()
+    for needle in ("BTC-USDT", "ahead", "Recent fills", "PnL"):
+        assert needle in text, text
     live = [_fill_dict(f) for f in seen["runner"].engine.recent_fills]
     assert len(live) >= 5, "the session should trade"
 
