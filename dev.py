@@ -6,7 +6,8 @@
     python3 dev.py setup                           # only set up
 
 Setup creates ./.venv (stdlib venv) and installs the core and every plugin under
-plugins/ in editable mode. It is skipped when nothing it depends on has changed.
+plugins/ in editable mode, one line per step; pip's full output goes to .venv/setup.log
+(shown when a step fails). It is skipped when nothing it depends on has changed.
 Needs only Python 3.11+ (with a C compiler, as here, the compiled order book is built;
 without one the install still works and uses the pure-Python book).
 """
@@ -17,13 +18,18 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".latentspeed-setup"
+LOG = VENV / "setup.log"
+#: Lines of the log shown when a step fails (the whole log stays in LOG).
+FAIL_TAIL = 60
 
 
 def plugin_dirs() -> list[Path]:
@@ -48,16 +54,35 @@ def setup() -> None:
     if STAMP.exists() and STAMP.read_text() == fp:
         return
     if not (BIN / "python").exists():
-        print(f"dev.py: creating {VENV}", flush=True)
+        print(f"dev.py: creating {VENV.relative_to(ROOT)} ...", end=" ", flush=True)
         venv.create(VENV, with_pip=True)
-    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check"]
-    print("dev.py: installing latentspeed-core and plugins (editable)", flush=True)
-    subprocess.run([*pip, "install", "-q", "-U", "pip", "setuptools>=64", "wheel"], check=True)
+        print("done", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "install"]
     args = ["-e", f"{ROOT}[test,analysis,bench]"]
     for d in plugin_dirs():
         args += ["-e", str(d)]
-    subprocess.run([*pip, "install", "-q", *args], check=True)
+    with LOG.open("w") as log:
+        # setuptools>=77 reads the SPDX license form the pyprojects use (PEP 639).
+        step("updating pip and setuptools", [*pip, "-U", "pip", "setuptools>=77", "wheel"], log)
+        step(f"installing latentspeed-core and {len(plugin_dirs())} plugins (editable)", [*pip, *args], log)
     STAMP.write_text(fp)
+
+
+def step(title: str, cmd: list[str], log: IO[str]) -> None:
+    """Run one set-up command: one line here, its whole output in LOG; on failure, show the end."""
+    print(f"dev.py: {title} ...", end=" ", flush=True)
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    t0 = time.monotonic()
+    rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+    log.flush()
+    if rc == 0:
+        print(f"done ({time.monotonic() - t0:.0f} s)", flush=True)
+        return
+    print("failed", flush=True)
+    lines = LOG.read_text(errors="replace").splitlines()
+    sys.stderr.write("\n".join(lines[-FAIL_TAIL:]) + "\n")
+    sys.exit(f"dev.py: {title} failed (exit {rc}); full log: {LOG}")
 
 
 def main(argv: list[str]) -> int:

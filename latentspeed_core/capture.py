@@ -1,6 +1,7 @@
 """Capture files: record every raw feed input, replay it through the same adapter code.
 
-A capture is gzip-compressed JSON lines (docs/capture.md). The first line is a header;
+A capture is JSON lines, gzip-compressed when its name ends in ``.gz`` (docs/capture.md);
+readers tell the two apart by gzip's magic bytes, not by the name. The first line is a header;
 every other line is one input a feed received, in arrival order::
 
     {"kind": "header", "format": "latentspeed-capture", "version": 1, "created_ns": ..., "feeds": ["binance"]}
@@ -23,7 +24,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -41,16 +42,51 @@ class CaptureError(Exception):
     """The file is not a readable capture."""
 
 
-class Recorder:
-    """Appends feed inputs to a gzip JSON-lines capture; ``write`` is called on the hot path.
+GZIP_MAGIC = b"\x1f\x8b"
 
-    Compression level 1: a live feed must not wait on zlib (about 5x smaller than raw
-    JSON already). Lines are buffered and flushed by gzip; :meth:`close` finishes the file.
+
+def is_compressed_name(path: str | Path) -> bool:
+    """Whether a capture written to ``path`` is gzip-compressed: its name ends in ``.gz``."""
+    return str(path).lower().endswith(".gz")
+
+
+def _open_read(path: str | Path) -> IO[bytes]:
+    """Open a capture for reading, gzip or plain, whatever its name says (magic bytes decide)."""
+    f = open(path, "rb")  # returned to the caller, who closes it
+    try:
+        magic = f.read(2)
+        f.seek(0)
+    except OSError:
+        f.close()
+        raise
+    if magic == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    return f
+
+
+class Recorder:
+    """Appends feed inputs to a JSON-lines capture; ``write`` is called on the hot path.
+
+    The name decides the format: ``.gz`` is gzip (level 1 by default: a live feed must not
+    wait on zlib, and JSON still shrinks about 5x), anything else plain JSON lines, so
+    ``--out x.jsonl`` gives a file ``jq`` and ``grep`` read. Lines are buffered;
+    :meth:`close` finishes the file.
     """
 
-    def __init__(self, path: str | Path, feeds: list[str] | None = None, compresslevel: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        feeds: list[str] | None = None,
+        compresslevel: int = 1,
+        compress: bool | None = None,
+    ) -> None:
         self.path = str(path)
-        self._f = gzip.open(self.path, "wb", compresslevel=compresslevel)
+        self.compressed = is_compressed_name(path) if compress is None else compress
+        self._f: IO[bytes] = (
+            gzip.open(self.path, "wb", compresslevel=compresslevel)  # type: ignore[assignment]
+            if self.compressed
+            else open(self.path, "wb", buffering=1 << 16)  # closed by close()
+        )
         self.records = 0
         header: dict[str, Any] = {
             "kind": "header",
@@ -107,11 +143,14 @@ def _lines(f, chunk: int = 1 << 16) -> Iterator[bytes]:
 
 
 def read_capture(path: str | Path) -> Iterator[dict]:
-    """Yield the records of a capture (header excluded), decoding base64 frames to bytes."""
+    """Yield the records of a capture (header excluded), decoding base64 frames to bytes.
+
+    Gzip or plain JSON lines, told apart by content (a renamed file still reads).
+    """
     header = capture_header(path)
     if header.get("version", 0) > VERSION:
         raise CaptureError(f"{path}: capture version {header.get('version')} is newer than {VERSION}")
-    with gzip.open(path, "rb") as f:
+    with _open_read(path) as f:
         lineno = 0
         loads = orjson.loads
         try:
@@ -133,11 +172,12 @@ def read_capture(path: str | Path) -> Iterator[dict]:
 
 
 def capture_header(path: str | Path) -> dict:
+    """The header line of a capture (gzip or plain); :class:`CaptureError` if it has none."""
     try:
-        with gzip.open(path, "rb") as f:
+        with _open_read(path) as f:
             header = orjson.loads(f.readline())
     except (OSError, EOFError) as exc:
-        raise CaptureError(f"{path}: not a gzip capture: {exc}") from None
+        raise CaptureError(f"{path}: not a readable capture: {exc}") from None
     except orjson.JSONDecodeError:
         raise CaptureError(f"{path}: not a {FORMAT} file (bad header)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:

@@ -6,6 +6,8 @@ Pydantic validates configuration only; hot-path messages are plain slotted objec
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -16,14 +18,36 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(Exception):
-    """A configuration problem, reported as ``file: key.path: reason`` (exit code 2)."""
+    """Configuration problems, each reported as ``file: key.path: reason`` (exit code 2).
 
-    def __init__(self, file: str | Path | None, path: str, reason: str):
+    ``path`` and ``reason`` are the first problem; ``errors`` holds every ``(path, reason)``
+    found, so one run of ``config validate`` shows them all. ``str()`` is one line per problem.
+    """
+
+    def __init__(
+        self, file: str | Path | None, path: str, reason: str, more: list[tuple[str, str]] | None = None
+    ):
         self.file = str(file) if file is not None else "<config>"
         self.path = path
         self.reason = reason
-        where = f"{self.file}: {path}: " if path else f"{self.file}: "
-        super().__init__(where + reason)
+        self.errors: list[tuple[str, str]] = [(path, reason), *(more or [])]
+        super().__init__("\n".join(self._line(p, r) for p, r in self.errors))
+
+    def _line(self, path: str, reason: str) -> str:
+        return f"{self.file}: {path}: {reason}" if path else f"{self.file}: {reason}"
+
+    def renamed(self, old: str, new: str) -> ConfigError:
+        """The same problems with key path ``old`` (and keys below it) reported as ``new``."""
+        every = [
+            (new + p[len(old) :] if p == old or p.startswith(old + ".") else p, r) for p, r in self.errors
+        ]
+        return ConfigError(self.file, every[0][0], every[0][1], every[1:])
+
+    @classmethod
+    def combine(cls, errors: list[ConfigError]) -> ConfigError:
+        """One error holding every problem of ``errors`` (all from one file), in order."""
+        every = [e for err in errors for e in err.errors]
+        return cls(errors[0].file, every[0][0], every[0][1], every[1:])
 
 
 def _scheme(*schemes: str) -> AfterValidator:
@@ -122,28 +146,90 @@ def load_yaml(file: str | Path) -> dict[str, Any]:
 
 
 def validate(model: type[M], data: Any, file: str | Path | None = None, prefix: str = "") -> M:
-    """Validate ``data`` against ``model``; the first error becomes a :class:`ConfigError`."""
+    """Validate ``data`` against ``model``; every error goes into one :class:`ConfigError`."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         # A typo shows up twice: an unknown key and a missing one. Name the typo first.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        err = errors[0]
-        reason = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            reason = "unknown key"
-            fields = model_fields_at(model, err["loc"][:-1])
-            close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
-            if close:
-                reason += f" (did you mean {close[0]!r}?)"
-            elif fields:
-                reason += f" (allowed: {', '.join(sorted(fields))})"
-        elif err["type"] == "missing":
-            reason = "required key is missing"
-        more = len(exc.errors()) - 1
-        if more:
-            reason += f" (and {more} more error{'s' if more > 1 else ''})"
-        raise ConfigError(file, key_path(tuple(err["loc"]), prefix), reason) from None
+        found: dict[str, list[str]] = {}
+        for err in errors:
+            # One entry per key the user wrote: the alternatives of a union are one problem.
+            reasons = found.setdefault(key_path(user_loc(model, tuple(err["loc"])), prefix), [])
+            reason = _reason(model, err)
+            if reason not in reasons:
+                reasons.append(reason)
+        merged = [(path, _either(reasons)) for path, reasons in found.items()]
+        raise ConfigError(file, merged[0][0], merged[0][1], merged[1:]) from None
+
+
+def _either(reasons: list[str]) -> str:
+    """``Input should be 'max'`` + ``Input should be a valid number`` -> one ``... or ...``."""
+    head, *rest = reasons
+    return " or ".join([head, *(r.removeprefix("Input should be ") for r in rest)])
+
+
+def user_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without the type tags pydantic adds inside unions (``speed.float`` -> ``speed``).
+
+    Walks the model's annotations along ``loc``; where the type is no longer known (``Any``,
+    an unknown key), the rest of ``loc`` is kept as it is.
+    """
+    out: list[Any] = []
+    current: Any = model
+    parts = list(loc)
+    while parts:
+        current = _unwrap(current)
+        part = parts.pop(0)
+        origin = typing.get_origin(current)
+        members = [a for a in typing.get_args(current) if a is not type(None)]
+        if origin in (typing.Union, types.UnionType) and len(members) > 1:
+            current = None  # ``part`` names the union member tried: not a key the user wrote
+            continue
+        out.append(part)
+        fields = getattr(current, "model_fields", None) if isinstance(current, type) else None
+        if fields is not None:
+            current = fields[part].annotation if part in fields else None
+        elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
+            current = typing.get_args(current)[0] if typing.get_args(current) else None
+        elif origin is dict:
+            args = typing.get_args(current)
+            current = args[1] if len(args) == 2 else None
+        else:
+            out.extend(parts)
+            break
+    return tuple(out)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` -> ``X``; ``X | None`` -> ``X`` (pydantic adds no tag for None)."""
+    while True:
+        if typing.get_origin(annotation) is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        origin = typing.get_origin(annotation)
+        if origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) == 1:
+                annotation = members[0]
+                continue
+        return annotation
+
+
+def _reason(model: type[BaseModel], err: Any) -> str:
+    """Pydantic's message for one error, in the words a config author needs."""
+    reason = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        reason = "unknown key"
+        fields = model_fields_at(model, err["loc"][:-1])
+        close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
+        if close:
+            reason += f" (did you mean {close[0]!r}?)"
+        elif fields:
+            reason += f" (allowed: {', '.join(sorted(fields))})"
+    elif err["type"] == "missing":
+        reason = "required key is missing"
+    return reason
 
 
 def model_fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -21,6 +21,15 @@ log = logging.getLogger(__name__)
 GROUP = "latentspeed"
 CORE_PLUGIN = "core"
 KINDS = ("feeds", "venues", "features", "strategies", "risk_checks", "commands")
+#: How an error names one thing of a kind (``strategies`` -> ``strategy``, not ``strategie``).
+SINGULAR = {
+    "feeds": "feed",
+    "venues": "venue",
+    "features": "feature",
+    "strategies": "strategy",
+    "risk_checks": "risk check",
+    "commands": "command",
+}
 
 
 class PluginError(Exception):
@@ -65,7 +74,7 @@ class Registry:
             return table[name]
         except KeyError:
             known = ", ".join(sorted(table)) or "none"
-            singular = kind.rstrip("s").replace("_", " ")
+            singular = SINGULAR.get(kind, kind)
             raise PluginError(
                 f"unknown {singular} {name!r}; installed: {known}"
                 " (is its plugin installed and selected with --plugins?)"

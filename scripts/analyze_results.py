@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The deployment seed's analyze_results.py: a thin wrapper over ``latentspeed analyze``.
+"""A script form of ``latentspeed analyze``, for hosts where only scripts/ was copied.
 
     python3 scripts/analyze_results.py ./collected_data/ [--json-out report.json]
 
@@ -11,7 +11,10 @@ import sys
 try:
     from latentspeed_core.cli import main
 except ImportError:
-    sys.exit("analyze_results.py: latentspeed is not installed here (pip install -e '.[analysis]')")
+    sys.exit(
+        "analyze_results.py: latentspeed is not installed here"
+        " (pip install 'latentspeed-core[analysis]', or in a checkout: python3 dev.py setup)"
+    )
 
 if __name__ == "__main__":
     sys.exit(main(["analyze", *sys.argv[1:]]))

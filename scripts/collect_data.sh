@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The deployment seed's master data collection: `scripts/collect_data.sh 300`.
+# One monitored benchmark run of the engine on the mock exchange: `scripts/collect_data.sh 300`.
 # A thin wrapper over `latentspeed collect` (run it with --help for every option):
 #   scripts/collect_data.sh [DURATION_S] [latentspeed collect options...]
 # e.g. scripts/collect_data.sh 300 --out /opt/latentspeed/data --network-core 6 --strategy-core 7

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The deployment seed's pre-flight check: a thin wrapper over `latentspeed verify`.
-#   scripts/verify_system.sh [--json] [--cores 6,7] [--ports 9000,5556,5557]
+# Pre-flight check of a trading host: a thin wrapper over `latentspeed verify`.
+#   scripts/verify_system.sh [--json] [--cores LIST] [--ports 9000,5556,5557]
 # Exit 0 unless a check FAILs; WARNs are expected on an untuned machine.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -188,7 +188,7 @@ def test_a_directory_without_records_is_a_clear_error(tmp_path, capsys):
     assert "no latency records" in capsys.readouterr().err
 
 
-def test_the_seed_named_wrapper_analyzes(tmp_path):
+def test_the_script_wrapper_analyzes(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
@@ -200,3 +200,16 @@ def test_the_seed_named_wrapper_analyzes(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads((run / "report.json").read_text())["trading"]["orders"] == 1000
+
+
+def test_printed_text_is_not_eaten_as_markup_and_the_hint_works_for_pip(tmp_path, capsys, monkeypatch):
+    """rich took ``[analysis]`` in the hint for markup and printed ``pip install -e '.'``."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "latentspeed_core.datacollect.plots", None)  # as if no matplotlib
+    run = make_run(tmp_path / "run[1]")
+    assert main(["analyze", str(run)]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "pip install 'latentspeed-core[analysis]'" in text
+    assert "pip install -e '.[analysis]'" in text  # the checkout form is still offered
+    assert "run[1]" in text

@@ -28,3 +28,20 @@ def test_record_writes_a_replayable_capture(procs, mock_exchange, tmp_path):
         assert stamps == sorted(stamps) and stamps[0] > 1_600_000_000 * 10**9
     m = re.search(r"capture .*: (\d+) records", p.stderr)
     assert m and int(m.group(1)) == len(recs)
+
+
+def test_record_follows_the_extension(procs, mock_exchange, tmp_path):
+    """``--out x.jsonl`` is plain JSON lines, ``--out x.jsonl.gz`` gzip; both read back the same way."""
+    cfg = tmp_path / "rec.yml"
+    cfg.write_text(
+        f"log: {{file: null}}\nfeeds:\n  - {{exchange: mock, port: {mock_exchange}, symbols: [BTC-USD]}}\n"
+    )
+    for name, gzipped in (("plain.jsonl", False), ("packed.jsonl.gz", True)):
+        out = tmp_path / name
+        p = procs.start("record", str(cfg), "--out", str(out), "--duration", "1")
+        assert p.wait(30) == 0, p.stderr
+        assert out.read_bytes().startswith(b"\x1f\x8b") == gzipped, name
+        if not gzipped:
+            assert out.read_text().splitlines()[0].startswith('{"kind":"header"')
+        assert capture_header(out)["feeds"] == ["mock"]
+        assert any(r["kind"] == "frame" for r in read_capture(out))

@@ -162,3 +162,47 @@ def test_not_a_capture_is_a_clear_error(tmp_path):
     gz.write_bytes(gzip.compress(b'{"a": 1}\n'))
     with pytest.raises(CaptureError, match="bad header"):
         list(read_capture(gz))
+
+
+def test_plain_name_writes_plain_json_lines_that_replay_exactly(tmp_path):
+    path = tmp_path / "c.jsonl"
+    live = record_session(path, names=["a"])["a"]
+    raw = path.read_bytes()
+    assert not raw.startswith(b"\x1f\x8b")  # not gzip: jq and grep read it
+    lines = [orjson.loads(x) for x in raw.splitlines()]
+    assert lines[0]["format"] == "latentspeed-capture" and lines[1]["kind"] == "connect"
+    replayed = LogFeed("a")
+    asyncio.run(replay_into(replayed, path))
+    assert replayed.inputs == live.inputs
+
+
+def test_gz_name_writes_gzip_and_readers_go_by_content_not_name(tmp_path):
+    gz = tmp_path / "c.jsonl.gz"
+    live = record_session(gz)["a"]
+    assert gz.read_bytes()[:2] == b"\x1f\x8b"
+    plain = tmp_path / "c.jsonl"
+    record_session(plain)
+    renamed_gz = tmp_path / "gzip_named.jsonl"  # gzip content, plain name
+    renamed_gz.write_bytes(gz.read_bytes())
+    renamed_plain = tmp_path / "plain_named.jsonl.gz"  # plain content, .gz name
+    renamed_plain.write_bytes(plain.read_bytes())
+    for path in (renamed_gz, renamed_plain):
+        replayed = LogFeed("a")
+        asyncio.run(replay_into(replayed, path))
+        assert replayed.inputs == live.inputs, path.name
+
+
+def test_truncated_plain_capture_replays_complete_lines(tmp_path, caplog):
+    path = tmp_path / "c.jsonl"
+    rec = Recorder(path)
+    for i in range(100):
+        rec.write("a", "frame", i + 1, f"frame {i}")
+    rec.close()
+    data = path.read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(data[: len(data) - 5])  # the last line loses its end
+    caplog.set_level(logging.WARNING)
+    f = LogFeed("a")
+    asyncio.run(replay_into(f, cut))
+    assert [x[1] for x in f.inputs] == [f"frame {i}" for i in range(99)]
+    assert "unreadable capture line" in caplog.text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 import pytest
 from pydantic import Field
 
@@ -70,3 +73,50 @@ def test_feed_symbols_must_be_normalised():
         validate(FeedConfig, {"exchange": "x", "symbols": ["BTCUSDT"]}, "f.yml", prefix="feeds[0]")
     assert err.value.path == "feeds[0].symbols"
     assert validate(FeedConfig, {"exchange": "x", "symbols": ["btc-usdt"]}).symbols == ["BTC-USDT"]
+
+
+class Speeds(StrictModel):
+    speed: Literal["max"] | float = "max"
+    port: int = 1
+
+
+def test_every_error_is_reported_not_just_the_first():
+    with pytest.raises(ConfigError) as err:
+        validate(Outer, {"zmq": {"prot": 1}, "feeds": [{"symbols": 5}]}, "c.yml")
+    assert [p for p, _ in err.value.errors] == ["zmq.prot", "feeds[0].symbols", "name"]
+    lines = str(err.value).splitlines()
+    assert len(lines) == 3 and all(line.startswith("c.yml: ") for line in lines)
+    assert "more error" not in str(err.value)
+
+
+def test_union_alternatives_are_one_error_at_the_key_the_user_wrote():
+    with pytest.raises(ConfigError) as err:
+        validate(Speeds, {"speed": "fast", "port": "x"}, "c.yml", prefix="feeds[0]")
+    assert [p for p, _ in err.value.errors] == ["feeds[0].speed", "feeds[0].port"]
+    assert "'max' or a valid number" in err.value.errors[0][1]
+
+
+def test_engine_config_reports_every_section_and_the_risk_key_as_written(tmp_path, run_cli):
+    """``max_order_qty: -1`` is reported as ``risk.max_order_qty``, not ``risk.max_order_qty.limit``."""
+    text = (Path(__file__).resolve().parent.parent / "config" / "trading_config.yml").read_text()
+    text = text.replace("max_order_qty: 1.0", "max_order_qty: -1").replace(
+        "name: market_maker", "name: market_makr"
+    )
+    f = tmp_path / "engine.yml"
+    f.write_text(text)
+    res = run_cli("config", "validate", str(f))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = res.stderr.splitlines()
+    assert any(f"{f}: strategies[0].name: unknown strategy 'market_makr'" in x for x in lines), lines
+    assert any(f"{f}: risk.max_order_qty: " in x and "greater than 0" in x for x in lines), lines
+    assert ".limit" not in res.stderr and "strategie " not in res.stderr
+    assert all(x.startswith("latentspeed config: error: ") for x in lines)
+
+
+def test_registry_names_the_kind_in_good_english():
+    from latentspeed_core.plugins import PluginError, load_registry
+
+    reg = load_registry([])
+    for kind, word in (("strategies", "strategy"), ("risk_checks", "risk check"), ("features", "feature")):
+        with pytest.raises(PluginError, match=f"unknown {word} 'nope'"):
+            reg.get(kind, "nope")

@@ -41,3 +41,50 @@ def test_tap_json_lines_and_readable_lines(procs, mock_exchange, tmp_path, ms_re
     ms.popen.send_signal(signal.SIGTERM)  # SIGTERM, like systemd: sockets closed, exit 0
     assert ms.wait() == 0, ms.stderr
     assert "STATS feed=mock" in ms.stderr and "marketstream stopped" in ms.stderr
+
+
+def test_tap_without_a_publisher_says_what_it_waits_for(procs):
+    """No marketstream: tap names the address and topics at once, then says "no messages yet"."""
+    from latentspeed_core.testing import free_port
+
+    port = free_port()
+    tap = procs.start("tap", "--port", str(port), "--topic", "MOCK-", "--count", "1")
+    first = tap.wait_line("tap: subscribed")
+    assert f"tcp://127.0.0.1:{port} (trades)" in first and f":{port + 1} (books)" in first
+    assert "topics MOCK-" in first and "waiting for messages" in first
+    notice = tap.wait_line("no messages yet", timeout=20)  # a plain line: stderr is not a terminal
+    assert f"tcp://127.0.0.1:{port}" in notice and "is a marketstream publishing there" in notice
+    assert tap.stop() == 0 and tap.stdout == ""
+
+
+def test_waiting_status_on_a_terminal_and_in_the_live_table():
+    """On a terminal the wait is a rich status (stderr) or the live table's caption (stdout)."""
+    import argparse
+    import asyncio
+    import io
+
+    from rich.console import Console
+
+    from latentspeed_core.commands import tap as tap_cmd
+
+    args = argparse.Namespace(host="127.0.0.1", port=5556, topic=["A[b]-"], count=None)
+
+    async def scenario() -> str:
+        t = tap_cmd._Tap(args, "lines")
+        out = io.StringIO()
+        console = Console(file=out, force_terminal=True, width=200)
+        task = asyncio.create_task(tap_cmd.report_waiting(t, console))
+        await asyncio.sleep(0.7)
+        assert not task.done()
+        t._tick()  # the first message ends the status
+        await asyncio.wait_for(task, 5)
+        return out.getvalue()
+
+    shown = asyncio.run(scenario())
+    assert "no messages yet" in shown and "A[b]-" in shown  # escaped, not eaten as markup
+
+    live = tap_cmd._Tap(args, "live")
+    text = io.StringIO()
+    Console(file=text, width=300).print(live.table())
+    caption = " ".join(text.getvalue().split())  # the caption wraps at the table's width
+    assert "no messages yet" in caption and "topics A[b]-" in caption

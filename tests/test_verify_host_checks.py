@@ -133,7 +133,7 @@ def test_an_empty_tree_warns_without_crashing(tmp_path):
     assert got["ports"].status == PASS
 
 
-def test_the_seed_named_wrapper_runs_verify():
+def test_the_shell_wrapper_runs_verify():
     import subprocess
     import sys
 
@@ -141,3 +141,26 @@ def test_the_seed_named_wrapper_runs_verify():
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
     out = subprocess.run(["bash", str(script), "--json"], capture_output=True, text=True, env=env, timeout=60)
     assert [c["name"] for c in json.loads(out.stdout)["checks"]] == CHECK_NAMES
+
+
+def test_the_recommendation_fits_a_small_machine_and_says_why(tmp_path):
+    """The issue's 2-CPU, 24 GiB VM: isolate CPU 1 (not 6,7) and reserve 2 × 1 GiB (not 8)."""
+    write(tmp_path, "sys/devices/system/cpu/online", "0-1\n")
+    write(tmp_path, "proc/meminfo", "MemTotal:       24683784 kB\n")
+    (tmp_path / "sys/kernel/mm/hugepages/hugepages-1048576kB").mkdir(parents=True)
+    rec = checks.recommend(tmp_path)
+    assert rec.cores == (1,) and (rec.hugepagesz, rec.hugepages) == ("1G", 2)
+    got = {c.name: c for c in checks.run_checks(root=tmp_path)}  # no --cores: the recommended ones
+    assert "--cores 1 " in got["isolcpus"].advice and "the last 1 of 2 CPUs" in got["isolcpus"].advice
+    assert "hugepagesz=1G hugepages=2" in got["hugepages"].advice
+    assert "an eighth of 24 GiB RAM" in got["hugepages"].advice
+    assert "6,7" not in got["isolcpus"].advice + got["nohz_full"].advice
+
+
+def test_verify_defaults_to_this_machines_last_cores(run_cli):
+    out = run_cli("verify", "--json")
+    report = json.loads(out.stdout)
+    iso = next(c for c in report["checks"] if c["name"] == "isolcpus")
+    want = ",".join(map(str, checks.recommend().cores))
+    if iso["status"] != PASS and want:
+        assert f"--cores {want} " in iso["advice"], iso

@@ -31,17 +31,21 @@ def _fmt(v, digits: int = 1) -> str:
 
 
 def print_report(report: dict, run_dir: Path, written: Path) -> None:
-    """The summary a person reads: one table per section."""
+    """The summary a person reads: one table per section.
+
+    Every text from the report is escaped: rich would take ``[analysis]`` in a hint for markup.
+    """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 120)
-    lat = Table(title=f"latency (µs): {report['run']}")
+    lat = Table(title=f"latency (µs): {escape(str(report['run']))}")
     for col in ("stage", "count", "min", "p50", "p95", "p99", "p99.9", "max", "mean"):
         lat.add_column(col, justify="left" if col == "stage" else "right")
     for stats in report["latency_us"].values():
         lat.add_row(
-            stats["label"],
+            escape(str(stats["label"])),
             *(_fmt(stats[k]) for k in ("count", "min", "p50", "p95", "p99", "p99.9", "max", "mean")),
         )
     console.print(lat)
@@ -50,7 +54,7 @@ def print_report(report: dict, run_dir: Path, written: Path) -> None:
     trade = Table(title="trading and throughput", show_header=False)
     trade.add_column("what")
     trade.add_column("value", justify="right")
-    positions = ", ".join(f"{s}: {q:g}" for s, q in t["positions"].items()) or "flat"
+    positions = escape(", ".join(f"{s}: {q:g}" for s, q in t["positions"].items()) or "flat")
     for label, value in (
         ("duration (s)", _fmt(tp["duration_s"])),
         ("market-data messages", _fmt(t["md_messages"])),
@@ -62,7 +66,7 @@ def print_report(report: dict, run_dir: Path, written: Path) -> None:
         ("fill ratio", _fmt(t["fill_ratio"], 3)),
         ("final position", positions),
         ("PnL", _fmt(t["pnl"], 4)),
-        ("numbers from", t["source"]),
+        ("numbers from", escape(str(t["source"]))),
     ):
         trade.add_row(label, value)
     console.print(trade)
@@ -74,19 +78,19 @@ def print_report(report: dict, run_dir: Path, written: Path) -> None:
             table.add_column(col, justify="left" if col in ("core / process", "note") else "right")
         pinned = {str(c) for c in cpu["pinned_cores"]}
         for core, s in cpu["per_core"].items():
-            name = "all cores" if core == "all" else f"cpu{core}"
+            name = "all cores" if core == "all" else escape(f"cpu{core}")
             table.add_row(
                 name, _fmt(s["mean_busy_pct"]), _fmt(s["max_busy_pct"]), "pinned" if core in pinned else ""
             )
         for name, s in cpu["per_process"].items():
             note = f"rss {s['max_rss_kb'] / 1024:.0f} MiB, cores {','.join(map(str, s['cores_seen']))}"
-            table.add_row(name, _fmt(s["mean_cpu_pct"]), _fmt(s["max_cpu_pct"]), note)
+            table.add_row(escape(name), _fmt(s["mean_cpu_pct"]), _fmt(s["max_cpu_pct"]), escape(note))
         console.print(table)
     for p in report["plots"]:
-        console.print(f"plot: {run_dir / p}")
+        console.print(f"plot: {escape(str(run_dir / p))}")
     if report.get("plots_error"):
-        console.print(f"[yellow]no plots: {report['plots_error']}[/]")
-    console.print(f"report: {written}")
+        console.print(f"[yellow]no plots: {escape(str(report['plots_error']))}[/]")
+    console.print(f"report: {escape(str(written))}")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
 """``latentspeed collect``: run the engine against the mock exchange for a while and keep
-everything a performance review needs (the seed's collect_data.sh), then analyse it."""
+everything a performance review needs (logs, latency, machine load), then analyse it."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ log = logging.getLogger("latentspeed.collect")
 
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=300.0, metavar="S",
-                   help="seconds to trade after the engine connects (default %(default)s, the seed's)")  # fmt: skip
+                   help="seconds to trade after the engine connects (default %(default)s: five minutes)")  # fmt: skip
     p.add_argument("--out", default="data", metavar="DIR",
                    help="where the timestamped run directory is made (default %(default)s/)")  # fmt: skip
     p.add_argument(
@@ -45,19 +45,20 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 def print_steps(manifest: dict, run_dir: Path) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 120)
-    table = Table(title=f"verification: {run_dir}")
+    table = Table(title=f"verification: {escape(str(run_dir))}")
     for col in ("#", "step", "result", "detail"):
         table.add_column(col, overflow="fold")
     for s in manifest["verification"]:
         result = "[green]PASS[/]" if s["passed"] else "[bold red]FAIL[/]"
-        table.add_row(str(s["step"]), s["description"], result, s["detail"])
+        table.add_row(str(s["step"]), escape(s["description"]), result, escape(str(s["detail"])))
     console.print(table)
     for note in manifest["notes"]:
-        console.print(f"note: {note}")
-    console.print(f"run directory: {run_dir}  (manifest.json)")
+        console.print(f"note: {escape(str(note))}")
+    console.print(f"run directory: {escape(str(run_dir))}  (manifest.json)")
 
 
 def _run(args: argparse.Namespace) -> int:

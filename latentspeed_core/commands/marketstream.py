@@ -13,7 +13,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
         "config", nargs="?", default="config/config.yml", help="marketstream config (default: %(default)s)"
     )
     p.add_argument(
-        "--record", metavar="FILE", help="also record every feed input to this capture (.jsonl.gz)"
+        "--record",
+        metavar="FILE",
+        help="also record every feed input to this capture (JSON lines; gzip when FILE ends in .gz)",
     )
     p.add_argument(
         "--wait-subscribers",

@@ -24,6 +24,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{p['name']}\t{p['distribution']}\t{p['version']}\t{','.join(p['hooks'])}\t{comps}")
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="latentspeed plugins")
@@ -31,7 +32,8 @@ def _run(args: argparse.Namespace) -> int:
         table.add_column(col)
     for p in plugins:
         comps = "\n".join(f"{k}: {', '.join(v)}" for k, v in p["components"].items())
-        table.add_row(p["name"], p["distribution"], p["version"], "\n".join(p["hooks"]), comps)
+        cells = (p["name"], p["distribution"], p["version"], "\n".join(p["hooks"]), comps)
+        table.add_row(*(escape(str(c)) for c in cells))  # third-party names are not markup
     Console().print(table)
     return 0
 

@@ -10,7 +10,12 @@ from ..components import Command
 
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="marketstream config whose feeds to record")
-    p.add_argument("--out", required=True, metavar="FILE", help="capture file to write (gzip JSON lines)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="capture file to write: JSON lines, gzip-compressed when FILE ends in .gz (e.g. session.jsonl.gz)",
+    )
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
 
 

@@ -1,4 +1,4 @@
-"""``latentspeed tap``: watch what a marketstream publishes (replaces the seed's ZMQ snippet).
+"""``latentspeed tap``: watch what a marketstream publishes, with no code to write.
 
 On a terminal: a live table per topic (best bid/ask, spread in bps, imbalance, OFI, last
 trade). Otherwise one readable line per message; ``--json``: the raw JSON object of every
@@ -12,8 +12,12 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 
 from ..components import Command
+
+#: Without a terminal, how often (seconds) to say that nothing has arrived yet.
+NOTICE_EVERY_S = 3.0
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -47,18 +51,32 @@ def trade_line(topic: str, m: dict) -> str:
     )
 
 
+def where(args: argparse.Namespace) -> str:
+    """What tap listens to, for the messages that say it is still waiting."""
+    topics = ", ".join(args.topic) if args.topic else "(all)"
+    return f"tcp://{args.host}:{args.port} (trades) and :{args.port + 1} (books), topics {topics}"
+
+
+def waiting_text(args: argparse.Namespace, seconds: float) -> str:
+    return f"no messages yet ({seconds:.0f} s) from {where(args)}: is a marketstream publishing there?"
+
+
 class _Tap:
     def __init__(self, args: argparse.Namespace, mode: str) -> None:
         self.args = args
         self.mode = mode
         self.count = 0
         self.done = asyncio.Event()
+        #: Set by the first message: ends the "no messages yet" status.
+        self.got = asyncio.Event()
+        self.started = time.monotonic()
         self.books: dict[str, dict] = {}
         self.trades: dict[str, dict] = {}
         self.out = sys.stdout
 
     def _tick(self) -> None:
         self.count += 1
+        self.got.set()
         if self.args.count is not None and self.count >= self.args.count:
             self.done.set()
 
@@ -87,21 +105,26 @@ class _Tap:
             self.out.flush()
 
     def table(self):
+        from rich.markup import escape
         from rich.table import Table
 
         t = Table(
-            title=f"latentspeed tap  tcp://{self.args.host}:{self.args.port}/{self.args.port + 1}  ({self.count} msgs)"
+            title=escape(
+                f"latentspeed tap  tcp://{self.args.host}:{self.args.port}/{self.args.port + 1}  ({self.count} msgs)"
+            )
         )
+        if not self.count:
+            t.caption = escape(waiting_text(self.args, time.monotonic() - self.started))
         for col in ("market", "seq", "bid", "ask", "spread bps", "imbalance", "OFI", "vol mid", "last trade"):
             t.add_column(col, justify="right" if col != "market" else "left")
         for key in sorted(set(self.books) | set(self.trades)):
             m = self.books.get(key)
             tr = self.trades.get(key)
-            last = f"{tr['side']} {tr['amount']:.4g}@{tr['price']:.10g}" if tr else "-"
+            last = escape(f"{tr['side']} {tr['amount']:.4g}@{tr['price']:.10g}") if tr else "-"
             if m:
                 (b, qb), (a, qa) = m["bids"][0], m["asks"][0]
                 t.add_row(
-                    key,
+                    escape(key),  # names come from the network: never markup
                     str(m["seq"]),
                     f"{b:.10g} x {qb:.4g}",
                     f"{a:.10g} x {qa:.4g}",
@@ -112,8 +135,31 @@ class _Tap:
                     last,
                 )
             else:
-                t.add_row(key, "-", "-", "-", "-", "-", "-", "-", last)
+                t.add_row(escape(key), "-", "-", "-", "-", "-", "-", "-", last)
         return t
+
+
+async def report_waiting(tap: _Tap, console=None, every: float = NOTICE_EVERY_S) -> None:
+    """Until the first message: a live status on a terminal (``console``), else a line every few seconds.
+
+    A tap with no publisher would otherwise wait in silence. The live table (stdout on a
+    terminal) says it in its caption instead, so nothing is drawn over it.
+    """
+    args = tap.args
+    if console is not None:
+        from rich.markup import escape
+
+        with console.status(escape(waiting_text(args, 0))) as status:
+            while not tap.got.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(tap.got.wait(), 0.5)
+                status.update(escape(waiting_text(args, time.monotonic() - tap.started)))
+        return
+    while not tap.got.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tap.got.wait(), every)
+        if not tap.got.is_set():
+            print(f"tap: {waiting_text(args, time.monotonic() - tap.started)}", file=sys.stderr, flush=True)
 
 
 def _dumps(m: dict) -> str:
@@ -133,12 +179,15 @@ async def _main(args: argparse.Namespace, mode: str) -> int:
             loop.add_signal_handler(sig, tap.done.set)
     task = asyncio.create_task(sub.run())
     sub.open()
-    print(
-        f"tap: subscribed to tcp://{args.host}:{args.port} (trades) and :{args.port + 1} (books),"
-        f" topics {', '.join(args.topic) if args.topic else '(all)'}",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"tap: subscribed to {where(args)}; waiting for messages", file=sys.stderr, flush=True)
+    waiting = None
+    if mode != "live":
+        console = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        waiting = asyncio.create_task(report_waiting(tap, console))
     try:
         if mode == "live":
             from rich.live import Live
@@ -151,9 +200,11 @@ async def _main(args: argparse.Namespace, mode: str) -> int:
         else:
             await tap.done.wait()
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in (task, waiting):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
         sys.stdout.flush()
     return 0
 

@@ -11,7 +11,7 @@ import sys
 
 from ..components import Command
 from ..config import ConfigError
-from ..datacollect.checks import DEFAULT_CORES, DEFAULT_PORTS, FAIL, run_checks, summarise
+from ..datacollect.checks import DEFAULT_PORTS, FAIL, run_checks, summarise
 from ..datacollect.procfs import parse_cpu_list
 
 STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
@@ -21,8 +21,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the checks as one JSON object")
     p.add_argument(
         "--cores",
-        default=",".join(map(str, DEFAULT_CORES)),
-        help="cores the engine will be pinned to, expected isolated (default: %(default)s, the seed's)",
+        default=None,
+        help="cores the engine will be pinned to, expected isolated (default: the last one or two"
+        " CPUs of this machine, as scripts/setup_kernel.sh recommends)",
     )
     p.add_argument(
         "--ports",
@@ -39,7 +40,7 @@ def _ports(text: str) -> tuple[int, ...]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    cores = parse_cpu_list(args.cores)
+    cores = parse_cpu_list(args.cores) if args.cores is not None else None
     loaded = [p.name for p in args.registry.plugins] if getattr(args, "registry", None) else None
     checks = run_checks(cores=cores, ports=_ports(args.ports), loaded_plugins=loaded)
     report = summarise(checks)
@@ -47,13 +48,14 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     elif sys.stdout.isatty():
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title="latentspeed verify: host pre-flight")
         for col in ("check", "status", "observed", "what to do"):
             table.add_column(col, overflow="fold")
         for c in checks:
-            table.add_row(c.name, f"[{STYLE[c.status]}]{c.status}[/]", c.observed, c.advice)
+            table.add_row(c.name, f"[{STYLE[c.status]}]{c.status}[/]", escape(c.observed), escape(c.advice))
         console = Console()
         console.print(table)
         n = report["counts"]

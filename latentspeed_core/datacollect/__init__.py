@@ -1,4 +1,4 @@
-"""Data collection, system verification and latency analysis (the seed's phases 3-5).
+"""Data collection, system verification and latency analysis (``collect``, ``verify``, ``analyze``).
 
 ``procfs`` reads /proc and /sys, ``checks`` turns that into pre-flight verdicts,
 ``monitors`` samples the machine each second into CSV, ``runner`` drives a collection

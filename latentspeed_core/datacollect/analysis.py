@@ -342,8 +342,10 @@ def analyze_run(run_dir: Path, json_out: Path | None = None, plots: bool = True)
             ]
             report["plots"] = [p.relative_to(run_dir).as_posix() for p in made if p is not None]
         except ImportError as exc:
+            from ..known_plugins import extra_hint
+
             report["plots_error"] = (
-                f"matplotlib is not installed ({exc}); install the analysis extra: pip install -e '.[analysis]'"
+                f"matplotlib is not installed ({exc}); install it: {extra_hint('analysis')}"
             )
             log.warning("no plots: %s", report["plots_error"])
     target = Path(json_out) if json_out else run_dir / REPORT_FILE

@@ -1,4 +1,4 @@
-"""Pre-flight checks of a trading host (the seed's verify_system.sh), from /proc and /sys only.
+"""Pre-flight checks of a trading host (``latentspeed verify``), from /proc and /sys only.
 
 Each check says PASS, WARN (not tuned, works anyway) or FAIL (will hurt or break a run),
 with what it saw and what to do. Nothing here changes the machine.
@@ -13,16 +13,75 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from ..known_plugins import install_hint
 from . import procfs
 from .procfs import ROOT, format_cpu_list
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
-#: The seed's layout: network and strategy threads on cores 6 and 7, 8 × 1 GiB huge pages.
-DEFAULT_CORES = (6, 7)
 DEFAULT_PORTS = (9000, 5556, 5557)
 GIB_KB = 1024 * 1024
+#: Huge pages take at most this share of RAM (the rest stays for the OS, Python, page cache)...
+HUGEPAGE_RAM_SHARE = 8
+#: ... and at most this much in all (kB): more than the engine's buffers ever need.
+HUGEPAGE_MAX_KB = 8 * GIB_KB
 SETUP_HINT = "run scripts/setup_kernel.sh --cores {cores} and reboot"
+#: For a pip user and for a source checkout alike.
+INSTALL_HINT = "pip install latentspeed-core (in a source checkout: python3 dev.py setup)"
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """Cores to isolate and huge pages to reserve on this machine, with the reason for each."""
+
+    cores: tuple[int, ...]
+    cores_why: str
+    hugepagesz: str  # "1G" or "2M", as the kernel parameter writes it
+    hugepages: int
+    hugepages_why: str
+
+    @property
+    def kernel_params(self) -> str:
+        return f"hugepagesz={self.hugepagesz} hugepages={self.hugepages}"
+
+
+def recommend(root: Path = ROOT) -> Recommendation:
+    """Derive the layout from the machine, as scripts/setup_kernel.sh does (same rules).
+
+    Cores: the last two online CPUs when there are four or more, the last one on a 2-3 CPU
+    machine (the OS and interrupts keep the rest), none on one CPU. Huge pages: 1 GiB pages
+    when the kernel offers them, else 2 MiB; at most an eighth of RAM and at most 8 GiB.
+    """
+    online = sorted(procfs.online_cpus(root)) or [0]
+    n = len(online)
+    take = 2 if n >= 4 else 1 if n >= 2 else 0
+    cores = tuple(online[n - take :]) if take else ()
+    if cores:
+        kept = format_cpu_list(online[: n - take])
+        cores_why = f"the last {take} of {n} CPUs; CPU {kept} left to the OS and interrupts"
+    else:
+        cores_why = "one CPU only: nothing can be isolated"
+    mem_kb = procfs.meminfo(root).get("MemTotal", 0)
+    budget = min(mem_kb // HUGEPAGE_RAM_SHARE, HUGEPAGE_MAX_KB)
+    one_gib = (root / "sys/kernel/mm/hugepages/hugepages-1048576kB").is_dir() or " pdpe1gb" in (
+        procfs.read_text(root / "proc/cpuinfo") or ""
+    )
+    size_kb, size = (GIB_KB, "1G") if one_gib and budget >= GIB_KB else (2048, "2M")
+    pages = budget // size_kb
+    unit = "1 GiB" if size == "1G" else "2 MiB"
+    if not mem_kb:
+        pages_why = "RAM size unknown (/proc/meminfo unreadable): reserve at most an eighth of RAM"
+    else:
+        pages_why = (
+            f"{pages} × {unit} = {pages * size_kb / GIB_KB:g} GiB: at most an eighth of"
+            f" {mem_kb / GIB_KB:.0f} GiB RAM and at most 8 GiB, so most memory stays free"
+        )
+    return Recommendation(cores, cores_why, size, pages, pages_why)
+
+
+def default_cores(root: Path = ROOT) -> tuple[int, ...]:
+    """The cores ``verify`` expects isolated when ``--cores`` is not given: see :func:`recommend`."""
+    return recommend(root).cores
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +99,21 @@ def _cores_text(cores: set[int]) -> str:
     return format_cpu_list(cores) if cores else "none"
 
 
+def _setup_hint(cores: set[int], root: Path) -> str:
+    """How to isolate ``cores``, and why these cores when they are the recommended ones."""
+    rec = recommend(root)
+    if not cores:
+        return f"nothing to isolate ({rec.cores_why})"
+    hint = SETUP_HINT.format(cores=",".join(map(str, sorted(cores))))
+    if tuple(sorted(cores)) == rec.cores:
+        hint += f" (CPU {format_cpu_list(cores)}: {rec.cores_why})"
+    return hint
+
+
 def check_isolcpus(cores: set[int], root: Path = ROOT) -> Check:
     iso = procfs.isolated_cpus(root)
     online = procfs.online_cpus(root)
-    hint = SETUP_HINT.format(cores=",".join(map(str, sorted(cores))))
+    hint = _setup_hint(cores, root)
     if not iso:
         return Check("isolcpus", WARN, "no isolated cores", f"isolate the trading cores: {hint}")
     missing_online = iso - online
@@ -67,7 +137,7 @@ def check_isolcpus(cores: set[int], root: Path = ROOT) -> Check:
 def check_nohz_full(cores: set[int], root: Path = ROOT) -> Check:
     nohz = procfs.nohz_full_cpus(root)
     iso = procfs.isolated_cpus(root)
-    hint = SETUP_HINT.format(cores=",".join(map(str, sorted(cores))))
+    hint = _setup_hint(cores, root)
     if not nohz:
         return Check(
             "nohz_full", WARN, "no tickless cores", f"stop the scheduler tick on trading cores: {hint}"
@@ -84,6 +154,12 @@ def check_nohz_full(cores: set[int], root: Path = ROOT) -> Check:
 
 def check_hugepages(root: Path = ROOT) -> Check:
     pages = procfs.hugepages(root)
+    rec = recommend(root)
+    what = (
+        f"{rec.kernel_params} ({rec.hugepages_why}; scripts/setup_kernel.sh)"
+        if rec.hugepages
+        else rec.hugepages_why
+    )
     text = (
         ", ".join(f"{n} × {size // 1024} MiB" for size, n in sorted(pages.items(), reverse=True))
         or "not exposed"
@@ -92,15 +168,8 @@ def check_hugepages(root: Path = ROOT) -> Check:
     if gib > 0:
         return Check("hugepages", PASS, text)
     if any(pages.values()):
-        return Check(
-            "hugepages",
-            WARN,
-            text,
-            "reserve 1 GiB pages: hugepagesz=1G hugepages=8 (scripts/setup_kernel.sh)",
-        )
-    return Check(
-        "hugepages", WARN, text, "reserve huge pages: hugepagesz=1G hugepages=8 (scripts/setup_kernel.sh)"
-    )
+        return Check("hugepages", WARN, text, f"reserve larger pages: {what}")
+    return Check("hugepages", WARN, text, f"reserve huge pages: {what}")
 
 
 def check_irq_affinity(root: Path = ROOT) -> Check:
@@ -191,17 +260,17 @@ def latentspeed_executable() -> str | None:
 def check_command() -> Check:
     exe = latentspeed_executable()
     if exe is None:
-        return Check("latentspeed_command", FAIL, "not installed", "pip install -e . (see README)")
+        return Check("latentspeed_command", FAIL, "not installed", INSTALL_HINT)
     try:
         out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check("latentspeed_command", FAIL, f"{exe}: {exc}", "reinstall: pip install -e .")
+        return Check("latentspeed_command", FAIL, f"{exe}: {exc}", f"reinstall: {INSTALL_HINT}")
     if out.returncode != 0:
         return Check(
             "latentspeed_command",
             FAIL,
             f"{exe} --version exited {out.returncode}",
-            (out.stderr.strip().splitlines() or ["reinstall: pip install -e ."])[-1],
+            (out.stderr.strip().splitlines() or [f"reinstall: {INSTALL_HINT}"])[-1],
         )
     on_path = shutil.which("latentspeed") is not None
     observed = f"{out.stdout.strip()} at {exe}"
@@ -232,7 +301,7 @@ def check_plugins(loaded: list[str] | None = None) -> Check:
             "plugins",
             WARN,
             f"installed {names}",
-            f"latentspeed collect needs plugin(s) {', '.join(missing)}: pip install -e plugins/...",
+            f"latentspeed collect needs plugin(s) {', '.join(missing)}: {install_hint(*missing)}",
         )
     return Check("plugins", PASS, f"installed {names}")
 
@@ -257,7 +326,7 @@ def run_checks(
     root: Path = ROOT,
 ) -> list[Check]:
     """Every pre-flight check, in the order a person fixes them."""
-    cores = set(DEFAULT_CORES) if cores is None else cores
+    cores = set(default_cores(root)) if cores is None else cores
     return [
         check_isolcpus(cores, root),
         check_nohz_full(cores, root),

@@ -1,4 +1,4 @@
-"""Background monitors: each second, one row per CSV (the seed's mpstat/vmstat, from /proc).
+"""Background monitors: each second, one row per CSV (what mpstat/vmstat show, read from /proc).
 
 Files, all with a header row, ``ts`` in Unix seconds and ``elapsed_s`` since the start:
 - ``cpu.csv``: ts, elapsed_s, cpu (``all`` or the core number), busy_pct, user_pct, system_pct,

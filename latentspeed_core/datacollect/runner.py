@@ -1,9 +1,9 @@
-"""``latentspeed collect``: the seed's collect_data.sh as one supervised run.
+"""``latentspeed collect``: one supervised benchmark run, from start-up to analysis.
 
 Order of events: run directory → system snapshot → monitors → mock exchange (wait for
 ``Listening on port``) → engine (pinned when asked; wait for ``Connected to exchange``) →
 perf stat → run for the duration → stop engine and exchange gracefully (SIGINT, then
-SIGTERM, then SIGKILL) → final snapshot → analysis → manifest.json with the seed's eight
+SIGTERM, then SIGKILL) → final snapshot → analysis → manifest.json with the eight
 verification steps. Every path written into the manifest is relative to the run directory.
 """
 
@@ -27,7 +27,7 @@ from ..config import ConfigError, load_yaml
 from ..testing import free_port
 from . import procfs, snapshot
 from .analysis import REPORT_FILE, AnalysisError, analyze_run, load_latency, parse_stats_lines
-from .checks import latentspeed_executable
+from .checks import INSTALL_HINT, latentspeed_executable
 from .monitors import FILES as MONITOR_FILES
 from .monitors import SystemMonitor
 
@@ -39,9 +39,9 @@ CONFIG_FILE = "config/trading_config.yml"
 LATENCY_FILE = "latency.jsonl"
 LOGS = {"mock_exchange": "logs/mock_exchange.log", "engine": "logs/engine.log", "perf": "logs/perf_stat.txt"}
 
-#: The seed's eight verification steps, in its words.
+#: The eight verification steps: (stable id used in manifest.json, what the step checks).
 STEPS = (
-    ("binary_installed", "Binary compiled: the latentspeed command is installed and runs"),
+    ("binary_installed", "latentspeed installed: the latentspeed command runs (latentspeed --version)"),
     ("exchange_listening", 'Mock exchange up: its log shows "Listening on port"'),
     ("engine_connected", 'Engine connects: its log shows "Connected to exchange"'),
     ("market_data_flows", "Market data flows: stats show RX packets > 0"),
@@ -354,7 +354,7 @@ def step(n: int, passed: bool, detail: str) -> dict:
 def binary_step() -> dict:
     exe = latentspeed_executable()
     if exe is None:
-        return step(1, False, "latentspeed command not found (pip install -e .)")
+        return step(1, False, f"latentspeed command not found ({INSTALL_HINT})")
     try:
         out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -19,7 +19,7 @@ from . import procfs
 from .checks import run_checks, summarise
 from .procfs import ROOT, format_cpu_list
 
-#: Kernel and network knobs the seeds tune (socket buffers, RT throttling, tcp_low_latency).
+#: Kernel and network knobs that low-latency set-ups tune (socket buffers, RT throttling, tcp_low_latency).
 SYSCTLS = (
     "kernel/sched_rt_runtime_us",
     "kernel/numa_balancing",

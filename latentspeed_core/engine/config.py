@@ -21,7 +21,7 @@ class ZmqSourceConfig(StrictModel):
 
     host: str = "127.0.0.1"
     port: int = Field(5556, ge=1, le=65535)
-    #: Second port, for a marketstream that publishes books on their own port (the seed's 5557).
+    #: Second port, for a marketstream that publishes books on their own port (its default: 5557).
     books_port: int | None = Field(None, ge=1, le=65535)
     #: Topic prefixes to subscribe to; empty means everything the publisher sends.
     topics: list[str] = Field(default_factory=list)
@@ -143,10 +143,16 @@ def feed_names(feeds: list[FeedConfig]) -> list[str]:
 
 
 def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> EngineSetup:
-    """Validate ``data`` (a parsed YAML mapping) against the engine model and every plugin model."""
+    """Validate ``data`` (a parsed YAML mapping) against the engine model and every plugin model.
+
+    Each plugin-owned section is checked even when an earlier one failed, so one run reports
+    every problem (one :class:`ConfigError` holding them all).
+    """
     cfg = validate(EngineConfig, data, file)
     setup = EngineSetup(config=cfg, file=str(file) if file else None)
     from ..plugins import PluginError
+
+    problems: list[ConfigError] = []
 
     def lookup(kind: str, name: str, path: str):
         try:
@@ -154,38 +160,63 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
         except PluginError as exc:
             raise ConfigError(file, path, str(exc)) from None
 
+    def checked(fn, *args, **kwargs):
+        """``fn(...)``, or ``None`` with its ConfigError kept for the final report."""
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            problems.append(exc)
+            return None
+
     for i, entry in enumerate(cfg.market_data.feeds):
         path = f"market_data.feeds[{i}]"
         exchange = entry.get("exchange")
         if not isinstance(exchange, str):
-            raise ConfigError(file, f"{path}.exchange", "required key is missing")
-        comp = lookup("feeds", exchange.lower(), f"{path}.exchange")
-        setup.feeds.append(validate(comp.config_model, entry, file, prefix=path))
+            problems.append(ConfigError(file, f"{path}.exchange", "required key is missing"))
+            continue
+        comp = checked(lookup, "feeds", exchange.lower(), f"{path}.exchange")
+        feed = comp and checked(validate, comp.config_model, entry, file, prefix=path)
+        if feed is not None:
+            setup.feeds.append(feed)
     setup.feed_names = feed_names(setup.feeds)
 
     venue_data = cfg.venue.model_dump()
-    comp = lookup("venues", cfg.venue.exchange.lower(), "venue.exchange")
-    if "exchange" not in comp.config_model.model_fields:
-        venue_data.pop("exchange", None)
-    setup.venue = validate(comp.config_model, venue_data, file, prefix="venue")
+    comp = checked(lookup, "venues", cfg.venue.exchange.lower(), "venue.exchange")
+    if comp is not None:
+        if "exchange" not in comp.config_model.model_fields:
+            venue_data.pop("exchange", None)
+        setup.venue = checked(validate, comp.config_model, venue_data, file, prefix="venue")
 
     seen: dict[str, int] = {}
     for e in cfg.strategies:
         seen[e.name] = seen.get(e.name, 0) + 1
     for i, e in enumerate(cfg.strategies):
-        comp = lookup("strategies", e.name, f"strategies[{i}].name")
-        params = validate(comp.config_model, e.params, file, prefix=f"strategies[{i}].params")
+        comp = checked(lookup, "strategies", e.name, f"strategies[{i}].name")
+        params = comp and checked(
+            validate, comp.config_model, e.params, file, prefix=f"strategies[{i}].params"
+        )
+        if params is None:
+            continue
         sid = e.id or (e.name if seen[e.name] == 1 else f"{e.name}#{i}")
         setup.strategies.append(ResolvedStrategy(sid, e.name, list(e.symbols), params, comp))
 
     checks = []
     for name, value in cfg.risk.items():
-        comp = lookup("risk_checks", name, f"risk.{name}")
-        if not isinstance(value, dict):
-            value = {"limit": value}
-        checks.append(
-            (comp.priority, name, comp, validate(comp.config_model, value, file, prefix=f"risk.{name}"))
-        )
+        comp = checked(lookup, "risk_checks", name, f"risk.{name}")
+        if comp is None:
+            continue
+        shorthand = not isinstance(value, dict)
+        try:
+            limits = validate(
+                comp.config_model, {"limit": value} if shorthand else value, file, f"risk.{name}"
+            )
+        except ConfigError as exc:
+            # ``max_order_qty: -1`` is what the user wrote: report that key, not its ``.limit``.
+            problems.append(exc.renamed(f"risk.{name}.limit", f"risk.{name}") if shorthand else exc)
+            continue
+        checks.append((comp.priority, name, comp, limits))
+    if problems:
+        raise ConfigError.combine(problems)
     checks.sort(key=lambda c: (c[0], c[1]))
     setup.risk_checks = [(n, c, v) for _, n, c, v in checks]
     return setup

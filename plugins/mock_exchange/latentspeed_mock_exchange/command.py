@@ -1,4 +1,4 @@
-"""``latentspeed mock-exchange``: run the mock exchange until interrupted (flags as in the seed)."""
+"""``latentspeed mock-exchange``: run the mock exchange until interrupted."""
 
 from __future__ import annotations
 
