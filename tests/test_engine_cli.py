@@ -41,6 +41,11 @@ def test_run_embedded_default_exits_0_and_reports_orders_and_fills(run_cli, tmp_
     counts = _summary_counts(proc.stdout)
     assert counts["orders"] > 0 and counts["fills"] > 0 and counts["rx_packets"] > 0
     assert STATS_LINE.search(proc.stdout.splitlines()[0]), proc.stdout  # stats lines without a terminal
+    # ...once: not also logged on stderr (issue 17), where only the final line at shutdown appears
+    assert proc.stdout.count("STATS rx_packets") >= 2 and proc.stderr.count("STATS rx_packets") <= 1
+    # one count, one source: the exchange's summary line is the one it logged when it stopped
+    ex_line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("SUMMARY mock exchange: "))
+    assert ex_line.removeprefix("SUMMARY mock exchange: ") in proc.stderr
     assert "Connected to exchange" in proc.stderr
     assert not list(tmp_path.iterdir())  # the embedded default writes no files
 

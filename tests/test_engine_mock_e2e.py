@@ -268,3 +268,35 @@ def test_ofi_taker_trades_on_the_mock_exchange():
     summary, runner, ex = asyncio.run(scenario(cfg, body))
     assert summary["orders"] >= 3 and summary["fills"] >= 3
     assert all(o.tif == 1 for o in runner.engine.orders.orders.values())  # IOC only: nothing rests
+
+
+def test_dashboard_fits_80_columns_without_cutting_prices():
+    """Issue 17: at 80 columns BTC prices were cut (``50,013…``); narrow terminals stack the tables."""
+    import re
+    from io import StringIO
+
+    from rich.console import Console
+
+    from latentspeed_core.commands.run import _render
+
+    seen = {}
+
+    async def body(ex, runner):
+        e = runner.engine
+        await async_wait_for(lambda: e.fills >= 1 and len(e.books) == 2 and e.orders.open, 20, "fills, books, quotes")
+        out = StringIO()
+        Console(file=out, width=80).print(_render(runner, 0.0, 80))  # while quotes are open
+        seen["text"], seen["book"] = out.getvalue(), e.books["BTC-USD"]
+
+    def two_symbols(port: int) -> dict:
+        data = engine_config(port)
+        data["market_data"]["feeds"][0]["symbols"] = ["BTC-USD", "ETH-USD"]
+        data["strategies"][0]["symbols"] = ["BTC-USD", "ETH-USD"]
+        return data
+
+    asyncio.run(scenario(two_symbols, body, symbols=["BTC-USD", "ETH-USD"]))
+    text, book = seen["text"], seen["book"]
+    assert "…" not in text, text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert f"{book['bids'][0][0]:,.2f}" in text and f"{book['asks'][0][0]:,.2f}" in text
+    assert re.search(r"rejects \d+ risk / \d+ venue / \d+ cancel", text)

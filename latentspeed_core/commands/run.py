@@ -214,7 +214,9 @@ async def _main(args, registry, data: dict | None, dashboard: bool, on_start=Non
         if not dashboard:
             print(engine.stats_line(), flush=True)
 
-    runner = EngineRunner(setup, registry, book_listeners=listeners, on_stats=on_stats)
+    # Without a dashboard the STATS lines go to stdout (for scripts), so the engine does not log
+    # them too: each appears once.
+    runner = EngineRunner(setup, registry, book_listeners=listeners, on_stats=on_stats, log_stats=dashboard)
     recorder = None
     if getattr(args, "record", None):
         from ..capture import Recorder
@@ -236,11 +238,9 @@ async def _main(args, registry, data: dict | None, dashboard: bool, on_start=Non
             ui.cancel()
             await asyncio.gather(ui, return_exceptions=True)
         if exchange is not None:
-            summary_ex = exchange.stats_line()
-            await exchange.stop()
-            log.info("mock exchange: %s", summary_ex)
+            await exchange.stop()  # logs its final stats line itself
     if exchange is not None:
-        summary["exchange"] = exchange.stats_line()
+        summary["exchange"] = exchange.stats_line()  # the same line: one count, one source
     return summary
 
 
@@ -279,13 +279,14 @@ async def _dashboard(runner) -> None:
 
     console = Console()
     t0 = time.monotonic()
-    with Live(_render(runner, t0), console=console, refresh_per_second=4, transient=False) as live:
+    with Live(_render(runner, t0, console.width), console=console, refresh_per_second=4, transient=False) as live:
         while True:
             await asyncio.sleep(0.25)
-            live.update(_render(runner, t0))
+            live.update(_render(runner, t0, console.width))
 
 
-def _render(runner, t0: float):
+def _render(runner, t0: float, width: int = 120):
+    """The dashboard for a terminal ``width`` columns wide: side by side where it fits, else stacked."""
     from rich.console import Group
     from rich.markup import escape
     from rich.panel import Panel
@@ -304,8 +305,11 @@ def _render(runner, t0: float):
             for (bp, bq), (ap, aq) in zip(msg["bids"][:5], msg["asks"][:5], strict=False):
                 t.add_row(f"{bq:g}", f"{bp:,.2f}", f"{ap:,.2f}", f"{aq:g}")
         book_tables.append(t)
+    # A book table of BTC prices needs ~40 columns: as many per row as the terminal holds.
+    per_row = max(1, min(len(book_tables), (width - 4) // 44)) if book_tables else 1
     books = Table.grid(padding=(0, 3))
-    books.add_row(*book_tables)
+    for i in range(0, len(book_tables), per_row):
+        books.add_row(*book_tables[i : i + per_row])
     pos = Table(box=None, title="Positions", header_style="bold")
     for col in ("symbol", "qty", "avg", "mark", "realized", "unrealized", "fills"):
         pos.add_column(col, justify="right")
@@ -336,12 +340,17 @@ def _render(runner, t0: float):
     venue = "[green]connected[/]" if e.venue.connected else "[red]disconnected[/]"
     head = (
         f"[bold]latentspeed run[/]  {time.monotonic() - t0:6.1f}s  venue {venue}  {status}\n"
-        f"rx {e.rx_packets}  orders {e.orders_sent}  fills {e.fills}  rejects {e.rejects}  "
+        f"rx {e.rx_packets}  orders {e.orders_sent}  fills {e.fills}  "
+        f"rejects {e.risk_rejects} risk / {e.venue_rejects} venue / {e.orders.cancel_rejects} cancel  "
         f"PnL [bold]{e.portfolio.pnl:,.2f}[/] (realized {e.portfolio.realized - e.portfolio.fees:,.2f})\n"
         f"tick-to-trade µs p50 {p50} p99 {p99} p99.9 {p999}   order round trip µs p50 {r50} p99 {r99}"
     )
     lower = Table.grid(padding=(0, 2))
-    lower.add_row(orders, fills)
+    if width >= 110:
+        lower.add_row(orders, fills)
+    else:
+        lower.add_row(orders)
+        lower.add_row(fills)
     return Panel(Group(head, books, pos, lower), title="latentspeed", border_style="blue")
 
 
@@ -366,7 +375,8 @@ def _print_summary(summary: dict, rich_table: bool) -> None:
         ("market-data messages", summary["rx_packets"]),
         ("orders", summary["orders"]),
         ("fills", summary["fills"]),
-        ("rejects (risk / venue)", f"{summary['risk_rejects']} / {summary['venue_rejects']}"),
+        ("rejects (risk / venue / cancel)",
+         f"{summary['risk_rejects']} / {summary['venue_rejects']} / {summary['cancel_rejects']}"),  # fmt: skip
         ("positions", ", ".join(f"{s} {q:g}" for s, q in summary["positions"].items())),
         ("PnL (realized / unrealized)", f"{summary['pnl']:.2f} ({summary['realized_pnl']:.2f} / {summary['unrealized_pnl']:.2f})"),
         ("tick-to-trade µs p50 / p99 / p99.9", f"{t2t['p50']} / {t2t['p99']} / {t2t['p999']}"),

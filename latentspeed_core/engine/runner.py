@@ -39,6 +39,7 @@ class EngineRunner:
         *,
         book_listeners: list[BookListener] = (),
         on_stats: Callable[[Engine], None] | None = None,
+        log_stats: bool = True,
     ) -> None:
         cfg = setup.config
         self.setup = setup
@@ -58,6 +59,7 @@ class EngineRunner:
             self.engine.add_strategy(rs.id, strategy, rs.symbols)
         self.source = build_source(registry, setup, self.engine, list(book_listeners))
         self.on_stats = on_stats
+        self.log_stats = log_stats
         self._stop = asyncio.Event()
         self.stop_reason = ""
         #: Set when a task (venue, market data) failed and stopped the engine.
@@ -214,7 +216,8 @@ class EngineRunner:
 
     def _stats(self) -> None:
         e = self.engine
-        log.info(e.stats_line())
+        if self.log_stats:
+            log.info(e.stats_line())
         self.latency.record({"type": "stats", "ts_ns": time.time_ns(), **_contract(e.stats())})
         self.latency.flush()
         if self.on_stats is not None:
