@@ -83,7 +83,8 @@ class BacktestResult:
             "unrealized_pnl": s["unrealized_pnl"],
             "fees": s["fees"],
             "pnl": s["pnl"],
-            "position": s["positions"],
+            # a sum of float fills: 0.04, not 0.039999999999999994 (positions are whole lots)
+            "position": {k: round(v, 12) for k, v in s["positions"].items()},
             "rejects": {"risk": s["risk_rejects"], "venue": s["venue_rejects"]},
             "events_per_s": round(self.events_per_s, 1),
             "wall_s": round(self.wall_s, 3),

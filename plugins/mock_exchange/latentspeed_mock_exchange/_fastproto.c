@@ -26,7 +26,9 @@
 static const int SIZES[8] = {-1, 0, 80, 47, 36, 16, 52, 45};
 
 static PyObject *fallback = NULL;
-static double inv_scale = 1.0 / 100000000.0;
+/* Divided by, not multiplied by its inverse: v / 1e8 is the double nearest the exact value, the
+ * shortest form a venue would print (2997.2, not 2997.2000000000003). */
+static double scale = 100000000.0;
 
 static inline int64_t
 rd_i64(const unsigned char *p)
@@ -50,8 +52,8 @@ side_list(const unsigned char *e, Py_ssize_t n)
             return NULL;
         }
         PyList_SET_ITEM(out, i, lv);
-        PyObject *p = PyFloat_FromDouble((double)rd_i64(e) * inv_scale);
-        PyObject *q = PyFloat_FromDouble((double)rd_i64(e + 8) * inv_scale);
+        PyObject *p = PyFloat_FromDouble((double)rd_i64(e) / scale);
+        PyObject *q = PyFloat_FromDouble((double)rd_i64(e + 8) / scale);
         if (p)
             PyList_SET_ITEM(lv, 0, p);
         if (q)
@@ -182,12 +184,12 @@ set_fallback(PyObject *mod, PyObject *fn)
 }
 
 static PyObject *
-set_scale(PyObject *mod, PyObject *scale)
+set_scale(PyObject *mod, PyObject *arg)
 {
-    double s = PyFloat_AsDouble(scale);
+    double s = PyFloat_AsDouble(arg);
     if (s == -1.0 && PyErr_Occurred())
         return NULL;
-    inv_scale = 1.0 / s;
+    scale = s;
     Py_RETURN_NONE;
 }
 

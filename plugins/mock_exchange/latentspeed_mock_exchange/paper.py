@@ -30,7 +30,6 @@ from .config import PaperVenueConfig, load_latencies
 from .matching import QUEUE_MODELS, Matcher, SimOrder, SimSymbol, UsedIds
 
 _SCALE = P.SCALE
-_INV = 1.0 / _SCALE
 _SIDES = (Side.BUY, Side.SELL)
 _EXEC_TYPES = tuple(ExecType)
 _REASONS = tuple(RejectReason)
@@ -137,7 +136,7 @@ class PaperVenue(Venue):
         tick = P.to_fixed(spec.tick_size) if spec else 1
         lot = P.to_fixed(spec.lot_size) if spec else 1
         sym = self.matcher.add_symbol(symbol, tick, lot)
-        self.instruments[symbol] = Instrument(sym.sid, symbol, tick * _INV, lot * _INV)
+        self.instruments[symbol] = Instrument(sym.sid, symbol, tick / _SCALE, lot / _SCALE)
         return sym
 
     def _current(self, sym: SimSymbol) -> None:
@@ -229,7 +228,7 @@ class PaperVenue(Venue):
     def queue_ahead(self, cl_ord_id: int) -> float | None:
         """The estimated visible size ahead of a resting order (dashboards), or None."""
         o = self.orders.get(cl_ord_id)
-        return o.ahead * _INV if o is not None else None
+        return o.ahead / _SCALE if o is not None else None
 
     # -- matching.Owner ------------------------------------------------------------------------------
     #: Response latency of the action being handled (an arrival's, or one drawn per market event).
@@ -243,8 +242,8 @@ class PaperVenue(Venue):
         by_id = self.matcher.by_id
         sym = by_id[sid] if 0 < sid < len(by_id) else None
         report = ExecutionReport(
-            cl, oid, xid, sym.name if sym is not None else "", _SIDES[side & 1], _EXEC_TYPES[et], px * _INV,
-            lq * _INV, leaves * _INV, cum * _INV, _REASONS[reason], now, 0, liquidity,
+            cl, oid, xid, sym.name if sym is not None else "", _SIDES[side & 1], _EXEC_TYPES[et], px / _SCALE,
+            lq / _SCALE, leaves / _SCALE, cum / _SCALE, _REASONS[reason], now, 0, liquidity,
         )  # fmt: skip
         # Reports leave in the order the venue made them (one stream, as a venue's connection is).
         due = now + (self._response if self._latencies is not None else self._response_ns)

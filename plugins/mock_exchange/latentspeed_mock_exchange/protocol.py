@@ -21,7 +21,6 @@ from operator import lt as _lt
 
 #: 8-decimal fixed point: 1.0 on the wire is 100_000_000.
 SCALE = 100_000_000
-_INV_SCALE = 1.0 / SCALE
 
 
 class MsgType(IntEnum):
@@ -130,7 +129,7 @@ def to_fixed(x: float) -> int:
 
 
 def from_fixed(v: int) -> float:
-    return v * _INV_SCALE
+    return v / SCALE
 
 
 # -- encoders (one Struct.pack each; callers own seq and timestamp) -------------------
@@ -272,9 +271,9 @@ def _entries_struct(n: int) -> struct.Struct:
 def _side_levels(prices, qtys, reverse: bool) -> list[list[float]]:
     """Float ``[price, qty]`` pairs, best first, one per price, zero sizes dropped (the slow path:
     a foreign sender's unordered or duplicated levels, normalised as ``L2Book.load_snapshot`` would)."""
-    inv = _INV_SCALE
+    s = SCALE
     levels = {p: q for p, q in zip(prices, qtys, strict=True) if q > 0}  # zero sizes are ignored
-    return [[p * inv, levels[p] * inv] for p in sorted(levels, reverse=reverse)]
+    return [[p / s, levels[p] / s] for p in sorted(levels, reverse=reverse)]
 
 
 def _decode_book_py(buf, off: int = 0) -> tuple[int, list[list[float]], list[list[float]]]:
@@ -303,9 +302,9 @@ def _decode_book_py(buf, off: int = 0) -> tuple[int, list[list[float]], list[lis
         and all(map(_gt, bid_px, bid_px[1:]))
         and all(map(_lt, ask_px, ask_px[1:]))
     ):
-        inv = _INV_SCALE
+        s = SCALE
         it = iter(flat)
-        levels = [[p * inv, q * inv] for p, q, _side, _level in zip(it, it, it, it, strict=True)]
+        levels = [[p / s, q / s] for p, q, _side, _level in zip(it, it, it, it, strict=True)]
         return symbol_id, levels[:nb], levels[nb:]
     entries = [flat[i : i + 4] for i in range(0, 4 * n, 4)]
     bids_e = [e for e in entries if e[2] == BOOK_BID]

@@ -47,12 +47,12 @@ log = logging.getLogger("latentspeed_mock_exchange.venue")
 _SIDES = (Side.BUY, Side.SELL)
 _EXEC_TYPES = tuple(ExecType)
 _REASONS = tuple(RejectReason)
-_INV = 1.0 / P.SCALE
+#: Fixed point to float by division: the nearest double, with no 2997.2000000000003 noise.
+_SCALE = P.SCALE
 _TRADE_SIDES = ("buy", "sell")
 _pack_new = P.NEW_ORDER_MSG.pack
 _NEW_SIZE = P.NEW_ORDER_SIZE
 _NEW = P.NEW_ORDER
-_SCALE = P.SCALE
 _time_ns = time.time_ns
 #: The symbol_id of a MARKET_DATA (first body field), read without decoding the message.
 _md_sid = struct.Struct("<16xI").unpack_from
@@ -140,8 +140,8 @@ class MockVenue(Venue):
             self.reports += 1
             try:
                 report = ExecutionReport(
-                    cl, oid, xid, names.get(sid, ""), _SIDES[side], _EXEC_TYPES[et], px * _INV, lq * _INV,
-                    leaves * _INV, cum * _INV, _REASONS[reason], ts, receipt_ns,
+                    cl, oid, xid, names.get(sid, ""), _SIDES[side], _EXEC_TYPES[et], px / _SCALE, lq / _SCALE,
+                    leaves / _SCALE, cum / _SCALE, _REASONS[reason], ts, receipt_ns,
                 )  # fmt: skip
             except IndexError:
                 log.warning("skipped execution report with invalid enum (side=%d exec_type=%d reason=%d)",
@@ -154,7 +154,7 @@ class MockVenue(Venue):
             name = P.symbol_name(raw)
             self._ids[name] = sid
             names[sid] = name
-            self.instruments[name] = Instrument(sid, name, tick * _INV, lot * _INV)
+            self.instruments[name] = Instrument(sid, name, tick / _SCALE, lot / _SCALE)
             return
         if not self.connected:
             # The first message after the definitions: the session is ready for orders.
@@ -174,8 +174,8 @@ class MockVenue(Venue):
                         names.get(sid, ""),
                         ts,
                         receipt_ns,
-                        px * _INV,
-                        qty * _INV,
+                        px / _SCALE,
+                        qty / _SCALE,
                         _TRADE_SIDES[aggr & 1],
                         str(tid),
                     )  # fmt: skip

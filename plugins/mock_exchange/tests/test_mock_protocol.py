@@ -300,3 +300,18 @@ def test_compiled_frame_splitting_equals_the_python_one(msgs, cuts):
             P._split_frames = saved
 
     assert run(P._fastproto.split_frames) == run(None)
+
+
+@pytest.mark.parametrize("decode", ["compiled", "python"])
+def test_fixed_point_decodes_to_the_shortest_form_without_float_noise(decode):
+    """Issue 17: 299720000000 * 1e-8 printed as 2997.2000000000003; dividing gives 2997.2."""
+    fn = P.decode_book if decode == "compiled" else P._decode_book_py
+    rng = random.Random(5)
+    prices = [299720000000, 5001350000000, 10000001] + [rng.randrange(1, 10**15) for _ in range(300)]
+    qtys = [46540000, 1, 123456789] + [rng.randrange(1, 10**12) for _ in range(300)]
+    for p, q in zip(prices, qtys, strict=True):
+        _sid, bids, _asks = fn(P.encode_market_data(1, 0, 1, [(p, q)], []), 0)
+        assert bids == [[p / P.SCALE, q / P.SCALE]]
+    _sid, bids, _ = fn(P.encode_market_data(1, 0, 1, [(299720000000, 46540000)], []), 0)
+    assert repr(bids[0]) == "[2997.2, 0.4654]"
+    assert P.from_fixed(299720000000) == 2997.2
