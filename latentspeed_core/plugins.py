@@ -154,7 +154,16 @@ def load_registry(plugins: str | list[str] | None = None, extra: list[object] = 
     reg = Registry(manager=pm)
     for kind in KINDS:
         caller = getattr(pm.hook, f"register_{kind}")
-        for impl in caller.get_hookimpls():
+        # Each implementation is called with a register callback of its own, so every component
+        # is attributed to the plugin that registered it. The order is pluggy's own (it keeps
+        # implementations sorted with tryfirst last and calls them in reverse): tryfirst and
+        # trylast are honoured. A wrapper has no result to wrap here: it is refused, not ignored.
+        for impl in reversed(caller.get_hookimpls()):
+            if impl.hookwrapper or getattr(impl, "wrapper", False):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: register_{kind} cannot be a hookwrapper/wrapper "
+                    "(registration hooks are called once per plugin, with their own register callback)"
+                )
             plugin_name = impl.plugin_name
             infos[plugin_name].hooks.append(f"register_{kind}")
 

@@ -100,3 +100,37 @@ def test_plugin_subcommands_appear_in_help_only_when_their_plugin_loads(run_cli)
     assert "mock-exchange" not in run_cli("--plugins", "bybit", "--help").stdout
     sub = run_cli("mock-exchange", "--help")
     assert sub.returncode == 0 and "--fill-prob" in sub.stdout and "--tick-rate" in sub.stdout
+
+
+def test_register_hooks_honour_tryfirst_and_trylast_and_refuse_wrappers():
+    """Issue 17: registration hooks called directly would silently ignore pluggy's markers."""
+    import pytest
+
+    from latentspeed_core import hookimpl
+    from latentspeed_core.components import Component
+    from latentspeed_core.config import StrictModel
+    from latentspeed_core.plugins import PluginError, load_registry
+
+    calls = []
+
+    def plugin(name, **marks):
+        @hookimpl(**marks)
+        def register_strategies(register):
+            calls.append(name)
+            register(Component(f"s_{name}", StrictModel, lambda cfg: None))
+
+        return type(name, (), {"register_strategies": staticmethod(register_strategies), "__name__": name})
+
+    reg = load_registry([], extra=[plugin("late", trylast=True), plugin("plain"), plugin("early", tryfirst=True)])
+    mine = [c for c in calls if c in ("late", "plain", "early")]
+    assert mine == ["early", "plain", "late"]
+    assert reg.strategies["s_early"].plugin == "early" and reg.strategies["s_late"].plugin == "late"
+
+    class Wrapped:
+        @staticmethod
+        @hookimpl(hookwrapper=True)
+        def register_strategies(register):
+            yield
+
+    with pytest.raises(PluginError, match="'Wrapped': register_strategies cannot be a hookwrapper"):
+        load_registry([], extra=[Wrapped])
