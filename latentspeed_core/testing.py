@@ -118,3 +118,31 @@ def binance_fixture_capture(path: str | Path, repeat: int = 1) -> Path:
                     if depth_seen == 2:  # the snapshot the first buffered update asked for arrives here
                         rec.write("binance", "rest", ts + shift + 1, {"key": "BTCUSDT", "body": snapshot})
     return Path(path)
+
+
+def package_index_unreachable(timeout: float = 5.0) -> str | None:
+    """Why pip's package index cannot be reached (for tests that install from it), or None.
+
+    Reads the index the way pip would be told (``PIP_INDEX_URL``, else ``pip config``), and
+    tries a TCP connection to it: enough to tell an offline machine from a slow one."""
+    import subprocess
+    import sys
+    from urllib.parse import urlparse
+
+    url = os.environ.get("PIP_INDEX_URL")
+    if not url:
+        try:
+            out = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+                                 capture_output=True, text=True, timeout=30)  # fmt: skip
+            url = out.stdout.strip() if out.returncode == 0 else ""
+        except (OSError, subprocess.TimeoutExpired):
+            url = ""
+    url = url or "https://pypi.org/simple"
+    parsed = urlparse(url)
+    host = parsed.hostname or "pypi.org"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"package index {url} unreachable ({exc})"

@@ -26,6 +26,21 @@ def latentspeed(
     )
 
 
+_INDEX_PROBLEM: list[str | None] = []
+
+
+def pytest_runtest_setup(item):
+    """``needs_registry`` tests skip, with the reason, only when the package index is unreachable."""
+    if item.get_closest_marker("needs_registry") is None:
+        return
+    if not _INDEX_PROBLEM:
+        from latentspeed_core.testing import package_index_unreachable
+
+        _INDEX_PROBLEM.append(package_index_unreachable())
+    if _INDEX_PROBLEM[0]:
+        pytest.skip(f"needs the package index: {_INDEX_PROBLEM[0]}")
+
+
 @pytest.fixture
 def run_cli():
     return latentspeed

@@ -121,10 +121,10 @@ def test_speed_multiplier_follows_recorded_time(tmp_path):
     asyncio.run(replay_into(f, path, speed=4.0))  # 0.1 s
     took = time.monotonic() - start
     assert [x[1] for x in f.inputs] == [f"f{i}" for i in range(5)]
-    assert 0.09 <= took < 2.0
+    assert took >= 0.09  # paced: never faster than recorded time / 4 (slower is the machine's business)
     start = time.monotonic()
     asyncio.run(replay_into(LogFeed("a"), path, speed="max"))
-    assert time.monotonic() - start < took
+    assert time.monotonic() - start < took  # unpaced is faster than paced: an ordering, not a bound
 
 
 def test_restamp_uses_wall_clock(tmp_path):

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.needs_registry  # installs dependencies from the package index
 import yaml
 
 from latentspeed_core.testing import free_port

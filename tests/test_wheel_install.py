@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.needs_registry  # installs dependencies from the package index
+
 ROOT = Path(__file__).resolve().parent.parent
 BYBIT = ROOT / "plugins" / "exchange_bybit"
 KIT = BYBIT / "tests" / "bybit_testkit.py"

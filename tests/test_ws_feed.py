@@ -156,16 +156,14 @@ def test_app_ping_sent_and_rate_limited():
             )
             feed.ping_interval = 0.05
             feed.subscribe_rate = 20.0  # at most 20 messages in any second
-            t0 = time.monotonic()
-
             async def body():
                 await async_wait_for(lambda: srv.received and srv.received[0].count("PING") >= 2, 5, "pings")
                 assert srv.received[0][:6] == [f"s{i}" for i in range(6)]
 
             await run_feed(feed, body)
-            # 6 subscribes + 2 pings = 8 messages: within 20/s this cannot be faster than the burst
+            # 6 subscribes + 2 pings = 8 messages: within 20/s they all go out in the first window,
+            # on one connection (the wait above bounds the time; no wall-clock assertion here)
             assert srv.connections == 1
-            assert time.monotonic() - t0 < 5
 
     asyncio.run(main())
 
@@ -184,7 +182,9 @@ def test_rate_limit_spreads_messages():
 
             await run_feed(feed, body)
             t = srv.times
-            assert t[3] - t[0] < 0.5  # the first burst goes out at once
+            # the first burst goes out at once: far sooner than the 5th, which waits for the window
+            # (an ordering check: evenly spread sends would make it 3/4 of that gap)
+            assert t[3] - t[0] < (t[4] - t[0]) / 2
             assert t[4] - t[0] >= 0.9  # the 5th waits for the window
             assert t[8] - t[0] >= 1.9  # the 9th for the next one
 
