@@ -13,7 +13,11 @@
  * venue's `[["price","qty"], ...]` arrays straight from the frame's bytes.
  *
  * Every update call is atomic: all of its levels are converted and validated first, then
- * applied, so a malformed level raises ValueError with the book untouched.
+ * applied, so a malformed level raises ValueError with the book untouched. A level no venue can
+ * send is malformed too: a price that is not finite and > 0, or a size that is not finite and
+ * >= 0 (NaN fails every comparison; "1e999" parses to inf). Let in, such a level would be
+ * published (an inf or negative price sorts to the top of its side), so the check is part of the
+ * intake: four comparisons per level, on values already in registers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -386,6 +390,7 @@ side_qty(const Side *s, double price)
 typedef struct {
     double *v; /* price, qty pairs */
     Py_ssize_t n, cap;
+    int strict; /* 1: refuse impossible levels (book intake); 0: refuse only a NaN price (parse_levels) */
     double small[64];
 } LevelBuf;
 
@@ -395,6 +400,29 @@ lb_init(LevelBuf *b)
     b->v = b->small;
     b->n = 0;
     b->cap = 32;
+    b->strict = 1;
+}
+
+/* A level the book can hold: 0 < price < inf, 0 <= qty < inf (false for any NaN). */
+static inline int
+level_ok(double p, double q)
+{
+    return p > 0 && p < INFINITY && q >= 0 && q < INFINITY;
+}
+
+/* ValueError for an impossible level; the same text as book.py's _bad_level (repr of the floats). */
+static void
+bad_level(double p, double q)
+{
+    char *ps = PyOS_double_to_string(p, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    char *qs = PyOS_double_to_string(q, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (ps && qs)
+        PyErr_Format(PyExc_ValueError, "impossible level [%s, %s]: price must be finite and > 0, size finite and >= 0",
+                     ps, qs);
+    else
+        PyErr_NoMemory();
+    PyMem_Free(ps);
+    PyMem_Free(qs);
 }
 
 static void
@@ -407,6 +435,10 @@ lb_free(LevelBuf *b)
 static int
 lb_push(LevelBuf *b, double p, double q)
 {
+    if (!level_ok(p, q) && (b->strict || isnan(p))) { /* the normal case costs the four comparisons */
+        bad_level(p, q);
+        return -1;
+    }
     if (b->n == b->cap) {
         Py_ssize_t cap = b->cap * 2;
         double *v = PyMem_Malloc(sizeof(double) * 2 * (size_t)cap);
@@ -419,10 +451,6 @@ lb_push(LevelBuf *b, double p, double q)
             PyMem_Free(b->v);
         b->v = v;
         b->cap = cap;
-    }
-    if (isnan(p)) {
-        PyErr_SetString(PyExc_ValueError, "level price is NaN");
-        return -1;
     }
     b->v[2 * b->n] = p;
     b->v[2 * b->n + 1] = q;
@@ -843,6 +871,14 @@ Book_apply_json(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
     return both_sides(self, args, nargs, lb_from_json, 0, "apply_json(bids, asks)");
 }
 
+/* update_bids + update_asks of one venue message in one call: both sides are checked before either
+ * changes, so an impossible ask cannot leave the message's bids applied. */
+static PyObject *
+Book_apply_levels(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return both_sides(self, args, nargs, lb_from_pairs, 0, "apply_levels(bids, asks)");
+}
+
 static PyObject *
 update_side(BookObject *self, Side *s, PyObject *levels)
 {
@@ -882,8 +918,8 @@ set_one(BookObject *self, Side *s, PyObject *const *args, Py_ssize_t nargs)
     double q = PyFloat_AsDouble(args[1]);
     if (q == -1.0 && PyErr_Occurred())
         return NULL;
-    if (isnan(p)) {
-        PyErr_SetString(PyExc_ValueError, "level price is NaN");
+    if (!level_ok(p, q)) {
+        bad_level(p, q);
         return NULL;
     }
     if (map_reserve(&s->map, 1) < 0 || side_apply(s, self->w, p, q) < 0)
@@ -1103,14 +1139,19 @@ Book_len(BookObject *self)
 static PyMethodDef Book_methods[] = {
     {"clear", (PyCFunction)Book_clear, METH_NOARGS, "Remove every level."},
     {"load_snapshot", (PyCFunction)(void (*)(void))Book_load_snapshot, METH_FASTCALL,
-     "Replace the whole book from iterables of (price, qty); zero sizes are ignored."},
+     "Replace the whole book from iterables of (price, qty); zero sizes are ignored.\n\n"
+     "ValueError, book untouched, for a price not finite and > 0 or a size not finite and >= 0."},
     {"update_bids", (PyCFunction)Book_update_bids, METH_O,
-     "Apply (price, qty) pairs of absolute sizes (0 deletes); one call per venue message."},
+     "Apply (price, qty) pairs of absolute sizes (0 deletes); one call per venue message.\n\n"
+     "ValueError, book untouched, for a price not finite and > 0 or a size not finite and >= 0."},
     {"update_asks", (PyCFunction)Book_update_asks, METH_O, "As update_bids, for asks."},
     {"apply_json", (PyCFunction)(void (*)(void))Book_apply_json, METH_FASTCALL,
      "Apply raw JSON level arrays [[\"price\",\"qty\"], ...] of bids and asks (bytes-like), atomically."},
+    {"apply_levels", (PyCFunction)(void (*)(void))Book_apply_levels, METH_FASTCALL,
+     "Apply (price, qty) pairs of bids and asks (absolute sizes, 0 deletes), atomically: "
+     "both sides are checked before either changes."},
     {"set_bid", (PyCFunction)(void (*)(void))Book_set_bid, METH_FASTCALL,
-     "Set the absolute size at price; qty 0 (or less) deletes the level."},
+     "Set the absolute size at price; qty 0 deletes the level (ValueError for an impossible level)."},
     {"set_ask", (PyCFunction)(void (*)(void))Book_set_ask, METH_FASTCALL, "As set_bid, for asks."},
     {"set", (PyCFunction)(void (*)(void))Book_set, METH_FASTCALL, "set(is_bid, price, qty)."},
     {"bid_qty", (PyCFunction)Book_bid_qty, METH_O, "Size at a bid price (0.0 if none)."},
@@ -1150,11 +1191,15 @@ static PyTypeObject BookType = {
     .tp_as_sequence = &Book_as_sequence,
 };
 
+/* The number parser alone: exactly float(text) for each number, only a NaN price refused. The
+ * book's intake (apply_json, load_snapshot...) is what refuses impossible levels, so a caller that
+ * hands these pairs to a book gets that check there. */
 static PyObject *
 parse_levels(PyObject *mod, PyObject *raw)
 {
     LevelBuf b;
     lb_init(&b);
+    b.strict = 0;
     if (lb_from_json(&b, raw) < 0) {
         lb_free(&b);
         return NULL;

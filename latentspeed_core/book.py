@@ -17,18 +17,46 @@ deletions, not half that. A read deeper than the window sorts the dict (correct,
 and window of plain doubles, and ``apply_json`` parsing a venue's level arrays straight from
 the frame) when the extension is built, else ``PyL2Book``. ``PyL2Book`` is the reference: the
 property tests hold both to the same naive model. ``LATENTSPEED_PURE_PYTHON=1`` forces it.
+
+Every way into a book refuses a level no venue can send (:func:`check_levels`): a price that is not
+finite and > 0, or a size that is not finite and >= 0. Such a level is a malformed frame, not data:
+an inf or negative price would sort to the top of its side and be published as the best level.
+The call raises ``ValueError`` and the book does not change; the feed counts it and resyncs.
 """
 
 from __future__ import annotations
 
 import os
 from bisect import bisect_left, insort
+from collections.abc import Iterable, Sequence
 from types import FunctionType, GetSetDescriptorType, MethodDescriptorType, WrapperDescriptorType
 
 import orjson
 
 _INF = float("inf")
 _NINF = -_INF
+
+
+def _bad_level(price: float, qty: float) -> ValueError:
+    """The error for an impossible level; the same text as the compiled book's."""
+    return ValueError(
+        f"impossible level [{float(price)!r}, {float(qty)!r}]: price must be finite and > 0, size finite and >= 0"
+    )
+
+
+def check_levels(levels: Iterable[Sequence[float]]) -> Sequence[Sequence[float]]:
+    """``levels`` (as a list or tuple) if every ``(price, qty)`` can be in a book, else ``ValueError``.
+
+    Why: one impossible level (NaN, inf, a price <= 0, a size < 0) makes the whole frame malformed,
+    so callers check every level of a message before any of it changes a book. Two comparisons a
+    level; NaN fails both.
+    """
+    if type(levels) is not list and type(levels) is not tuple:
+        levels = list(levels)
+    for p, q in levels:
+        if not (0.0 < p < _INF and 0.0 <= q < _INF):
+            raise _bad_level(p, q)
+    return levels
 
 
 class CrossedBookError(ValueError):
@@ -60,7 +88,12 @@ class PyL2Book:
         self._bid_edge = self._ask_edge = _INF
 
     def load_snapshot(self, bids, asks) -> None:
-        """Replace the whole book from iterables of ``(price, qty)``; zero sizes are ignored."""
+        """Replace the whole book from iterables of ``(price, qty)``; zero sizes are ignored.
+
+        ``ValueError`` with the book untouched if a level of either side is impossible.
+        """
+        bids = check_levels(bids)
+        asks = check_levels(asks)
         self._bids = {p: q for p, q in bids if q > 0}
         self._asks = {p: q for p, q in asks if q > 0}
         self._refill_bids()
@@ -100,7 +133,9 @@ class PyL2Book:
 
     # -- updates ------------------------------------------------------------------------
     def set_bid(self, price: float, qty: float) -> None:
-        """Set the absolute size at ``price``; ``qty`` 0 (or less) deletes the level."""
+        """Set the absolute size at ``price``; ``qty`` 0 deletes the level (``ValueError`` if impossible)."""
+        if not (0.0 < price < _INF and 0.0 <= qty < _INF):
+            raise _bad_level(price, qty)
         levels = self._bids
         key = -price
         if qty > 0:
@@ -117,6 +152,8 @@ class PyL2Book:
                 self._refill_bids()
 
     def set_ask(self, price: float, qty: float) -> None:
+        if not (0.0 < price < _INF and 0.0 <= qty < _INF):
+            raise _bad_level(price, qty)
         levels = self._asks
         if qty > 0:
             if price not in levels and price <= self._ask_edge:
@@ -133,6 +170,16 @@ class PyL2Book:
 
     def update_bids(self, levels) -> None:
         """Apply ``(price, qty)`` pairs of absolute sizes (0 deletes); one call per venue message.
+
+        ``ValueError`` with the book untouched if any level is impossible.
+        """
+        self._update_bids(check_levels(levels))
+
+    def update_asks(self, levels) -> None:
+        self._update_asks(check_levels(levels))
+
+    def _update_bids(self, levels) -> None:
+        """:meth:`update_bids` of checked levels.
 
         Most levels of a deep venue update lie beyond the edge: for them the only work is the
         edge comparison and the dict write/pop (no hash lookup before it, no negation).
@@ -162,7 +209,7 @@ class PyL2Book:
             else:
                 book.pop(price, None)
 
-    def update_asks(self, levels) -> None:
+    def _update_asks(self, levels) -> None:
         book = self._asks
         keys = self._ask_keys
         edge = self._ask_edge
@@ -190,10 +237,18 @@ class PyL2Book:
 
     def apply_json(self, bids, asks) -> None:
         """Apply raw JSON level arrays ``[["price", "qty"], ...]`` of both sides, atomically."""
-        b = parse_levels(bids)
-        a = parse_levels(asks)
-        self.update_bids(b)
-        self.update_asks(a)
+        b = _parse_levels_py(bids, True)
+        a = _parse_levels_py(asks, True)
+        self._update_bids(b)
+        self._update_asks(a)
+
+    def apply_levels(self, bids, asks) -> None:
+        """Apply ``(price, qty)`` pairs of both sides of one message (0 deletes), atomically: both
+        sides are checked before either changes, so an impossible ask cannot leave the bids applied."""
+        b = check_levels(bids)
+        a = check_levels(asks)
+        self._update_bids(b)
+        self._update_asks(a)
 
     def set(self, is_bid: bool, price: float, qty: float) -> None:
         if is_bid:
@@ -265,8 +320,14 @@ class PyL2Book:
         return f"L2Book({self.symbol!r}, bid={self.best_bid()}, ask={self.best_ask()}, levels={len(self)})"
 
 
-def _parse_levels_py(raw) -> list[tuple[float, float]]:
-    """Raw JSON ``[["price", "qty"], ...]`` (bytes-like) → float pairs; ``ValueError`` if malformed."""
+def _parse_levels_py(raw, strict: bool = False) -> list[tuple[float, float]]:
+    """Raw JSON ``[["price", "qty"], ...]`` (bytes-like) → float pairs; ``ValueError`` if malformed.
+
+    As ``parse_levels``, the number parser alone (exactly ``float(text)``; only a NaN price is
+    refused): the book's intake refuses impossible levels, and :func:`check_levels` does for any
+    other caller. ``strict`` refuses them here, level by level in order, as the compiled
+    ``apply_json`` does (so both report the same first bad level).
+    """
     try:
         levels = orjson.loads(bytes(raw))
     except orjson.JSONDecodeError as exc:
@@ -281,8 +342,8 @@ def _parse_levels_py(raw) -> list[tuple[float, float]]:
             p, q = float(lv[0]), float(lv[1])
         except (TypeError, ValueError):
             raise ValueError(f"malformed number in levels: {lv!r}") from None
-        if p != p:
-            raise ValueError("level price is NaN")
+        if not (0.0 < p < _INF and 0.0 <= q < _INF) and (strict or p != p):
+            raise _bad_level(p, q)
         out.append((p, q))
     return out
 

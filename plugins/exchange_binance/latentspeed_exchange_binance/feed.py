@@ -146,9 +146,10 @@ class BinanceFeed(WsFeed):
             if st is None:
                 self.error("trade for an unsubscribed symbol", data)
             else:
+                trade = parse_trade(ev, st.symbol, receipt_ns)  # ValueError (counted) if impossible
                 self.stats.trades += 1
                 if self.sink is not None:
-                    self.sink.on_trade(self, parse_trade(ev, st.symbol, receipt_ns))
+                    self.sink.on_trade(self, trade)
         elif cls is ServerShutdown:  # the venue will close this connection soon: move now
             self.reconnect("venue sent serverShutdown")
         elif "result" in ev and "id" in ev:
@@ -166,7 +167,15 @@ class BinanceFeed(WsFeed):
         st.requested = False
         if st.synced:
             return  # a late duplicate; the book is already synchronised
-        lid, bids, asks = parse_snapshot(body)
+        try:
+            lid, bids, asks = parse_snapshot(body)
+        except ValueError as exc:
+            # Not a snapshot, or impossible levels in it: count it and fetch another (step 3 again);
+            # the buffered events wait for it.
+            self.error(f"{st.symbol}: bad depth snapshot: {exc}", body)
+            Feed.resync(self, st.symbol, "unusable depth snapshot")
+            self._request_snapshot(st)
+            return
         buf = st.buffer
         if buf and lid < buf[0][0].U:
             # Spot rule: a snapshot older than the first buffered event is refetched (go back to step 3).
@@ -223,14 +232,28 @@ class BinanceFeed(WsFeed):
             if U > last + 1:  # spot: U > update id + 1 → discard the book and restart
                 return self._gap(st, ev, receipt_ns, f"gap: U {U} > last u {last} + 1")
         # apply_json converts and checks every level of both sides before it changes the book: a
-        # malformed event raises with the book untouched (and last_u unmoved, so the next event resyncs).
+        # malformed event (bad JSON, NaN, inf, a price <= 0, a negative size) raises with the book untouched.
         book = st.book
-        book.apply_json(ev.b, ev.a)
+        try:
+            book.apply_json(ev.b, ev.a)
+        except ValueError as exc:
+            return self._malformed(st, ev, f"malformed depth update u {u}: {exc}")
         st.last_u = u
         if book.is_crossed():
             self.resync(st.symbol, f"crossed book after update u {u}")
             return RESYNCED
         return APPLIED
+
+    def _malformed(self, st: SymbolState, ev: Depth, reason: str) -> int:
+        """A depth event that cannot be applied: count it, and since the book now misses an update,
+        discard the book and fetch a fresh snapshot at once, as for a lost event ("otherwise initialize
+        the process from step 3", How to manage a local order book correctly). The refused event itself
+        is not buffered."""
+        self.error(reason)  # the reason names the bad level; the event's repr would not show it
+        self.resync(st.symbol, reason)
+        if not st.requested:
+            self._request_snapshot(st)
+        return RESYNCED
 
     def _gap(self, st: SymbolState, ev: Depth, receipt_ns: int, reason: str) -> int:
         self.resync(st.symbol, reason)

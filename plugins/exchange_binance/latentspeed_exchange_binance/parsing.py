@@ -7,7 +7,8 @@ parses them straight into the book, with no float or tuple object per level.
 A frame that is not one of the expected events (request answers, errors, anything new)
 falls back to orjson and a plain dict. A malformed depth event fails as a whole
 (at decode, or in ``apply_json``, which checks both sides before changing anything), before any
-of it can touch a book.
+of it can touch a book. A level or trade no venue can send (NaN, inf, a price <= 0, a negative
+size, a trade of size 0) is malformed too: ``ValueError``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from __future__ import annotations
 import msgspec
 import orjson
 
+from latentspeed_core.book import check_levels
 from latentspeed_core.types import Trade
 
 EXCHANGE = "BINANCE"
+_INF = float("inf")
 
 #: Production endpoints per market (combined-stream base URL, REST base URL, snapshot path).
 WS_URLS = {"spot": "wss://stream.binance.com:9443/stream", "usdm": "wss://fstream.binance.com/stream"}
@@ -169,11 +172,16 @@ def parse_frame(data: bytes | str) -> dict:
 
 
 def parse_snapshot(body: bytes | str) -> tuple[int, list[tuple[float, float]], list[tuple[float, float]]]:
-    """``GET /api/v3/depth`` or ``/fapi/v1/depth`` → ``(lastUpdateId, bids, asks)`` with float pairs."""
+    """``GET /api/v3/depth`` or ``/fapi/v1/depth`` → ``(lastUpdateId, bids, asks)`` with float pairs.
+
+    ``ValueError`` if it is not one, or if a level is impossible (the book must not be built on it).
+    """
     try:
         snap = _snapshot.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ValueError(f"not a depth snapshot ({exc}): {_text(body)[:120]}") from None
+    check_levels(snap.bids)
+    check_levels(snap.asks)
     return snap.lastUpdateId, snap.bids, snap.asks
 
 
@@ -187,7 +195,13 @@ def event_time_ns(event: Depth) -> int:
 
 
 def parse_trade(event: TradeEvent | AggTradeEvent, symbol: str, receipt_ns: int) -> Trade:
-    """A ``trade`` or ``aggTrade`` event → :class:`Trade`. ``m`` (buyer is maker) true means the taker sold."""
+    """A ``trade`` or ``aggTrade`` event → :class:`Trade`. ``m`` (buyer is maker) true means the taker sold.
+
+    ``ValueError`` for a price or quantity that is not finite and > 0 (``"NaN"``, ``"inf"``, ``"-5"``,
+    ``"0"``): msgspec reads those strings as floats, and no venue prints such a trade.
+    """
+    if not (0.0 < event.p < _INF and 0.0 < event.q < _INF):
+        raise ValueError(f"impossible trade: price {event.p!r} quantity {event.q!r}")
     return Trade(
         EXCHANGE,
         symbol,

@@ -7,6 +7,9 @@ after a service restart (overwrite, no continuity check); ``seq`` is a cross seq
 not a gap detector. Bybit has no REST sync for WebSocket books, so a gap (or a crossed
 book) is repaired by resubscribing the symbol's orderbook topic, dropping deltas until
 the new snapshot arrives; if that snapshot does not come, the connection is rebuilt.
+A malformed orderbook message (a level that does not parse, or that no book can hold: NaN, inf,
+a price <= 0, a negative size) is counted, changes nothing, and resyncs the same way: the book
+has missed an update. A trade frame with an impossible trade is counted and not published.
 """
 
 from __future__ import annotations
@@ -162,16 +165,16 @@ class BybitFeed(WsFeed):
         if kind == "snapshot" or u == 1:
             # A snapshot resets the book; u == 1 is the post-restart snapshot (no continuity check).
             if raw:
-                try:
-                    levels = parse_levels(bids), parse_levels(asks)
+                try:  # load_snapshot refuses impossible levels, with the book untouched
+                    book.load_snapshot(parse_levels(bids), parse_levels(asks))
                 except ValueError:
-                    self._on_dict_frame(data, receipt_ns)
+                    self._refused_raw_levels(st, "snapshot", data, receipt_ns)
                     return
             else:
                 levels = self._float_levels(st, bids, asks, "snapshot", data)
                 if levels is None:
                     return
-            book.load_snapshot(*levels)
+                book.load_snapshot(*levels)
             st.awaiting_since = None
         elif kind == "delta":
             last = st.last_u
@@ -186,19 +189,18 @@ class BybitFeed(WsFeed):
                 self.resync(st.symbol, f"update id gap: expected u={last + 1}, got u={u}")
                 return
             # Absolute sizes, 0 deletes. Raw levels go to the book in one C call that checks both
-            # sides before it changes anything.
+            # sides (syntax and possible values) before it changes anything.
             if raw:
                 try:
                     book.apply_json(bids, asks)
                 except ValueError:
-                    self._on_dict_frame(data, receipt_ns)
+                    self._refused_raw_levels(st, "delta", data, receipt_ns)
                     return
             else:
                 levels = self._float_levels(st, bids, asks, "delta", data)
                 if levels is None:
                     return
-                book.update_bids(levels[0])
-                book.update_asks(levels[1])
+                book.apply_levels(*levels)
         else:
             self.error(f"unknown orderbook message type {kind!r}", data)
             return
@@ -209,8 +211,24 @@ class BybitFeed(WsFeed):
         self.stats.books += 1
         self.sink.on_book(self, st.symbol, book, ts * 1_000_000, receipt_ns)
 
+    def _refused_raw_levels(self, st: _BookState, what: str, data: bytes | str, receipt_ns: int) -> None:
+        """Raw levels the compiled parser refused: the dict path decides (it owns every error rule). A
+        frame it cannot even decode is malformed levels too, and must resync like them: msgspec takes
+        a bare ``1e999`` as valid JSON, orjson refuses it as infinity."""
+        try:
+            self._on_dict_frame(data, receipt_ns)
+        except orjson.JSONDecodeError as exc:
+            self.error(f"bad {what} levels: {exc}", data)
+            self.resync(st.symbol, f"malformed {what}")
+
     def _float_levels(self, st: _BookState, bids, asks, what: str, data: bytes | str) -> tuple | None:
-        """Dict path: quoted levels to float pairs, or None once a malformed message is counted and resynced."""
+        """Dict path: quoted levels to float pairs, or None once a malformed message is counted and resynced.
+
+        Resync, not just skip: the book has missed this message, and a Bybit book is rebuilt only from
+        the snapshot sent on (re)subscribe ("If you receive a new snapshot message, you will have to
+        reset your local orderbook": https://bybit-exchange.github.io/docs/v5/websocket/public/orderbook
+        #process-snapshotdelta).
+        """
         try:
             return parsing.levels(bids), parsing.levels(asks)
         except _BAD_LEVELS as exc:

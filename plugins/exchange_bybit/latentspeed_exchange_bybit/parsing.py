@@ -12,6 +12,10 @@ sizes become floats inside msgspec's C decoder, and a book's ``b``/``a`` level a
 level update, and even msgspec's float-and-tuple objects per level were most of what was left. Anything that does not fit the typed
 shape (op replies, unknown or malformed frames) is left to the dict path in feed.py, which
 owns every error rule, so the typed path changes speed, not behaviour.
+
+A level or trade no venue can send (NaN, inf, a price <= 0, a negative size, a trade of size 0)
+makes its frame malformed: the parsers here raise ``ValueError``, like the core book does for raw
+levels, so nothing of such a frame is published.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from typing import Any
 
 import msgspec
 
+from latentspeed_core.book import check_levels
 from latentspeed_core.types import Trade
 
 EXCHANGE = "BYBIT"
+_INF = float("inf")
 
 #: Production public endpoints per market (https://bybit-exchange.github.io/docs/v5/ws/connect).
 WS_URLS = {
@@ -119,8 +125,11 @@ def decode(data: bytes | str) -> Frame | None:
 
 
 def levels(raw: list[list[str]]) -> list[tuple[float, float]]:
-    """``[["1.9531","6203"], ...]`` → ``[(1.9531, 6203.0), ...]`` (absolute sizes; 0 deletes)."""
-    return [(float(p), float(q)) for p, q in raw]
+    """``[["1.9531","6203"], ...]`` → ``[(1.9531, 6203.0), ...]`` (absolute sizes; 0 deletes).
+
+    ``ValueError`` for a level the book must not hold (``"inf"``, ``"-5"``, ``"0"`` as a price...).
+    """
+    return check_levels([(float(p), float(q)) for p, q in raw])
 
 
 def side(taker: str) -> str:
@@ -132,18 +141,28 @@ def side(taker: str) -> str:
     raise ValueError(f"unknown trade side {taker!r}")
 
 
+def check_trade(price: float, size: float) -> None:
+    """``ValueError`` unless price and size are finite and > 0: a frame with such a trade is malformed."""
+    if not (0.0 < price < _INF and 0.0 < size < _INF):
+        raise ValueError(f"impossible trade: price {price!r} size {size!r}")
+
+
 def trades(msg: dict[str, Any], symbol: str, receipt_ns: int) -> list[Trade]:
-    """The trades of one ``publicTrade.{symbol}`` frame (one frame may carry many)."""
+    """The trades of one ``publicTrade.{symbol}`` frame (one frame may carry many); ``ValueError`` for
+    the whole frame if any of them is malformed or impossible."""
     out = []
     for t in msg["data"]:
+        price = float(t["p"])
+        size = float(t["v"])
+        check_trade(price, size)
         out.append(
             Trade(
                 EXCHANGE,
                 symbol,
                 int(t["T"]) * 1_000_000,
                 receipt_ns,
-                float(t["p"]),
-                float(t["v"]),
+                price,
+                size,
                 side(t["S"]),
                 str(t["i"]),
             )
@@ -152,8 +171,16 @@ def trades(msg: dict[str, Any], symbol: str, receipt_ns: int) -> list[Trade]:
 
 
 def typed_trades(items: list[TradeData], symbol: str, receipt_ns: int) -> list[Trade]:
-    """:func:`trades` for a typed frame (numbers already converted)."""
-    return [Trade(EXCHANGE, symbol, t.T * 1_000_000, receipt_ns, t.p, t.v, side(t.S), t.i) for t in items]
+    """:func:`trades` for a typed frame (numbers already converted; msgspec reads ``"NaN"`` and ``"inf"``
+    as floats, so they are checked here)."""
+    out = []
+    for t in items:
+        p = t.p
+        v = t.v
+        if not (0.0 < p < _INF and 0.0 < v < _INF):
+            check_trade(p, v)  # raises
+        out.append(Trade(EXCHANGE, symbol, t.T * 1_000_000, receipt_ns, p, v, side(t.S), t.i))
+    return out
 
 
 def op_kind(msg: dict[str, Any]) -> str:

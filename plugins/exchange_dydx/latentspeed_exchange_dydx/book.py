@@ -10,12 +10,16 @@ larger. This class applies exactly that, on top of the core's sorted :class:`L2B
 
 Messages normally arrive in id order, and then no level can hold a newer id than the message
 being applied: :meth:`apply` checks that once per message (``newest``, the highest id stored)
-and hands each side to the book in one call; only an out-of-order message goes level by level.
+and hands both sides to the book in one call; only an out-of-order message goes level by level.
+
+Every message is checked whole before any of it is applied or held: a level no book can hold
+(NaN, inf, a price <= 0, a negative size) raises ``ValueError`` with nothing changed, so the feed
+can count it and resubscribe (the book has missed an update).
 """
 
 from __future__ import annotations
 
-from latentspeed_core.book import L2Book
+from latentspeed_core.book import L2Book, check_levels
 
 #: Updates held for a market whose snapshot has not arrived; beyond this the oldest are dropped
 #: (a snapshot that never comes is answered by a resubscribe, not by unbounded memory).
@@ -52,17 +56,22 @@ class OffsetBook:
         self.ready = False
 
     def apply(self, bids, asks, offset: int) -> None:
-        """Every level of one message with id ``offset``: ``(price, size)`` pairs, absolute sizes, 0 deletes."""
+        """Every level of one message with id ``offset``: ``(price, size)`` pairs, absolute sizes, 0 deletes.
+
+        ``ValueError``, with nothing applied or held, if any level of either side is impossible.
+        """
         if self.ready and offset >= self.newest:
-            # In order: no level holds a newer id, nothing is stale, each side goes in one call.
+            # In order: no level holds a newer id, nothing is stale, both sides go in one call that
+            # checks every level before it changes anything.
+            self.book.apply_levels(bids, asks)
             if bids:
-                self.book.update_bids(bids)
                 _stamp(self.bid_off, bids, offset)
             if asks:
-                self.book.update_asks(asks)
                 _stamp(self.ask_off, asks, offset)
             self.newest = offset
             return
+        bids = check_levels(bids)
+        asks = check_levels(asks)
         update = self.update
         for price, size in bids:
             update(True, price, size, offset)
@@ -98,7 +107,10 @@ class OffsetBook:
 
         Held updates newer than the snapshot are applied on top of it; older ones are dropped.
         On a book that is already live, levels updated after the snapshot's id keep their value.
+        ``ValueError``, with nothing changed, if any level is impossible.
         """
+        bids = check_levels(bids)
+        asks = check_levels(asks)
         if self.ready:
             self._merge(bids, asks, offset)
         else:

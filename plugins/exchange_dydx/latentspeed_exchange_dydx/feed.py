@@ -5,6 +5,11 @@ subscription one ``subscribed`` message with the snapshot, then ``channel_data``
 subscribed with ``batched``, ``channel_batch_data`` whose ``contents`` is a list). Order book
 levels carry absolute sizes. ``message_id`` counts per connection across all channels; the
 book keeps it per level (book.py) to uncross by the documented offsets rule.
+
+A book message (or snapshot) with a level that does not parse or that no book can hold (NaN, inf,
+a price <= 0, a negative size) changes nothing, is counted, and resubscribes that market, as the
+feed does for its other errors: the indexer has no other way to send a fresh snapshot. A trades
+message with an impossible trade is counted and none of it is published.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from .parsing import (
 log = logging.getLogger(__name__)
 
 SUBSCRIBING, SUBSCRIBED, RESYNCING = "subscribing", "subscribed", "resyncing"
+#: Message types that carry order book levels.
+_BOOK_DATA = ("channel_data", "channel_batch_data", "subscribed")
 
 
 class DydxFeed(WsFeed):
@@ -95,10 +102,18 @@ class DydxFeed(WsFeed):
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
         """Typed fast path for data messages; everything else (and anything malformed) takes the dict path."""
         env = envelope(data)
-        if env is None or not self._on_typed(env, receipt_ns):
+        if env is not None and self._on_typed(env, data, receipt_ns):
+            return
+        try:
             self._on_dict_frame(data, receipt_ns)
+        except orjson.JSONDecodeError as exc:
+            # msgspec read the envelope but orjson cannot read the contents (a bare 1e999 is infinity
+            # to it): for an order book message the book has missed an update, as with any bad level.
+            if env is None or env.channel != BOOK or env.id not in self.books or env.type not in _BOOK_DATA:
+                raise
+            self._malformed_book(env.id, exc, data)
 
-    def _on_typed(self, env: Envelope, receipt_ns: int) -> bool:
+    def _on_typed(self, env: Envelope, data: bytes | str, receipt_ns: int) -> bool:
         """Handle a typed data message; False (before any effect) when its contents do not fit."""
         kind = env.type
         channel = env.channel
@@ -107,7 +122,7 @@ class DydxFeed(WsFeed):
                 levels = book_levels(env)
                 if levels is None:
                     return False
-                self._apply(env.id, levels[0], levels[1], env.message_id, receipt_ns)
+                self._apply(env.id, levels[0], levels[1], env.message_id, receipt_ns, data)
                 return True
             if channel == TRADES:
                 contents = trade_contents(env)
@@ -120,19 +135,36 @@ class DydxFeed(WsFeed):
             if levels is None or (BOOK, env.id) not in self.subscriptions:
                 return False
             self.subscriptions[(BOOK, env.id)] = SUBSCRIBED
-            book = self.books[env.id]
-            book.snapshot(levels[0], levels[1], env.message_id)
-            self._publish(book, receipt_ns)
+            self._snapshot(env.id, levels[0], levels[1], env.message_id, receipt_ns, data)
             return True
         return False
 
-    def _apply(self, symbol: str, bids: list, asks: list, offset: int, receipt_ns: int) -> None:
+    def _snapshot(self, symbol: str, bids: list, asks: list, offset: int, receipt_ns: int, data: Any) -> None:
+        """Apply and publish a ``subscribed`` book snapshot; one with an impossible level resubscribes."""
+        book = self.books[symbol]
+        try:
+            book.snapshot(bids, asks, offset)
+        except ValueError as exc:
+            self._malformed_book(symbol, exc, data)
+            return
+        self._publish(book, receipt_ns)
+
+    def _malformed_book(self, symbol: str, exc: Exception, data: Any) -> None:
+        """A book message that was not applied: count it and, since the book has missed it, resubscribe."""
+        self.error(f"bad {BOOK} levels for {symbol}: {type(exc).__name__}: {exc}", data)
+        self.resync(symbol, "malformed order book update")
+
+    def _apply(self, symbol: str, bids: list, asks: list, offset: int, receipt_ns: int, data: Any) -> None:
         """One book message of float pairs (a batch's contents already joined): apply, uncross, publish once."""
         book = self.books.get(symbol)
         if book is None:
             self.error(f"order book data for unsubscribed market {symbol!r}")
             return
-        book.apply(bids, asks, offset)
+        try:
+            book.apply(bids, asks, offset)
+        except ValueError as exc:  # an impossible level: nothing of the message was applied
+            self._malformed_book(symbol, exc, data)
+            return
         if book.ready:
             self._publish(book, receipt_ns)
 
@@ -193,8 +225,7 @@ class DydxFeed(WsFeed):
             book.apply(bids, asks, offset)
         except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
             # The message is lost (nothing of it was applied): the book misses an update, resubscribe.
-            self.error(f"bad {BOOK} levels for {symbol}: {type(exc).__name__}: {exc}", contents)
-            self.resync(symbol, "malformed order book update")
+            self._malformed_book(symbol, exc, contents)
             return
         if book.ready:
             self._publish(book, receipt_ns)
@@ -209,15 +240,17 @@ class DydxFeed(WsFeed):
             sink.on_book(self, book.book.symbol, book.book, receipt_ns, receipt_ns)
 
     def _trades(self, symbol: str, contents: Any, receipt_ns: int, parse=parse_trades) -> None:
-        """Each content's trades, all parsed before any of them is emitted (``parse``: dict or typed contents)."""
+        """Every content's trades, all parsed before any of them is emitted (``parse``: dict or typed
+        contents): a batch with an impossible trade raises ``ValueError`` (counted) and publishes nothing."""
         if (TRADES, symbol) not in self.subscriptions:
             self.error(f"trades for unsubscribed market {symbol!r}")
             return
         seen = self._snapshot_trades.get(symbol)
         deleveraged = self.config.deleveraged_trades
+        parsed = [parse(content, symbol, receipt_ns, deleveraged, seen) for content in contents]
         sink = self.sink
-        for content in contents:
-            for trade in parse(content, symbol, receipt_ns, deleveraged, seen):
+        for trades in parsed:
+            for trade in trades:
                 self.stats.trades += 1
                 if sink is not None:
                     sink.on_trade(self, trade)
@@ -232,11 +265,14 @@ class DydxFeed(WsFeed):
         self.subscriptions[key] = SUBSCRIBED
         contents = msg["contents"]
         if channel == BOOK:
-            book = self.books[symbol]
-            bids = snapshot_levels(contents.get("bids"))
-            asks = snapshot_levels(contents.get("asks"))
-            book.snapshot(bids, asks, msg["message_id"])
-            self._publish(book, receipt_ns)
+            try:
+                bids = snapshot_levels(contents.get("bids"))
+                asks = snapshot_levels(contents.get("asks"))
+            except (TypeError, ValueError, IndexError, KeyError) as exc:
+                # Without a usable snapshot the book would wait for ever: resubscribe for another.
+                self._malformed_book(symbol, exc, data)
+                return
+            self._snapshot(symbol, bids, asks, msg["message_id"], receipt_ns, data)
         else:
             # The snapshot lists recent history: remember it so a replay of those ids is not
             # reported as new trades, and publish nothing from it.

@@ -11,6 +11,11 @@ depends on ``type`` and ``channel``), then the contents into slotted structs who
 prices and sizes become floats inside msgspec's C decoder (a Python ``float()`` per string
 cost about as much as the rest of a level update). A frame that does not fit the typed shapes
 is left to the dict path in feed.py, which owns every error rule.
+
+Impossible numbers: msgspec and ``float()`` read ``"NaN"``, ``"inf"`` and ``"-3000"`` as floats, so
+levels are checked where they enter the book (book.py, and :func:`snapshot_levels` for the dict
+path) and trades here: a trade whose price or size is not finite and > 0 makes its message
+malformed (``ValueError``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from typing import Any
 import msgspec
 import orjson
 
+from latentspeed_core.book import check_levels
 from latentspeed_core.types import Trade
 
 EXCHANGE = "DYDX"
+_INF = float("inf")
 #: Production indexer endpoint ("For the deployment by DYDX token holders").
 WS_URL = "wss://indexer.dydx.trade/v4/ws"
 BOOK = "v4_orderbook"
@@ -152,7 +159,8 @@ def unsubscribe_message(channel: str, market: str) -> str:
 def snapshot_levels(levels: Any) -> list[tuple[float, float]]:
     """``subscribed`` levels: ``[{"price": "3393.2", "size": "7.795"}, ...]`` → ``[(price, size)]``.
 
-    The pair form ``["price", "size"]`` of ``channel_data`` is accepted too.
+    The pair form ``["price", "size"]`` of ``channel_data`` is accepted too. ``ValueError`` for a
+    level no book can hold (a snapshot built on it would publish it).
     """
     if not levels:
         return []
@@ -162,7 +170,7 @@ def snapshot_levels(levels: Any) -> list[tuple[float, float]]:
             out.append((float(lvl["price"]), float(lvl["size"])))
         else:
             out.append((float(lvl[0]), float(lvl[1])))
-    return out
+    return check_levels(out)  # ValueError for a level no book can hold
 
 
 def iso_to_ns(stamp: str, _cache: list = ["", 0]) -> int:  # noqa: B006 - one-entry cache of the second
@@ -194,6 +202,7 @@ def parse_trades(
     """``{"trades": [...]}`` → trades in the order given. Side is the taker side (``BUY``/``SELL``).
 
     ``seen`` holds ids from the ``subscribed`` snapshot: those were printed before we subscribed.
+    ``ValueError`` if a trade to publish has a price or size that is not finite and > 0.
     """
     out = []
     for t in contents["trades"]:
@@ -202,19 +211,28 @@ def parse_trades(
         tid = t["id"]
         if seen and tid in seen:
             continue
+        price = float(t["price"])
+        size = float(t["size"])
+        if not (0.0 < price < _INF and 0.0 < size < _INF):
+            raise _bad_trade(price, size)
         out.append(
             Trade(
                 EXCHANGE,
                 symbol,
                 iso_to_ns(t["createdAt"]),
                 receipt_ns,
-                float(t["price"]),
-                float(t["size"]),
+                price,
+                size,
                 _SIDES[t["side"]],
                 tid,
             )
         )
     return out
+
+
+def _bad_trade(price: float, size: float) -> ValueError:
+    """The error for a trade no venue prints (only built when one is found: the check stays two comparisons)."""
+    return ValueError(f"impossible trade: price {price!r} size {size!r}")
 
 
 def typed_trades(
@@ -228,8 +246,12 @@ def typed_trades(
         tid = t.id
         if seen and tid in seen:
             continue
+        price = t.price
+        size = t.size
+        if not (0.0 < price < _INF and 0.0 < size < _INF):
+            raise _bad_trade(price, size)
         out.append(
-            Trade(EXCHANGE, symbol, iso_to_ns(t.createdAt), receipt_ns, t.price, t.size, _SIDES[t.side], tid)
+            Trade(EXCHANGE, symbol, iso_to_ns(t.createdAt), receipt_ns, price, size, _SIDES[t.side], tid)
         )
     return out
 
