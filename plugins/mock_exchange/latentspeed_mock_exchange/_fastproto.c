@@ -21,6 +21,7 @@
 #define HEADER_SIZE 16
 #define MD_HEAD_SIZE 22
 #define MD_ENTRY_SIZE 18
+#define EXACT_MAX ((int64_t)1 << 53)
 
 /* Exact message length per type, as protocol._SIZE_BY_TYPE (0: MARKET_DATA, variable; -1: none). */
 static const int SIZES[8] = {-1, 0, 80, 47, 36, 16, 52, 45};
@@ -97,20 +98,25 @@ decode_book(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const unsigned char *e = b + off + MD_HEAD_SIZE;
-    /* canonical? bids (side 0) then asks, strictly best first, sizes > 0 */
+    /* canonical? bids (side 0) then asks, strictly best first, prices and sizes > 0, uncrossed;
+     * anything else goes to the Python fallback, which normalises it or refuses it */
     Py_ssize_t nb = 0;
     while (nb < n && e[nb * MD_ENTRY_SIZE + 16] == 0)
         nb++;
     int ok = 1;
     for (Py_ssize_t i = 0; ok && i < n; i++) {
         const unsigned char *x = e + i * MD_ENTRY_SIZE;
-        if (rd_i64(x + 8) <= 0 || (i >= nb && x[16] == 0))
+        int64_t px0 = rd_i64(x), q0 = rd_i64(x + 8);
+        /* above 2**53 a double cannot hold the integer: Python's exact int / int is the reference */
+        if (q0 <= 0 || px0 <= 0 || q0 > EXACT_MAX || px0 > EXACT_MAX || (i >= nb && x[16] == 0))
             ok = 0;
         else if (i > 0 && i != nb) {
             int64_t prev = rd_i64(x - MD_ENTRY_SIZE), px = rd_i64(x);
             ok = i < nb ? prev > px : prev < px;
         }
     }
+    if (ok && nb > 0 && nb < n && rd_i64(e) >= rd_i64(e + nb * MD_ENTRY_SIZE))
+        ok = 0; /* crossed or locked: best bid >= best ask */
     PyObject *result = NULL;
     if (ok) {
         PyObject *bids = side_list(e, nb);

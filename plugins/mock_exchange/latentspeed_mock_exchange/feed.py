@@ -88,6 +88,9 @@ class MockFeed(Feed):
             name = self._names.get(sid)
             if name is None or (self._wanted and name not in self._wanted):
                 return
+            if px <= 0 or qty <= 0:
+                self.error(f"impossible TRADE: price {px} qty {qty} (fixed point)")
+                return
             self.stats.trades += 1
             self.sink.on_trade(
                 self,

@@ -285,7 +285,9 @@ def _decode_book_py(buf, off: int = 0) -> tuple[int, list[list[float]], list[lis
     The hot-path decoder (engine venue, mock feed): one unpack of the whole entry block, then
     C-speed checks that the exchange sent what it always sends (bids then asks, each side
     strictly best first, sizes > 0) and one comprehension converting every level. Anything
-    else is normalised the slow way, to exactly what an ``L2Book`` would hold.
+    else is normalised the slow way, to exactly what an ``L2Book`` would hold, or refused with
+    :class:`ProtocolError` when no exchange could have meant it (a price <= 0, a negative size,
+    a crossed book): it must never reach a book.
     """
     _length, _t, _seq, _ts, symbol_id, n = MD_MSG_HEAD.unpack_from(buf, off)
     if not n:
@@ -299,6 +301,8 @@ def _decode_book_py(buf, off: int = 0) -> tuple[int, list[list[float]], list[lis
     if (
         sides[:nb].count(BOOK_BID) == nb
         and min(flat[1::4]) > 0
+        and min(flat[0::4]) > 0
+        and not (nb and cut < len(flat) and flat[0] >= flat[cut])
         and all(map(_gt, bid_px, bid_px[1:]))
         and all(map(_lt, ask_px, ask_px[1:]))
     ):
@@ -307,10 +311,15 @@ def _decode_book_py(buf, off: int = 0) -> tuple[int, list[list[float]], list[lis
         levels = [[p / s, q / s] for p, q, _side, _level in zip(it, it, it, it, strict=True)]
         return symbol_id, levels[:nb], levels[nb:]
     entries = [flat[i : i + 4] for i in range(0, 4 * n, 4)]
+    bad = next((e for e in entries if e[0] <= 0 or e[1] < 0), None)
+    if bad is not None:  # no exchange quotes a price <= 0 or a negative size: the snapshot is garbage
+        raise ProtocolError(f"MARKET_DATA: impossible level price {bad[0]} qty {bad[1]} (fixed point)")
     bids_e = [e for e in entries if e[2] == BOOK_BID]
     asks_e = [e for e in entries if e[2] != BOOK_BID]
     bids = _side_levels([e[0] for e in bids_e], [e[1] for e in bids_e], True) if bids_e else []
     asks = _side_levels([e[0] for e in asks_e], [e[1] for e in asks_e], False) if asks_e else []
+    if bids and asks and bids[0][0] >= asks[0][0]:
+        raise ProtocolError(f"MARKET_DATA: crossed book (best bid {bids[0][0]} >= best ask {asks[0][0]})")
     return symbol_id, bids, asks
 
 

@@ -35,6 +35,7 @@ import logging
 import struct
 import time
 
+from latentspeed_core.logs import RateLimitedLog
 from latentspeed_core.types import ExecType, ExecutionReport, Order, RejectReason, Side, Trade
 from latentspeed_core.venue import Instrument, Venue, VenueListener
 
@@ -77,6 +78,9 @@ class MockVenue(Venue):
         self.orders_sent = 0
         self.cancels_sent = 0
         self.reports = 0
+        #: Messages whose content no exchange could mean (a price <= 0, a crossed book): skipped.
+        self.bad_messages = 0
+        self._rlog = RateLimitedLog(log)
         #: Between cork() and uncork(): encoded messages waiting for the one write.
         self.corked = False
         self._pending: list[bytes] = []
@@ -112,6 +116,9 @@ class MockVenue(Venue):
                     self._on_stale_md(self._names.get(sid, ""), bids, asks, receipt_ns)
                 else:
                     self._on_message(msg_type, buf, off, receipt_ns)
+            except P.ProtocolError as exc:  # impossible content: counted and skipped, never applied
+                self.bad_messages += 1
+                self._rlog("bad", logging.WARNING, "skipped %s from the exchange: %s", P.MsgType(msg_type).name, exc)
             except Exception:  # a listener bug must not drop the other reports of this read
                 log.exception("handling %s failed", P.MsgType(msg_type).name)
 
@@ -168,6 +175,8 @@ class MockVenue(Venue):
         elif msg_type == P.TRADE:
             if self._on_trade is not None:
                 _l, _t, _s, ts, sid, px, qty, aggr, tid = P.unpack_trade(buf, off)
+                if px <= 0 or qty <= 0:
+                    raise P.ProtocolError(f"impossible TRADE: price {px} qty {qty} (fixed point)")
                 self._on_trade(
                     Trade(
                         "MOCK",

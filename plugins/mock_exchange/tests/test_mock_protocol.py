@@ -258,8 +258,35 @@ def test_compiled_decode_book_equals_the_python_one(bids, asks, qtys, junk, cano
     else:
         entries = [(p, q, s, 0) for p, q, s in junk]
     frame = b"\xff" * off + _md_frame(entries) + b"\xee" * 3
-    assert P.decode_book(frame, off) == P._decode_book_py(frame, off)
-    assert P.decode_book(memoryview(frame), off) == P._decode_book_py(frame, off)
+    expected = _outcome(P._decode_book_py, frame, off)
+    assert _outcome(P.decode_book, frame, off) == expected
+    assert _outcome(P.decode_book, memoryview(frame), off) == expected
+
+
+def _outcome(decode, frame, off):
+    """The decoded snapshot, or that it was refused (a price <= 0, a negative size, a crossed book)."""
+    try:
+        return decode(frame, off)
+    except P.ProtocolError:
+        return "refused"
+
+
+@pytest.mark.parametrize(
+    ("bids", "asks", "why"),
+    [
+        ([(0, 10)], [(101, 1)], "impossible level"),
+        ([(-5 * 10**8, 10)], [(101, 1)], "impossible level"),
+        ([(100, -3)], [(101, 1)], "impossible level"),
+        ([(101, 1)], [(100, 1)], "crossed book"),
+        ([(100, 1)], [(100, 1)], "crossed book"),
+    ],
+)
+@pytest.mark.parametrize("decode", ["compiled", "python"])
+def test_impossible_snapshots_are_refused_not_decoded(bids, asks, why, decode):
+    """Issue 18: the mock decoders let negative prices and crossed books into feeds and the engine."""
+    fn = P.decode_book if decode == "compiled" else P._decode_book_py
+    with pytest.raises(P.ProtocolError, match=why):
+        fn(P.encode_market_data(1, 0, 1, bids, asks), 0)
 
 
 @compiled_only
@@ -315,3 +342,13 @@ def test_fixed_point_decodes_to_the_shortest_form_without_float_noise(decode):
     _sid, bids, _ = fn(P.encode_market_data(1, 0, 1, [(299720000000, 46540000)], []), 0)
     assert repr(bids[0]) == "[2997.2, 0.4654]"
     assert P.from_fixed(299720000000) == 2997.2
+
+
+def test_fixed_point_beyond_2_53_decodes_exactly_as_python_divides_it():
+    """Found by fuzzing: (double)v / 1e8 rounds twice above 2**53; Python's int / int rounds once."""
+    p = 114332029419521150  # > 2**53
+    bids = [(100 * P.SCALE, 1)]
+    asks = [(101 * P.SCALE, 1), (p, 12672975316713472)]
+    frame = P.encode_market_data(1, 0, 1, bids, asks)
+    assert P.decode_book(frame, 0) == P._decode_book_py(frame, 0)
+    assert P.decode_book(frame, 0)[2][1] == [p / P.SCALE, 12672975316713472 / P.SCALE]
