@@ -346,7 +346,7 @@ def test_fixed_point_decodes_to_the_shortest_form_without_float_noise(decode):
 
 def test_fixed_point_beyond_2_53_decodes_exactly_as_python_divides_it():
     """Found by fuzzing: (double)v / 1e8 rounds twice above 2**53; Python's int / int rounds once."""
-    p = 114332029419521150  # > 2**53
+    p = 3708801759493319391  # > 2**53, where float(p) / 1e8 != p / 10**8
     bids = [(100 * P.SCALE, 1)]
     asks = [(101 * P.SCALE, 1), (p, 12672975316713472)]
     frame = P.encode_market_data(1, 0, 1, bids, asks)
