@@ -11,18 +11,17 @@ other component: ``paper`` (plugin ``mock``) unless the config already names a s
 from __future__ import annotations
 
 import hashlib
-import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import orjson
 
-from .capture import capture_feeds, read_capture
+from .capture import deliver, merged_records
 from .config import ConfigError
 from .engine.config import EngineSetup, resolve
 from .engine.core import Engine
@@ -150,27 +149,6 @@ def backtest_setup(data: dict, registry, file: str | None, capture: str | None =
     return resolve(data, registry, file)
 
 
-def _records(setup: EngineSetup, names: list[str]) -> Iterator[tuple[int, int, str, dict]]:
-    """Every feed's capture records as ``(receipt_ns, order, feed_name, record)``, merged by time.
-
-    A capture holding one feed gives all its records to the feed replaying it; one holding
-    several gives each feed the records under its name (as a live replay does)."""
-    streams = []
-    for k, (cfg, name) in enumerate(zip(setup.feeds, names, strict=True)):
-        path = cfg.replay
-        take_all = len(capture_feeds(path)) <= 1
-
-        def gen(path=path, name=name, take_all=take_all, k=k):
-            for i, rec in enumerate(read_capture(path)):
-                if take_all or rec.get("feed") == name:
-                    # (time, feed index, position): stable, so equal stamps keep file order
-                    yield (rec.get("receipt_ns") or 0, k, i, name, rec)
-
-        streams.append(gen())
-    for t, _k, _i, name, rec in heapq.merge(*streams):
-        yield t, name, rec
-
-
 def run_backtest(
     setup: EngineSetup,
     registry,
@@ -235,7 +213,8 @@ def run_backtest(
     advance = venue.advance
     events = 0
     wall0 = time.perf_counter()
-    for t, name, rec in _records(setup, setup.feed_names):
+    sources = [(name, f.replay) for f, name in zip(setup.feeds, setup.feed_names, strict=True)]
+    for t, name, rec in merged_records(sources):
         if t_from is not None and t < t_from:
             continue
         if t_to is not None and t > t_to:
@@ -251,16 +230,7 @@ def run_backtest(
             advance(next_timer)
             next_timer += timer_ns
         clock.now = t
-        kind = rec.get("kind")
-        feed = by_name[name]
-        if kind == "frame":
-            events += 1
-            feed.deliver_frame(rec.get("data", b""), t)
-        elif kind == "rest":
-            data = rec.get("data") or {}
-            feed.deliver_rest(data.get("key", ""), data.get("body", ""), t)
-        elif kind == "connect":
-            feed.deliver_connect(t)
+        events += deliver(by_name[name], rec, t)
         if len(engine.recent_fills) != fills_seen or t >= next_sample:
             fills_seen = len(engine.recent_fills)
             curve.append((t, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))

@@ -16,6 +16,7 @@ def register_commands(register):
         collect,
         config_cmd,
         engine,
+        export,
         marketstream,
         plugins_cmd,
         record,
@@ -24,7 +25,7 @@ def register_commands(register):
         verify,
     )
 
-    for module in (analyze, backtest, collect, config_cmd, engine, marketstream, plugins_cmd, record, run, tap, verify):
+    for module in (analyze, backtest, collect, config_cmd, engine, export, marketstream, plugins_cmd, record, run, tap, verify):
         register(module.COMMAND)
 
 

@@ -79,6 +79,7 @@ class Recorder:
         feeds: list[str] | None = None,
         compresslevel: int = 1,
         compress: bool | None = None,
+        feed_configs: dict[str, dict] | None = None,
     ) -> None:
         self.path = str(path)
         self.compressed = is_compressed_name(path) if compress is None else compress
@@ -96,6 +97,10 @@ class Recorder:
         }
         if feeds is not None:
             header["feeds"] = list(feeds)
+        if feed_configs:
+            # How each feed was configured (no secrets live in feed configs): a capture can be
+            # replayed, exported or backtested without the config file that recorded it.
+            header["feed_configs"] = feed_configs
         self._f.write(orjson.dumps(header) + b"\n")
 
     def write(self, feed: str, kind: str, receipt_ns: int, data: Any) -> None:
@@ -262,3 +267,44 @@ async def replay_records(
             feed.deliver_connect(receipt_ns)
         else:
             log.debug("%s: skipped capture record of unknown kind %r", name, kind)
+
+
+def feed_config_record(cfg) -> dict:
+    """A feed config as a capture header keeps it: JSON, without the replay settings."""
+    return cfg.model_dump(mode="json", exclude={"replay", "speed"})
+
+
+def merged_records(sources: list[tuple[str, str | Path]]) -> Iterator[tuple[int, str, dict]]:
+    """``(receipt_ns, feed_name, record)`` of every ``(feed_name, capture)`` source, in receipt order.
+
+    A capture holding one feed gives all its records to the feed replaying it; one holding
+    several gives each feed the records under its name (as :func:`replay_into` does). Equal
+    stamps keep the order of the sources and of the file: the merge is deterministic."""
+    import heapq
+
+    streams = []
+    for k, (name, path) in enumerate(sources):
+        take_all = len(capture_feeds(path)) <= 1
+
+        def gen(path=path, name=name, take_all=take_all, k=k):
+            for i, rec in enumerate(read_capture(path)):
+                if take_all or rec.get("feed") == name:
+                    yield (rec.get("receipt_ns") or 0, k, i, name, rec)
+
+        streams.append(gen())
+    for t, _k, _i, name, rec in heapq.merge(*streams):
+        yield t, name, rec
+
+
+def deliver(feed: Feed, rec: dict, receipt_ns: int) -> bool:
+    """Hand one capture record to ``feed`` as its live transport would; True for a frame."""
+    kind = rec.get("kind")
+    if kind == "frame":
+        feed.deliver_frame(rec.get("data", b""), receipt_ns)
+        return True
+    if kind == "rest":
+        data = rec.get("data") or {}
+        feed.deliver_rest(data.get("key", ""), data.get("body", ""), receipt_ns)
+    elif kind == "connect":
+        feed.deliver_connect(receipt_ns)
+    return False

@@ -106,7 +106,8 @@ def binance_fixture_capture(path: str | Path, repeat: int = 1) -> Path:
         if "data" in frame and frame["data"].get("e") in ("depthUpdate", "trade"):
             frames.append((line, ts, frame["data"]["e"]))  # not the inline snapshot or bookTicker
     span = stamps[-1] - stamps[0] + 1_000_000
-    with Recorder(path, feeds=["binance"]) as rec:
+    configs = {"binance": {"exchange": "binance", "market": "spot", "symbols": ["BTC-USDT"]}}
+    with Recorder(path, feeds=["binance"], feed_configs=configs) as rec:
         for k in range(repeat):
             shift = k * span
             rec.write("binance", "connect", stamps[0] - 1 + shift, None)

@@ -219,10 +219,11 @@ async def _main(args, registry, data: dict | None, dashboard: bool, on_start=Non
     runner = EngineRunner(setup, registry, book_listeners=listeners, on_stats=on_stats, log_stats=dashboard)
     recorder = None
     if getattr(args, "record", None):
-        from ..capture import Recorder
+        from ..capture import Recorder, feed_config_record
 
         feeds = getattr(runner.source, "feeds", [])
-        recorder = Recorder(args.record, feeds=[f.name for f in feeds])
+        recorder = Recorder(args.record, feeds=[f.name for f in feeds],
+                            feed_configs={f.name: feed_config_record(f.config) for f in feeds})  # fmt: skip
         for f in feeds:
             f.recorder = recorder
         log.info("recording every feed input to %s", args.record)

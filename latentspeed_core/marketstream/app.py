@@ -14,7 +14,7 @@ import logging
 import signal
 import time
 
-from ..capture import CaptureError, Recorder
+from ..capture import CaptureError, Recorder, feed_config_record
 from .config import MarketstreamSetup, build_feeds
 from .features import build_calculators
 from .pipeline import Pipeline
@@ -70,7 +70,8 @@ async def run_marketstream(
     recorder = None
     try:
         if record:
-            recorder = Recorder(record, feeds=setup.feed_names)
+            recorder = Recorder(record, feeds=setup.feed_names, feed_configs={
+                n: feed_config_record(c) for n, c in zip(setup.feed_names, setup.feeds, strict=True)})  # fmt: skip
             for feed in feeds:
                 feed.recorder = recorder
         if publisher is not None:
