@@ -221,3 +221,29 @@ def test_run_plugins_dydx_mock_paper_trades_on_replayed_dydx_books(run_cli, tmp_
     assert counts["orders"] > 0 and counts["rx_packets"] > 0
     # Quotes around dYdX's mid, on the mock's ETH-USD tick grid: neither risk nor the venue refused any.
     assert counts["rejects"] == 0
+
+
+def test_engine_outputs_go_to_one_run_directory_and_it_says_where(run_cli, tmp_path, mock_exchange):
+    """Issue 17: latency.jsonl and the log file no longer land in the current directory."""
+    import yaml
+
+    port = mock_exchange
+    cfg = tmp_path / "engine.yml"
+    cfg.write_text(yaml.safe_dump({
+        "log": {"level": "info", "file": "trading_engine.log"},
+        "market_data": {"feeds": [{"exchange": "mock", "port": port, "symbols": ["BTC-USD"]}]},
+        "venue": {"exchange": "mock", "port": port},
+        "strategies": [{"name": "market_maker", "symbols": ["BTC-USD"]}],
+        "latency": {"file": "latency.jsonl"},
+        "output_dir": "out/run-{time}",
+    }))  # fmt: skip
+    work = tmp_path / "cwd"
+    work.mkdir()
+    proc = run_cli("engine", "--config", str(cfg), "--duration", "2", cwd=work, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = list((work / "out").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("run-")
+    assert sorted(p.name for p in runs[0].iterdir()) == ["latency.jsonl", "trading_engine.log"]
+    assert sorted(p.name for p in work.iterdir()) == ["out"]  # nothing else in the current directory
+    assert f"run outputs in out/{runs[0].name}/" in proc.stderr
+    assert f"SUMMARY outputs: out/{runs[0].name}/" in proc.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from ..components import Command
 from ..logs import setup_logging
@@ -30,7 +31,12 @@ def _run(args: argparse.Namespace) -> int:
 
     setup = load_config(args.config, args.registry)
     cfg = setup.config
-    setup_logging(args.log_level or cfg.log.level, cfg.log.file)
+    if setup.output_dir is not None:
+        setup.output_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(args.log_level or cfg.log.level, setup.log_file)
+    if setup.output_dir is not None:
+        files = ", ".join(Path(f).name for f in (setup.log_file, setup.latency_file) if f)
+        print(f"latentspeed engine: run outputs in {setup.output_dir}/ ({files})", file=sys.stderr, flush=True)
     cpus = parse_cpus(args.cpu_affinity) if args.cpu_affinity else cfg.cpu_affinity
     set_cpu_affinity(cpus)
     log.info(
@@ -42,6 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     summary = run_engine(setup, args.registry, args.duration)
     print_summary(summary)
+    if setup.output_dir is not None:
+        print(f"SUMMARY outputs: {setup.output_dir}/", flush=True)
     if summary.get("error"):
         print(f"latentspeed engine: error: {summary['error']}", file=sys.stderr)
         return 1

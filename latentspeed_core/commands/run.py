@@ -20,6 +20,7 @@ import asyncio
 import logging
 import sys
 import time
+from pathlib import Path
 
 from ..components import Command
 from ..config import ConfigError
@@ -170,7 +171,8 @@ def _run(args: argparse.Namespace) -> int:
                     f"{install_hint(name)}; or pass --config",
                 )
     level = args.log_level or (data or {}).get("log", {}).get("level") or ("warning" if dashboard else "info")
-    setup_logging(level, (data or {}).get("log", {}).get("file"))
+    args.resolved_log_level = level
+    setup_logging(level)  # the config's log file joins once its output directory is resolved
     from ..runtime import run_async
 
     summary = run_async(_main(args, registry, data, dashboard))
@@ -193,6 +195,11 @@ async def _main(args, registry, data: dict | None, dashboard: bool, on_start=Non
         setup = resolve(default_config(exchange.port, ["BTC-USD", "ETH-USD"]), registry, "<embedded default>")
     else:
         setup = resolve(data, registry, source_name)
+        if setup.log_file:
+            Path(setup.log_file).parent.mkdir(parents=True, exist_ok=True)
+            setup_logging(getattr(args, "resolved_log_level", None) or setup.config.log.level, setup.log_file)
+        if setup.output_dir is not None:
+            log.warning("run outputs in %s/", setup.output_dir)
         if setup.config.venue.exchange.lower() == "mock" and args.embedded:
             symbols = sorted({s for st in setup.strategies for s in st.symbols})
             exchange = await _start_exchange(registry, setup.venue.port, symbols, setup.venue.host, source_name)
@@ -242,6 +249,8 @@ async def _main(args, registry, data: dict | None, dashboard: bool, on_start=Non
             await exchange.stop()  # logs its final stats line itself
     if exchange is not None:
         summary["exchange"] = exchange.stats_line()  # the same line: one count, one source
+    if setup.output_dir is not None:
+        summary["outputs"] = str(setup.output_dir)
     return summary
 
 
@@ -362,6 +371,8 @@ def _print_summary(summary: dict, rich_table: bool) -> None:
         print_summary(summary)
         if summary.get("exchange"):
             print(f"SUMMARY mock exchange: {summary['exchange']}", flush=True)
+        if summary.get("outputs"):
+            print(f"SUMMARY outputs: {summary['outputs']}/", flush=True)
         return
     from rich.console import Console
     from rich.markup import escape
@@ -386,6 +397,8 @@ def _print_summary(summary: dict, rich_table: bool) -> None:
     ]  # fmt: skip
     if summary.get("exchange"):
         rows.append(("mock exchange", summary["exchange"]))
+    if summary.get("outputs"):
+        rows.append(("run outputs", summary["outputs"] + "/"))
     for k, v in rows:
         t.add_row(k, escape(str(v)))  # a stop reason or exchange summary is text, not markup
     Console().print(t)

@@ -115,6 +115,7 @@ def default_engine_config(port: int, symbols: list[str]) -> dict:
         "risk": dict(DEFAULT_RISK),
         "fees": {"maker_bps": 0.0, "taker_bps": 0.0},
         "latency": {"file": LATENCY_FILE},
+        "output_dir": ".",  # the engine runs inside the run directory
         "stats_interval": 1.0,
         "cancel_on_exit": True,
     }
@@ -150,6 +151,9 @@ def engine_config_from_template(template: dict, port: int, notes: list[str]) -> 
     if "file" in latency and latency["file"] != LATENCY_FILE:
         notes.append(f"latency.file set to {LATENCY_FILE} (was {latency.get('file')!r})")
     cfg["latency"] = {**latency, "file": LATENCY_FILE}
+    if cfg.get("output_dir", ".") != ".":
+        notes.append(f"output_dir set to the run directory (was {cfg['output_dir']!r})")
+    cfg["output_dir"] = "."  # the engine runs inside the run directory
     logcfg = cfg.get("log") if isinstance(cfg.get("log"), dict) else {}
     if logcfg.pop("file", None):
         notes.append("log.file dropped: the engine's output is captured in logs/engine.log")

@@ -111,6 +111,10 @@ class EngineConfig(StrictModel):
     #: Keep the event loop spinning instead of sleeping between messages: no wake-up latency and
     #: warm caches on the hot path, at the cost of one whole CPU (pin it: ``cpu_affinity``).
     busy_poll: bool = False
+    #: Where a run's files go: relative ``latency.file`` and ``log.file`` land in this directory
+    #: (``{time}``: the UTC start, e.g. ``runs/engine-20261206T114500Z``), created when the first
+    #: file is opened. ``.`` keeps the old behaviour (the current directory).
+    output_dir: str = "runs/engine-{time}"
 
 
 @dataclass
@@ -134,6 +138,31 @@ class EngineSetup:
     strategies: list[ResolvedStrategy] = field(default_factory=list)
     #: (name, component, validated config), in ascending priority.
     risk_checks: list[tuple[str, Any, BaseModel]] = field(default_factory=list)
+    #: The run's files, resolved against ``output_dir`` (None: not written); see :func:`output_paths`.
+    output_dir: Path | None = None
+    latency_file: str | None = None
+    log_file: str | None = None
+
+
+def output_paths(cfg: EngineConfig, now: float | None = None) -> tuple[Path | None, str | None, str | None]:
+    """``(directory, log file, latency file)`` of a run: relative files go under ``output_dir``.
+
+    The directory is None when the run writes nothing there (both files off, or absolute)."""
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    out = Path(cfg.output_dir.replace("{time}", stamp))
+    used = False
+
+    def place(f: str | None) -> str | None:
+        nonlocal used
+        if f is None or Path(f).is_absolute():
+            return f
+        used = True
+        return str(out / f)
+
+    log_file, latency_file = place(cfg.log.file), place(cfg.latency.file)
+    return (out if used else None), log_file, latency_file
 
 
 def feed_names(feeds: list[FeedConfig]) -> list[str]:
@@ -150,6 +179,7 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
     """
     cfg = validate(EngineConfig, data, file)
     setup = EngineSetup(config=cfg, file=str(file) if file else None)
+    setup.output_dir, setup.log_file, setup.latency_file = output_paths(cfg)
     from ..plugins import PluginError
 
     problems: list[ConfigError] = []

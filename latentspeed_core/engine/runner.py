@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ..runtime import run_async, spin
 from .config import EngineSetup
@@ -46,7 +47,9 @@ class EngineRunner:
         self.registry = registry
         venue_comp = registry.get("venues", cfg.venue.exchange.lower())
         self.venue = venue_comp.factory(setup.venue)
-        self.latency = LatencyLog(cfg.latency.file)
+        if setup.latency_file is not None:
+            Path(setup.latency_file).parent.mkdir(parents=True, exist_ok=True)
+        self.latency = LatencyLog(setup.latency_file)
         self.engine = Engine(
             self.venue,
             build_risk(setup.risk_checks),
