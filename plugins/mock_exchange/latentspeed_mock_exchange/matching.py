@@ -57,8 +57,11 @@ class Owner(Protocol):
 class QueueModel(Protocol):
     """How the visible size ahead of a resting order shrinks when its level shrinks."""
 
-    def depth(self, ahead: float, prev_qty: float, new_qty: float) -> float:
-        """New queue ahead of the order after its level went from ``prev_qty`` to ``new_qty``."""
+    def depth(self, ahead: float, prev_qty: float, new_qty: float, traded: float = 0.0) -> float:
+        """New queue ahead of the order after its level went from ``prev_qty`` to ``new_qty``.
+
+        ``traded``: volume printed at the order's price since the level's last change, already
+        taken off ``ahead`` by the trades themselves (so a model must not count it again)."""
 
 
 class RiskAverseQueue:
@@ -66,7 +69,7 @@ class RiskAverseQueue:
 
     hftbacktest's ``RiskAdverseQueueModel``: every cancel is assumed to be behind us."""
 
-    def depth(self, ahead: float, prev_qty: float, new_qty: float) -> float:
+    def depth(self, ahead: float, prev_qty: float, new_qty: float, traded: float = 0.0) -> float:
         return ahead if ahead < new_qty else new_qty
 
 
@@ -74,24 +77,26 @@ class ProbabilisticQueue:
     """A decrease of the level is shared between the queue ahead and behind the order.
 
     Rigtorp's estimator as hftbacktest's ``ProbQueueModel`` applies it: with ``f(x) = x**n``,
-    ``p = f(back) / (f(front) + f(back))`` and the decrease ``d``, the front becomes
-    ``front - (1 - p) * d + min(back - p * d, 0)``, capped at the level's new size.
-    (Larger ``n``: a cancel is more likely behind us when more is behind us.)"""
+    ``p = f(back) / (f(front) + f(back))`` and the decrease ``d`` not explained by trades at our
+    price since the last change, the front becomes ``front - (1 - p) * d + min(back - p * d, 0)``,
+    capped at the level's new size. (Larger ``n``: a cancel is more likely behind us when more is
+    behind us.)"""
 
     def __init__(self, power: float = 2.0) -> None:
         self.power = power
 
-    def depth(self, ahead: float, prev_qty: float, new_qty: float) -> float:
-        d = prev_qty - new_qty
-        if d <= 0:  # the level grew: newcomers join behind us
+    def depth(self, ahead: float, prev_qty: float, new_qty: float, traded: float = 0.0) -> float:
+        d = prev_qty - new_qty - traded  # trades already moved us: count only the rest (cancels)
+        if d <= 0:  # the level grew (or only traded): newcomers join behind us
             return ahead if ahead < new_qty else new_qty
         back = prev_qty - ahead
-        if back < 0:
-            back = 0.0
-        n = self.power
-        fb = back**n
-        ff = ahead**n
-        p = fb / (ff + fb) if ff + fb > 0 else 1.0
+        if back < 0:  # hftbacktest: f(back) is not finite there, and p falls back to 1
+            p = 1.0
+        else:
+            n = self.power
+            fb = back**n
+            ff = ahead**n
+            p = fb / (ff + fb) if ff + fb > 0 else 1.0
         front = ahead - (1.0 - p) * d + min(back - p * d, 0.0)
         if front < 0:
             front = 0.0
@@ -168,7 +173,7 @@ class SimSymbol:
 class SimOrder:
     __slots__ = (
         "cl_ord_id", "order_id", "owner", "sym", "side", "price", "qty", "leaves", "cum", "decision",
-        "crossed_update", "ahead", "level_qty",
+        "crossed_update", "ahead", "level_qty", "traded",
     )  # fmt: skip
 
     def __init__(self, cl_ord_id: int, order_id: int, owner: Owner, sym: SimSymbol, side: int, price: int,
@@ -188,6 +193,8 @@ class SimOrder:
         #: Queue models: visible size ahead of the order, and its level's size at the last update.
         self.ahead = 0.0
         self.level_qty = 0
+        #: Volume printed at the order's price since its level last changed (queue models).
+        self.traded = 0
 
     def key(self) -> tuple[int, int]:
         return (-self.price, self.order_id) if self.side == P.SIDE_BUY else (self.price, self.order_id)
@@ -274,8 +281,42 @@ class Matcher:
                         continue
                     new = 0
             if new != o.level_qty:
-                o.ahead = model.depth(o.ahead, o.level_qty, new)
+                o.ahead = model.depth(o.ahead, o.level_qty, new, o.traded)
                 o.level_qty = new
+                o.traded = 0
+
+    def crosses(self, sym: SimSymbol, bids, asks, scale: int) -> bool:
+        """Would these (float, best first) levels fill a resting order: the best ask at or under our
+        best buy, or the best bid at or over our best sell?"""
+        if asks and sym.buy_keys and round(asks[0][0] * scale) <= -sym.buy_keys[0][0]:
+            return True
+        return bool(bids and sym.sell_keys and round(bids[0][0] * scale) >= sym.sell_keys[0][0])
+
+    def requeue_levels(self, sym: SimSymbol, bids, asks, scale: int) -> None:
+        """:meth:`set_book`'s queue update from float levels, looking up only the resting prices.
+
+        A price inside the visible range but absent has size 0; beyond the visible depth the size
+        is unknown and the queue stays as it was."""
+        model = self.queue_model
+        if model is None:
+            return
+        for o in sym.resting.values():
+            buy = o.side == P.SIDE_BUY
+            target = o.price
+            new = None
+            for p, q in bids if buy else asks:
+                pi = round(p * scale)
+                if pi == target:
+                    new = round(q * scale)
+                    break
+                if (pi < target) if buy else (pi > target):  # passed our price: the level is gone
+                    new = 0
+                    break
+            if new is None or new == o.level_qty:
+                continue
+            o.ahead = model.depth(o.ahead, o.level_qty, new, o.traded)
+            o.level_qty = new
+            o.traded = 0
 
     def on_trade(self, sym: SimSymbol, px: int, qty: int, aggressor: int) -> bool:
         """A public trade (queue models only): resting orders at or through its price may fill.
@@ -299,6 +340,7 @@ class Matcher:
                 # At the trade's price: the visible queue ahead of us trades first.
                 ahead = o.ahead
                 o.ahead = ahead - qty if ahead > qty else 0.0
+                o.traded += qty
                 avail = qty - int(ahead + 0.999999) - used
             else:  # the trade printed through our price: we would have been hit first
                 avail = qty - used

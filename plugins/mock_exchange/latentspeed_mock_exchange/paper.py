@@ -101,11 +101,17 @@ class PaperVenue(Venue):
             sym = self._add_symbol(symbol)
         if self._stale:
             self._stale.discard(symbol)
-        if sym.resting:  # the book moves queues and may cross resting orders: apply it now
+        bids, asks = msg["bids"], msg["asks"]
+        if sym.resting and self.matcher.crosses(sym, bids, asks, _SCALE):
+            # it fills resting orders: the core needs the whole book, now
             self._pending_book.pop(symbol, None)
-            self.matcher.set_book(sym, _fixed(msg["bids"]), _fixed(msg["asks"]))
-        else:  # nothing rests: convert only when an order arrives
-            self._pending_book[symbol] = (msg["bids"], msg["asks"])
+            self.matcher.set_book(sym, _fixed(bids), _fixed(asks))
+            return
+        # Nothing to fill: keep the floats, converted only if an order arrives before the next book
+        # (the profile's largest cost was converting every level of every book); queues still move.
+        self._pending_book[symbol] = (bids, asks)
+        if sym.resting:
+            self.matcher.requeue_levels(sym, bids, asks, _SCALE)
 
     def on_book_reset(self, symbols: list[str]) -> None:
         """Until their next book these symbols have none: nothing fills against a stale book."""

@@ -143,6 +143,18 @@ def test_probabilistic_queue_advances_on_decreases_by_rigtorps_estimator():
     s.book(3, [[100.0, 8.0]], ASKS)
     s.book(4, [[100.0, 4.0]], ASKS)
     assert s.venue.queue_ahead(1) == pytest.approx(1.6)
+    # A trade at our price moves us once: the level's later decrease by that trade is not a cancel
+    # (hftbacktest's cum_trade_qty). 10 ahead, level 14, a sell of 3 at our price, level 11.
+    t = Sim(queue_model="probabilistic", queue_power=2.0)
+    t.book(0, [[100.0, 10.0]], ASKS)
+    t.order(0, 1, Side.BUY, 1.0, 100.0)
+    t.at(2)
+    t.book(3, [[100.0, 14.0]], ASKS)
+    t.trade(4, 100.0, 3.0, "sell")
+    assert t.venue.queue_ahead(1) == pytest.approx(7.0)
+    t.book(5, [[100.0, 11.0]], ASKS)
+    assert t.venue.queue_ahead(1) == pytest.approx(7.0)
+    assert q.depth(7.0, 14.0, 11.0, traded=3.0) == 7.0
     r = Sim(queue_model="risk_averse")  # the same book moves leave risk averse at 2
     r.book(0, [[100.0, 2.0]], ASKS)
     r.order(0, 1, Side.BUY, 1.0, 100.0)

@@ -1,0 +1,506 @@
+"""Backtest benchmark: the example market maker backtested on a long capture, on simulated time (issue 13).
+
+    python benchmarks/backtest.py [--repeat 400] [--mock-tick-ms 100] [--capture FILE] [--save FILE]
+        [--config ENGINE.yml] [--runs 3] [--no-replay] [--no-file-run] [--profile cprofile|pyinstrument]
+
+The capture (unless ``--capture`` names one) is built from three sources, each replayed through
+its own feed plugin, merged by receipt time into one multi-feed capture (as ``latentspeed record``
+writes one for several feeds):
+
+- ``binance``: the recorded Binance spot BTC-USDT session (``fixtures/binance/seq_spot_btcusdt_…``,
+  ``latentspeed_core.testing.binance_fixture_capture``): per repeat a reconnect, the 1,000-level
+  REST snapshot, 87 depth updates and 152 trades over 8.8 s, with the recorded receipt stamps;
+- ``bybit``: the recorded Bybit linear XRPUSDT ``orderbook.500`` session (``fixtures/bybit/seq_linear_…``):
+  per repeat a reconnect, the 500-level snapshot and the 24 deltas (no trades were recorded),
+  stamped at the frames' ``ts`` + 5 ms, repeated to cover the same span;
+- ``mock``: the mock exchange's own market data (``MockExchange.tick()``, seed 1, BTC-USD and
+  ETH-USD, 10-level snapshots and its random TRADE prints), run in-process on simulated time
+  every ``--mock-tick-ms`` of the span, the frames it would send a client recorded as binary frames.
+
+``--capture FILE`` takes a capture of any of these feeds (e.g. one from ``binance_fixture_capture``).
+The engine config (``--config`` replaces it) has the capture's feeds with the default feature
+calculators (all registered: features on), the ``paper`` venue (``risk_averse``, 1 ms entry and
+response latency, seed 1, each symbol's tick and lot) and one example ``market_maker`` per symbol
+with the parameters of ``config/paper_*.yml`` (half spread 1 bps, requote 2 bps).
+
+Measured, in one process:
+
+1. **backtest** (the figure), ``--runs`` times, the median run reported: ``backtest_setup`` +
+   ``run_backtest``, exactly what ``latentspeed backtest`` runs, with one difference: the capture is
+   read into memory before the clock starts (``latentspeed_core.capture.read_capture`` is pointed at
+   the pre-read records), so gzip and the JSON decoding of capture lines stay out of the measured
+   time. ``events`` = the report's ``events`` (frames delivered to feeds: book and trade frames; REST
+   snapshots and connects are not counted), ``events_per_s`` = events / ``wall_s`` (the report's own
+   wall time of the loop). ``cpu_s``: this thread's CPU time over the same call, steadier than wall
+   time on a shared machine.
+2. **backtest from the file** (``--no-file-run`` skips it): the same, reading the gzip capture as
+   the command does; its ``fill_digest`` must equal the first one (determinism, checked).
+3. **replay** (``--no-replay`` skips it): today's live path on the same records: ``EngineRunner``
+   with in-process feeds replaying the capture (``replay:``, ``speed: max``; ``replay_into`` reads
+   the same pre-read records), the marketstream Pipeline with the same features, the engine, the
+   ``paper`` venue on its live wall-clock timer. Wall time from the market-data task's start to
+   the end of the replay (and the thread's CPU time). ``vs_replay_speedup`` = backtest events/s /
+   replay events/s; ``vs_replay_speedup_cpu`` the same by CPU time. Note the replay does not do the
+   same trading: at ``speed: max`` the venue's wall-clock timer runs pending arrivals and reports only
+   when the loop gets to them (``replay_orders`` says how many orders it placed).
+
+The pre-read records are frozen out of the garbage collector's sight (``gc.freeze()``) before
+each run, as ``EngineRunner`` does for everything built before its loop starts.
+
+``--profile cprofile|pyinstrument`` profiles one more backtest (in memory) and prints the top of
+the profile on stderr. The last line of stdout is one JSON object (a contract):
+``{"events": N, "events_per_s": X, "fills": K, "fill_digest": "...", ...}`` (more keys follow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import heapq
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from latentspeed_core import backtest as bt
+from latentspeed_core import capture as capture_mod
+from latentspeed_core.capture import Recorder, capture_feeds, read_capture
+from latentspeed_core.config import load_yaml
+from latentspeed_core.engine.config import resolve
+from latentspeed_core.engine.runner import EngineRunner
+from latentspeed_core.plugins import load_registry
+from latentspeed_core.testing import binance_fixture_capture, fixtures_dir
+
+BYBIT_SESSION = "bybit/seq_linear_orderbook500_xrpusdt_2024-12-01_snapshot_plus_24_deltas.jsonl"
+#: Bybit frames carry no receipt stamp: receipt = the frame's ``ts`` + this.
+BYBIT_RECEIPT_DELAY_NS = 5_000_000
+MOCK_SYMBOLS = ("BTC-USD", "ETH-USD")
+
+TARGET_EVENTS_PER_S = 200_000
+TARGET_SPEEDUP = 3.0
+
+#: One market maker per symbol: (feed entry, symbol, tick, lot, params).
+FEEDS = {
+    "binance": {"exchange": "binance", "market": "spot", "symbols": ["BTC-USDT"]},
+    "bybit": {
+        "exchange": "bybit",
+        "market": "linear",
+        "depth": 500,
+        "trades": False,
+        "symbols": ["XRP-USDT"],
+    },
+    "mock": {"exchange": "mock", "symbols": list(MOCK_SYMBOLS)},
+}
+INSTRUMENTS = {
+    "BTC-USDT": {"tick_size": 0.01, "lot_size": 0.00001},
+    "XRP-USDT": {"tick_size": 0.0001, "lot_size": 1.0},
+    "BTC-USD": {"tick_size": 0.5, "lot_size": 0.0001},
+    "ETH-USD": {"tick_size": 0.05, "lot_size": 0.001},
+}
+#: Per symbol: qty, max_position, skew_bps (the skew is per unit of position: smaller for XRP's units).
+QUOTES = {
+    "BTC-USDT": (0.001, 0.01, 2.0),
+    "XRP-USDT": (20.0, 200.0, 0.1),
+    "BTC-USD": (0.001, 0.01, 2.0),
+    "ETH-USD": (0.01, 0.1, 2.0),
+}
+
+
+# -- the capture --------------------------------------------------------------------------------
+def _binance_records(repeat: int, tmp: Path) -> list[tuple[int, str, object]]:
+    path = binance_fixture_capture(tmp / "binance.jsonl", repeat=repeat)
+    out = [(r["receipt_ns"], r["kind"], r.get("data")) for r in read_capture(path)]
+    path.unlink()
+    return out
+
+
+def _bybit_records(t0: int, t_end: int) -> list[tuple[int, str, object]]:
+    """The recorded session repeated as reconnects (connect, snapshot, 24 deltas) from t0 to t_end."""
+    lines = [ln for ln in (fixtures_dir() / BYBIT_SESSION).read_text().splitlines() if ln.strip()]
+    stamps = [orjson.loads(ln)["ts"] * 1_000_000 + BYBIT_RECEIPT_DELAY_NS for ln in lines]
+    span = stamps[-1] - stamps[0] + 100_000_000  # the next connection's snapshot: one interval later
+    out = []
+    shift = t0 - stamps[0] + 1
+    while stamps[0] + shift < t_end:
+        out.append((stamps[0] + shift - 1, "connect", None))
+        out.extend((ts + shift, "frame", ln) for ln, ts in zip(lines, stamps, strict=True))
+        shift += span
+    return out
+
+
+class _Tap:
+    """Stands where the mock exchange expects a connected client: keeps the frames it is sent.
+
+    The frames are stamped with the simulated time ``now`` (not the exchange's wall clock), so
+    the capture is the same on every build."""
+
+    def __init__(self) -> None:
+        from latentspeed_mock_exchange import protocol as P
+
+        self.P = P
+        self.seq = 0
+        self.now = 0
+        self.frames: list[tuple[int, bytes]] = []
+
+    def send_secdef(self, sym, _now: int) -> None:
+        self.seq += 1
+        core = sym.core
+        self.frames.append(
+            (
+                self.now,
+                self.P.encode_security_definition(self.seq, self.now, sym.sid, core.tick, core.lot, sym.name),
+            )
+        )
+
+    def send_market_data(self, symbols, _now: int) -> None:
+        P = self.P
+        for sym in symbols:
+            self.seq += 1
+            self.frames.append(
+                (self.now, P.encode_market_data(self.seq, self.now, sym.sid, sym.bids, sym.asks))
+            )
+
+    def send_trade(self, sid, px, qty, aggressor, trade_id, _now: int) -> None:
+        self.seq += 1
+        self.frames.append(
+            (self.now, self.P.encode_trade(self.seq, self.now, sid, px, qty, aggressor, trade_id))
+        )
+
+
+def _mock_records(t0: int, t_end: int, tick_ms: float) -> list[tuple[int, str, object]]:
+    """The mock exchange's random walk and prints, one tick every ``tick_ms`` of simulated time."""
+    from latentspeed_mock_exchange.config import MockExchangeConfig
+    from latentspeed_mock_exchange.server import MockExchange
+
+    ex = MockExchange(MockExchangeConfig(seed=1, symbols=list(MOCK_SYMBOLS), log_orders=False))
+    tap = _Tap()
+    ex.clients.add(tap)  # type: ignore[arg-type]  # the client interface MockExchange calls
+    tap.now = t0
+    for sym in ex.symbols.values():
+        tap.send_secdef(sym, t0)
+    step = round(tick_ms * 1_000_000)
+    t = t0
+    while t < t_end:
+        t += step
+        tap.now = t
+        ex.tick()
+    out: list[tuple[int, str, object]] = [(t0, "connect", None)]
+    out.extend((ts + 20_000, "frame", data) for ts, data in tap.frames)  # received 20 µs after sent
+    return out
+
+
+def build_capture(path: Path, repeat: int, mock_tick_ms: float) -> dict:
+    """Write the three-feed capture; returns what is in it."""
+    with tempfile.TemporaryDirectory() as d:
+        binance = _binance_records(repeat, Path(d))
+    t0, t_end = binance[0][0], binance[-1][0]
+    sources = {
+        "binance": binance,
+        "bybit": _bybit_records(t0, t_end),
+        "mock": _mock_records(t0, t_end, mock_tick_ms),
+    }
+    streams = [
+        [(t, k, i, name, kind, data) for i, (t, kind, data) in enumerate(recs)]
+        for k, (name, recs) in enumerate(sources.items())
+    ]
+    with Recorder(path, feeds=list(sources)) as rec:
+        for t, _k, _i, name, kind, data in heapq.merge(*streams):
+            rec.write(name, kind, t, data)
+    return {
+        "records": {name: len(recs) for name, recs in sources.items()},
+        "span_s": round((t_end - t0) / 1e9, 1),
+        "binance_repeats": repeat,
+        "mock_tick_ms": mock_tick_ms,
+    }
+
+
+# -- the engine config ---------------------------------------------------------------------------
+def engine_config(feeds: list[str]) -> dict:
+    unknown = [f for f in feeds if f not in FEEDS]
+    if unknown:
+        raise SystemExit(f"capture holds feeds this benchmark has no config for: {unknown}; give --config")
+    symbols = [s for f in feeds for s in FEEDS[f]["symbols"]]
+    return {
+        "market_data": {"window_size": 20, "depth_levels": 10, "feeds": [dict(FEEDS[f]) for f in feeds]},
+        "venue": {
+            "exchange": "paper",
+            "queue_model": "risk_averse",
+            "entry_latency_us": 1000,
+            "response_latency_us": 1000,
+            "seed": 1,
+            "instruments": {s: INSTRUMENTS[s] for s in symbols},
+        },
+        "strategies": [
+            {
+                "name": "market_maker",
+                "id": f"mm-{s}",
+                "symbols": [s],
+                "params": {
+                    "qty": QUOTES[s][0],
+                    "half_spread_bps": 1.0,
+                    "skew_bps": QUOTES[s][2],
+                    "requote_bps": 2,
+                    "max_position": QUOTES[s][1],
+                },
+            }
+            for s in symbols
+        ],
+        "risk": {"max_order_qty": 100, "max_notional": 100_000, "max_position": 1_000, "price_band_bps": 100},
+        "fees": {"maker_bps": -0.5, "taker_bps": 2.0},
+        "latency": {"file": None},
+        "stats_interval": 3600,
+    }
+
+
+# -- the runs -----------------------------------------------------------------------------------
+class InMemory:
+    """Points the capture readers of the backtest and of the replayer at pre-read records.
+
+    Both read captures through ``latentspeed_core.capture.read_capture`` (looked up at call time);
+    a module that imported the name itself (``latentspeed_core.backtest``, in some versions) is
+    patched too."""
+
+    def __init__(self, path: str, records: list[dict]) -> None:
+        self.path = path
+        self.records = records
+        self._saved: list[tuple[object, object]] = []
+
+    def read(self, path):
+        if str(path) == self.path:
+            return iter(self.records)
+        return read_capture(path)
+
+    def __enter__(self):
+        for mod in (capture_mod, bt):
+            if hasattr(mod, "read_capture"):
+                self._saved.append((mod, mod.read_capture))
+                mod.read_capture = self.read
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for mod, fn in self._saved:
+            mod.read_capture = fn
+        self._saved = []
+
+
+def run_backtest_once(data: dict, registry, capture: str, profiler=None) -> tuple[bt.BacktestResult, float]:
+    """One backtest; returns its result and the CPU time of this thread during ``run_backtest``."""
+    setup = bt.backtest_setup(data, registry, None, capture)
+    gc.collect()
+    gc.freeze()
+    try:
+        if profiler is not None:
+            profiler.start()
+        cpu = time.thread_time()
+        result = bt.run_backtest(setup, registry)
+        cpu = time.thread_time() - cpu
+        if profiler is not None:
+            profiler.stop()
+    finally:
+        gc.unfreeze()
+    return result, cpu
+
+
+def run_replay(data: dict, registry, capture: str) -> dict:
+    """``EngineRunner``, in-process feeds replaying the capture at ``speed: max``, venue ``paper``."""
+    d = dict(data)
+    md = dict(d["market_data"])
+    md["feeds"] = [{**f, "replay": capture, "speed": "max"} for f in md["feeds"]]
+    md["startup_timeout"] = 3600
+    d["market_data"] = md
+    d["shutdown_timeout"] = 1.0
+    setup = resolve(d, registry, None)
+    out: dict = {}
+
+    async def main() -> dict:
+        runner = EngineRunner(setup, registry)
+        source_run = runner.source.run
+
+        async def timed() -> None:
+            t0 = time.perf_counter()
+            c0 = time.thread_time()  # the loop's thread runs everything: feeds, engine, venue timers
+            try:
+                await source_run()
+            finally:
+                out["wall_s"] = time.perf_counter() - t0
+                out["cpu_s"] = time.thread_time() - c0
+                runner.stop("replay finished")
+
+        runner.source.run = timed  # type: ignore[method-assign]
+        summary = await runner.run(None, install_signals=False)
+        out["events"] = sum(f.stats.messages for f in runner.source.feeds)
+        out["books"] = sum(f.stats.books for f in runner.source.feeds)
+        out["fills"] = summary["fills"]
+        out["orders"] = summary["orders"]
+        return summary
+
+    asyncio.run(main())
+    out["events_per_s"] = out["events"] / out["wall_s"] if out["wall_s"] > 0 else 0.0
+    return out
+
+
+def profile_backtest(data: dict, registry, capture: str, kind: str) -> None:
+    if kind == "pyinstrument":
+        try:
+            import pyinstrument
+        except ImportError:
+            print("pyinstrument is not installed (pip install pyinstrument); using cProfile", file=sys.stderr)
+            kind = "cprofile"
+    if kind == "pyinstrument":
+        prof = pyinstrument.Profiler(interval=0.0005)
+        run_backtest_once(data, registry, capture, prof)
+        print(prof.output_text(unicode=False, color=False), file=sys.stderr)
+        return
+    import cProfile
+    import pstats
+
+    class _CP:
+        def __init__(self) -> None:
+            self.p = cProfile.Profile()
+
+        def start(self) -> None:
+            self.p.enable()
+
+        def stop(self) -> None:
+            self.p.disable()
+
+    cp = _CP()
+    run_backtest_once(data, registry, capture, cp)
+    st = pstats.Stats(cp.p, stream=sys.stderr)
+    st.sort_stats("tottime").print_stats(30)
+    st.sort_stats("cumulative").print_stats(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=400,
+        help="repeats of the Binance session (8.8 s each); Bybit and mock cover the same span",
+    )
+    ap.add_argument("--mock-tick-ms", type=float, default=100.0, help="mock exchange tick period (simulated)")
+    ap.add_argument("--capture", metavar="FILE", help="backtest this capture instead of building one")
+    ap.add_argument("--save", metavar="FILE", help="keep the built capture here")
+    ap.add_argument("--config", metavar="FILE", help="engine config (default: built for the capture's feeds)")
+    ap.add_argument("--runs", type=int, default=3, help="in-memory backtests; the median is reported")
+    ap.add_argument("--no-replay", action="store_true", help="skip the EngineRunner replay comparison")
+    ap.add_argument("--no-file-run", action="store_true", help="skip the backtest that reads the gzip file")
+    ap.add_argument(
+        "--profile", choices=("cprofile", "pyinstrument"), help="profile one more backtest (stderr)"
+    )
+    args = ap.parse_args()
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    registry = load_registry()
+    tmpdir = None
+    built = None
+    if args.capture:
+        capture = str(Path(args.capture))
+    else:
+        if args.save:
+            capture = args.save
+        else:
+            tmpdir = tempfile.TemporaryDirectory()
+            capture = str(Path(tmpdir.name) / "backtest-bench.jsonl.gz")
+        t = time.perf_counter()
+        built = build_capture(Path(capture), args.repeat, args.mock_tick_ms)
+        say(f"capture {capture}: {built} ({time.perf_counter() - t:.1f}s to build)")
+    try:
+        feeds = capture_feeds(capture)
+        data = load_yaml(args.config) if args.config else engine_config(feeds)
+        t = time.perf_counter()
+        records = list(read_capture(capture))
+        say(f"read {len(records):,} records into memory in {time.perf_counter() - t:.1f}s (not measured)")
+
+        runs = []
+        with InMemory(capture, records):
+            for i in range(max(1, args.runs)):
+                res, cpu = run_backtest_once(data, registry, capture)
+                runs.append((res, cpu))
+                say(
+                    f"backtest {i + 1} (in memory): {res.events:,} events ({res.books:,} books, {res.trades:,} "
+                    f"trades) in {res.wall_s:.2f}s = {res.events_per_s:,.0f} events/s "
+                    f"({res.books / res.wall_s:,.0f} books/s; CPU {cpu:.2f}s = {res.events / cpu:,.0f} events/s), "
+                    f"digest {res.fill_digest[:16]}"
+                )
+        digests = {r.fill_digest for r, _ in runs}
+        runs.sort(key=lambda rc: rc[0].wall_s)
+        res, cpu = runs[len(runs) // 2]  # the median run by wall time
+        rep = res.report()
+        makers = sum(1 for f in res.fills if f["liquidity"] == "maker")
+        say(f"  {rep['orders']:,} orders, {len(res.fills):,} fills ({makers:,} maker), pnl {rep['pnl']:.4f}")
+        result: dict = {
+            "events": res.events,
+            "events_per_s": round(res.events_per_s, 1),
+            "fills": len(res.fills),
+            "fill_digest": res.fill_digest,
+            "books": res.books,
+            "trades": res.trades,
+            "book_events_per_s": round(res.books / res.wall_s, 1) if res.wall_s else 0.0,
+            "wall_s": round(res.wall_s, 3),
+            "cpu_s": round(cpu, 3),
+            "events_per_cpu_s": round(res.events / cpu, 1) if cpu else 0.0,
+            "runs": len(runs),
+            "events_per_s_runs": sorted(round(r.events_per_s, 1) for r, _ in runs),
+            "events_per_cpu_s_best": round(max(r.events / c for r, c in runs if c), 1),
+            "orders": rep["orders"],
+            "maker_fills": makers,
+            "pnl": round(rep["pnl"], 6),
+            "feeds": feeds,
+        }
+        if built is not None:
+            result["capture"] = built
+        if not args.no_file_run:
+            res2, cpu2 = run_backtest_once(data, registry, capture)
+            digests.add(res2.fill_digest)
+            say(
+                f"backtest (reading the gzip file, as `latentspeed backtest`): {res2.events_per_s:,.0f} events/s "
+                f"({res2.wall_s:.2f}s, CPU {cpu2:.2f}s), digest {res2.fill_digest[:16]}"
+            )
+            result["events_per_s_reading_file"] = round(res2.events_per_s, 1)
+        result["digest_repeatable"] = len(digests) == 1
+        if not args.no_replay:
+            with InMemory(capture, records):
+                gc.collect()
+                rp = run_replay(data, registry, capture)
+            speedup = res.events_per_s / rp["events_per_s"] if rp["events_per_s"] else 0.0
+            cpu_speedup = (res.events / cpu) / (rp["events"] / rp["cpu_s"]) if cpu and rp["cpu_s"] else 0.0
+            say(
+                f"replay (EngineRunner, in-process feeds, speed: max): {rp['events']:,} events in {rp['wall_s']:.2f}s "
+                f"= {rp['events_per_s']:,.0f} events/s (CPU {rp['cpu_s']:.2f}s; {rp['orders']:,} orders, "
+                f"{rp['fills']:,} fills); the backtest is {speedup:.2f}x faster ({cpu_speedup:.2f}x by CPU time)"
+            )
+            result["replay_events_per_s"] = round(rp["events_per_s"], 1)
+            result["replay_wall_s"] = round(rp["wall_s"], 3)
+            result["replay_cpu_s"] = round(rp["cpu_s"], 3)
+            result["replay_events"] = rp["events"]
+            result["replay_orders"] = rp["orders"]
+            result["replay_fills"] = rp["fills"]
+            result["vs_replay_speedup"] = round(speedup, 2)
+            result["vs_replay_speedup_cpu"] = round(cpu_speedup, 2)
+        result["targets"] = {"events_per_s": TARGET_EVENTS_PER_S, "vs_replay_speedup": TARGET_SPEEDUP}
+        result["machine"] = {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        }
+        if args.profile:
+            with InMemory(capture, records):
+                profile_backtest(data, registry, capture, args.profile)
+    finally:
+        if tmpdir is not None:
+            tmpdir.cleanup()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
