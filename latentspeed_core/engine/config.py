@@ -216,6 +216,9 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
         if "exchange" not in comp.config_model.model_fields:
             venue_data.pop("exchange", None)
         setup.venue = checked(validate, comp.config_model, venue_data, file, prefix="venue")
+    # The venue's keys live on in the plugin's model (secrets as SecretStr); the raw section kept
+    # them as plain strings, so it keeps only the name: no repr or dump can show an API secret.
+    cfg = setup.config = cfg.model_copy(update={"venue": VenueSection(exchange=cfg.venue.exchange)})
 
     seen: dict[str, int] = {}
     for e in cfg.strategies:

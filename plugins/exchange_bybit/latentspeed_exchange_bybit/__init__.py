@@ -1,1 +1,1 @@
-"""Bybit v5 market-data feed for latentspeed."""
+"""Bybit v5 for latentspeed: the market-data feed and the execution venue ``bybit``."""
