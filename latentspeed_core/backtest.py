@@ -185,12 +185,18 @@ def run_backtest(
     on_book_venue, on_trade_venue = venue.on_book_message, venue.on_trade_message
     on_book_engine, on_trade_engine = engine.on_book, engine.on_trade
 
+    warming = [False]
+
     def emit_book(topic: str, msg: dict) -> None:
+        if warming[0]:
+            return
         result.books += 1
         on_book_venue(msg)
         on_book_engine(msg)
 
     def emit_trade(topic: str, msg: dict) -> None:
+        if warming[0]:
+            return
         result.trades += 1
         on_trade_venue(msg)
         on_trade_engine(msg)
@@ -216,7 +222,12 @@ def run_backtest(
     sources = [(name, f.replay) for f, name in zip(setup.feeds, setup.feed_names, strict=True)]
     for t, name, rec in merged_records(sources):
         if t_from is not None and t < t_from:
+            # Before --from the feeds still build their books (a book needs its snapshot), but
+            # nothing reaches the venue or the strategies.
+            warming[0] = True
+            deliver(by_name[name], rec, t)
             continue
+        warming[0] = False
         if t_to is not None and t > t_to:
             break
         if next_timer is None:

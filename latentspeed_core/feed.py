@@ -94,7 +94,8 @@ class Feed(ABC):
         if self.recorder is not None:
             self.recorder.write(self.name, "connect", receipt_ns, None)
         if self.reset_listener is not None:
-            self.reset_listener(list(self.config.symbols))
+            # every symbol of the feed: the configured ones, or (none configured) those it has books of
+            self.reset_listener(list(self.config.symbols) or list(getattr(self, "books", ())))
         self.on_connect()
 
     def deliver_frame(self, data: bytes | str, receipt_ns: int) -> None:

@@ -104,6 +104,11 @@ def test_from_and_to_select_a_window(registry, capture):
     part = run_backtest(backtest_setup(engine_config(), registry, None, str(capture)), registry, t_to=mid)
     assert 0 < part.events < whole.events
     assert all(f["time_ns"] <= mid + 10_000_000 for f in part.fills)
+    # --from inside the first session: its book is warmed up from the records before, so books
+    # flow at once, not only from the second session's snapshot (87 books)
+    quarter = whole.first_ns + (whole.last_ns - whole.first_ns) // 4
+    late = run_backtest(backtest_setup(engine_config(), registry, None, str(capture)), registry, t_from=quarter)
+    assert 87 < late.books < whole.books
     assert parse_time("2024-08-08T23:54:13Z") == 1_723_161_253_000_000_000
     assert parse_time(str(mid)) == mid
     with pytest.raises(ValueError, match="neither"):

@@ -10,7 +10,9 @@ mock exchange it is started here too, and books from any non-mock feed are pushe
 the embedded exchange itself counts: a dYdX feed, or another mock exchange.)
 
 A terminal gets a live rich dashboard; otherwise the STATS lines are printed. Either way a
-summary follows at the end, and the exit code is 0.
+summary follows at the end. Exit code 0; 1 when the run failed (no market data within
+``market_data.startup_timeout``, the venue never connected, a task failed); 2 for a usage or
+config error.
 """
 
 from __future__ import annotations
