@@ -279,21 +279,62 @@ def merged_records(sources: list[tuple[str, str | Path]]) -> Iterator[tuple[int,
 
     A capture holding one feed gives all its records to the feed replaying it; one holding
     several gives each feed the records under its name (as :func:`replay_into` does). Equal
-    stamps keep the order of the sources and of the file: the merge is deterministic."""
+    stamps keep the order of the sources and of the file: the merge is deterministic. A capture
+    shared by several feeds is read once (each feed's records wait in a queue of their own)."""
     import heapq
 
+    readers: dict[str, _SharedReader] = {}
     streams = []
     for k, (name, path) in enumerate(sources):
         take_all = len(capture_feeds(path)) <= 1
-
-        def gen(path=path, name=name, take_all=take_all, k=k):
-            for i, rec in enumerate(read_capture(path)):
-                if take_all or rec.get("feed") == name:
-                    yield (rec.get("receipt_ns") or 0, k, i, name, rec)
-
-        streams.append(gen())
+        # every feed replaying a one-feed capture gets all of it: a reader each; feeds sharing a
+        # multi-feed capture share one reader
+        key = f"{k}:{path}" if take_all else str(path)
+        if key not in readers:
+            readers[key] = _SharedReader(path, take_all)
+        streams.append(readers[key].stream(k, name))
     for t, _k, _i, name, rec in heapq.merge(*streams):
         yield t, name, rec
+
+
+class _SharedReader:
+    """One pass over a capture, dealing its records out to the feeds that replay it."""
+
+    def __init__(self, path: str | Path, take_all: bool) -> None:
+        from collections import deque
+
+        self._records = enumerate(read_capture(path))
+        self._take_all = take_all
+        self._queues: dict[str, deque] = {}
+        self._deque = deque
+
+    def stream(self, k: int, name: str) -> Iterator[tuple[int, int, int, str, dict]]:
+        """Feed ``name``'s records (source index ``k``); its queue exists from now on, so records
+        read for the other streams before this one starts are kept for it."""
+        return self._stream(k, name, self._queues.setdefault(name, self._deque()))
+
+    def _stream(self, k: int, name: str, queue) -> Iterator[tuple[int, int, int, str, dict]]:
+        while True:
+            if queue:
+                i, rec = queue.popleft()
+            else:
+                item = self._next_for(name)
+                if item is None:
+                    return
+                i, rec = item
+            yield (rec.get("receipt_ns") or 0, k, i, name, rec)
+
+    def _next_for(self, name: str) -> tuple[int, dict] | None:
+        for i, rec in self._records:
+            if self._take_all:
+                return i, rec
+            owner = rec.get("feed")
+            if owner == name:
+                return i, rec
+            q = self._queues.get(owner)
+            if q is not None:  # another feed replaying this capture: keep it for that feed
+                q.append((i, rec))
+        return None
 
 
 def deliver(feed: Feed, rec: dict, receipt_ns: int) -> bool:

@@ -206,3 +206,26 @@ def test_truncated_plain_capture_replays_complete_lines(tmp_path, caplog):
     asyncio.run(replay_into(f, cut))
     assert [x[1] for x in f.inputs] == [f"frame {i}" for i in range(99)]
     assert "unreadable capture line" in caplog.text
+
+
+def test_merged_records_read_a_shared_capture_once_and_give_each_feed_its_own(tmp_path):
+    """Two feeds replaying one two-feed capture, and one feed on a one-feed capture: the merge
+    keeps receipt order, each feed gets exactly its records, ties keep source then file order."""
+    from latentspeed_core.capture import merged_records
+
+    both = tmp_path / "both.jsonl"
+    with Recorder(both, feeds=["a", "b"]) as rec:
+        for i, (feed, t) in enumerate([("b", 5), ("a", 1), ("a", 5), ("b", 7), ("a", 9)]):
+            rec.write(feed, "frame", t, f"{feed}{i}")
+    solo = tmp_path / "solo.jsonl"
+    with Recorder(solo, feeds=["x"]) as rec:
+        for t in (2, 5, 8):
+            rec.write("x", "frame", t, f"c{t}")
+    got = [(t, name, r["data"]) for t, name, r in merged_records([("a", both), ("b", both), ("c", solo)])]
+    assert got == [
+        (1, "a", "a1"), (2, "c", "c2"), (5, "a", "a2"), (5, "b", "b0"), (5, "c", "c5"), (7, "b", "b3"),
+        (8, "c", "c8"), (9, "a", "a4"),
+    ]  # fmt: skip
+    # a one-feed capture given to two feeds: each gets all of it
+    twice = [(name, r["data"]) for _t, name, r in merged_records([("p", solo), ("q", solo)])]
+    assert [d for n, d in twice if n == "p"] == [d for n, d in twice if n == "q"] == ["c2", "c5", "c8"]
