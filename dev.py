@@ -36,6 +36,14 @@ def plugin_dirs() -> list[Path]:
     return sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
 
 
+def plugin_extras(d: Path) -> list[str]:
+    """The optional-dependency groups a plugin declares (installed for development and tests)."""
+    import tomllib
+
+    data = tomllib.loads((d / "pyproject.toml").read_text())
+    return sorted(data.get("project", {}).get("optional-dependencies", {}))
+
+
 def fingerprint() -> str:
     h = hashlib.sha256()
     # setup.py and the C sources too: an editable install does not rebuild an extension by itself
@@ -60,7 +68,8 @@ def setup() -> None:
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "install"]
     args = ["-e", f"{ROOT}[test,analysis,bench]"]
     for d in plugin_dirs():
-        args += ["-e", str(d)]
+        extras = plugin_extras(d)  # e.g. dydx's `trade`: the suite tests every part of every plugin
+        args += ["-e", f"{d}[{','.join(extras)}]" if extras else str(d)]
     with LOG.open("w") as log:
         # setuptools>=77 reads the SPDX license form the pyprojects use (PEP 639).
         step("updating pip and setuptools", [*pip, "-U", "pip", "setuptools>=77", "wheel"], log)

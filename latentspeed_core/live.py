@@ -61,6 +61,13 @@ def _secret(value: SecretStr | None, env: str, file: Path | None, name: str) -> 
     raise CredentialsError(f"missing {name}: set {env}, or {name} / {name}_file in the venue config")
 
 
+def secret_value(value: SecretStr | None, env: str, file: Path | None, name: str) -> str:
+    """One secret that is not an API key pair (a wallet mnemonic): the config's ``value``, else the
+    environment variable ``env``, else the text of ``file``. The same rules and errors as
+    :meth:`ApiKeyConfig.credentials`; a :class:`CredentialsError` names where it looked, never the value."""
+    return _secret(value, env, file, name)
+
+
 @dataclass(frozen=True, slots=True)
 class InstrumentRules:
     """A symbol's trading rules as the venue publishes them (Binance exchangeInfo, Bybit instruments-info)."""

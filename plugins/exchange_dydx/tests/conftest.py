@@ -25,6 +25,9 @@ from websockets.exceptions import ConnectionClosed
 
 from latentspeed_core.testing import fixtures_dir
 
+# pytest runs with --import-mode=importlib: make the uniquely named order-entry emulator importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 SNAPSHOT = "ws_v4_orderbook_subscribed_eth-usd_100x100_nautilus.json"
 BATCH = "ws_v4_orderbook_channel_batch_data_eth-usd_41updates_nautilus.json"
 TRADES = "ws_v4_trades_channel_data_eth-usd_nautilus.json"
