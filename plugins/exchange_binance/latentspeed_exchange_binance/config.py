@@ -1,12 +1,13 @@
-"""The ``binance`` feed entry: market, symbols, endpoints, depth stream speed and snapshot size."""
+"""Config models: the ``binance`` feed entry (market data) and the ``binance`` venue (order entry)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from latentspeed_core.config import FeedConfig, HttpUrl, WsUrl
+from latentspeed_core.live import ApiKeyConfig
 
 from .parsing import DEPTH_SPEEDS, MAX_STREAMS, REST_URLS, USDM_LIMITS, WS_URLS
 
@@ -58,3 +59,84 @@ class BinanceConfig(FeedConfig):
                 f"{n} streams exceed Binance's {MAX_STREAMS[self.market]} per connection; split the feed"
             )
         return self
+
+
+#: Credentials from ``BINANCE_API_KEY`` / ``BINANCE_API_SECRET`` when the config gives none.
+ENV_PREFIX = "BINANCE"
+
+#: Order-entry and account endpoints per (market, testnet): REST base, WebSocket API, user-data stream base.
+#: Sources: spot rest-api.md / web-socket-api.md "General API Information" and testnet/general-info.md;
+#: USD-M "General Info" (testnet), "WebSocket API General Info" and the 2026 WebSocket base-URL split
+#: (user data on ``/private``).
+VENUE_URLS: dict[tuple[str, bool], tuple[str, str, str]] = {
+    ("spot", False): ("https://api.binance.com", "wss://ws-api.binance.com:443/ws-api/v3", ""),
+    ("spot", True): ("https://testnet.binance.vision", "wss://ws-api.testnet.binance.vision/ws-api/v3", ""),
+    ("usdm", False): (
+        "https://fapi.binance.com",
+        "wss://ws-fapi.binance.com/ws-fapi/v1",
+        "wss://fstream.binance.com/private",
+    ),
+    ("usdm", True): (
+        "https://testnet.binancefuture.com",
+        "wss://testnet.binancefuture.com/ws-fapi/v1",
+        "wss://fstream.binancefuture.com/private",
+    ),
+}
+
+
+class BinanceVenueConfig(ApiKeyConfig):
+    """``venue: {exchange: binance, ...}``: signed order entry on spot or USD-M futures, testnet by default.
+
+    The API key and secret come from ``api_key``/``api_secret``, else ``BINANCE_API_KEY``/
+    ``BINANCE_API_SECRET``, else ``api_key_file``/``api_secret_file``; a config that gives none of
+    them is refused when it is loaded (one line naming ``BINANCE_API_KEY``), before any connection.
+    """
+
+    #: A validation error never echoes what was given (it may hold the key or the secret).
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    exchange: Literal["binance"] = "binance"
+    market: Literal["spot", "usdm"] = "spot"
+    #: Going live takes ``testnet: false`` explicitly.
+    testnet: bool = True
+    #: REST base URL (``/api/v3/...`` or ``/fapi/v1/...`` is appended); default per market and testnet.
+    rest_url: HttpUrl = ""
+    #: WebSocket API URL for order entry (and, on spot, the user data stream); default per market.
+    ws_url: WsUrl = ""
+    #: USD-M user-data stream base (``/ws?listenKey=...`` is appended); unused on spot.
+    user_ws_url: WsUrl = ""
+    #: ``recvWindow`` sent with every signed request: how long after its timestamp it may still run.
+    recv_window_ms: int = Field(5000, ge=1, le=60000)
+    #: Symbols (``BASE-QUOTE``) to load from exchangeInfo; empty: every symbol of the market.
+    symbols: list[str] = Field(default_factory=list)
+    #: Send GTC limit orders as post-only (spot ``LIMIT_MAKER``, USD-M ``timeInForce=GTX``).
+    post_only: bool = False
+    #: USD-M only: send every order reduce-only (it may only shrink the position), e.g. to wind down.
+    reduce_only: bool = False
+    connect_timeout: float = Field(10.0, gt=0)
+    #: A request with no answer for this long is looked up by REST (its outcome is unknown).
+    request_timeout: float = Field(10.0, gt=0)
+    backoff_initial: float = Field(0.5, gt=0)
+    backoff_max: float = Field(30.0, gt=0)
+    #: Seconds between our pings on each connection; no frame for ``silence_timeout`` → reconnect.
+    ping_interval: float = Field(20.0, gt=0)
+    silence_timeout: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _defaults_and_credentials(self) -> BinanceVenueConfig:
+        rest, ws, user = VENUE_URLS[(self.market, self.testnet)]
+        for key, default in (("rest_url", rest), ("ws_url", ws), ("user_ws_url", user)):
+            if not getattr(self, key):
+                object.__setattr__(self, key, default)
+        for s in self.symbols:
+            if "-" not in s or s.startswith("-") or s.endswith("-"):
+                raise ValueError(f"symbol {s!r} is not in the BASE-QUOTE form (e.g. BTC-USDT)")
+        object.__setattr__(self, "symbols", [s.upper() for s in self.symbols])
+        if self.reduce_only and self.market == "spot":
+            raise ValueError("reduce_only applies to USD-M futures (market: usdm), not spot")
+        self.credentials(ENV_PREFIX)  # fail at load time, naming where the key was looked for
+        return self
+
+    def urls(self) -> tuple[str, str, str]:
+        """(REST base, WebSocket API, user-data stream base), without trailing slashes."""
+        return self.rest_url.rstrip("/"), self.ws_url, self.user_ws_url.rstrip("/")
