@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, model_validator
 
 from latentspeed_core.config import FeedConfig, HttpUrl, WsUrl
 from latentspeed_core.live import ApiKeyConfig
 
-from .parsing import DEPTH_SPEEDS, MAX_STREAMS, REST_URLS, USDM_LIMITS, WS_URLS
+from .parsing import (
+    DEPTH_SPEEDS,
+    MAX_STREAMS,
+    REST_URLS,
+    TRADES_WS_URLS,
+    USDM_HOSTS,
+    USDM_LIMITS,
+    WS_URLS,
+    market_route_url,
+    route,
+)
 
 
 class BinanceConfig(FeedConfig):
-    """One Binance combined-stream connection carrying many symbols."""
+    """One Binance feed entry: many symbols on one combined-stream connection (spot), or on two (USD-M:
+    depth on the ``/public`` route, trades on ``/market``, as Binance's 2026 base-URL split requires)."""
 
     exchange: Literal["binance"] = "binance"
     #: ``spot`` (default) or ``usdm`` (USD-M futures).
     market: Literal["spot", "usdm"] = "spot"
-    #: Combined-stream base URL (``…/stream``); defaults to the market's production endpoint.
+    #: Combined-stream base URL (``…/stream``) of the depth streams (spot: of trades too); defaults to
+    #: the market's production endpoint (USD-M: ``wss://fstream.binance.com/public/stream``).
     ws_url: WsUrl = ""
+    #: USD-M only: combined-stream base URL of the trade streams. Default: ``ws_url`` with its
+    #: ``/public`` route swapped for ``/market`` (``wss://fstream.binance.com/market/stream``), else
+    #: ``ws_url`` itself (a proxy or test server serving every stream on one path). Unset on spot.
+    trades_ws_url: WsUrl = ""
     #: REST base URL for depth snapshots; defaults to the market's production endpoint.
     rest_url: HttpUrl = ""
     #: Diff-depth update speed: spot ``100ms`` | ``1000ms``; USD-M ``100ms`` | ``250ms`` | ``500ms`` | ``0ms``.
@@ -28,9 +45,9 @@ class BinanceConfig(FeedConfig):
     snapshot_limit: int = Field(default=1000, ge=1, le=5000)
     #: Also subscribe trades.
     trades: bool = True
-    #: ``trade`` (every fill) or ``aggTrade`` (aggregated by taker order).
+    #: ``trade`` (every fill) or ``aggTrade`` (aggregated by taker order; the only one USD-M documents).
     trade_channel: Literal["trade", "aggTrade"] = "trade"
-    #: No frame for this long → reconnect. Quiet symbols may need more.
+    #: No frame for this long → reconnect (each connection on its own). Quiet symbols may need more.
     silence_timeout: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="before")
@@ -42,7 +59,21 @@ class BinanceConfig(FeedConfig):
                 data = {**data, "ws_url": WS_URLS[market]}
             if not data.get("rest_url") and market in REST_URLS:
                 data = {**data, "rest_url": REST_URLS[market]}
+            ws = data.get("ws_url")
+            if (
+                not data.get("trades_ws_url")
+                and market in TRADES_WS_URLS
+                and isinstance(ws, str)
+                and ws.startswith(("ws://", "wss://"))  # a bad ws_url is reported once, under its own key
+            ):
+                data = {**data, "trades_ws_url": market_route_url(ws)}
         return data
+
+    def endpoint(self) -> str:
+        """Both URLs on USD-M (depth, trades), so a message naming the source names both connections."""
+        if not self.replay and self.market == "usdm" and self.trades and self.trades_ws_url != self.ws_url:
+            return f"{self.ws_url} + {self.trades_ws_url}"
+        return super().endpoint()
 
     @model_validator(mode="after")
     def _check(self) -> BinanceConfig:
@@ -53,12 +84,38 @@ class BinanceConfig(FeedConfig):
             )
         if self.market == "usdm" and self.snapshot_limit not in USDM_LIMITS:
             raise ValueError(f"snapshot_limit on usdm must be one of {USDM_LIMITS}")
-        n = len(self.symbols) * (2 if self.trades else 1)
-        if n > MAX_STREAMS[self.market]:
-            raise ValueError(
-                f"{n} streams exceed Binance's {MAX_STREAMS[self.market]} per connection; split the feed"
-            )
+        limit = MAX_STREAMS[self.market]
+        if self.market == "spot":
+            if self.trades_ws_url:
+                raise ValueError(
+                    "trades_ws_url applies to market: usdm only; spot serves depth and trades on ws_url"
+                )
+            per_connection = {"ws_url": len(self.symbols) * (2 if self.trades else 1)}
+        else:
+            per_connection = {"ws_url": len(self.symbols)}
+            if self.trades:
+                per_connection["trades_ws_url"] = len(self.symbols)
+            self._check_usdm_routes()
+        for key, n in per_connection.items():
+            if n > limit:
+                raise ValueError(
+                    f"{n} streams on the {key} connection exceed Binance's {limit} per connection; split the feed"
+                )
         return self
+
+    def _check_usdm_routes(self) -> None:
+        """On Binance's own hosts a stream pushes data only on its route (an unrouted legacy ``/stream``
+        gets public data only): refuse a URL that would connect fine and then stay silent."""
+        wanted = [("ws_url", self.ws_url, "public", "depth")]
+        if self.trades:
+            wanted.append(("trades_ws_url", self.trades_ws_url, "market", "trades"))
+        for key, url, want, what in wanted:
+            if urlsplit(url).hostname in USDM_HOSTS and route(url) != want:
+                host = urlsplit(url).netloc
+                raise ValueError(
+                    f"{key} {url!r}: Binance serves USD-M {what} on the /{want} route only (base-URL split "
+                    f"of 2026-03-06; legacy URLs retired 2026-04-23); use wss://{host}/{want}/stream"
+                )
 
 
 #: Credentials from ``BINANCE_API_KEY`` / ``BINANCE_API_SECRET`` when the config gives none.

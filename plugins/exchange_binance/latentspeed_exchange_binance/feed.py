@@ -5,6 +5,12 @@ developers.binance.com/docs/binance-spot-api-docs/web-socket-streams; USD-M:
 developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/
 How-to-manage-a-local-order-book-correctly). Until a symbol is synchronised its book is
 never published; any gap discards the book and starts over from a fresh snapshot.
+
+Spot carries depth and trades on one connection. USD-M needs two since Binance's base-URL split
+(developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/
+Important-WebSocket-Change-Notice): depth on ``/public``, trades on ``/market``. The trades connection
+is a small :class:`TradesConnection` that hands its frames to this feed's ``deliver_frame`` (one
+capture, one replay) and reconnects on its own without touching the books.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from .parsing import (
     parse_trade,
     snapshot_url,
     streams,
+    trade_streams,
     venue_symbol,
 )
 
@@ -76,6 +83,55 @@ class SymbolState:
         self.buffer: list[tuple[Depth, int]] = []
 
 
+class TradesConnection(WsFeed):
+    """The USD-M trades connection (``/market`` route) of a :class:`BinanceFeed`.
+
+    Its frames go through the feed's ``deliver_frame``, so they are recorded, counted and parsed exactly
+    like the depth connection's, and a capture replays without knowing there were two connections. It
+    shares the feed's ``stats`` (its reconnects and errors are the feed's). Trades carry no state, so its
+    (re)connects neither reset nor resync a book, and are not recorded: a replayed ``connect`` would.
+    """
+
+    def __init__(self, feed: BinanceFeed, url: str) -> None:
+        super().__init__(feed.config, f"{feed.name}:trades")
+        self.feed = feed
+        self.stats = feed.stats
+        self._url = url
+
+    def ws_url(self) -> str:
+        return self._url
+
+    def deliver_connect(self, receipt_ns: int | None = None) -> None:
+        """Nothing to rebuild: trades are stateless, and the books belong to the depth connection."""
+
+    def deliver_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        feed = self.feed
+        feed._source = self  # a serverShutdown on this connection must move this connection only
+        try:
+            feed.deliver_frame(data, receipt_ns)
+        finally:
+            feed._source = feed
+
+    def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        self.feed.on_frame(data, receipt_ns)
+
+
+#: Transport settings the trades connection takes from its feed when it starts (tests tune the feed).
+_SHARED_SETTINGS = (
+    "silence_timeout",
+    "max_lifetime",
+    "subscribe_rate",
+    "backoff_initial",
+    "backoff_max",
+    "healthy_after",
+    "protocol_ping_interval",
+    "open_timeout",
+    "close_timeout",
+    "max_size",
+    "compression",
+)
+
+
 class BinanceFeed(WsFeed):
     exchange = "BINANCE"
     #: Binance closes every connection after 24 h; reconnect a little before, on our terms.
@@ -91,10 +147,18 @@ class BinanceFeed(WsFeed):
         super().__init__(config, name)
         self.silence_timeout = config.silence_timeout
         self.usdm = config.market == "usdm"
-        names = streams(
-            config.symbols, config.depth_speed, config.trade_channel if config.trades else None, config.market
-        )
-        self._url = combined_url(config.ws_url, names)
+        channel = config.trade_channel if config.trades else None
+        #: USD-M: the ``/market`` connection carrying the trades (None on spot, or without trades).
+        self.trades_connection: TradesConnection | None = None
+        #: The connection whose frame is being handled (the trades one sets itself while it delivers).
+        self._source: WsFeed = self
+        if self.usdm:
+            self._url = combined_url(config.ws_url, streams(config.symbols, config.depth_speed, None, "usdm"))
+            if channel:
+                url = combined_url(config.trades_ws_url, trade_streams(config.symbols, channel))
+                self.trades_connection = TradesConnection(self, url)
+        else:
+            self._url = combined_url(config.ws_url, streams(config.symbols, config.depth_speed, channel))
         self._syms: dict[str, SymbolState] = {}
         self._by_symbol: dict[str, SymbolState] = {}
         for s in config.symbols:
@@ -104,6 +168,18 @@ class BinanceFeed(WsFeed):
 
     def ws_url(self) -> str:
         return self._url
+
+    async def run_live(self) -> None:
+        """The depth connection, and on USD-M the trades connection beside it, each reconnecting on its own."""
+        trades = self.trades_connection
+        if trades is None:
+            await super().run_live()
+            return
+        for key in _SHARED_SETTINGS:
+            setattr(trades, key, getattr(self, key))
+        async with asyncio.TaskGroup() as group:  # either failing ends both; cancelling the feed ends both
+            group.create_task(trades.run_live(), name=trades.name)
+            await super().run_live()
 
     def book(self, symbol: str) -> L2Book:
         """The live book of ``symbol`` (``BTC-USDT``); only valid while :meth:`synced`."""
@@ -151,7 +227,7 @@ class BinanceFeed(WsFeed):
                 if self.sink is not None:
                     self.sink.on_trade(self, trade)
         elif cls is ServerShutdown:  # the venue will close this connection soon: move now
-            self.reconnect("venue sent serverShutdown")
+            self._source.reconnect("venue sent serverShutdown")
         elif "result" in ev and "id" in ev:
             pass  # answer to a request (LIST_SUBSCRIPTIONS etc.)
         elif "code" in ev and "msg" in ev:

@@ -13,6 +13,8 @@ size, a trade of size 0) is malformed too: ``ValueError``.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import msgspec
 import orjson
 
@@ -23,7 +25,14 @@ EXCHANGE = "BINANCE"
 _INF = float("inf")
 
 #: Production endpoints per market (combined-stream base URL, REST base URL, snapshot path).
-WS_URLS = {"spot": "wss://stream.binance.com:9443/stream", "usdm": "wss://fstream.binance.com/stream"}
+#: USD-M: Binance split the streams by route (Important WebSocket Change Notice, 2026-03-06; legacy URLs
+#: retired 2026-04-23): depth and bookTicker on ``/public``, trades (``aggTrade``), markPrice, kline… on
+#: ``/market``, user data on ``/private``. So USD-M depth and trades need two connections.
+WS_URLS = {"spot": "wss://stream.binance.com:9443/stream", "usdm": "wss://fstream.binance.com/public/stream"}
+#: USD-M trades base (the ``/market`` route); spot carries trades on ``WS_URLS["spot"]``.
+TRADES_WS_URLS = {"usdm": "wss://fstream.binance.com/market/stream"}
+#: Binance's USD-M stream hosts (production, testnet), where the route decides which streams push data.
+USDM_HOSTS = ("fstream.binance.com", "fstream.binancefuture.com")
 REST_URLS = {"spot": "https://api.binance.com", "usdm": "https://fapi.binance.com"}
 DEPTH_PATHS = {"spot": "/api/v3/depth", "usdm": "/fapi/v1/depth"}
 #: Diff-depth update speeds offered per market (spot: 1000ms/100ms; USD-M: 250ms default, 500ms, 100ms,
@@ -144,6 +153,25 @@ def streams(
         if trade_channel:
             out.append(f"{v}@{trade_channel}")
     return out
+
+
+def trade_streams(symbols: list[str], trade_channel: str) -> list[str]:
+    """The trade streams alone (``btcusdt@trade``): what the USD-M ``/market`` connection subscribes."""
+    return [f"{venue_symbol(s).lower()}@{trade_channel}" for s in symbols]
+
+
+def route(url: str) -> str:
+    """The first path segment of a WebSocket URL: ``public``, ``market``, ``private`` or ``stream`` (legacy)."""
+    return urlsplit(url).path.lstrip("/").split("/", 1)[0]
+
+
+def market_route_url(ws_url: str) -> str:
+    """The trades base that goes with a USD-M depth base: its ``/public/`` route swapped for ``/market/``
+    (production and testnet alike); a URL without that route (a proxy, a test server) is kept as it is."""
+    parts = urlsplit(ws_url)
+    if route(ws_url) != "public":
+        return ws_url
+    return urlunsplit(parts._replace(path=parts.path.replace("/public", "/market", 1)))
 
 
 def combined_url(base: str, names: list[str]) -> str:

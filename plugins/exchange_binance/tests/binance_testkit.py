@@ -1,5 +1,8 @@
 """Test kit for the Binance plugin: recorded sessions, a naive reference book, and a loopback
-Binance (combined-stream WebSocket server + REST depth endpoint) that plays scripted sessions."""
+Binance (combined-stream WebSocket server + REST depth endpoint) that plays scripted sessions.
+
+The loopback server answers any path: ``/stream`` (spot, or every stream on one path), and the USD-M
+routes ``/public/stream`` (depth) and ``/market/stream`` (trades), whose connections are counted apart."""
 
 from __future__ import annotations
 
@@ -131,25 +134,36 @@ Script = Callable[["FakeBinance", int, object, list[str]], Awaitable[None]]
 
 @dataclass
 class FakeBinance:
-    """Loopback Binance: ``/stream?streams=…`` WebSocket endpoint and the REST depth endpoint.
+    """Loopback Binance: ``?streams=…`` WebSocket endpoints and the REST depth endpoint.
 
     ``script(server, n, ws, streams)`` plays connection ``n`` (1-based); returning closes it.
+    Connections on the ``/market`` route (USD-M trades) are counted apart (``market_connections``,
+    ``market_paths``) and played by ``market_script``, else by ``script`` with their own ``n``.
     ``snapshots`` are served in order to successive depth requests (the last one repeats).
     """
 
     script: Script
     snapshots: list[bytes] = field(default_factory=list)
+    market_script: Script | None = None
     connections: int = 0
     paths: list[str] = field(default_factory=list)
+    market_connections: int = 0
+    market_paths: list[str] = field(default_factory=list)
     rest_paths: list[str] = field(default_factory=list)
     rest_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _ws(self, ws) -> None:
-        self.connections += 1
         path = ws.request.path
-        self.paths.append(path)
+        if urlparse(path).path.startswith("/market/"):
+            self.market_connections += 1
+            self.market_paths.append(path)
+            n, script = self.market_connections, self.market_script or self.script
+        else:
+            self.connections += 1
+            self.paths.append(path)
+            n, script = self.connections, self.script
         names = parse_qs(urlparse(path).query).get("streams", [""])[0].split("/")
-        play = asyncio.create_task(self.script(self, self.connections, ws, names))
+        play = asyncio.create_task(script(self, n, ws, names))
         closed = asyncio.create_task(ws.wait_closed())
         try:
             await asyncio.wait((play, closed), return_when=asyncio.FIRST_COMPLETED)
@@ -184,7 +198,11 @@ class FakeBinance:
     async def __aenter__(self) -> FakeBinance:
         self._wss = await serve(self._ws, "127.0.0.1", 0)
         self._https = await asyncio.start_server(self._http, "127.0.0.1", 0)
-        self.ws_url = f"ws://127.0.0.1:{self._wss.sockets[0].getsockname()[1]}/stream"
+        base = f"ws://127.0.0.1:{self._wss.sockets[0].getsockname()[1]}"
+        self.ws_url = f"{base}/stream"
+        #: USD-M's routes: a feed given ``public_url`` derives ``market_url`` for its trades.
+        self.public_url = f"{base}/public/stream"
+        self.market_url = f"{base}/market/stream"
         self.rest_url = f"http://127.0.0.1:{self._https.sockets[0].getsockname()[1]}"
         return self
 

@@ -115,7 +115,10 @@ def test_config_defaults_and_errors():
     )  # fmt: skip
     assert c.symbols == ["BTC-USDT"]
     c = validate(BinanceConfig, {"exchange": "binance", "market": "usdm", "symbols": ["BTC-USDT"]})
-    assert (c.ws_url, c.rest_url) == ("wss://fstream.binance.com/stream", "https://fapi.binance.com")
+    assert (c.ws_url, c.trades_ws_url, c.rest_url) == (  # USD-M: the 2026 routes, depth and trades apart
+        "wss://fstream.binance.com/public/stream", "wss://fstream.binance.com/market/stream",
+        "https://fapi.binance.com",
+    )  # fmt: skip
     for bad, where in (
         ({"exchange": "binance", "depht": 5}, "depht"),
         ({"exchange": "binance", "symbols": ["BTCUSDT"]}, "symbols"),

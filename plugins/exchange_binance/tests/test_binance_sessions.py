@@ -27,9 +27,11 @@ SPEED = {"spot": "100ms", "usdm": "0ms"}  # the streams the recordings subscribe
 
 
 def make_feed(srv: FakeBinance, market: str) -> BinanceFeed:
+    """Spot on one ``/stream`` connection; USD-M on Binance's routes: depth ``/public``, trades ``/market``."""
+    ws_url = srv.public_url if market == "usdm" else srv.ws_url
     cfg = validate(
         BinanceConfig,
-        {"exchange": "binance", "market": market, "symbols": ["BTC-USDT"], "ws_url": srv.ws_url,
+        {"exchange": "binance", "market": market, "symbols": ["BTC-USDT"], "ws_url": ws_url,
          "rest_url": srv.rest_url, "depth_speed": SPEED[market]},
     )  # fmt: skip
     feed = BinanceFeed(cfg)
@@ -82,7 +84,12 @@ def test_normal_session(market, pace):
             async def body():
                 await async_wait_for(lambda: done_with(feed, expected), 10, "book synced to the last update")
                 assert_book(feed, expected)
-                assert srv.paths == [f"/stream?streams=btcusdt@depth@{SPEED[market]}/btcusdt@trade"]
+                if market == "spot":  # one connection for depth and trades
+                    assert srv.paths == ["/stream?streams=btcusdt@depth@100ms/btcusdt@trade"]
+                    assert srv.market_paths == []
+                else:  # USD-M: depth on /public, trades on /market
+                    assert srv.paths == ["/public/stream?streams=btcusdt@depth@0ms"]
+                    assert srv.market_paths == ["/market/stream?streams=btcusdt@trade"]
                 assert (
                     srv.rest_paths[0]
                     == ("/api/v3/depth" if market == "spot" else "/fapi/v1/depth")
@@ -149,8 +156,12 @@ def test_connection_drop_reconnects_and_rebuilds(market):
         await send_frames(ws, s.frames[resume:], names)
         await forever()
 
+    async def trades_stay_up(srv, n, ws, names):  # USD-M: the /market connection is not dropped
+        await send_frames(ws, s.frames, names)
+        await forever()
+
     async def main():
-        async with FakeBinance(script, [s.snapshot]) as srv:
+        async with FakeBinance(script, [s.snapshot], market_script=trades_stay_up) as srv:
             feed, sink = make_feed(srv, market), RecSink()
 
             async def body():
@@ -158,6 +169,8 @@ def test_connection_drop_reconnects_and_rebuilds(market):
                     lambda: feed.connections == 2 and done_with(feed, full), 10, "rebuilt book"
                 )
                 assert feed.stats.reconnects == 1 and "closed" in feed.last_reconnect_cause
+                if market == "usdm":  # the depth drop left the trades connection alone
+                    assert feed.trades_connection.connections == 1 and srv.market_connections == 1
                 assert len(srv.paths) == 2 and srv.paths[0] == srv.paths[1]  # resubscribed
                 assert len(srv.rest_paths) == 2  # a fresh snapshot after the reconnect
                 assert_book(feed, full)
