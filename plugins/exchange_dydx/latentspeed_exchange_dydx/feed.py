@@ -232,7 +232,11 @@ class DydxFeed(WsFeed):
 
     def _publish(self, book: OffsetBook, receipt_ns: int) -> None:
         if book.book.is_crossed():
-            book.uncross()
+            try:
+                book.uncross()
+            except ValueError as exc:  # crossed beyond any lag: garbage, nothing is published
+                self._malformed_book(book.book.symbol, exc, None)
+                return
         self.stats.books += 1
         sink = self.sink
         if sink is not None:

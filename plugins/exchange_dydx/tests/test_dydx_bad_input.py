@@ -221,3 +221,35 @@ def test_offset_book_checks_the_whole_message_on_every_path(kit, bad):
         with pytest.raises(ValueError):
             book.apply([(3393.2, 5.0), (3300.0, 1.0)], [(3393.6, 1.0), bad], offset)
         assert (book.book.top_bids(1000), book.book.top_asks(1000), dict(book.bid_off), book.newest) == before
+
+
+def test_a_snapshot_crossed_by_thousands_of_levels_is_garbage_not_a_long_uncross(kit):
+    """Found by fuzzing: bids 2000.0, 2001.0, ... against asks 1000.00, 1000.01, ... took 16 s to
+    uncross level by level at 200k levels. Beyond MAX_UNCROSS it is counted and resubscribed."""
+    import time
+
+    from latentspeed_exchange_dydx.book import MAX_UNCROSS
+
+    n = 3 * MAX_UNCROSS
+    snap = kit.frame(kit.SNAPSHOT, message_id=1)
+    snap["contents"]["bids"] = [{"price": f"{2000 + i}.0", "size": "1.5"} for i in range(n)]
+    snap["contents"]["asks"] = [{"price": f"{1000 + i / 100:.2f}", "size": "1.5"} for i in range(n)]
+
+    async def scenario():
+        async with kit.IndexerServer() as srv:
+            feed, sink = make(kit, srv.url, trades=False)
+            async with kit.running(feed, sink):
+                conn = await srv.connection()
+                await conn.subscriptions(1)
+                t0 = time.process_time()
+                await conn.send({**snap, "connection_id": conn.connection_id})
+                reqs = await conn.subscriptions(2, timeout=20)
+                assert [r["type"] for r in reqs] == ["unsubscribe", "subscribe"]
+                assert time.process_time() - t0 < 10  # bounded work, not minutes (CPU time: load-proof)
+                assert feed.stats.errors == 1 and feed.stats.resyncs == 1
+                assert sink.inner.count(ETH) == 0 and sink.violations == []
+                good = kit.frame(kit.SNAPSHOT, message_id=2)
+                await conn.send(good)
+                await async_wait_for(lambda: sink.inner.count(ETH) == 1, 5, "book after the resubscribe")
+
+    asyncio.run(scenario())
