@@ -145,6 +145,8 @@ class MockVenue(Venue):
                 P.unpack_execution_report(buf, off)
             )
             self.reports += 1
+            if (et == P.EXEC_FILL or et == P.EXEC_PARTIAL_FILL) and (px <= 0 or lq <= 0):  # found by fuzzing
+                raise P.ProtocolError(f"impossible fill: last_px {px} last_qty {lq} (fixed point)")
             try:
                 report = ExecutionReport(
                     cl, oid, xid, names.get(sid, ""), _SIDES[side], _EXEC_TYPES[et], px / _SCALE, lq / _SCALE,

@@ -325,3 +325,17 @@ def test_venue_drops_an_exchange_that_sends_a_zero_length_header(caplog):
     with caplog.at_level(logging.WARNING, logger="latentspeed_mock_exchange"):
         run(main())
     assert any("malformed frame from exchange: bad length 0" in r.getMessage() for r in caplog.records)
+
+
+def test_venue_skips_and_counts_a_fill_report_no_exchange_could_send():
+    """Found by fuzzing: a FILL with a price or size <= 0 reached the engine."""
+    from latentspeed_mock_exchange import protocol as P
+
+    venue = MockVenue(MockVenueConfig())
+    lst = Listener()
+    venue._listener = lst
+    good = P.encode_execution_report(1, 0, 7, 1, 1, 1, 0, P.EXEC_FILL, 100 * P.SCALE, P.SCALE, 0, P.SCALE, 0)
+    bad = P.encode_execution_report(2, 0, 8, 2, 2, 1, 0, P.EXEC_FILL, -5 * P.SCALE, P.SCALE, 0, P.SCALE, 0)
+    venue._on_frames([(P.EXECUTION_REPORT, bad, 0), (P.EXECUTION_REPORT, good, 0)], 0)
+    assert [r.cl_ord_id for r in lst.reports] == [7]
+    assert venue.bad_messages == 1
