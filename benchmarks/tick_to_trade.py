@@ -2,6 +2,11 @@
 
     python benchmarks/tick_to_trade.py [--orders 12000] [--tick-ms 0.5] [--throughput-orders 50000]
         [--[no-]busy-poll] [--[no-]exchange-busy-poll] [--md-source venue|feed] [--no-conflate]
+    python benchmarks/tick_to_trade.py --tick-ms 1,10,100      # the cadences real venues send at
+
+With several ``--tick-ms`` values, each cadence runs twice, busy polling and sleeping (engine and
+exchange alike), with fewer orders where ticks are slow (``--cadence-orders``, at least 2,000),
+and the result line gains ``by_cadence``: ``{"1": {"busy": {"p50", "p99", ...}, "sleep": {...}}, ...}``.
 
 By default the engine runs as a low-latency deployment runs it, pinned to its own CPU and busy
 polling (engine config ``busy_poll``), and the exchange, on the other CPU, spins too
@@ -232,7 +237,10 @@ def throughput_phase(port: int, n: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--orders", type=int, default=12_000, help="measured orders in phase 1 (>= 10,000)")
-    ap.add_argument("--tick-ms", type=float, default=0.5, help="mock exchange market-data period")
+    ap.add_argument("--tick-ms", default="0.5",
+                    help="mock exchange market-data period in ms; several (1,10,100) compare cadences")  # fmt: skip
+    ap.add_argument("--cadence-orders", type=int, default=2_000,
+                    help="measured orders per cadence and mode with several --tick-ms (at least 2,000)")  # fmt: skip
     ap.add_argument("--throughput-orders", type=int, default=50_000)
     ap.add_argument(
         "--md-source",
@@ -265,6 +273,9 @@ def main() -> int:
     registry = load_registry(["mock"], extra=[BenchPlugin()])
     if PIN:
         os.sched_setaffinity(0, {PIN[1]})
+    ticks = [float(x) for x in str(args.tick_ms).split(",") if x.strip()]
+    args.tick_ms = ticks[0]
+    by_cadence = by_cadence_runs(ticks, max(2_000, args.cadence_orders), registry, args) if len(ticks) > 1 else None
 
     port = free_port()
     ex = start_exchange(port, args.tick_ms, args.exchange_busy_poll)
@@ -323,8 +334,52 @@ def main() -> int:
         "setup": {"engine_busy_poll": args.busy_poll, "exchange_busy_poll": args.exchange_busy_poll,
                   "pinned": bool(PIN), "tick_ms": args.tick_ms},
     }  # fmt: skip
+    if by_cadence is not None:
+        result["by_cadence"] = by_cadence
     print(json.dumps(result))
     return 0
+
+
+def one_run(tick_ms: float, orders: int, registry, args, busy: bool) -> dict:
+    """Tick-to-trade at one cadence, engine and exchange both busy polling or both sleeping."""
+    port = free_port()
+    ex = start_exchange(port, tick_ms, busy and bool(PIN))
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    try:
+        with asyncio.Runner(loop_factory=factory) as r:
+            t2t, rt, _summary, stages = r.run(
+                engine_phase(port, orders, registry, args.md_source, busy and bool(PIN), not args.no_conflate)
+            )
+    finally:
+        ex.terminate()
+        ex.wait(10)
+    out = {"p50": pct(t2t, 50), "p90": pct(t2t, 90), "p99": pct(t2t, 99), "p999": pct(t2t, 99.9), "n": int(len(t2t)),
+           "round_trip_p50": pct(rt, 50), "round_trip_p99": pct(rt, 99)}  # fmt: skip
+    for name, a in stages.items():
+        out[name.replace(" ", "")] = pct(a, 50)
+    return out
+
+
+def by_cadence_runs(ticks: list[float], orders: int, registry, args) -> dict:
+    """``{"10": {"busy": {...}, "sleep": {...}}, ...}``: every cadence, busy polling and sleeping."""
+    result: dict[str, dict] = {}
+    for tick in ticks:
+        # slow cadences get fewer orders (100 ms: 2,000 orders is already 200 s); fast ones more
+        n = orders if tick >= 10 else max(orders, args.orders)
+        key = f"{tick:g}"
+        result[key] = {}
+        for mode in ("busy", "sleep"):
+            t0 = time.perf_counter()
+            r = one_run(tick, n, registry, args, busy=(mode == "busy"))
+            result[key][mode] = r
+            print(f"cadence {key} ms {mode:5s}: tick-to-trade us p50 {r['p50']} p99 {r['p99']} p99.9 {r['p999']} "
+                  f"(n={r['n']}, {time.perf_counter() - t0:.0f}s)", flush=True)  # fmt: skip
+    return result
 
 
 if __name__ == "__main__":
