@@ -6,7 +6,9 @@ stats interval and at shutdown, so the hot path never touches the file.
 
 from __future__ import annotations
 
+import random
 from array import array
+from collections.abc import Callable
 
 import numpy as np
 import orjson
@@ -69,17 +71,45 @@ class LatencyLog:
             self._fh = None
 
 
+#: Samples kept per series (512 KiB of int64): every sample up to here, a uniform sample beyond.
+SAMPLES_CAP = 65_536
+
+
 class Samples:
-    """Int64 samples (ns) in a growable array; percentiles in microseconds."""
+    """Int64 samples (ns); percentiles in microseconds; memory bounded by ``cap``.
 
-    def __init__(self) -> None:
+    The first ``cap`` samples are all kept (``data``); after that each new sample replaces a
+    random kept one with probability cap/n (reservoir sampling), so ``data`` stays a uniform
+    sample of the whole session and its percentiles estimate the session's, in constant memory
+    (before this, two arrays grew by 16 bytes per order for ever). ``len()`` counts every sample.
+    """
+
+    def __init__(self, cap: int = SAMPLES_CAP, seed: int | None = None) -> None:
         self.data = array("q")
+        self.cap = cap
+        #: Samples seen beyond the first ``cap``.
+        self._extra = 0
+        self._random = random.Random(seed).random
+        #: ``add(ns)``: appends until ``cap`` samples are kept, then samples (swapped once, so the
+        #: common case costs one length check more than a bare append).
+        self.add: Callable[[int], None] = self._append
 
-    def add(self, ns: int) -> None:
-        self.data.append(ns)
+    def _append(self, ns: int) -> None:
+        data = self.data
+        if len(data) < self.cap:
+            data.append(ns)
+        else:  # a caller may hold the old bound method (a batch of orders): never past the cap
+            self.add = self._replace
+            self._replace(ns)
+
+    def _replace(self, ns: int) -> None:
+        self._extra += 1
+        j = int(self._random() * (self.cap + self._extra))
+        if j < self.cap:
+            self.data[j] = ns
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.data) + self._extra
 
     def percentiles_us(self, *qs: float) -> list[float | None]:
         if not self.data:
