@@ -74,7 +74,7 @@ def test_installed_plugins_are_core_and_bybit_only(bybit_wheel_venv):
     assert set(plugins) == {"core", "bybit"}
     assert plugins["bybit"]["distribution"] == "latentspeed-exchange-bybit"
     assert plugins["bybit"]["components"] == {"feeds": ["bybit"], "venues": ["bybit"]}
-    assert plugins["bybit"]["hooks"] == ["register_feeds"]
+    assert plugins["bybit"]["hooks"] == ["register_feeds", "register_venues"]
 
 
 CLIENT = textwrap.dedent(
