@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.needs_registry  # installs dependencies from the package index
 import yaml
 
 from latentspeed_core.testing import free_port
+
+pytestmark = pytest.mark.needs_registry  # installs dependencies from the package index
 
 ROOT = Path(__file__).resolve().parent.parent
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".venv", "*.pyc")

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from latentspeed_core.capture import replay_into
 from latentspeed_core.marketstream.features import build_calculators
 from latentspeed_core.marketstream.pipeline import Pipeline
 from latentspeed_core.plugins import load_registry
