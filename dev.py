@@ -3,6 +3,7 @@
 
     python3 dev.py run [latentspeed run options]   # set up, then `latentspeed run`
     python3 dev.py test [pytest options]           # set up, then the whole test suite
+                                                   # (installs redis-server when missing, as root)
     python3 dev.py setup                           # only set up
 
 Setup creates ./.venv (stdlib venv) and installs the core and every plugin under
@@ -94,6 +95,25 @@ def step(title: str, cmd: list[str], log: IO[str]) -> None:
     sys.exit(f"dev.py: {title} failed (exit {rc}); full log: {LOG}")
 
 
+def ensure_redis_server() -> None:
+    """The Redis sink tests start a real ``redis-server`` (the Debian package): install it when
+    missing and this runs as root with apt-get; otherwise say how (those tests skip without it)."""
+    import shutil
+
+    if shutil.which("redis-server"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("dev.py: installing redis-server (apt-get) ...", end=" ", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        with LOG.open("a") as log:
+            ok = all(subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode == 0
+                     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]))  # fmt: skip
+        print("done" if ok else f"failed (see {LOG})", flush=True)
+        if ok:
+            return
+    print("dev.py: redis-server not found: the Redis tests will skip (install: sudo apt-get install redis-server)")
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test", "setup"}:
         print(__doc__)
@@ -105,6 +125,7 @@ def main(argv: list[str]) -> int:
     if cmd == "run":
         exe = [str(BIN / "latentspeed"), "run", *rest]
     else:
+        ensure_redis_server()
         exe = [str(BIN / "python"), "-m", "pytest", *rest]
     os.chdir(ROOT)
     return subprocess.call(exe)

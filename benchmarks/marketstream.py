@@ -1,6 +1,7 @@
 """Marketstream benchmark: replay a capture at max speed through the real hot path.
 
     python benchmarks/marketstream.py [--books 50000] [--trades 100000] [--source auto|mock|binance] [--profile]
+    python benchmarks/marketstream.py --redis      # also: the Redis sink on (starts its own redis-server)
 
 Path measured, per message: the capture replayer stamps each input with the wall clock
 (``replay_into(..., restamp=True)``, exactly what a live transport does on receipt), then
@@ -20,6 +21,18 @@ through the mock plugin. ``auto`` picks binance when that plugin is installed.
 
 The last line of output is one JSON object (a contract):
 {"book": {"p50_us", "p99_us", "p999_us", "msgs_per_s"}, "trade": {"p50_us", "p99_us", "msgs_per_s"}}
+With ``--redis`` it has one more key, "redis": {"p50_us_without", "p50_us_with", "p50_added_us",
+"p99_us_without", "p99_us_with", "books_per_s", "books_per_s_drain", "drops", "rounds"}.
+
+``--redis``: the book pass again, alternately without and with a Redis sink (``--rounds`` times
+each, medians reported, so a load change on the machine hits both alike), on two publishers
+with a subscriber each. The sink writes to a private ``redis-server`` (loopback, free port, no
+persistence; on CPU 1 when pinned; the sink's writer thread stays in this process's CPU set)
+with a buffer large enough that nothing is dropped. Latency is the same receipt → last frame sent, so the difference is
+what the sink costs the ZeroMQ path (its ``put`` and the writer thread's share of the GIL);
+books/s into Redis = books confirmed by Redis / time from the sink's first write to its last
+(bounded by how fast the replay publishes); then once more with the writer held back until the
+pass is over, timing the drain of the queued books alone (the sink's own capacity).
 """
 
 from __future__ import annotations
@@ -250,6 +263,124 @@ def pct(sorted_ns: list[int], q: float) -> float:
     return sorted_ns[i] / 1000.0
 
 
+def open_publisher(pin: bool, sinks=()) -> Publisher:
+    """A Publisher on a free port pair (retried if another process took it meanwhile)."""
+    for _ in range(20):
+        try:
+            return Publisher("127.0.0.1", free_port(), sndhwm=1_000_000, linger_ms=5000,
+                             io_cpus=[1] if pin else None, sinks=sinks)  # fmt: skip
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise RuntimeError("no free port pair for the publisher")
+
+
+def redis_passes(args, registry, feed_name, feed_cfg, capture: Path, plain: Publisher, tmp: Path) -> dict:
+    """The book pass without and with the Redis sink, alternately; medians of each.
+
+    Each "with" round has a new sink, publisher and subscriber, so no sink thread exists during
+    a "without" round."""
+    import statistics
+
+    from latentspeed_core.testing import redis_server
+
+    if "redis" not in registry.sinks:
+        raise SystemExit("--redis needs the redis plugin: pip install -e plugins/sink_redis")
+    comp = registry.sinks["redis"]
+    p50: dict[str, list[float]] = {"without": [], "with": []}
+    p99: dict[str, list[float]] = {"without": [], "with": []}
+    rates: list[float] = []
+    drops = 0
+    with redis_server(tmp / "redis") as server:
+        if args.pin:
+            os.sched_setaffinity(server.proc.pid, {1})
+        cfg = comp.config_model.model_validate(
+            {"type": "redis", "url": server.url, "batch": args.redis_batch, "buffer": 10 * args.books}
+        )
+        for _ in range(args.rounds):
+            lat = run_pass(registry, feed_name, feed_cfg, capture, plain)[0]
+            lat.sort()
+            p50["without"].append(pct(lat, 0.5))
+            p99["without"].append(pct(lat, 0.99))
+            print(f"  without sink: book p50 {p50['without'][-1]:.2f} us, p99 {p99['without'][-1]:.1f} us")
+
+            sink = comp.factory(cfg)
+            busy: list[float] = []
+            write = sink.write
+
+            def timed_write(batch, _write=write, _busy=busy):  # first and last write: the sink's time
+                if not _busy:
+                    _busy.append(time.perf_counter())
+                n = _write(batch)
+                _busy[1:] = [time.perf_counter()]
+                return n
+
+            sink.write = timed_write
+            sink.start()  # its writer thread shares this process's CPU (0 when pinned), as deployed
+            pub = open_publisher(args.pin, [sink])
+            sub = subprocess.Popen(
+                [sys.executable, "-c", SUBSCRIBER, "127.0.0.1", str(pub.port)],
+                stdout=subprocess.PIPE, text=True,
+                preexec_fn=(lambda: os.sched_setaffinity(0, {1})) if args.pin else None,
+            )  # fmt: skip
+            try:
+                if not asyncio.run(pub.wait_subscribers(1, timeout=30)):
+                    raise SystemExit("subscriber did not connect")
+                lat = run_pass(registry, feed_name, feed_cfg, capture, pub)[0]
+                lat.sort()
+                want = pub.books_sent + pub.book_drops
+                deadline = time.monotonic() + 120
+                while sink.written < want and time.monotonic() < deadline:
+                    time.sleep(0.01)  # a benchmark waiting for the sink to drain, not a test
+                for sock in (pub.trades, pub.books):
+                    sock.send_multipart([b"BENCH-END", b"{}"])
+                sub.communicate(timeout=60)
+            finally:
+                pub.close()
+                sink.close()
+                if sub.poll() is None:
+                    sub.kill()
+            p50["with"].append(pct(lat, 0.5))
+            p99["with"].append(pct(lat, 0.99))
+            rates.append(sink.written / (busy[1] - busy[0]) if len(busy) == 2 and busy[1] > busy[0] else 0.0)
+            drops += sink.dropped + (want - sink.written)
+            print(f"  with sink:    book p50 {p50['with'][-1]:.2f} us, p99 {p99['with'][-1]:.1f} us;"
+                  f" {sink.written} books into Redis at {rates[-1]:,.0f}/s, drops {sink.dropped}")  # fmt: skip
+        # Capacity: a pass with the writer held back (books only queued), then the drain timed alone.
+        sink = comp.factory(cfg)
+        pub = open_publisher(args.pin, [sink])
+        try:
+            run_pass(registry, feed_name, feed_cfg, capture, pub)
+            queued = sink.buffered
+            t0 = time.perf_counter()
+            sink.start()
+            while sink.written + sink.refused < queued:
+                time.sleep(0.001)  # a benchmark timing a drain, not a test
+            capacity = queued / (time.perf_counter() - t0)
+        finally:
+            pub.close()
+            sink.close()
+        print(f"  drain alone: {queued} queued books into Redis at {capacity:,.0f}/s")
+    med = {k: statistics.median(v) for k, v in p50.items()}
+    out = {
+        "p50_us_without": round(med["without"], 2),
+        "p50_us_with": round(med["with"], 2),
+        "p50_added_us": round(med["with"] - med["without"], 2),
+        "p99_us_without": round(statistics.median(p99["without"]), 2),
+        "p99_us_with": round(statistics.median(p99["with"]), 2),
+        "books_per_s": round(statistics.median(rates)),
+        "books_per_s_drain": round(capacity),
+        "drops": drops,
+        "rounds": args.rounds,
+    }
+    print(
+        f"redis sink (median of {args.rounds}): book p50 {out['p50_us_with']} us with, {out['p50_us_without']} us"
+        f" without ({out['p50_added_us']:+} us); {out['books_per_s']:,} books/s into Redis while publishing"
+        f" at full speed, {out['books_per_s_drain']:,} books/s draining alone; drops {out['drops']}"
+    )
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--books", type=int, default=60_000, help="book messages to replay (default %(default)s)")
@@ -270,6 +401,9 @@ def main() -> int:
         action="store_true",
         help="diagnostic: serialise but do not send (isolates ZeroMQ's share)",
     )
+    ap.add_argument("--redis", action="store_true", help="also run the book pass with a Redis sink on")
+    ap.add_argument("--redis-batch", type=int, default=500, help="the sink's batch (default %(default)s)")
+    ap.add_argument("--rounds", type=int, default=3, help="--redis: passes with and without (default %(default)s)")
     args = ap.parse_args()
     args.pin = args.pin and {0, 1} <= os.sched_getaffinity(0)
     if args.pin:  # the event loop alone on CPU 0; ZeroMQ's I/O thread and the subscriber on CPU 1
@@ -356,6 +490,8 @@ def main() -> int:
                 import pstats
 
                 pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+        if args.redis:
+            results["redis"] = redis_passes(args, registry, feed_name, feed_cfg, book_cap, publisher, tmp)
         for sock in (publisher.trades, publisher.books):
             sock.send_multipart([b"BENCH-END", b"{}"])
         out, _ = sub.communicate(timeout=60)

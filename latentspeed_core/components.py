@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 @dataclass(frozen=True, slots=True)
 class Component:
-    """A named, configurable factory (a feed, venue, strategy, risk check or feature)."""
+    """A named, configurable factory (a feed, venue, strategy, risk check, feature or sink)."""
 
     name: str
     config_model: type[BaseModel]

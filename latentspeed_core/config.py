@@ -81,6 +81,18 @@ class LogConfig(StrictModel):
         return v.lower() if isinstance(v, str) else v
 
 
+class MetricsConfig(StrictModel):
+    """``metrics: {port: 9100, host: 127.0.0.1}``: serve Prometheus ``/metrics`` (docs/deployment.md).
+
+    Shared by the marketstream and engine configs; absent (the default) starts no server and no thread.
+    """
+
+    #: Bind address: loopback unless configured (the engine's metrics show positions and PnL).
+    host: str = Field("127.0.0.1", min_length=1)
+    #: TCP port; 0 takes any free port and logs it (tests). Each process on a host needs its own.
+    port: int = Field(9100, ge=0, le=65535)
+
+
 class FeedConfig(StrictModel):
     """Keys every feed entry has. Plugins subclass it and add their own keys."""
 

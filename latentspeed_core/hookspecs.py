@@ -61,6 +61,15 @@ def register_risk_checks(register: Callable[[Component], None]) -> None:
 
 
 @hookspec
+def register_sinks(register: Callable[[Component], None]) -> None:
+    """Register marketstream sinks. Factory: ``factory(config) -> Sink``.
+
+    The config model must subclass :class:`latentspeed_core.sink.SinkConfig`; the sink gets
+    every published message off the hot path (:class:`latentspeed_core.sink.Sink`).
+    """
+
+
+@hookspec
 def register_commands(register: Callable[[Command], None]) -> None:
     """Register ``latentspeed`` subcommands; they appear in ``latentspeed --help``."""
 

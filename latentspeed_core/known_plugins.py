@@ -13,6 +13,7 @@ DISTRIBUTIONS: dict[str, tuple[str, str]] = {
     "binance": ("latentspeed-exchange-binance", "plugins/exchange_binance"),
     "mock": ("latentspeed-mock-exchange", "plugins/mock_exchange"),
     "examples": ("latentspeed-strategy-examples", "plugins/strategy_examples"),
+    "redis": ("latentspeed-sink-redis", "plugins/sink_redis"),
 }
 
 #: Subcommands registered by shipped plugins: command -> plugin name.

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "latentspeed"
 CORE_PLUGIN = "core"
-KINDS = ("feeds", "venues", "features", "strategies", "risk_checks", "commands")
+KINDS = ("feeds", "venues", "features", "strategies", "risk_checks", "sinks", "commands")
 #: How an error names one thing of a kind (``strategies`` -> ``strategy``, not ``strategie``).
 SINGULAR = {
     "feeds": "feed",
@@ -28,6 +28,7 @@ SINGULAR = {
     "features": "feature",
     "strategies": "strategy",
     "risk_checks": "risk check",
+    "sinks": "sink",
     "commands": "command",
 }
 
@@ -65,6 +66,7 @@ class Registry:
     features: dict[str, Component] = field(default_factory=dict)
     strategies: dict[str, Component] = field(default_factory=dict)
     risk_checks: dict[str, Component] = field(default_factory=dict)
+    sinks: dict[str, Component] = field(default_factory=dict)
     commands: dict[str, Command] = field(default_factory=dict)
 
     def get(self, kind: str, name: str) -> Component:

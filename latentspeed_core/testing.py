@@ -1,4 +1,5 @@
-"""Helpers for tests of the core and of plugins: free ports, recorded fixtures, waiting on events.
+"""Helpers for tests of the core and of plugins: free ports, recorded fixtures, waiting on events,
+a real redis-server.
 
 Importable by third-party plugin tests too. Nothing here sleeps for correctness:
 waiting always polls a condition with a deadline.
@@ -10,7 +11,8 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -66,6 +68,91 @@ class RecordingSink:
 
     def on_trade(self, feed, trade) -> None:
         self.trades.append(trade)
+
+
+REDIS_SERVER = "redis-server"
+
+
+def redis_server_missing() -> str | None:
+    """Why a real ``redis-server`` cannot be started here (not on PATH), or None."""
+    import shutil
+
+    if shutil.which(REDIS_SERVER):
+        return None
+    return "redis-server is not installed (Debian/Ubuntu: apt-get install redis-server; python3 dev.py test does it as root)"
+
+
+class RedisServer:
+    """A real ``redis-server`` on a free loopback port, in its own directory, without persistence.
+
+    ``kill()`` and ``start()`` again on the same port stand for Redis going away and coming back
+    (empty: nothing is saved), which is what sink and consumer tests need."""
+
+    def __init__(self, workdir: str | Path, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start it and wait (polling, with a deadline) until it answers PING."""
+        import subprocess
+
+        missing = redis_server_missing()
+        if missing:
+            raise RuntimeError(missing)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"]  # fmt: skip
+        with open(self.workdir / "redis.log", "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self.ping():
+            if self.proc.poll() is not None:
+                log = (self.workdir / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server on port {self.port} exited ({self.proc.returncode}): {log}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(f"redis-server on port {self.port} did not answer within {timeout}s")
+            time.sleep(0.01)
+        return self
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: Redis vanishes mid-conversation, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@contextmanager
+def redis_server(workdir: str | Path) -> Iterator[RedisServer]:
+    """A started :class:`RedisServer` in ``workdir``, killed on exit."""
+    missing = redis_server_missing()
+    if missing:
+        raise RuntimeError(missing)
+    for attempt in range(5):  # the port was free a moment ago; another process may have taken it
+        server = RedisServer(workdir)
+        try:
+            server.start()
+            break
+        except RuntimeError:
+            if attempt == 4:
+                raise
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 def expect_compiled() -> bool:

@@ -97,6 +97,7 @@ def test_unknown_orders_are_forgotten_unless_a_late_report_reopens_them():
 
 def test_samples_keep_everything_up_to_the_cap_then_a_uniform_sample():
     s = Samples(cap=1000, seed=1)
+    buf = s._buf.buffer_info()
     for v in range(1000):
         s.add(v)
     assert list(s.data) == list(range(1000)) and len(s) == 1000
@@ -105,6 +106,7 @@ def test_samples_keep_everything_up_to_the_cap_then_a_uniform_sample():
     for v in values:
         s.add(v)
     assert len(s.data) == 1000 and len(s) == 201_000
+    assert s._buf.buffer_info() == buf  # one buffer for the whole session: never reallocated
     # a uniform sample of the session: its median is near the session's (error ~ 1/sqrt(1000))
     true_p50 = float(np.percentile(list(range(1000)) + values, 50)) / 1000.0
     got_p50 = s.percentiles_us(50)[0]

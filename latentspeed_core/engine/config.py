@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ..config import ConfigError, FeedConfig, LogConfig, StrictModel, load_yaml, validate
+from ..config import ConfigError, FeedConfig, LogConfig, MetricsConfig, StrictModel, load_yaml, validate
 
 
 class ZmqSourceConfig(StrictModel):
@@ -33,6 +33,9 @@ class MarketDataConfig(StrictModel):
     #: In-process feeds: the same entries as a marketstream config's ``feeds``.
     feeds: list[dict[str, Any]] = Field(default_factory=list)
     zmq: ZmqSourceConfig | None = None
+    #: Redis Streams written by a marketstream's redis sink (``{url, streams, group}``), read with
+    #: a consumer group: validated by the ``redis`` plugin's model (``latentspeed-sink-redis``).
+    redis: dict[str, Any] | None = None
     #: Books and trades from the venue's own order-entry connection, for venues that carry
     #: market data (the mock exchange does): one socket, so no second wake-up per tick.
     from_venue: bool = False
@@ -47,14 +50,16 @@ class MarketDataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self):
-        given = sum((bool(self.feeds), self.zmq is not None, self.from_venue))
+        given = sum((bool(self.feeds), self.zmq is not None, self.redis is not None, self.from_venue))
         if given > 1:
             raise ValueError(
-                "give one market-data source: feeds (in-process), zmq (a marketstream) or from_venue"
+                "give one market-data source: feeds (in-process), zmq (a marketstream), redis (its"
+                " Redis streams) or from_venue"
             )
         if not given:
             raise ValueError(
-                "no market data: give feeds (in-process), zmq (a marketstream process) or from_venue: true"
+                "no market data: give feeds (in-process), zmq (a marketstream process), redis (a"
+                " marketstream's Redis streams) or from_venue: true"
             )
         return self
 
@@ -115,6 +120,8 @@ class EngineConfig(StrictModel):
     #: (``{time}``: the UTC start, e.g. ``runs/engine-20261206T114500Z``), created when the first
     #: file is opened. ``.`` keeps the old behaviour (the current directory).
     output_dir: str = "runs/engine-{time}"
+    #: Prometheus ``/metrics`` (``{port: 9100, host: 127.0.0.1}``); absent: off.
+    metrics: MetricsConfig | None = None
 
 
 @dataclass
@@ -134,6 +141,9 @@ class EngineSetup:
     file: str | None
     feeds: list[FeedConfig] = field(default_factory=list)
     feed_names: list[str] = field(default_factory=list)
+    #: A market-data source a plugin provides (``market_data.redis``): its component, whose
+    #: factory is ``factory(config, on_book, on_trade)``, and its validated config.
+    plugin_source: tuple[Any, BaseModel] | None = None
     venue: BaseModel | None = None
     strategies: list[ResolvedStrategy] = field(default_factory=list)
     #: (name, component, validated config), in ascending priority.
@@ -209,6 +219,8 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
         if feed is not None:
             setup.feeds.append(feed)
     setup.feed_names = feed_names(setup.feeds)
+    if cfg.market_data.redis is not None:
+        setup.plugin_source = checked(_plugin_source, registry, "redis", cfg.market_data.redis, file)
 
     venue_data = cfg.venue.model_dump()
     comp = checked(lookup, "venues", cfg.venue.exchange.lower(), "venue.exchange")
@@ -253,6 +265,23 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
     checks.sort(key=lambda c: (c[0], c[1]))
     setup.risk_checks = [(n, c, v) for _, n, c, v in checks]
     return setup
+
+
+def _plugin_source(registry, name: str, data: dict[str, Any], file) -> tuple[Any, BaseModel]:
+    """``market_data.<name>``: the engine source that sink plugin offers (``extras["engine_source"]``).
+
+    The core never imports the plugin: the registry hands over its component."""
+    from ..known_plugins import install_hint
+
+    comp = registry.sinks.get(name)
+    source = comp.extras.get("engine_source") if comp is not None else None
+    if source is None:
+        raise ConfigError(
+            file,
+            f"market_data.{name}",
+            f"needs plugin {name!r}, which is not loaded: {install_hint(name)}, or select it with --plugins",
+        )
+    return source, validate(source.config_model, data, file, prefix=f"market_data.{name}")
 
 
 def load_config(path: str | Path, registry) -> EngineSetup:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections.abc import Callable
 
 import numpy as np
 import orjson
@@ -76,43 +75,44 @@ SAMPLES_CAP = 65_536
 
 
 class Samples:
-    """Int64 samples (ns); percentiles in microseconds; memory bounded by ``cap``.
+    """Int64 samples (ns); percentiles in microseconds; constant memory.
 
-    The first ``cap`` samples are all kept (``data``); after that each new sample replaces a
-    random kept one with probability cap/n (reservoir sampling), so ``data`` stays a uniform
-    sample of the whole session and its percentiles estimate the session's, in constant memory
-    (before this, two arrays grew by 16 bytes per order for ever). ``len()`` counts every sample.
+    The buffer for ``cap`` samples is allocated once, up front: the first ``cap`` samples are all
+    kept, after which each new one replaces a random kept one with probability cap/n (reservoir
+    sampling), so ``data`` stays a uniform sample of the whole session and its percentiles
+    estimate the session's. Before, two arrays grew by 16 bytes per order for ever, and each
+    ``realloc`` that moved them left a hole in the heap (most of the engine's RSS growth in a
+    soak). ``len()`` counts every sample seen.
     """
 
     def __init__(self, cap: int = SAMPLES_CAP, seed: int | None = None) -> None:
-        self.data = array("q")
+        self._buf = array("q", bytes(8 * cap))
         self.cap = cap
-        #: Samples seen beyond the first ``cap``.
-        self._extra = 0
+        #: Samples seen.
+        self.n = 0
         self._random = random.Random(seed).random
-        #: ``add(ns)``: appends until ``cap`` samples are kept, then samples (swapped once, so the
-        #: common case costs one length check more than a bare append).
-        self.add: Callable[[int], None] = self._append
 
-    def _append(self, ns: int) -> None:
-        data = self.data
-        if len(data) < self.cap:
-            data.append(ns)
-        else:  # a caller may hold the old bound method (a batch of orders): never past the cap
-            self.add = self._replace
-            self._replace(ns)
+    def add(self, ns: int) -> None:
+        n = self.n
+        if n < self.cap:
+            self._buf[n] = ns
+        else:
+            j = int(self._random() * (n + 1))
+            if j < self.cap:
+                self._buf[j] = ns
+        self.n = n + 1
 
-    def _replace(self, ns: int) -> None:
-        self._extra += 1
-        j = int(self._random() * (self.cap + self._extra))
-        if j < self.cap:
-            self.data[j] = ns
+    @property
+    def data(self) -> array:
+        """The kept samples (a copy): all of them up to ``cap``, then the uniform sample."""
+        return self._buf[: min(self.n, self.cap)]
 
     def __len__(self) -> int:
-        return len(self.data) + self._extra
+        return self.n
 
     def percentiles_us(self, *qs: float) -> list[float | None]:
-        if not self.data:
+        k = min(self.n, self.cap)
+        if not k:
             return [None] * len(qs)
-        arr = np.array(self.data, dtype=np.int64)  # a copy: the array may grow later
+        arr = np.frombuffer(self._buf, dtype=np.int64, count=k)  # a view: percentile copies it
         return [round(float(v) / 1000.0, 2) for v in np.percentile(arr, qs)]

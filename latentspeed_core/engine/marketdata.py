@@ -1,10 +1,11 @@
-"""Market-data sources of the engine: in-process feeds or a marketstream process over ZeroMQ.
+"""Market-data sources of the engine: in-process feeds, a marketstream process over ZeroMQ, or a
+source a plugin provides (the ``redis`` plugin's consumer of a marketstream's Redis streams).
 
-Either way the engine receives the marketstream contract dicts. In-process, the feeds push
+Every way the engine receives the marketstream contract dicts. In-process, the feeds push
 books into the marketstream :class:`Pipeline` whose emit targets are the engine (and any
 extra listener, e.g. the paper-trading mock exchange); the message's own
 ``receipt_timestamp_ns`` (stamped by the feed on frame receipt) starts the latency clock.
-Over ZeroMQ the engine stamps each message on arrival instead, so tick-to-trade measures
+Over ZeroMQ or Redis the engine stamps each message on arrival instead, so tick-to-trade measures
 this process, not the marketstream's.
 """
 
@@ -129,6 +130,29 @@ class ZmqSource:
         return f"marketstream tcp://{z.host}:{ports}"
 
 
+def plugin_source(setup: EngineSetup, on_book, on_trade, listeners: list[BookListener] = ()):
+    """A source a plugin provides (``market_data.redis``), fed decoded contract dicts.
+
+    The plugin's ``factory(config, on_book, on_trade)`` gets one-argument callables: this
+    process stamps each message on arrival (as over ZeroMQ) and shows books to the listeners
+    first. Its object has ``run()``, ``stats()`` and ``describe()`` like :class:`ZmqSource`."""
+    component, config = setup.plugin_source
+    clock = time.time_ns
+    extra = tuple(listeners)
+
+    def book(msg: dict) -> None:
+        receipt_ns = clock()
+        for listener in extra:
+            if listener(msg) is False:
+                return
+        on_book(msg, receipt_ns)
+
+    def trade(msg: dict) -> None:
+        on_trade(msg, clock())
+
+    return component.factory(config, book, trade)
+
+
 class _VenueFeed(Feed):
     """Stands for the venue connection where the Pipeline expects a feed (name, stats, errors)."""
 
@@ -245,6 +269,8 @@ def build_source(registry, setup: EngineSetup, engine, listeners: list[BookListe
     md = setup.config.market_data
     if md.zmq is not None:
         return ZmqSource(setup, on_book, on_trade, listeners)
+    if setup.plugin_source is not None:
+        return plugin_source(setup, on_book, on_trade, listeners)
     if md.from_venue:
         if not isinstance(venue, MarketDataVenue) or not venue.carries_market_data:
             raise ValueError(f"market_data.from_venue: venue {venue.name or type(venue).__name__} carries no market data")

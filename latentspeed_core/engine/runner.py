@@ -9,6 +9,7 @@ record and the final STATS line, flush, return the summary.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import signal
@@ -24,6 +25,35 @@ from .marketdata import BookListener, build_source
 from .risk import build_risk
 
 log = logging.getLogger("latentspeed.engine")
+
+#: Seconds between returns of free heap memory to the kernel (see :func:`_release_memory`).
+RELEASE_INTERVAL = 60.0
+
+
+def _find_malloc_trim():
+    """glibc's ``malloc_trim``, or ``None`` (musl, macOS: nothing to do)."""
+    try:
+        fn = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def _release_memory() -> None:
+    """Give glibc's free heap pages back to the kernel (``malloc_trim(0)``), once a minute.
+
+    Why: the engine's live memory is flat, but glibc keeps what is freed resident in the heap,
+    and the churn of short-lived blocks (market-data messages, report objects, dict tables of the
+    orders kept for late reports) fragments it, so RSS crept up ~70 KB a minute in a soak with
+    nothing live growing. Measured: 0.2-0.9 ms on the event loop per call; RSS then stays flat.
+    """
+    assert _MALLOC_TRIM is not None
+    _MALLOC_TRIM(0)
 
 
 class StartupError(RuntimeError):
@@ -77,6 +107,12 @@ class EngineRunner:
     async def run(self, duration: float | None = None, install_signals: bool = True) -> dict:
         cfg = self.setup.config
         engine = self.engine
+        metrics = None
+        if cfg.metrics is not None:  # first: a busy port stops the run before anything started
+            from ..metrics import EngineCollector, serve_metrics
+
+            collector = EngineCollector(engine, getattr(self.source, "feeds", ()))
+            metrics = serve_metrics(cfg.metrics, [collector], self.setup.file)
         loop = asyncio.get_running_loop()
         installed = []
         if install_signals:
@@ -101,6 +137,10 @@ class EngineRunner:
         ]
         if cfg.busy_poll:
             tasks.append(asyncio.create_task(spin(), name="busy-poll"))
+        if _MALLOC_TRIM is not None:
+            tasks.append(
+                asyncio.create_task(self._every(RELEASE_INTERVAL, _release_memory), name="release-memory")
+            )
         tasks.append(asyncio.create_task(self._startup_watch(cfg.market_data.startup_timeout), name="startup"))
         stopper = asyncio.create_task(self._stop.wait())
         try:
@@ -144,6 +184,8 @@ class EngineRunner:
             for sig in installed:
                 loop.remove_signal_handler(sig)
             self.latency.close()
+            if metrics is not None:
+                metrics.stop()
             gc.unfreeze()
         return self.summary
 

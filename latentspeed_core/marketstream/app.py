@@ -15,7 +15,7 @@ import signal
 import time
 
 from ..capture import CaptureError, Recorder, feed_config_record
-from .config import MarketstreamSetup, build_feeds
+from .config import MarketstreamSetup, build_feeds, build_sinks
 from .features import build_calculators
 from .pipeline import Pipeline
 from .publisher import Publisher
@@ -52,7 +52,14 @@ async def run_marketstream(
     z = cfg.zmq
     feeds = build_feeds(setup.feeds, setup.feed_names, registry)
     calculators = build_calculators(registry, z.window_size, z.depth_levels, names=cfg.features)
-    publisher = Publisher(z.host, z.port, z.sndhwm, io_cpus=z.io_cpus) if publish else None
+    sinks = build_sinks(setup.sinks, registry) if publish else []
+    publisher = (
+        Publisher(
+            z.host, z.port, z.sndhwm, io_cpus=z.io_cpus, slow_subscriber=z.slow_subscriber, sinks=sinks
+        )
+        if publish
+        else None
+    )
     pipeline = Pipeline(
         z.window_size,
         z.depth_levels,
@@ -68,12 +75,20 @@ async def run_marketstream(
 
     tasks: list[asyncio.Task] = []
     recorder = None
+    metrics = None
     try:
+        if cfg.metrics is not None:
+            from ..metrics import MarketstreamCollector, serve_metrics
+
+            metrics = serve_metrics(cfg.metrics, [MarketstreamCollector(feeds, publisher)], setup.file)
         if record:
             recorder = Recorder(record, feeds=setup.feed_names, feed_configs={
                 n: feed_config_record(c) for n, c in zip(setup.feed_names, setup.feeds, strict=True)})  # fmt: skip
             for feed in feeds:
                 feed.recorder = recorder
+        for sink in sinks:
+            sink.start()
+            log.info("sink %s: every published message also goes to %s", sink.name, sink.describe())
         if publisher is not None:
             log.info(
                 "publishing trades on tcp://%s:%d, books on tcp://%s:%d", z.host, z.port, z.host, z.port + 1
@@ -121,6 +136,11 @@ async def run_marketstream(
                 publisher.trade_drops,
             )
             publisher.close()
+            for sink in publisher.sinks:
+                sink.close()
+                log.info(sink.stats_line())
+        if metrics is not None:
+            metrics.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
@@ -167,6 +187,8 @@ async def _supervise(tasks, stop, feeds, pipeline, interval, duration, publisher
                     publisher.poll_subscriptions()  # keep XPUB's notification queue drained
                 for feed in feeds:
                     log.info(stats_line(feed, pipeline))
+                for sink in publisher.sinks if publisher is not None else ():
+                    log.info(sink.stats_line())
     finally:
         all_done.cancel()
         stopper.cancel()

@@ -1,28 +1,57 @@
 """ZeroMQ publishing: trades on ``tcp://host:port``, books on ``tcp://host:port+1``.
 
 Each message is two frames, the topic then one orjson-serialised object. Sends never
-wait: they use ``NOBLOCK`` and the sockets are XPUB with ``XPUB_NODROP`` so that, when a
-subscriber's queue reaches the send high-water mark, ``send`` fails with ``EAGAIN``
-instead of libzmq discarding the message silently (what a plain PUB does). The message is
-then dropped *and counted* (``drops``; the pipeline adds it to the feed's
-``publish_drops``), and the loop moves on. Subscribers see the gap in ``seq``.
+wait: they use ``NOBLOCK``. Each subscriber has a queue of at most ``sndhwm`` messages in
+this process (the bound on the memory a subscriber that stops reading can cost us); what
+happens to a message that meets a full queue is the ``slow_subscriber`` policy:
+
+``isolate`` (default)
+    The sockets are XPUB with ``XPUB_NODROP``, so a full queue makes ``send`` fail with
+    ``EAGAIN`` instead of libzmq discarding silently (what a plain PUB does): the message is
+    counted as dropped, then sent again without ``XPUB_NODROP``, which hands it to every
+    subscriber with room and skips the full one. Only that subscriber misses it. libzmq then
+    stops offering it messages until its queue has drained to half, and does not tell the
+    publisher which it skipped meanwhile, so ``drops`` is a lower bound: the messages that
+    found a queue full, not every message the slow subscriber missed (it sees those as
+    gaps in ``seq``).
+``drop_all``
+    ``EAGAIN`` drops the message for every subscriber of the topic; ``drops`` is then exact
+    (every message not published), at the price of one stalled subscriber costing the others
+    the same messages.
+
+Either way the caller gets ``False`` and the pipeline adds it to the feed's
+``publish_drops``, and a warning is logged at most once a second.
 
 XPUB also tells us when subscribers arrive, which lets ``--wait-subscribers`` hold the
 feeds back until the first subscriber is connected (no lost first messages in tests and
 benchmarks, no sleeping).
+
+Sinks (config ``sinks:``, e.g. Redis Streams) get each message's topic and bytes too, before the
+send, through one bounded-queue append each (:mod:`latentspeed_core.sink`): the same bytes,
+whatever a slow ZeroMQ subscriber misses.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import orjson
 import zmq
 
+from ..sink import Sink, fan_out
+
 log = logging.getLogger(__name__)
 
-DEFAULT_SNDHWM = 100_000
+#: Messages queued per subscriber and port before drops (libzmq's own default): ~1 MB of 1 kB book
+#: messages is all one subscriber that stops reading can cost this process. It was 100,000 (~0.1 GB,
+#: reached only after many minutes of linear growth). A live subscriber's pauses are absorbed
+#: before this queue fills, by its own queue (its RCVHWM: 100,000 for ZmqSubscriber, filled by its
+#: I/O thread whatever its event loop does) and by the kernel's socket buffers (megabytes).
+DEFAULT_SNDHWM = 1_000
+#: ``isolate``: a full queue costs only its subscriber; ``drop_all``: every subscriber (exact count).
+SLOW_SUBSCRIBER_POLICIES = ("isolate", "drop_all")
 
 # Plain-int flags and pyzmq's compiled send: the Python ``Socket.send`` / ``send_multipart``
 # layer (enum flag arithmetic, Frame checks, a loop) costs ~3 µs per two-frame message,
@@ -48,7 +77,15 @@ class Publisher:
         linger_ms: int = 1000,
         context: zmq.Context | None = None,
         io_cpus: list[int] | None = None,
+        slow_subscriber: str = "isolate",
+        sinks: Sequence[Sink] = (),
     ) -> None:
+        if slow_subscriber not in SLOW_SUBSCRIBER_POLICIES:
+            raise ValueError(
+                f"slow_subscriber must be one of {SLOW_SUBSCRIBER_POLICIES}, not {slow_subscriber!r}"
+            )
+        self.isolate = slow_subscriber == "isolate"
+        self.sndhwm = sndhwm
         self.host = host
         self.port = port
         if io_cpus:
@@ -68,13 +105,16 @@ class Publisher:
             if self._own_ctx:
                 self.ctx.term()
             raise
-        #: Messages dropped at the high-water mark, per socket.
+        #: Messages that found a subscriber's queue full (see the module docstring), per socket.
         self.book_drops = 0
         self.trade_drops = 0
-        #: Messages handed to ZeroMQ, per socket.
+        #: Messages queued for every subscriber, per socket.
         self.books_sent = 0
         self.trades_sent = 0
         self._topics: dict[str, bytes] = {}
+        #: Every message's topic and bytes also go to the sinks (one O(1) queue append each).
+        self.sinks = list(sinks)
+        self._sink_put = fan_out(self.sinks)
         self._subscribers = {"trades": 0, "books": 0}
         self._closed = False
         self._last_drop_log = 0.0
@@ -104,42 +144,61 @@ class Publisher:
         return b
 
     def publish_book(self, topic: str, msg: dict) -> bool:
-        """Send one book message; ``False`` when dropped at the high-water mark."""
+        """Send one book message; ``False`` when a subscriber's queue was full (counted)."""
         t = self._topics.get(topic) or self._topic(topic)
         sock = self.books
+        data = orjson.dumps(msg)
+        if self._sink_put is not None:
+            self._sink_put(t, data)
         try:
             # XPUB_NODROP decides on the first frame; the second of the same message is accepted
             _send(sock, t, _MORE, True, False)
-            _send(sock, orjson.dumps(msg), _LAST, True, False)
+            _send(sock, data, _LAST, True, False)
         except zmq.Again:
             self.book_drops += 1
-            self._dropped("books")
+            self._dropped("books", sock, t, data)
             return False
         self.books_sent += 1
         return True
 
     def publish_trade(self, topic: str, msg: dict) -> bool:
+        """Send one trade message; ``False`` when a subscriber's queue was full (counted)."""
         t = self._topics.get(topic) or self._topic(topic)
         sock = self.trades
+        data = orjson.dumps(msg)
+        if self._sink_put is not None:
+            self._sink_put(t, data)
         try:
             _send(sock, t, _MORE, True, False)
-            _send(sock, orjson.dumps(msg), _LAST, True, False)
+            _send(sock, data, _LAST, True, False)
         except zmq.Again:
             self.trade_drops += 1
-            self._dropped("trades")
+            self._dropped("trades", sock, t, data)
             return False
         self.trades_sent += 1
         return True
 
-    def _dropped(self, socket_name: str) -> None:
-        """Log drops at most once a second (the slow path only; counting is the caller's)."""
+    def _dropped(self, socket_name: str, sock: zmq.Socket, topic: bytes, data: bytes) -> None:
+        """The slow path: hand the message to the subscribers with room (``isolate``), and log
+        at most once a second (counting is the caller's)."""
+        if self.isolate:
+            # Without XPUB_NODROP libzmq writes to every matching queue with room and skips the
+            # full ones; the option is read per send, so it can be switched for this one message.
+            sock.setsockopt(zmq.XPUB_NODROP, 0)
+            try:
+                _send(sock, topic, _MORE, True, False)
+                _send(sock, data, _LAST, True, False)
+            finally:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
         now = time.monotonic()
         if now - self._last_drop_log >= 1.0:
             self._last_drop_log = now
             log.warning(
-                "%s: a subscriber is too slow: messages dropped at the high-water mark"
-                " (books %d, trades %d so far)",
+                "%s: a subscriber is too slow: its queue of %d messages is full; messages dropped"
+                " for %s (books %d, trades %d so far)",
                 socket_name,
+                self.sndhwm,
+                "it" if self.isolate else "every subscriber",
                 self.book_drops,
                 self.trade_drops,
             )

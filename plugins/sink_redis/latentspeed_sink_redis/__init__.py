@@ -1,0 +1,1 @@
+"""Redis Streams for latentspeed: a marketstream sink and the engine's consumer-group source."""
