@@ -184,3 +184,25 @@ def test_port_in_use_is_a_clear_error(procs, tmp_path):
         p = procs.start("marketstream", str(cfg))
         assert p.wait() == 1
     assert f"cannot bind tcp://127.0.0.1:{port}" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_marketstream_and_record_that_get_no_data_exit_1_naming_the_feed(run_cli, tmp_path):
+    """Issue 17: a run that never received data must not look successful."""
+    import yaml
+
+    from latentspeed_core.testing import free_port
+
+    port = free_port()  # nothing listens here
+    cfg = tmp_path / "ms.yml"
+    cfg.write_text(yaml.safe_dump({
+        "zmq": {"port": free_port()},
+        "startup_timeout": 1.5,
+        "feeds": [{"exchange": "mock", "port": port, "symbols": ["BTC-USD"]}],
+    }))  # fmt: skip
+    proc = run_cli("marketstream", str(cfg), "--duration", "30", timeout=60)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"latentspeed marketstream: error: no market data from mock (127.0.0.1:{port}) within 1.5s (startup_timeout)"
+    proc = run_cli("record", str(cfg), "--out", str(tmp_path / "c.jsonl"), "--duration", "1", timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("latentspeed record: error: no market data from mock")

@@ -41,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     import zmq
 
     from ..logs import setup_logging
-    from ..marketstream.app import run_marketstream
+    from ..marketstream.app import NoMarketData, run_marketstream
     from ..marketstream.config import load_config
     from ..runtime import parse_cpus, run_async, set_cpu_affinity
 
@@ -70,6 +70,9 @@ def _run(args: argparse.Namespace) -> int:
                 duration=args.duration,
             )
         )
+    except NoMarketData as exc:
+        print(f"latentspeed marketstream: error: {exc}", file=sys.stderr)
+        return 1
     except zmq.ZMQError as exc:
         z = setup.config.zmq
         print(

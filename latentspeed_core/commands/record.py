@@ -21,7 +21,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..logs import setup_logging
-    from ..marketstream.app import run_marketstream
+    from ..marketstream.app import NoMarketData, run_marketstream
     from ..marketstream.config import load_config
     from ..runtime import run_async
     from .marketstream import writable_dir
@@ -33,9 +33,13 @@ def _run(args: argparse.Namespace) -> int:
     log_cfg = setup.config.log
     setup_logging(args.log_level or log_cfg.level, log_cfg.file)
     # Frames are still parsed (the stats show errors at once) but nothing is published.
-    return run_async(
-        run_marketstream(setup, args.registry, publish=False, record=args.out, duration=args.duration)
-    )
+    try:
+        return run_async(
+            run_marketstream(setup, args.registry, publish=False, record=args.out, duration=args.duration)
+        )
+    except NoMarketData as exc:
+        print(f"latentspeed record: error: {exc}", file=sys.stderr)
+        return 1
 
 
 COMMAND = Command(

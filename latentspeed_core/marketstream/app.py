@@ -74,6 +74,7 @@ async def run_marketstream(
             loop.add_signal_handler(sig, stop.set)
 
     tasks: list[asyncio.Task] = []
+    no_data: str | None = None
     recorder = None
     metrics = None
     try:
@@ -115,7 +116,9 @@ async def run_marketstream(
                     f" replaying {feed.config.replay}" if feed.config.replay else "",
                 )
                 tasks.append(asyncio.create_task(_run_feed(feed, pipeline), name=f"feed:{feed.name}"))
-            await _supervise(tasks, stop, feeds, pipeline, cfg.stats_interval, duration, publisher)
+            no_data = await _supervise(
+                tasks, stop, feeds, pipeline, cfg.stats_interval, duration, publisher, cfg.startup_timeout
+            )
     finally:
         for t in tasks:
             t.cancel()
@@ -145,7 +148,20 @@ async def run_marketstream(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
     log.info("marketstream stopped")
+    if no_data:
+        raise NoMarketData(no_data)
     return 0
+
+
+class NoMarketData(RuntimeError):
+    """No feed delivered anything (within ``startup_timeout``, or in the whole run)."""
+
+
+def _no_data(feeds, why: str) -> str | None:
+    if any(f.stats.messages for f in feeds):
+        return None
+    where = ", ".join(f"{f.name} ({f.config.endpoint()})" for f in feeds)
+    return f"no market data from {where} {why}"
 
 
 async def _run_feed(feed, pipeline: Pipeline) -> None:
@@ -161,26 +177,34 @@ async def _run_feed(feed, pipeline: Pipeline) -> None:
         log.exception("%s: feed stopped by an unexpected error", feed.name)
 
 
-async def _supervise(tasks, stop, feeds, pipeline, interval, duration, publisher) -> None:
-    """Print stats every ``interval`` s until stopped, timed out, or all feeds are done."""
+async def _supervise(tasks, stop, feeds, pipeline, interval, duration, publisher, startup_timeout) -> str | None:
+    """Print stats every ``interval`` s until stopped, timed out, or all feeds are done.
+
+    Returns why the run failed when no feed ever delivered a message (else None)."""
     start = time.monotonic()
     next_stats = start + interval
+    check_at: float | None = start + startup_timeout
     all_done = asyncio.ensure_future(asyncio.wait(tasks))
     stopper = asyncio.ensure_future(stop.wait())
     try:
         while True:
             now = time.monotonic()
-            wake = next_stats
+            wake = next_stats if check_at is None else min(next_stats, check_at)
             if duration is not None:
                 wake = min(wake, start + duration)
             done, _ = await asyncio.wait(
                 {all_done, stopper}, timeout=max(0.0, wake - now), return_when=asyncio.FIRST_COMPLETED
             )
             if done:
-                return
+                return None if stopper in done else _no_data(feeds, "before every feed ended")
             now = time.monotonic()
+            if check_at is not None and now >= check_at:
+                why = _no_data(feeds, f"within {startup_timeout:g}s (startup_timeout)")
+                if why:
+                    return why
+                check_at = None
             if duration is not None and now >= start + duration:
-                return
+                return _no_data(feeds, f"during the run ({duration:g}s)")
             if now >= next_stats:
                 next_stats = now + interval
                 if publisher is not None:

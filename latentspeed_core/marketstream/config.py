@@ -49,6 +49,9 @@ class MarketstreamConfig(StrictModel):
     feeds: list[dict[str, Any]] = Field(min_length=1)
     #: Seconds between per-feed stats lines.
     stats_interval: float = Field(5.0, gt=0)
+    #: Seconds to wait for the first message from any feed: a run that gets none stops with one
+    #: line naming the feeds' URLs and exits 1 (so does one that ends without any).
+    startup_timeout: float = Field(15.0, gt=0)
     #: Feature calculators to run, by registered name; ``null`` (default) runs all registered.
     features: list[str] | None = None
     #: Where else every published message goes (``[{type: redis, url: ...}]``); keys besides
