@@ -227,6 +227,7 @@ class PaperVenue(Venue):
         )  # fmt: skip
 
     def _arrive_cancel(self, cl_ord_id: int, orig: int, symbol: str, response_ns: int) -> None:
+        self._ids.claim(cl_ord_id)  # one id sequence: keeps the used ids one run (bounded memory)
         sym = self.matcher.symbols.get(symbol)
         self._response = response_ns
         self.matcher.cancel(self, cl_ord_id, orig, sym.sid if sym is not None else 0)

@@ -400,6 +400,10 @@ class _Connection(asyncio.Protocol):
                     matcher.new_order(self, cl, sid, side, ot, tif, px, qty)
                 elif msg_type == P.CANCEL_ORDER:
                     _l, _t, seq, _ts, cl, orig, sid = P.unpack_cancel(buf, off)
+                    # A cancel's id comes from the client's one id sequence too: recording it keeps
+                    # the used ids one contiguous run (else every gap it leaves is kept one by one:
+                    # ~50 bytes an order for the connection's life, the soak's mock growth).
+                    self.used_ids.claim(cl)
                     matcher.cancel(self, cl, orig, sid)
                 elif msg_type == P.HEARTBEAT:
                     seq = P.unpack_header(buf, off)[2]

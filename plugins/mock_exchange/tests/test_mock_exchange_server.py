@@ -519,3 +519,17 @@ def test_client_closing_inside_a_message_is_logged_as_truncated(exchange, client
             lambda: any("truncated message (26 bytes)" in r.getMessage() for r in caplog.records), 5, "log"
         )
     wait_for(lambda: ex.call(lambda: len(ex.ex.clients)) == 0, 5, "connection closed")
+
+
+def test_ids_of_orders_and_cancels_from_one_sequence_cost_no_memory(exchange, client):
+    """Found by the soak: an engine's new orders (1, 3, 5, ...: its cancels take the ids between)
+    went one by one into the used-id set, ~50 bytes an order for the connection's life."""
+    ex = exchange(fill_prob=0)
+    c = client(ex.port)
+    c.handshake()
+    for k in range(200):
+        c.new_order(2 * k + 1, BTC, BUY, LIMIT, GTC, 1.0, 0.001)
+        c.cancel(2 * k + 2, 2 * k + 1, BTC)
+    reports = c.reports(400)
+    assert sum(r["exec_type"] == CANCELED for r in reports) == 200
+    assert ex.call(lambda: [len(cl.used_ids) for cl in ex.ex.clients]) == [0]
