@@ -147,6 +147,7 @@ async def engine_phase(
     runner = EngineRunner(resolve(data, registry, "<benchmark>"), registry)
     task = asyncio.create_task(runner.run(install_signals=False))
     e = runner.engine
+    e.orders.retain_s = float("inf")  # keep every order: the stage figures read them at the end
     warmup = 500
     while e.orders_sent < warmup and not task.done():
         await asyncio.sleep(0.01)
