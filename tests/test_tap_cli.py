@@ -74,7 +74,9 @@ def test_waiting_status_on_a_terminal_and_in_the_live_table():
         out = io.StringIO()
         console = Console(file=out, force_terminal=True, width=200)
         task = asyncio.create_task(tap_cmd.report_waiting(t, console))
-        await asyncio.sleep(0.7)
+        from latentspeed_core.testing import async_wait_for
+
+        await async_wait_for(lambda: "no messages yet" in out.getvalue(), 10, "the waiting status")
         assert not task.done()
         t._tick()  # the first message ends the status
         await asyncio.wait_for(task, 5)

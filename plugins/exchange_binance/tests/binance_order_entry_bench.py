@@ -60,8 +60,7 @@ async def _timed(n: int, venue_section: dict) -> list[int]:
     venue = comp.factory(venue_cfg)
     engine = Engine(venue, risk)
     task = asyncio.create_task(venue.run(engine))
-    while not venue.connected:
-        await asyncio.sleep(0.01)
+    await _spin_until(lambda: venue.connected, "the venue to connect", timeout=20)
     now = time.time_ns()
     engine.on_book({"symbol": "BTC-USDT", "midpoint": MID, "bids": [[MID - 0.01, 1.0]],
                     "asks": [[MID + 0.01, 1.0]], "receipt_timestamp_ns": now}, now)  # fmt: skip
