@@ -59,6 +59,8 @@ from latentspeed_core.testing import free_port
 from latentspeed_core.types import OrdType, Side, TimeInForce
 
 BIN = Path(sys.executable).parent
+#: Engine config keys set from the command line (--warm-interval-us, --warm-before-tick-ms).
+ENGINE_EXTRA: dict = {}
 _CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 #: (exchange CPU, engine CPU) when there are two CPUs to split, else ().
 PIN = (_CPUS[0], _CPUS[1]) if len(_CPUS) >= 2 else ()
@@ -143,6 +145,7 @@ async def engine_phase(
         "stats_interval": 3600,
         "cancel_on_exit": True,
         "busy_poll": busy_poll,
+        **ENGINE_EXTRA,
     }
     runner = EngineRunner(resolve(data, registry, "<benchmark>"), registry)
     task = asyncio.create_task(runner.run(install_signals=False))
@@ -269,7 +272,15 @@ def main() -> int:
         help="engine config market_data.conflate: false (the strategy also sees snapshots already "
         "superseded by a later one in the same read)",
     )
+    ap.add_argument("--warm-interval-us", type=float, default=None,
+                    help="engine config warm_interval_us (rehearse the hot path while idle; 0: off)")  # fmt: skip
+    ap.add_argument("--warm-before-tick-ms", type=float, default=None,
+                    help="engine config warm_before_tick_ms (sleeping engine; 0: sleep until woken)")  # fmt: skip
     args = ap.parse_args()
+    if args.warm_interval_us is not None:
+        ENGINE_EXTRA["warm_interval_us"] = args.warm_interval_us
+    if args.warm_before_tick_ms is not None:
+        ENGINE_EXTRA["warm_before_tick_ms"] = args.warm_before_tick_ms
     t_start = time.perf_counter()
     registry = load_registry(["mock"], extra=[BenchPlugin()])
     if PIN:

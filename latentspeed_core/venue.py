@@ -17,6 +17,9 @@ per message):
   trading, backtests): every book and trade message is shown to it before the engine.
   Its time is a clock it is given (:meth:`SimulatedVenue.advance`), never the wall clock
   inside matching, so a backtest drives it on recorded time.
+- :class:`RehearsingVenue`: does a tick's venue work again on scratch state (decode the last
+  market data, encode and sign an order) without sending anything or changing any state, so the
+  engine can keep that code warm in the CPU caches while idle (engine/rehearsal.py).
 """
 
 from __future__ import annotations
@@ -122,3 +125,15 @@ class SimulatedVenue(Protocol):
 
     def attach(self, listener: VenueListener) -> None:
         """Connect synchronously, for a backtest that drives time itself (no event loop tasks)."""
+
+
+@runtime_checkable
+class RehearsingVenue(Protocol):
+    """A venue that can repeat a tick's work without effects, for the idle rehearsal."""
+
+    def rehearse_market_data(self) -> None:
+        """Decode the last market data again, as its tick did; no listener call, no state change."""
+
+    def rehearse_new_order(self, order: Order) -> object:
+        """Encode (and sign) ``order`` exactly as ``send_new_order`` would, without sending it,
+        using no sequence number, id or rate-limit slot. Returns what would have been written."""

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..runtime import run_async, spin
+from ..runtime import run_async
 from .config import EngineSetup
 from .core import Engine
+from .idle import IdleWork, busy_poll, warm_before_tick
 from .latency import LatencyLog
 from .marketdata import BookListener, build_source
+from .rehearsal import Rehearsal
 from .risk import build_risk
 
 log = logging.getLogger("latentspeed.engine")
@@ -98,6 +100,9 @@ class EngineRunner:
         #: Set when a task (venue, market data) failed and stopped the engine.
         self.error: str | None = None
         self.summary: dict | None = None
+        #: The idle loop's work and the shadow path it rehearses (``busy_poll``/``warm_before_tick_ms``).
+        self.idle: IdleWork | None = None
+        self.rehearsal: Rehearsal | None = None
 
     def stop(self, reason: str = "stop requested") -> None:
         if not self._stop.is_set():
@@ -124,6 +129,7 @@ class EngineRunner:
                     pass
         # Everything built so far lives for the whole run: move it out of the collector's sight so
         # the periodic collections on the hot path scan only what the run allocates.
+        idle = self._idle_work()  # before the freeze: the shadow path lives as long as the run
         gc.collect()
         gc.freeze()
         t0 = time.monotonic()
@@ -136,7 +142,11 @@ class EngineRunner:
             asyncio.create_task(self._every(cfg.stats_interval, self._stats), name="stats"),
         ]
         if cfg.busy_poll:
-            tasks.append(asyncio.create_task(spin(), name="busy-poll"))
+            tasks.append(asyncio.create_task(busy_poll(idle), name="busy-poll"))
+        elif idle is not None:
+            tasks.append(
+                asyncio.create_task(warm_before_tick(engine, idle, cfg.warm_before_tick_ms), name="warm-before-tick")
+            )
         if _MALLOC_TRIM is not None:
             tasks.append(
                 asyncio.create_task(self._every(RELEASE_INTERVAL, _release_memory), name="release-memory")
@@ -186,8 +196,22 @@ class EngineRunner:
             self.latency.close()
             if metrics is not None:
                 metrics.stop()
+            if self.idle is not None:
+                self.idle.stop()
             gc.unfreeze()
         return self.summary
+
+    def _idle_work(self) -> IdleWork | None:
+        """What the idle loop does (rehearsal, garbage collection); ``None`` when nothing idles."""
+        cfg = self.setup.config
+        if not cfg.busy_poll and cfg.warm_before_tick_ms <= 0:
+            return None
+        rehearsal = None
+        if cfg.warm_interval_us > 0 or not cfg.busy_poll:
+            rehearsal = self.rehearsal = Rehearsal(self.registry, self.setup, self.engine, self.source)
+        self.idle = IdleWork(rehearsal, cfg.warm_interval_us, cfg.gc_when_idle)
+        self.idle.start()
+        return self.idle
 
     async def _startup_watch(self, timeout: float) -> None:
         """Fail the run when the venue never connected or no market data ever arrived."""

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 class Strategy:
     """Base class. Override the callbacks you need; ``self.ctx`` is set before ``on_start``."""
 
+    #: While the engine idles it runs a second instance of this strategy on shadow state to keep
+    #: the hot path in the CPU caches (engine/rehearsal.py). Set ``False`` if building or running
+    #: the strategy acts outside the engine (files, network, shared state).
+    rehearse: bool = True
+
     def __init__(self, params: BaseModel | None = None) -> None:
         self.params = params
         self.ctx: StrategyContext = None  # type: ignore[assignment]  # bound by the engine

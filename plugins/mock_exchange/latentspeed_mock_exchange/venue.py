@@ -73,6 +73,8 @@ class MockVenue(Venue):
         self._link: ExchangeLink | None = None
         self._listener: VenueListener | None = None
         self._on_md = None
+        #: (buffer, offset) of the last MARKET_DATA handled, for :meth:`rehearse_market_data`.
+        self._last_md: tuple[bytes, int] | None = None
         self._on_stale_md = None
         self._on_trade = None
         self.orders_sent = 0
@@ -172,6 +174,7 @@ class MockVenue(Venue):
             listener.on_venue_connected()
         if msg_type == P.MARKET_DATA:
             if self._on_md is not None:
+                self._last_md = (buf, off)
                 sid, bids, asks = P.decode_book(buf, off)
                 self._on_md(names.get(sid, ""), bids, asks, receipt_ns)
         elif msg_type == P.TRADE:
@@ -235,6 +238,22 @@ class MockVenue(Venue):
         else:
             link.write(data)
         self.orders_sent += 1
+
+    # -- rehearsal (engine/rehearsal.py): the same work, nothing sent, nothing changed ----------
+    def rehearse_market_data(self) -> None:
+        """Decode the last MARKET_DATA again (its bytes are kept), as a tick would."""
+        last = self._last_md
+        if last is not None:
+            P.decode_book(*last)
+
+    def rehearse_new_order(self, order: Order) -> bytes:
+        """The bytes :meth:`send_new_order` would write for ``order``, with no sequence number used."""
+        link = self._link
+        sid = self._ids.get(order.symbol, 0)
+        return _pack_new(
+            _NEW_SIZE, _NEW, (link.seq_out if link is not None else 0) + 1, _time_ns(), order.cl_ord_id, sid,
+            order.side, order.ord_type, order.tif, round(order.price * _SCALE), round(order.qty * _SCALE),
+        )  # fmt: skip
 
     def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
         link = self._link

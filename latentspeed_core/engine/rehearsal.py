@@ -1,0 +1,187 @@
+"""Keep the tick-to-trade path warm while the engine waits for the next tick.
+
+Why (docs/performance.md, "Tick-to-trade at real cadence"): with a book every 10 ms, the same
+tick costs 8x what it costs at 1 ms, in every stage alike (decode, features, risk, encode), even
+when the engine busy-polls: after milliseconds of idling, the code and data of the path are no
+longer in the CPU's caches. Running the path regularly while idle keeps them there.
+
+A rehearsal must not change anything real, so it runs a *shadow* of the path: the same classes
+and functions (their code and the interpreter's caches for it are what gets warm) on separate,
+small state. A Pipeline with the same feature calculators, a second :class:`Engine` with its own
+instance of each strategy, the same risk checks and an order manager, and a venue stand-in that
+has the real venue encode (and sign) each order without sending it (``rehearse_new_order``, when
+the venue offers it). The input is the real engine's latest book message, so the shadow decides
+on today's prices. Each shadow order then gets NEW and CANCELED reports, which warms the report
+path and frees the strategy to quote again on the next rehearsal. Then the real path's own
+objects (engine, venue, strategies, risk checks, books) are touched, so their memory is warm too.
+
+Nothing the shadow does reaches the venue, the real engine's counters, orders, positions or
+latency records. A strategy whose construction or callbacks act outside the engine (files,
+network) sets ``rehearse = False`` and is left out.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+
+from ..book import SnapshotBook
+from ..types import ExecType, ExecutionReport, RejectReason
+from ..venue import RehearsingVenue
+from .core import Engine
+from .risk import build_risk
+
+log = logging.getLogger("latentspeed.engine")
+
+#: The shadow clock moves this far per rehearsal, so its rate windows never fill.
+_CLOCK_STEP_NS = 2_000_000_000
+#: Containers larger than this are not walked by the touch (reservoirs, order history).
+_TOUCH_MAX_LEN = 256
+
+_NEW, _CANCELED, _NONE = ExecType.NEW, ExecType.CANCELED, RejectReason.NONE
+
+
+class _ShadowVenue:
+    """The shadow engine's venue: connected, the real venue's instruments, sends go nowhere."""
+
+    carries_market_data = False
+
+    def __init__(self, venue) -> None:
+        self.name = getattr(venue, "name", "venue")
+        self.connected = True
+        self._real = venue
+        self._rehearse = venue.rehearse_new_order if isinstance(venue, RehearsingVenue) else None
+
+    @property
+    def instruments(self) -> dict:
+        return getattr(self._real, "instruments", {})
+
+    def cork(self) -> None:
+        pass
+
+    def uncork(self) -> None:
+        pass
+
+    def send_new_order(self, order) -> None:
+        if self._rehearse is not None:
+            self._rehearse(order)
+
+    def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
+        pass
+
+    async def run(self, listener) -> None:  # pragma: no cover - never run
+        return None
+
+
+class Rehearsal:
+    """Runs the shadow path on the latest book of each symbol in turn; see the module docstring."""
+
+    def __init__(self, registry, setup, engine: Engine, source=None) -> None:
+        from ..marketstream.features import build_calculators
+        from ..marketstream.pipeline import Pipeline
+        from .marketdata import _VenueFeed
+
+        cfg = setup.config
+        md = cfg.market_data
+        self.engine = engine
+        venue = engine.venue
+        self._now = time.time_ns()
+        shadow = self.shadow = Engine(
+            _ShadowVenue(venue),
+            build_risk(setup.risk_checks),
+            maker_bps=cfg.fees.maker_bps,
+            taker_bps=cfg.fees.taker_bps,
+            clock=self._clock,
+        )
+        shadow.orders.retain_s = 0.0  # the shadow keeps no history
+        left_out = []
+        for rs in setup.strategies:
+            if not getattr(engine.strategies.get(rs.id), "rehearse", True):
+                left_out.append(rs.id)
+                continue
+            shadow.add_strategy(rs.id, rs.component.factory(rs.params), rs.symbols)
+        if left_out:
+            log.info("warm: strategies %s set rehearse = False; their code is not kept warm", ", ".join(left_out))
+        self._feed = _VenueFeed(shadow.venue)
+        self._pipeline = Pipeline(
+            md.window_size, md.depth_levels, build_calculators(registry, md.window_size, md.depth_levels, md.features),
+            self._emit_book, self._emit_trade,
+        )  # fmt: skip
+        self._books = {s: SnapshotBook(s) for s in shadow.symbols}
+        self._symbols = list(self._books)
+        self._next = 0
+        self._venue_warm = venue.rehearse_market_data if isinstance(venue, RehearsingVenue) else None
+        self._roots = [engine, venue, engine.risk, engine.orders, engine.portfolio, engine.books,
+                       *engine.strategies.values(), *(c for c in getattr(engine.risk, "checks", ()))]  # fmt: skip
+        if source is not None:
+            self._roots.append(source)
+        self._touched: list = []
+        self._touch_built = 0.0
+        self.rehearsals = 0
+        self._started = False
+
+    def _clock(self) -> int:
+        return self._now
+
+    def _emit_book(self, topic: str, msg: dict) -> None:
+        self.shadow.on_book(msg)
+
+    def _emit_trade(self, topic: str, msg: dict) -> None:
+        pass
+
+    def __call__(self) -> None:
+        """One rehearsal: the next symbol's latest real book through the shadow path."""
+        symbols = self._symbols
+        if not symbols:
+            return
+        sym = symbols[self._next]
+        self._next = (self._next + 1) % len(symbols)
+        msg = self.engine.books.get(sym)
+        if msg is None:
+            return
+        shadow = self.shadow
+        if not self._started:
+            self._started = True
+            shadow.start()
+        self._now += _CLOCK_STEP_NS
+        if self._venue_warm is not None:
+            self._venue_warm()
+        book = self._books[sym]
+        book.load_sorted(msg["bids"], msg["asks"])
+        self._pipeline.on_book(self._feed, sym, book, self._now, self._now)
+        # Every shadow order is acknowledged, then cancelled: the report path runs, and the
+        # strategy is free to send again next time.
+        orders = shadow.orders
+        if orders.open:
+            on_report = shadow.on_execution_report
+            for st in list(orders.open.values()):
+                cid = st.cl_ord_id
+                on_report(ExecutionReport(cid, cid, 0, st.symbol, st.side, _NEW, 0.0, 0.0, st.qty, 0.0, _NONE))
+                on_report(ExecutionReport(cid, cid, 0, st.symbol, st.side, _CANCELED, 0.0, 0.0, 0.0, 0.0, _NONE))
+            orders.orders.clear()
+        self.touch()
+        self.rehearsals += 1
+
+    def touch(self) -> None:
+        """Read the real path's objects (one level into each), so their memory is in cache."""
+        touched = self._touched
+        if not touched or self._now - self._touch_built > 60 * _CLOCK_STEP_NS:
+            self._touch_built = self._now
+            touched[:] = _hot_objects(self._roots)
+        referents = gc.get_referents
+        for obj in touched:
+            referents(obj)
+
+
+def _hot_objects(roots: list) -> list:
+    """The roots and what they hold directly (attributes, dict values), small containers only."""
+    seen: dict[int, object] = {}
+    for root in roots:
+        for obj in (root, *gc.get_referents(root)):
+            if isinstance(obj, type) or id(obj) in seen:
+                continue
+            if isinstance(obj, (list, dict, set, tuple)) and len(obj) > _TOUCH_MAX_LEN:
+                continue
+            seen[id(obj)] = obj
+    return list(seen.values())

@@ -1,0 +1,245 @@
+"""The idle rehearsal (engine/rehearsal.py) and the idle loops (engine/idle.py).
+
+The rehearsal must keep the hot path warm without changing anything real: these tests build a
+real engine on the mock venue (its connection replaced by a recording link, as in
+benchmarks/engine_hot_path.py), run real ticks, then many rehearsals, and compare everything the
+engine, the venue and the strategies hold. The last test runs an engine against a real mock
+exchange on loopback in each idle mode and checks that it trades and rehearses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import gc
+import time
+
+import pytest
+
+from latentspeed_core import hookimpl
+from latentspeed_core.components import Component
+from latentspeed_core.config import StrictModel
+from latentspeed_core.engine.config import resolve
+from latentspeed_core.engine.idle import IDLE_GC_AFTER, IdleWork
+from latentspeed_core.engine.rehearsal import Rehearsal
+from latentspeed_core.engine.runner import EngineRunner
+from latentspeed_core.engine.strategy import Strategy
+from latentspeed_core.plugins import load_registry
+from latentspeed_core.testing import async_wait_for
+from latentspeed_core.types import OrdType, Side, TimeInForce
+from latentspeed_core.venue import Instrument
+
+P = pytest.importorskip("latentspeed_mock_exchange.protocol")
+server = pytest.importorskip("latentspeed_mock_exchange.server")
+from latentspeed_mock_exchange.config import MockExchangeConfig  # noqa: E402
+
+
+class QtyParams(StrictModel):
+    qty: float = 0.001
+
+
+class EveryTick(Strategy):
+    """One IOC buy at the ask per book: every tick goes all the way to the venue."""
+
+    def on_book(self, msg: dict) -> None:
+        if self.ctx.ready:
+            self.ctx.submit(msg["symbol"], Side.BUY, self.params.qty, msg["asks"][0][0], OrdType.LIMIT, TimeInForce.IOC)
+
+
+class Loner(EveryTick):
+    """Acts outside the engine: must never get a shadow instance."""
+
+    rehearse = False
+    built = 0
+
+    def __init__(self, params=None) -> None:
+        super().__init__(params)
+        type(self).built += 1
+
+
+class TestPlugin:
+    __name__ = "rehearsal_test"
+
+    @staticmethod
+    @hookimpl
+    def register_strategies(register):
+        register(Component("every_tick", QtyParams, EveryTick))
+        register(Component("loner", QtyParams, Loner))
+
+
+REG = load_registry(["mock", "examples"], extra=[TestPlugin()])
+RISK = {"max_loss": 1e9, "max_orders_per_second": 5, "max_open_orders": 1000, "max_order_qty": 1,
+        "price_band_bps": 500, "max_notional": 1e9, "max_position": 1e9}  # fmt: skip
+
+
+class Link:
+    """The mock venue's connection, recording what is written."""
+
+    seq_out = 0
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def build(strategies: list[dict], tmp_path):
+    data = {
+        "market_data": {"from_venue": True},
+        "venue": {"exchange": "mock", "port": 1},
+        "strategies": strategies,
+        "risk": RISK,
+        "latency": {"file": str(tmp_path / "latency.jsonl")},
+        "output_dir": str(tmp_path),
+    }
+    runner = EngineRunner(resolve(data, REG, "<test>"), REG)
+    engine, venue = runner.engine, runner.venue
+    link = venue._link = Link()
+    venue._listener = engine
+    venue._on_md = engine.on_market_data
+    venue._on_trade = engine.on_venue_trade
+    venue._ids, venue._names = {"BTC-USD": 1}, {1: "BTC-USD"}
+    venue.instruments["BTC-USD"] = Instrument(1, "BTC-USD", 0.5, 0.001)
+    venue.connected = True
+    engine.start()
+    engine.on_venue_connected()
+    return runner, engine, venue, link
+
+
+def frame(seq: int, mid: float) -> bytes:
+    bids = [(P.to_fixed(mid - 0.5 - k * 0.5), P.to_fixed(1.0 + k)) for k in range(10)]
+    asks = [(P.to_fixed(mid + 0.5 + k * 0.5), P.to_fixed(1.5 + k)) for k in range(10)]
+    return P.encode_market_data(seq, time.time_ns(), 1, bids, asks)
+
+
+def real_state(runner, venue, link) -> dict:
+    """Everything a rehearsal could wrongly touch, copied."""
+    e = runner.engine
+    return copy.deepcopy({
+        "stats": e.stats(),
+        "orders": {cid: (o.status, o.qty, o.leaves_qty) for cid, o in e.orders.orders.items()},
+        "open": sorted(e.orders.open),
+        "next_id": e.orders._next_id,
+        "positions": {s: (p.qty, p.mark) for s, p in e.portfolio.positions.items()},
+        "books": {s: (m["seq"], m["bids"][0], m["asks"][0]) for s, m in e.books.items()},
+        "t2t": len(e.t2t),
+        "written": list(link.written),
+        "seq_out": link.seq_out,
+        "venue": (venue.orders_sent, venue.cancels_sent, venue.reports),
+        "feed": runner.source.stats(),
+        "mm_quotes": {s: (q.bid and q.bid.cl_ord_id, q.ask and q.ask.cl_ord_id, q.mid)
+                      for s, q in getattr(e.strategies.get("mm"), "_quotes", {}).items()},
+    })  # fmt: skip
+
+
+def test_rehearsal_changes_nothing_real_and_runs_the_whole_path(tmp_path):
+    strategies = [
+        {"name": "every_tick", "id": "taker", "symbols": ["BTC-USD"]},
+        {"name": "market_maker", "id": "mm", "symbols": ["BTC-USD"],
+         "params": {"qty": 0.01, "half_spread_bps": 1.0, "requote_bps": 3, "max_position": 0.1}},
+    ]  # fmt: skip
+    runner, engine, venue, link = build(strategies, tmp_path)
+    for i in range(5):
+        venue._on_frames([(P.MARKET_DATA, frame(i + 1, 60_000 + i), 0)], time.time_ns())
+    assert engine.orders_sent >= 5 and link.written, "the real ticks must trade"
+    before = real_state(runner, venue, link)
+    sent = []
+    venue_encode = venue.rehearse_new_order
+    venue.rehearse_new_order = lambda order: sent.append(venue_encode(order))  # keeps what it encoded
+    rehearsal = Rehearsal(REG, runner.setup, engine, runner.source)
+    for _ in range(200):
+        rehearsal()
+    assert real_state(runner, venue, link) == before
+    shadow = rehearsal.shadow
+    # The shadow decided on the real book every time: the taker each rehearsal, the market maker
+    # again and again (its quotes are acknowledged and cancelled each time); no rate limit hit
+    # (the real one allows 5 a second; the shadow clock moves on).
+    assert rehearsal.rehearsals == 200
+    assert shadow.orders_sent >= 400, shadow.stats()
+    assert shadow.risk_rejects == 0, shadow.last_reject
+    assert not shadow.orders.open and not shadow.orders.orders
+    # And the venue encoded each order as it would have sent it, with the next sequence number.
+    assert len(sent) == shadow.orders_sent
+    _l, t, seq, _ts, _cid, sid, side, _ot, _tif, px, qty = P.NEW_ORDER_MSG.unpack_from(sent[0])
+    assert (t, seq, sid) == (P.NEW_ORDER, link.seq_out + 1, 1)
+    assert px > 0 and qty > 0
+
+
+def test_a_strategy_that_says_rehearse_false_gets_no_shadow(tmp_path):
+    runner, engine, venue, link = build(
+        [{"name": "loner", "symbols": ["BTC-USD"]}, {"name": "every_tick", "id": "t", "symbols": ["BTC-USD"]}],
+        tmp_path,
+    )
+    built = Loner.built
+    rehearsal = Rehearsal(REG, runner.setup, engine, runner.source)
+    assert Loner.built == built
+    assert list(rehearsal.shadow.strategies) == ["t"]
+
+
+def test_no_book_yet_means_nothing_to_rehearse(tmp_path):
+    runner, engine, venue, link = build([{"name": "every_tick", "symbols": ["BTC-USD"]}], tmp_path)
+    rehearsal = Rehearsal(REG, runner.setup, engine, runner.source)
+    rehearsal()
+    assert rehearsal.rehearsals == 0 and rehearsal.shadow.orders_sent == 0
+
+
+def test_idle_work_collects_garbage_off_the_hot_path():
+    work = IdleWork(None, 0, collect=True)
+    old = gc.get_threshold()
+    work.start()
+    try:
+        assert gc.get_threshold()[0] > 10 * IDLE_GC_AFTER  # the hot path no longer crosses it
+        garbage = [[i] for i in range(2 * IDLE_GC_AFTER)]
+        del garbage
+        gc.collect()  # a clean start: the count is what follows
+        keep = [{} for _ in range(IDLE_GC_AFTER + 10)]
+        assert gc.get_count()[0] >= IDLE_GC_AFTER
+        work()
+        assert work.collections == 1
+        assert gc.get_count()[0] < IDLE_GC_AFTER
+        del keep
+    finally:
+        work.stop()
+    assert gc.get_threshold() == old
+
+
+@pytest.mark.parametrize("mode", [{"busy_poll": True}, {"busy_poll": False}])
+def test_engine_trades_and_rehearses_in_each_idle_mode(mode, tmp_path):
+    """A real mock exchange ticking every 12 ms: the engine learns the cadence, rehearses before
+    ticks (sleeping) or all the time (busy polling), and its real orders are all accounted for."""
+
+    async def main():
+        ex = await server.MockExchange(MockExchangeConfig(port=0, symbols=["BTC-USD"], seed=3, tick_rate=12.0,
+                                                          fill_prob=0.0)).start()  # fmt: skip
+        try:
+            data = {
+                "market_data": {"from_venue": True},
+                "venue": {"exchange": "mock", "port": ex.port},
+                "strategies": [{"name": "every_tick", "symbols": ["BTC-USD"]}],
+                "risk": {**RISK, "max_orders_per_second": 1000},
+                "latency": {"file": None},
+                "output_dir": str(tmp_path),
+                **mode,
+            }
+            runner = EngineRunner(resolve(data, REG, "<test>"), REG)
+            task = asyncio.create_task(runner.run(install_signals=False))
+            try:
+                await async_wait_for(lambda: runner.engine.orders_sent >= 30, 20, "30 orders")
+                await async_wait_for(lambda: runner.rehearsal is not None and runner.rehearsal.rehearsals >= 10,
+                                     20, "10 rehearsals")  # fmt: skip
+            finally:
+                runner.stop("test done")
+                summary = await asyncio.wait_for(task, 10)
+            return runner, summary
+        finally:
+            await ex.stop()
+
+    runner, summary = asyncio.run(main())
+    e = runner.engine
+    assert summary["orders"] == e.orders_sent and e.risk_rejects == 0
+    assert not e.orders.open
+    shadow = runner.rehearsal.shadow
+    assert shadow.orders_sent >= 10 and not shadow.orders.open
+    # Nothing of the shadow's reached the exchange: every order it saw is one of the engine's.
+    assert e.unknown_orders == 0
