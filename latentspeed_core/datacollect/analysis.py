@@ -30,6 +30,8 @@ STAGES = (
     ("order_to_fill", "order → first fill", "sent_ns", "first_fill_ns"),
     ("tick_to_trade", "tick-to-trade", "md_receipt_ns", "sent_ns"),
 )
+#: Order triggers that are market data (records without a ``trigger`` are older: taken as such).
+MD_TRIGGERS = ("book", "trade")
 PERCENTILES = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0), ("p99.9", 99.9))
 STAT_KEYS = ("count", "min", "max", "mean", "p50", "p95", "p99", "p99.9")
 DEFAULT_LATENCY_FILE = "latency.jsonl"
@@ -94,12 +96,17 @@ def load_latency(path: Path) -> tuple[list[dict], list[dict], dict | None, int]:
 def stage_values(orders: list[dict]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Per stage, the latencies in µs of every order that has both timestamps.
 
-    A negative interval means mixed clocks or a bug upstream: it is counted and left out.
+    A negative interval means mixed clocks or a bug upstream: it is counted and left out. Stages
+    from ``md_receipt_ns`` count only orders decided on market data (``trigger`` book or trade):
+    a fill or a timer has no tick to count from.
     """
     values: dict[str, list[int]] = {key: [] for key, *_ in STAGES}
     negative: Counter[str] = Counter()
     for rec in orders:
+        on_md = rec.get("trigger", "book") in MD_TRIGGERS
         for key, _, start, end in STAGES:
+            if start == "md_receipt_ns" and not on_md:
+                continue
             a, b = rec.get(start), rec.get(end)
             if isinstance(a, int) and isinstance(b, int):
                 d = b - a

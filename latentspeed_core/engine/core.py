@@ -28,6 +28,8 @@ log = logging.getLogger("latentspeed.engine")
 _BUY = Side.BUY
 _LIMIT = OrdType.LIMIT
 _MARKET = OrdType.MARKET
+#: Triggers whose orders count in tick-to-trade: decisions on a market-data message.
+_MD_TRIGGERS = frozenset(("book", "trade"))
 _GTC = TimeInForce.GTC
 _REJECTED = OrderStatus.REJECTED
 
@@ -203,8 +205,13 @@ class Engine:
         if not self.trading_enabled:
             return
         self._trigger = "timer"
-        for sid, s in self.strategies.items():
-            self._call(sid, s.on_timer, now_ns)
+        md = self._md_receipt_ns
+        self._md_receipt_ns = now_ns  # what an order decided now was triggered by: this timer
+        try:
+            for sid, s in self.strategies.items():
+                self._call(sid, s.on_timer, now_ns)
+        finally:
+            self._md_receipt_ns = md
 
     # -- orders (hot path) -----------------------------------------------------
     def submit(
@@ -267,7 +274,7 @@ class Engine:
             return st
         sent = self.clock()
         st.sent_ns = sent
-        if self._trigger != "timer":
+        if self._trigger in _MD_TRIGGERS:  # a fill or a timer has no tick to count from
             self.t2t.add(sent - st.md_receipt_ns)
         return st
 
@@ -288,7 +295,7 @@ class Engine:
         unsent = self._unsent
         if unsent:
             sent = self.clock()
-            add = self.t2t.add if self._trigger != "timer" else None
+            add = self.t2t.add if self._trigger in _MD_TRIGGERS else None
             for st in unsent:
                 st.sent_ns = sent
                 if add is not None:
@@ -353,9 +360,7 @@ class Engine:
             fill = Fill(st.cl_ord_id, st.symbol, st.side, px, qty, fee, now, 2 if taker else 1)
             self.recent_fills.append(fill)
             if strategy is not None:
-                self._trigger = "fill"
-                self._call(st.strategy, strategy.on_fill, fill)
-                self._trigger = "timer"
+                self._on_report_callback(st.strategy, strategy.on_fill, fill, now)
         if out.status_changed:
             if st.status == _REJECTED:
                 self.venue_rejects += 1
@@ -369,11 +374,21 @@ class Engine:
             if out.final:
                 self.latency.order(st)
             if strategy is not None and st.strategy in self._wants_updates:
-                self._trigger = "fill"
-                self._call(st.strategy, strategy.on_order_update, st)
-                self._trigger = "timer"
+                self._on_report_callback(st.strategy, strategy.on_order_update, st, now)
         if out.fill_qty > 0.0 and self._breach:
             self._check_breach()
+
+    def _on_report_callback(self, sid: str, fn, arg, receipt_ns: int) -> None:
+        """A strategy callback on an execution report: its orders are triggered by the report (trigger
+        ``fill``, ``md_receipt_ns`` = the report's receipt), never counted against the last tick."""
+        trigger, md = self._trigger, self._md_receipt_ns  # (a report can arrive inside a callback)
+        self._trigger = "fill"
+        self._md_receipt_ns = receipt_ns
+        try:
+            self._call(sid, fn, arg)
+        finally:
+            self._trigger = trigger
+            self._md_receipt_ns = md
 
     def on_venue_connected(self) -> None:
         self.connects += 1
