@@ -17,8 +17,8 @@ per message):
   trading, backtests): every book and trade message is shown to it before the engine.
   Its time is a clock it is given (:meth:`SimulatedVenue.advance`), never the wall clock
   inside matching, so a backtest drives it on recorded time.
-- :class:`RehearsingVenue`: does a tick's venue work again on scratch state (decode the last
-  market data, encode and sign an order) without sending anything or changing any state, so the
+- :class:`RehearsingVenue`: does a tick's venue work again (handle the last market data, encode
+  and sign an order) without sending anything or changing any state, so the
   engine can keep that code warm in the CPU caches while idle (engine/rehearsal.py).
 """
 
@@ -131,8 +131,9 @@ class SimulatedVenue(Protocol):
 class RehearsingVenue(Protocol):
     """A venue that can repeat a tick's work without effects, for the idle rehearsal."""
 
-    def rehearse_market_data(self) -> None:
-        """Decode the last market data again, as its tick did; no listener call, no state change."""
+    def rehearse_market_data(self, on_market_data) -> None:
+        """Handle the last market data again through the same code as its tick, handing the book to
+        ``on_market_data(symbol, bids, asks, receipt_ns)`` instead of the listener; no state change."""
 
     def rehearse_new_order(self, order: Order) -> object:
         """Encode (and sign) ``order`` exactly as ``send_new_order`` would, without sending it,

@@ -205,7 +205,7 @@ class VenueMarketData:
             md.window_size, md.depth_levels, build_calculators(registry, md.window_size, md.depth_levels, md.features),
             emit_book, emit_trade,
         )  # fmt: skip
-        books: dict[str, SnapshotBook] = {s: SnapshotBook(s) for s in wanted}
+        books = self.books = {s: SnapshotBook(s) for s in wanted}
         pipe_book = pipeline.on_book
         pipe_trade = pipeline.on_trade
         stats = feed.stats

@@ -111,18 +111,39 @@ class Rehearsal:
         self._books = {s: SnapshotBook(s) for s in shadow.symbols}
         self._symbols = list(self._books)
         self._next = 0
-        self._venue_warm = venue.rehearse_market_data if isinstance(venue, RehearsingVenue) else None
-        self._roots = [engine, venue, engine.risk, engine.orders, engine.portfolio, engine.books,
-                       *engine.strategies.values(), *(c for c in getattr(engine.risk, "checks", ()))]  # fmt: skip
-        if source is not None:
-            self._roots.append(source)
+        # Market data from the venue connection: the venue hands its last book to the shadow path
+        # through its own receive code; otherwise the input is the engine's latest book message.
+        rehearsing = isinstance(venue, RehearsingVenue)
+        self._venue_md = venue.rehearse_market_data if rehearsing and hasattr(source, "books") else None
+        #: The real books (read, never written) and the Pipeline's topic state, for the touch.
+        self._real_books = list(getattr(source, "books", {}).values())
+        self._source = source
         self._touched: list = []
         self._touch_built = 0.0
         self.rehearsals = 0
         self._started = False
 
+    def _root_objects(self) -> list:
+        """The real path's objects, found anew now and then (topics and strategies' state come and go)."""
+        engine = self.engine
+        roots = [engine, engine.venue, engine.risk, engine.orders, engine.portfolio, engine.books,
+                 *engine.books.values(), *engine.strategies.values(), *getattr(engine.risk, "checks", ())]  # fmt: skip
+        source = self._source
+        if source is not None:
+            roots.append(source)
+            pipeline = getattr(source, "pipeline", None)
+            if pipeline is not None:  # its per-topic state: sequence, feature updaters
+                roots += [pipeline, pipeline._books, *pipeline._books.values()]
+        return roots
+
     def _clock(self) -> int:
         return self._now
+
+    def _on_market_data(self, symbol: str, bids, asks, receipt_ns: int) -> None:
+        book = self._books.get(symbol)
+        if book is not None:
+            book.load_sorted(bids, asks)
+            self._pipeline.on_book(self._feed, symbol, book, self._now, self._now)
 
     def _emit_book(self, topic: str, msg: dict) -> None:
         self.shadow.on_book(msg)
@@ -145,11 +166,10 @@ class Rehearsal:
             self._started = True
             shadow.start()
         self._now += _CLOCK_STEP_NS
-        if self._venue_warm is not None:
-            self._venue_warm()
-        book = self._books[sym]
-        book.load_sorted(msg["bids"], msg["asks"])
-        self._pipeline.on_book(self._feed, sym, book, self._now, self._now)
+        if self._venue_md is not None:
+            self._venue_md(self._on_market_data)
+        else:
+            self._on_market_data(sym, msg["bids"], msg["asks"], self._now)
         # Every shadow order is acknowledged, then cancelled: the report path runs, and the
         # strategy is free to send again next time.
         orders = shadow.orders
@@ -168,10 +188,13 @@ class Rehearsal:
         touched = self._touched
         if not touched or self._now - self._touch_built > 60 * _CLOCK_STEP_NS:
             self._touch_built = self._now
-            touched[:] = _hot_objects(self._roots)
+            touched[:] = _hot_objects(self._root_objects())
         referents = gc.get_referents
         for obj in touched:
             referents(obj)
+        for book in self._real_books:
+            book.top_bids(1)
+            book.top_asks(1)
 
 
 def _hot_objects(roots: list) -> list:

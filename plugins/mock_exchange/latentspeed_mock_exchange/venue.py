@@ -240,11 +240,19 @@ class MockVenue(Venue):
         self.orders_sent += 1
 
     # -- rehearsal (engine/rehearsal.py): the same work, nothing sent, nothing changed ----------
-    def rehearse_market_data(self) -> None:
-        """Decode the last MARKET_DATA again (its bytes are kept), as a tick would."""
+    def rehearse_market_data(self, on_market_data) -> None:
+        """Handle the last MARKET_DATA again (its bytes are kept) through the same code as its tick,
+        handing the decoded book to ``on_market_data(symbol, bids, asks, receipt_ns)`` instead of
+        the listener."""
         last = self._last_md
-        if last is not None:
-            P.decode_book(*last)
+        if last is None:
+            return
+        real = self._on_md
+        self._on_md = on_market_data
+        try:
+            self._on_frames([(P.MARKET_DATA, *last)], 0)
+        finally:
+            self._on_md = real
 
     def rehearse_new_order(self, order: Order) -> bytes:
         """The bytes :meth:`send_new_order` would write for ``order``, with no sequence number used."""
