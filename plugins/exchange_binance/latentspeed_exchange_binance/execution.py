@@ -688,15 +688,7 @@ class BinanceVenue(Venue):
         ws = self._ws
         if ws is None or not self.connected:
             raise ConnectionError("binance: not connected")
-        symbol = order.symbol
-        spec = self._specs.get(symbol)
-        if spec is None:
-            raise ValueError(f"binance: unknown symbol {symbol!r} (not in exchangeInfo)")
-        is_market = order.ord_type == _MARKET
-        mid = self._mid(symbol) if is_market and spec.notional_on_market and self._mid is not None else None
-        reason = check_order(order, spec.rules, mid)
-        if reason is not None:
-            raise ValueError(reason)
+        spec = self._checked(order)
         now_ms = _time_ns() // 1_000_000 + self._offset_ms
         if now_ms < self._ban_until_ms:
             raise ValueError(self._ban_reason(now_ms))
@@ -704,35 +696,61 @@ class BinanceVenue(Venue):
         if limited is not None:
             raise ValueError(limited)
         cl = order.cl_ord_id
-        cid = self._prefix + str(cl)
-        rules = spec.rules
-        if is_market:
-            data = encode_order_place(
-                f"o{cl}", self._api_key, self._signer, symbol=rules.venue_symbol, side=_SIDES[order.side],
-                order_type="MARKET", quantity=spec.market_qty_fmt % order.qty, client_id=cid,
-                recv_window=self._recv_window, timestamp=now_ms, reduce_only=self._reduce_only, ack=self._spot,
-            )  # fmt: skip
-        else:
-            tif = order.tif
-            post_only = tif == _POST_ONLY_TIF or (self._post_only and tif == 0)
-            if post_only and self._spot:  # spot post-only is its own type, without timeInForce
-                otype, tif_s = "LIMIT_MAKER", None
-            else:
-                otype, tif_s = "LIMIT", "GTX" if post_only else _TIF[tif]
-            data = encode_order_place(
-                f"o{cl}", self._api_key, self._signer, symbol=rules.venue_symbol, side=_SIDES[order.side],
-                order_type=otype, quantity=spec.qty_fmt % order.qty, client_id=cid,
-                recv_window=self._recv_window, timestamp=now_ms, price=spec.price_fmt % order.price,
-                time_in_force=tif_s, reduce_only=self._reduce_only, ack=self._spot,
-            )  # fmt: skip
-        frame = ws.frame(data)
+        frame = ws.frame(self._encode_new(order, spec, now_ms))
         if self._corked:
             self._pending.append(frame)
             self._unsent.append(cl)
         else:
             ws.write(frame)
-        self._orders[cl] = _Tracked(cl, cid, symbol, rules.venue_symbol, order.side, order.qty, now_ms)
+        self._orders[cl] = _Tracked(cl, self._prefix + str(cl), order.symbol, spec.rules.venue_symbol, order.side,
+                                    order.qty, now_ms)  # fmt: skip
         self.orders_sent += 1
+
+    def rehearse_new_order(self, order: Order) -> bytes | None:
+        """The frame :meth:`send_new_order` would write (checked, signed), not sent, no weight used."""
+        ws = self._ws
+        if ws is None:
+            return None
+        return ws.frame(self._encode_new(order, self._checked(order), _time_ns() // 1_000_000 + self._offset_ms))
+
+    def rehearse_market_data(self, on_market_data) -> None:
+        """Market data comes from the feed, not this connection: nothing to repeat."""
+
+    def _checked(self, order: Order) -> SymbolSpec:
+        """The symbol's filters, after checking ``order`` against them (``ValueError`` says why not)."""
+        spec = self._specs.get(order.symbol)
+        if spec is None:
+            raise ValueError(f"binance: unknown symbol {order.symbol!r} (not in exchangeInfo)")
+        is_market = order.ord_type == _MARKET
+        mid = self._mid(order.symbol) if is_market and spec.notional_on_market and self._mid is not None else None
+        reason = check_order(order, spec.rules, mid)
+        if reason is not None:
+            raise ValueError(reason)
+        return spec
+
+    def _encode_new(self, order: Order, spec: SymbolSpec, now_ms: int) -> bytes:
+        """The signed ``order.place`` request for ``order``."""
+        cl = order.cl_ord_id
+        cid = self._prefix + str(cl)
+        rules = spec.rules
+        if order.ord_type == _MARKET:
+            return encode_order_place(
+                f"o{cl}", self._api_key, self._signer, symbol=rules.venue_symbol, side=_SIDES[order.side],
+                order_type="MARKET", quantity=spec.market_qty_fmt % order.qty, client_id=cid,
+                recv_window=self._recv_window, timestamp=now_ms, reduce_only=self._reduce_only, ack=self._spot,
+            )  # fmt: skip
+        tif = order.tif
+        post_only = tif == _POST_ONLY_TIF or (self._post_only and tif == 0)
+        if post_only and self._spot:  # spot post-only is its own type, without timeInForce
+            otype, tif_s = "LIMIT_MAKER", None
+        else:
+            otype, tif_s = "LIMIT", "GTX" if post_only else _TIF[tif]
+        return encode_order_place(
+            f"o{cl}", self._api_key, self._signer, symbol=rules.venue_symbol, side=_SIDES[order.side],
+            order_type=otype, quantity=spec.qty_fmt % order.qty, client_id=cid,
+            recv_window=self._recv_window, timestamp=now_ms, price=spec.price_fmt % order.price,
+            time_in_force=tif_s, reduce_only=self._reduce_only, ack=self._spot,
+        )  # fmt: skip
 
     def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
         ws = self._ws

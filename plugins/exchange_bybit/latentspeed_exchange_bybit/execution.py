@@ -1098,6 +1098,29 @@ class BybitVenue(Venue):
         write = self._write
         if write is None or not self.connected:
             raise ConnectionError("bybit: not connected")
+        spec = self._checked(order)
+        now = _monotonic()
+        if not self._create_rl.take(now):
+            raise ValueError(self._limit_reason("order.create", self._create_rl, now))
+        cid = order.cl_ord_id
+        data = self._encode_new(order, spec)
+        self._sent[cid] = order
+        if self.corked:
+            self._pending.append(data)
+            self._pending_orders.append(cid)
+        else:
+            write(data)
+        self.orders_sent += 1
+
+    def rehearse_new_order(self, order: Order) -> bytes:
+        """The frame :meth:`send_new_order` would write (checked, signed), not sent, no rate slot used."""
+        return self._encode_new(order, self._checked(order))
+
+    def rehearse_market_data(self, on_market_data) -> None:
+        """Market data comes from the feed, not this connection: nothing to repeat."""
+
+    def _checked(self, order: Order) -> Spec:
+        """The symbol's rules, after checking ``order`` against them (``ValueError`` says why not)."""
         spec = self._specs.get(order.symbol) or self._spec(order.symbol)
         if spec is None:
             raise ValueError(f"bybit: {order.symbol} is not a trading {self.category} symbol")
@@ -1114,28 +1137,21 @@ class BybitVenue(Venue):
             for ours, theirs in self._rule_names:
                 why = why.replace(ours, theirs)
             raise ValueError(why)
-        now = _monotonic()
-        if not self._create_rl.take(now):
-            raise ValueError(self._limit_reason("order.create", self._create_rl, now))
-        cid = order.cl_ord_id
-        link = f"{self._prefix}{cid}"
+        return spec
+
+    def _encode_new(self, order: Order, spec: Spec) -> bytes:
+        """The signed-session ``order.create`` frame for ``order``."""
+        link = f"{self._prefix}{order.cl_ord_id}"
         try:
             tmpl = spec.templates[order.side + 2 * order.ord_type + 4 * order.tif]
         except IndexError:
             raise ValueError(f"bybit: time in force {order.tif!r} is not supported") from None
         ts = _time_ns() // 1_000_000 + self.offset_ms
-        if market:
+        if order.ord_type == _MARKET:
             msg = tmpl % (link, ts, order.qty, link)
         else:
             msg = tmpl % (link, ts, order.qty, order.price, link)
-        self._sent[cid] = order
-        data = ws_text_frame(msg.encode(), self._mask())
-        if self.corked:
-            self._pending.append(data)
-            self._pending_orders.append(cid)
-        else:
-            write(data)
-        self.orders_sent += 1
+        return ws_text_frame(msg.encode(), self._mask())
 
     def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
         write = self._write

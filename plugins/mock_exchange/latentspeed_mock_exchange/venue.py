@@ -52,6 +52,7 @@ _REASONS = tuple(RejectReason)
 _SCALE = P.SCALE
 _TRADE_SIDES = ("buy", "sell")
 _pack_new = P.NEW_ORDER_MSG.pack
+_LENGTH = struct.Struct("<H")  # a frame's first field: its length
 _NEW_SIZE = P.NEW_ORDER_SIZE
 _NEW = P.NEW_ORDER
 _time_ns = time.time_ns
@@ -75,6 +76,7 @@ class MockVenue(Venue):
         self._on_md = None
         #: (buffer, offset) of the last MARKET_DATA handled, for :meth:`rehearse_market_data`.
         self._last_md: tuple[bytes, int] | None = None
+        self._scratch = P.FrameDecoder()
         self._on_stale_md = None
         self._on_trade = None
         self.orders_sent = 0
@@ -247,6 +249,9 @@ class MockVenue(Venue):
         last = self._last_md
         if last is None:
             return
+        buf, off = last
+        (length,) = _LENGTH.unpack_from(buf, off)
+        self._scratch.feed(buf[off : off + length])  # the read's frame splitting, on a scratch decoder
         real = self._on_md
         self._on_md = on_market_data
         try:
