@@ -27,8 +27,18 @@ _TIMER_RESOLUTION_NS = 1_000_000
 class IdleWork:
     """Called on every spin of an idle loop; does something at most every ``interval_us``."""
 
-    def __init__(self, rehearse: Callable[[], None] | None, interval_us: float, collect: bool) -> None:
+    def __init__(
+        self,
+        rehearse: Callable[[], None] | None,
+        interval_us: float,
+        collect: bool,
+        activity: Callable[[], int] | None = None,
+    ) -> None:
         self.rehearse = rehearse
+        #: A count that moves with real ticks (the engine's ``rx_packets``): a tick warms the path
+        #: itself, so the next rehearsal waits a whole interval after it (fewer ticks meet one).
+        self._activity = activity
+        self._seen = -1
         self.interval_ns = int(interval_us * 1000) if rehearse is not None else 1_000_000
         self.collect = collect
         self._next = 0
@@ -46,8 +56,16 @@ class IdleWork:
             self._threshold = None
 
     def __call__(self) -> None:
-        if time.perf_counter_ns() >= self._next:
-            self.run()
+        now = time.perf_counter_ns()
+        if now < self._next:
+            return
+        if self._activity is not None:
+            seen = self._activity()
+            if seen != self._seen:
+                self._seen = seen
+                self._next = now + self.interval_ns
+                return
+        self.run()
 
     def run(self) -> None:
         """Collect garbage if due, then rehearse, now."""

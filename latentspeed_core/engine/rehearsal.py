@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections import deque
 
 from ..book import SnapshotBook
 from ..types import ExecType, ExecutionReport, RejectReason
@@ -39,6 +40,7 @@ _CLOCK_STEP_NS = 2_000_000_000
 #: Containers larger than this are not walked by the touch (reservoirs, order history).
 _TOUCH_MAX_LEN = 256
 
+_CONTAINERS = (list, dict, set, frozenset, tuple, deque)
 _NEW, _CANCELED, _NONE = ExecType.NEW, ExecType.CANCELED, RejectReason.NONE
 
 
@@ -204,7 +206,7 @@ def _hot_objects(roots: list) -> list:
         for obj in (root, *gc.get_referents(root)):
             if isinstance(obj, type) or id(obj) in seen:
                 continue
-            if isinstance(obj, (list, dict, set, tuple)) and len(obj) > _TOUCH_MAX_LEN:
+            if isinstance(obj, _CONTAINERS) and len(obj) > _TOUCH_MAX_LEN:
                 continue
             seen[id(obj)] = obj
     return list(seen.values())

@@ -209,7 +209,8 @@ class EngineRunner:
         rehearsal = None
         if cfg.warm_interval_us > 0 or not cfg.busy_poll:
             rehearsal = self.rehearsal = Rehearsal(self.registry, self.setup, self.engine, self.source)
-        self.idle = IdleWork(rehearsal, cfg.warm_interval_us, cfg.gc_when_idle)
+        engine = self.engine
+        self.idle = IdleWork(rehearsal, cfg.warm_interval_us, cfg.gc_when_idle, lambda: engine.rx_packets)
         self.idle.start()
         return self.idle
 
