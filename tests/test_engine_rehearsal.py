@@ -84,9 +84,9 @@ class Link:
         self.written.append(data)
 
 
-def build(strategies: list[dict], tmp_path):
+def build(strategies: list[dict], tmp_path, market_data: dict | None = None):
     data = {
-        "market_data": {"from_venue": True},
+        "market_data": market_data or {"from_venue": True},
         "venue": {"exchange": "mock", "port": 1},
         "strategies": strategies,
         "risk": RISK,
@@ -97,8 +97,8 @@ def build(strategies: list[dict], tmp_path):
     engine, venue = runner.engine, runner.venue
     link = venue._link = Link()
     venue._listener = engine
-    venue._on_md = engine.on_market_data
-    venue._on_trade = engine.on_venue_trade
+    venue._on_md = getattr(engine, "on_market_data", None)
+    venue._on_trade = getattr(engine, "on_venue_trade", None)
     venue._ids, venue._names = {"BTC-USD": 1}, {1: "BTC-USD"}
     venue.instruments["BTC-USD"] = Instrument(1, "BTC-USD", 0.5, 0.001)
     venue.connected = True
@@ -243,3 +243,50 @@ def test_engine_trades_and_rehearses_in_each_idle_mode(mode, tmp_path):
     assert shadow.orders_sent >= 10 and not shadow.orders.open
     # Nothing of the shadow's reached the exchange: every order it saw is one of the engine's.
     assert e.unknown_orders == 0
+
+
+def test_over_zeromq_the_rehearsal_decodes_the_last_message_again_and_stamps_are_taken_on_receipt(tmp_path):
+    """The ZeroMQ source: receipt is stamped before the JSON is decoded, and the rehearsal decodes
+    the last book again and hands it to the shadow engine (the features came with it)."""
+    import orjson
+    import zmq
+
+    from latentspeed_core.testing import free_port
+
+    port = free_port()
+    runner, engine, venue, link = build(
+        [{"name": "every_tick", "symbols": ["BTC-USD"]}], tmp_path,
+        {"zmq": {"host": "127.0.0.1", "port": port, "books_port": port + 1}},
+    )  # fmt: skip
+    msg = {"exchange": "MOCK", "symbol": "BTC-USD", "seq": 1, "timestamp_ns": 1, "receipt_timestamp_ns": 1,
+           "bids": [[60_000.0, 1.0]], "asks": [[60_000.5, 2.0]], "midpoint": 60_000.25}  # fmt: skip
+
+    async def main():
+        pub = zmq.Context.instance().socket(zmq.PUB)
+        pub.bind(f"tcp://127.0.0.1:{port + 1}")
+        task = asyncio.create_task(runner.source.run())
+        try:
+            for _ in range(400):  # until the subscription has joined (no sleep-as-sync: we wait on it)
+                pub.send_multipart([b"MOCK-preprocessed_book-BTC-USD", orjson.dumps(msg)])
+                if engine.books:
+                    return
+                await asyncio.sleep(0.025)
+            raise AssertionError("the engine never received the book")
+        finally:
+            task.cancel()
+            pub.close(0)
+
+    asyncio.run(main())
+    sub = runner.source.subscriber
+    (order,) = [o for o in engine.orders.orders.values()]
+    assert order.md_receipt_ns == sub.receipt_ns > 0
+    rehearsal = Rehearsal(REG, runner.setup, engine, runner.source)
+    decoded = []
+    shadow_on_book = rehearsal.shadow.on_book
+    rehearsal.shadow.on_book = lambda m: (decoded.append(m), shadow_on_book(m))
+    before = real_state(runner, venue, link)
+    for _ in range(5):
+        rehearsal()
+    assert decoded and decoded[-1] == engine.books["BTC-USD"] and decoded[-1] is not engine.books["BTC-USD"]
+    assert rehearsal.shadow.orders_sent == 5
+    assert real_state(runner, venue, link) == before

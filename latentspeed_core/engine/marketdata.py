@@ -16,6 +16,8 @@ import logging
 import time
 from collections.abc import Callable
 
+import orjson
+
 from ..book import SnapshotBook
 from ..config import FeedConfig
 from ..feed import Feed
@@ -100,23 +102,35 @@ class ZmqSource:
         from ..marketstream.subscriber import ZmqSubscriber
 
         z = self.z = setup.config.market_data.zmq
-        clock = time.time_ns
         extra = tuple(listeners)
 
         def book(topic: str, msg: dict) -> None:
-            receipt_ns = clock()
             for listener in extra:
                 if listener(msg) is False:
                     return
-            on_book(msg, receipt_ns)
+            on_book(msg, sub.receipt_ns)
 
         def trade(topic: str, msg: dict) -> None:
-            on_trade(msg, clock())
+            on_trade(msg, sub.receipt_ns)
 
-        self.subscriber = ZmqSubscriber(
+        sub = self.subscriber = ZmqSubscriber(
             z.host, z.port, z.topics, on_book=book, on_trade=trade, books_port=z.books_port
         )
+        self._book = book
         self.feeds = []
+
+    def rehearse(self, on_book) -> bool:
+        """Decode the last message received again (engine/rehearsal.py); a book goes to ``on_book``.
+        ``False`` when there was nothing to decode or it was not a book."""
+        last = self.subscriber.last
+        if last is None:
+            return False
+        payload, cb = last
+        msg = orjson.loads(payload)
+        if cb is not self._book:
+            return False
+        on_book(msg)
+        return True
 
     async def run(self) -> None:
         await self.subscriber.run()

@@ -117,6 +117,9 @@ class Rehearsal:
         # through its own receive code; otherwise the input is the engine's latest book message.
         rehearsing = isinstance(venue, RehearsingVenue)
         self._venue_md = venue.rehearse_market_data if rehearsing and hasattr(source, "books") else None
+        # A source with its own decoding (ZeroMQ: JSON with the features already in) repeats it and
+        # hands the message to the shadow engine; the shadow Pipeline is for the others.
+        self._source_rehearse = getattr(source, "rehearse", None)
         #: The real books (read, never written) and the Pipeline's topic state, for the touch.
         self._real_books = list(getattr(source, "books", {}).values())
         self._source = source
@@ -170,7 +173,7 @@ class Rehearsal:
         self._now += _CLOCK_STEP_NS
         if self._venue_md is not None:
             self._venue_md(self._on_market_data)
-        else:
+        elif self._source_rehearse is None or not self._source_rehearse(shadow.on_book):
             self._on_market_data(sym, msg["bids"], msg["asks"], self._now)
         # Every shadow order is acknowledged, then cancelled: the report path runs, and the
         # strategy is free to send again next time.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 import orjson
@@ -41,6 +42,9 @@ class ZmqSubscriber:
         self.rcvhwm = rcvhwm
         self.received = 0
         self.errors = 0
+        #: When the message being handled was received (ns since epoch), before it was decoded.
+        self.receipt_ns = 0
+        self.last: tuple[bytes, Callback] | None = None
         self.ctx = zmq.asyncio.Context.instance()
         self._socks: list[tuple[zmq.asyncio.Socket, Callback]] = []
         self._opened = False
@@ -87,9 +91,12 @@ class ZmqSubscriber:
             self.close()
 
     def _handle(self, frames: list[bytes], cb: Callback) -> None:
+        # Stamped on receipt, before decoding (the engine's tick-to-trade starts here).
+        self.receipt_ns = time.time_ns()
         if len(frames) != 2:
             self.errors += 1
             return
+        self.last = (frames[1], cb)  # as received: the engine's idle rehearsal decodes it again
         try:
             msg = orjson.loads(frames[1])
             topic = frames[0].decode()
