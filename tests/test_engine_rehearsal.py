@@ -290,3 +290,20 @@ def test_over_zeromq_the_rehearsal_decodes_the_last_message_again_and_stamps_are
     assert decoded and decoded[-1] == engine.books["BTC-USD"] and decoded[-1] is not engine.books["BTC-USD"]
     assert rehearsal.shadow.orders_sent == 5
     assert real_state(runner, venue, link) == before
+
+
+def test_slow_chores_run_just_after_a_tick_at_most_once_per_interval():
+    ticks, ran = [0], []
+    work = IdleWork(None, 0, collect=False, activity=lambda: ticks[0])
+    work.add_chore(3600.0, lambda: ran.append("late"))  # not due for an hour
+    work.add_chore(0.0, lambda: ran.append("trim"))
+    work()  # the first look at the count
+    assert ran == ["trim"]
+    for _ in range(100):  # spinning with no tick: no chore
+        work._next = 0
+        work()
+    assert ran == ["trim"]
+    ticks[0] += 1
+    work._next = 0
+    work()
+    assert ran == ["trim", "trim"]

@@ -44,6 +44,23 @@ class IdleWork:
         self._next = 0
         self.collections = 0
         self._threshold: tuple[int, int, int] | None = None
+        #: [interval ns, function, next due]: slow chores (returning memory to the OS) run just
+        #: after a tick, when the next one is furthest away, not on a timer that may meet a tick.
+        self._chores: list[list] = []
+
+    def add_chore(self, interval_s: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` about every ``interval_s``, just after a tick (see :meth:`after_tick`)."""
+        n = int(interval_s * 1e9)
+        self._chores.append([n, fn, time.perf_counter_ns() + n])
+
+    def after_tick(self) -> None:
+        """A tick was just handled: run the first chore that is due, if any (one per tick)."""
+        now = time.perf_counter_ns()
+        for chore in self._chores:
+            if now >= chore[2]:
+                chore[2] = now + chore[0]
+                chore[1]()
+                return
 
     def start(self) -> None:
         if self.collect:
@@ -64,6 +81,8 @@ class IdleWork:
             if seen != self._seen:
                 self._seen = seen
                 self._next = now + self.interval_ns
+                if self._chores:
+                    self.after_tick()
                 return
         self.run()
 
@@ -113,6 +132,7 @@ async def warm_before_tick(engine, work: IdleWork, lead_ms: float) -> None:
                 g = t - last_t
                 gap = g if not gap else (7 * gap + g) >> 3
             last_t, last_rx = t, rx
+            work.after_tick()
         lead = min(max_lead, gap >> 2)
         if lead < _TIMER_RESOLUTION_NS:
             await sleep(max_lead / 1e9 or 0.001)  # nothing learnt yet, or too fast to sleep between

@@ -148,9 +148,12 @@ class EngineRunner:
                 asyncio.create_task(warm_before_tick(engine, idle, cfg.warm_before_tick_ms), name="warm-before-tick")
             )
         if _MALLOC_TRIM is not None:
-            tasks.append(
-                asyncio.create_task(self._every(RELEASE_INTERVAL, _release_memory), name="release-memory")
-            )
+            if idle is not None:  # just after a tick, when the next one is furthest away
+                idle.add_chore(RELEASE_INTERVAL, _release_memory)
+            else:
+                tasks.append(
+                    asyncio.create_task(self._every(RELEASE_INTERVAL, _release_memory), name="release-memory")
+                )
         tasks.append(asyncio.create_task(self._startup_watch(cfg.market_data.startup_timeout), name="startup"))
         stopper = asyncio.create_task(self._stop.wait())
         try:
