@@ -307,3 +307,33 @@ def test_slow_chores_run_just_after_a_tick_at_most_once_per_interval():
     work._next = 0
     work()
     assert ran == ["trim", "trim"]
+
+
+def test_an_in_process_mock_feed_repeats_its_last_frame_on_scratch_state(tmp_path):
+    """In-process feeds (``latentspeed run``, ``collect``): the mock feed parses its last book frame
+    again through ``on_frame``, on scratch books and stats; its real books and counters stay."""
+    runner, engine, venue, link = build(
+        [{"name": "every_tick", "symbols": ["BTC-USD"]}], tmp_path,
+        {"feeds": [{"exchange": "mock", "port": 1, "symbols": ["BTC-USD"]}]},
+    )  # fmt: skip
+    (feed,) = runner.source.feeds
+    feed.sink = runner.source.pipeline  # what Feed.run does before it connects
+    feed.deliver_connect(time.time_ns())
+    feed.deliver_frame(P.encode_security_definition(1, time.time_ns(), 1, P.to_fixed(0.5), P.to_fixed(0.001),
+                                                    "BTC-USD"), time.time_ns())  # fmt: skip
+    for i in range(3):
+        feed.deliver_frame(frame(i + 2, 60_000 + i), time.time_ns())
+    assert engine.orders_sent == 3
+    before = real_state(runner, venue, link)
+    real_book = feed.books["BTC-USD"]
+    levels = (real_book.top_bids(10), real_book.top_asks(10))
+    rehearsal = Rehearsal(REG, runner.setup, engine, runner.source)
+    seen = []
+    shadow_book = rehearsal._on_market_data
+    rehearsal._on_market_data = lambda *a: (seen.append(a[:3]), shadow_book(*a))
+    for _ in range(20):
+        rehearsal()
+    assert real_state(runner, venue, link) == before
+    assert feed.books["BTC-USD"] is real_book and (real_book.top_bids(10), real_book.top_asks(10)) == levels
+    assert len(seen) == 20 and seen[-1] == ("BTC-USD", *levels)  # the last frame, parsed again
+    assert rehearsal.shadow.orders_sent == 20

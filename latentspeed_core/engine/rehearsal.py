@@ -120,8 +120,13 @@ class Rehearsal:
         # A source with its own decoding (ZeroMQ: JSON with the features already in) repeats it and
         # hands the message to the shadow engine; the shadow Pipeline is for the others.
         self._source_rehearse = getattr(source, "rehearse", None)
-        #: The real books (read, never written) and the Pipeline's topic state, for the touch.
-        self._real_books = list(getattr(source, "books", {}).values())
+        # In-process feeds that can repeat their last book frame (``rehearse_market_data``, as a
+        # venue does), in turn.
+        self._feeds_md = [f.rehearse_market_data for f in getattr(source, "feeds", ())
+                          if hasattr(f, "rehearse_market_data")]  # fmt: skip
+        self._feed_next = 0
+        #: The real books (read, never written), for the touch; found again with the other objects.
+        self._real_books: list = []
         self._source = source
         self._touched: list = []
         self._touch_built = 0.0
@@ -173,6 +178,10 @@ class Rehearsal:
         self._now += _CLOCK_STEP_NS
         if self._venue_md is not None:
             self._venue_md(self._on_market_data)
+        elif self._feeds_md:
+            feeds = self._feeds_md
+            self._feed_next = (self._feed_next + 1) % len(feeds)
+            feeds[self._feed_next](self._on_market_data)
         elif self._source_rehearse is None or not self._source_rehearse(shadow.on_book):
             self._on_market_data(sym, msg["bids"], msg["asks"], self._now)
         # Every shadow order is acknowledged, then cancelled: the report path runs, and the
@@ -194,6 +203,11 @@ class Rehearsal:
         if not touched or self._now - self._touch_built > 60 * _CLOCK_STEP_NS:
             self._touch_built = self._now
             touched[:] = _hot_objects(self._root_objects())
+            source = self._source
+            books = list(getattr(source, "books", {}).values())
+            for feed in getattr(source, "feeds", ()):
+                books += getattr(feed, "books", {}).values()
+            self._real_books = [b for b in books if hasattr(b, "top_bids")]
         referents = gc.get_referents
         for obj in touched:
             referents(obj)

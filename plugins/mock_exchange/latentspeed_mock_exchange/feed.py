@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from latentspeed_core.book import L2Book, SnapshotBook
-from latentspeed_core.feed import Feed
+from latentspeed_core.feed import Feed, FeedStats
 from latentspeed_core.types import Trade
 
 from . import protocol as P
@@ -39,6 +39,9 @@ class MockFeed(Feed):
         self.books: dict[str, L2Book] = {}
         self._fresh = False
         self._defined = False
+        #: The last MARKET_DATA parsed, for :meth:`rehearse_market_data`, and its scratch state.
+        self._last_md: bytes | None = None
+        self._scratch: tuple | None = None
 
     # -- transport ---------------------------------------------------------------------------
     async def run_live(self) -> None:
@@ -59,6 +62,24 @@ class MockFeed(Feed):
         for _t, buf, off in frames:
             n = length_of(buf, off)[0]
             self.deliver_frame(buf[off : off + n] if off or n != len(buf) else buf, receipt_ns)
+
+    # -- rehearsal (engine/rehearsal.py) ------------------------------------------------------
+    def rehearse_market_data(self, on_market_data) -> None:
+        """Parse the last MARKET_DATA again through :meth:`on_frame`, on scratch books and stats,
+        handing the book to ``on_market_data(symbol, bids, asks, receipt_ns)``; nothing real changes."""
+        data = self._last_md
+        if data is None:
+            return
+        real = self.sink, self.books, self.stats, self._last_md
+        scratch = self._scratch
+        if scratch is None or scratch[1].keys() != self.books.keys():
+            scratch = self._scratch = (_Rehearsal(), {s: SnapshotBook(s) for s in self.books}, FeedStats())
+        scratch[0].on_market_data = on_market_data
+        self.sink, self.books, self.stats = scratch
+        try:
+            self.on_frame(data, 0)
+        finally:
+            self.sink, self.books, self.stats, self._last_md = real
 
     # -- parsing (sans-IO: live and replay) -----------------------------------------------
     def on_connect(self) -> None:
@@ -119,9 +140,25 @@ class MockFeed(Feed):
         book = self.books.get(name)
         if book is None:  # not subscribed
             return
+        self._last_md = data
         # A full snapshot, decoded best first with sizes > 0: kept as is (no dict, no sort).
         _sid, bids, asks = P.decode_book(data, 0)
         book.load_sorted(bids, asks)
         self.stats.books += 1
         ts = P.unpack_header(data, 0)[3]
         self.sink.on_book(self, name, book, ts, receipt_ns)
+
+
+class _Rehearsal:
+    """The feed's sink during :meth:`MockFeed.rehearse_market_data`: the book goes to the shadow path."""
+
+    on_market_data = None
+
+    def on_book(self, feed, symbol: str, book, timestamp_ns: int, receipt_ns: int) -> None:
+        self.on_market_data(symbol, book.top_bids(_REHEARSAL_DEPTH), book.top_asks(_REHEARSAL_DEPTH), receipt_ns)
+
+    def on_trade(self, feed, trade) -> None:
+        pass
+
+
+_REHEARSAL_DEPTH = 64
