@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_hot_path as H  # noqa: E402
 from latentspeed_mock_exchange import protocol as P  # noqa: E402
 
+from latentspeed_core.engine.idle import IdleWork  # noqa: E402
 from latentspeed_core.engine.rehearsal import Rehearsal  # noqa: E402
 
 STAGES = ("decode", "book+features+engine", "strategy", "risk", "order objects", "encode", "write", "total")
@@ -102,15 +103,14 @@ def run(gap_ms: float, ticks: int, warm_us: float) -> dict:
         for f in frames[:300]:
             tick(f)
         gap = int(gap_ms * 1e6)
-        every = int(warm_us * 1000)
+        # The engine's own idle work (engine/idle.py), as its busy-poll loop calls it.
+        work = IdleWork(rehearsal, warm_us, collect=False, activity=lambda: engine.rx_packets) if warm_us else None
         samples = []
         for f in frames[300:]:
             end = pc() + gap
-            nxt = pc() + every
-            while (t := pc()) < end:  # spin: no wake-up, only the caches go cold
-                if rehearsal is not None and t >= nxt:
-                    rehearsal()
-                    nxt = pc() + every
+            while pc() < end:  # spin: no wake-up, only the caches go cold
+                if work is not None:
+                    work()
             samples.append(tick(f))
         P.decode_book = decode
     return {name: round(statistics.median(s[i] for s in samples) / 1000, 2) for i, name in enumerate(STAGES)}

@@ -149,7 +149,7 @@ def test_rehearsal_changes_nothing_real_and_runs_the_whole_path(tmp_path):
     venue.rehearse_new_order = lambda order: sent.append(venue_encode(order))  # keeps what it encoded
     rehearsal = Rehearsal(REG, runner.setup, engine, runner.source)
     for _ in range(200):
-        rehearsal()
+        rehearsal.run_round()
     assert real_state(runner, venue, link) == before
     shadow = rehearsal.shadow
     # The shadow decided on the real book every time: the taker each rehearsal, the market maker
@@ -180,7 +180,7 @@ def test_a_strategy_that_says_rehearse_false_gets_no_shadow(tmp_path):
 def test_no_book_yet_means_nothing_to_rehearse(tmp_path):
     runner, engine, venue, link = build([{"name": "every_tick", "symbols": ["BTC-USD"]}], tmp_path)
     rehearsal = Rehearsal(REG, runner.setup, engine, runner.source)
-    rehearsal()
+    rehearsal.run_round()
     assert rehearsal.rehearsals == 0 and rehearsal.shadow.orders_sent == 0
 
 
@@ -286,7 +286,7 @@ def test_over_zeromq_the_rehearsal_decodes_the_last_message_again_and_stamps_are
     rehearsal.shadow.on_book = lambda m: (decoded.append(m), shadow_on_book(m))
     before = real_state(runner, venue, link)
     for _ in range(5):
-        rehearsal()
+        rehearsal.run_round()
     assert decoded and decoded[-1] == engine.books["BTC-USD"] and decoded[-1] is not engine.books["BTC-USD"]
     assert rehearsal.shadow.orders_sent == 5
     assert real_state(runner, venue, link) == before
@@ -332,7 +332,7 @@ def test_an_in_process_mock_feed_repeats_its_last_frame_on_scratch_state(tmp_pat
     shadow_book = rehearsal._on_market_data
     rehearsal._on_market_data = lambda *a: (seen.append(a[:3]), shadow_book(*a))
     for _ in range(20):
-        rehearsal()
+        rehearsal.run_round()
     assert real_state(runner, venue, link) == before
     assert feed.books["BTC-USD"] is real_book and (real_book.top_bids(10), real_book.top_asks(10)) == levels
     assert len(seen) == 20 and seen[-1] == ("BTC-USD", *levels)  # the last frame, parsed again

@@ -29,7 +29,7 @@ class IdleWork:
 
     def __init__(
         self,
-        rehearse: Callable[[], None] | None,
+        rehearse: Callable[[], bool] | None,
         interval_us: float,
         collect: bool,
         activity: Callable[[], int] | None = None,
@@ -87,7 +87,8 @@ class IdleWork:
         self.run()
 
     def run(self) -> None:
-        """Collect garbage if due, then rehearse, now."""
+        """One step of idle work, now: a garbage collection if due, else a step of the rehearsal.
+        The next step follows at the next spin until the round is done, then after an interval."""
         if self.collect:
             c0, c1, c2 = gc.get_count()
             if c0 >= IDLE_GC_AFTER:
@@ -95,8 +96,11 @@ class IdleWork:
                 _, t1, t2 = self._threshold or gc.get_threshold()
                 gc.collect(2 if c2 >= t2 else 1 if c1 >= t1 else 0)
                 self.collections += 1
-        if self.rehearse is not None:
-            self.rehearse()
+                self._next = 0
+                return
+        if self.rehearse is not None and not self.rehearse():
+            self._next = 0
+            return
         self._next = time.perf_counter_ns() + self.interval_ns
 
 

@@ -132,6 +132,7 @@ class Rehearsal:
         self._touch_built = 0.0
         self.rehearsals = 0
         self._started = False
+        self._step = 0
 
     def _root_objects(self) -> list:
         """The real path's objects, found anew now and then (topics and strategies' state come and go)."""
@@ -161,16 +162,43 @@ class Rehearsal:
     def _emit_trade(self, topic: str, msg: dict) -> None:
         pass
 
-    def __call__(self) -> None:
-        """One rehearsal: the next symbol's latest real book through the shadow path."""
+    def __call__(self) -> bool:
+        """One step of a rehearsal; ``True`` when the round is complete.
+
+        A round is three steps (the book through the shadow path; the reports of its orders; the
+        touch of the real objects), so that a tick arriving meanwhile waits for one step at most:
+        the idle loop polls between steps.
+        """
+        step = self._step
+        if step == 0:
+            if not self._decide():
+                return True
+            self._step = 1
+            return False
+        if step == 1:
+            self._reports()
+            self._step = 2
+            return False
+        self._step = 0
+        self.touch()
+        self.rehearsals += 1
+        return True
+
+    def run_round(self) -> None:
+        """A whole round at once (tests, benchmarks)."""
+        while not self():
+            pass
+
+    def _decide(self) -> bool:
+        """The next symbol's latest book through the shadow path; ``False``: no book yet."""
         symbols = self._symbols
         if not symbols:
-            return
+            return False
         sym = symbols[self._next]
         self._next = (self._next + 1) % len(symbols)
         msg = self.engine.books.get(sym)
         if msg is None:
-            return
+            return False
         shadow = self.shadow
         if not self._started:
             self._started = True
@@ -184,8 +212,12 @@ class Rehearsal:
             feeds[self._feed_next](self._on_market_data)
         elif self._source_rehearse is None or not self._source_rehearse(shadow.on_book):
             self._on_market_data(sym, msg["bids"], msg["asks"], self._now)
-        # Every shadow order is acknowledged, then cancelled: the report path runs, and the
-        # strategy is free to send again next time.
+        return True
+
+    def _reports(self) -> None:
+        """Every shadow order is acknowledged, then cancelled: the report path runs, and the
+        strategy is free to send again next time."""
+        shadow = self.shadow
         orders = shadow.orders
         if orders.open:
             on_report = shadow.on_execution_report
@@ -194,8 +226,6 @@ class Rehearsal:
                 on_report(ExecutionReport(cid, cid, 0, st.symbol, st.side, _NEW, 0.0, 0.0, st.qty, 0.0, _NONE))
                 on_report(ExecutionReport(cid, cid, 0, st.symbol, st.side, _CANCELED, 0.0, 0.0, 0.0, 0.0, _NONE))
             orders.orders.clear()
-        self.touch()
-        self.rehearsals += 1
 
     def touch(self) -> None:
         """Read the real path's objects (one level into each), so their memory is in cache."""
