@@ -240,7 +240,8 @@ def test_engine_trades_and_rehearses_in_each_idle_mode(mode, tmp_path):
     assert summary["orders"] == e.orders_sent and e.risk_rejects == 0
     assert not e.orders.open
     shadow = runner.rehearsal.shadow
-    assert shadow.orders_sent >= 10 and not shadow.orders.open
+    # (at most the one order of a round stopped between its decision and its reports)
+    assert shadow.orders_sent >= 10 and len(shadow.orders.open) <= 1
     # Nothing of the shadow's reached the exchange: every order it saw is one of the engine's.
     assert e.unknown_orders == 0
 
