@@ -55,13 +55,12 @@ def run_cli():
 import math  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
-from latentspeed_core.testing import free_port  # noqa: E402
+from latentspeed_core.testing import free_port, two_free_ports  # noqa: E402
 
 BOOK_KEYS = [
     "exchange", "symbol", "timestamp_ns", "receipt_timestamp_ns", "seq", "bids", "asks", "midpoint",
@@ -147,21 +146,6 @@ def ms_ref():
         stdev_logret=stdev_logret,
         ofi=ofi,
     )
-
-
-def free_port_pair(host: str = "127.0.0.1") -> int:
-    """A port P with P and P+1 both free a moment ago (trades and books)."""
-    for _ in range(100):
-        p = free_port(host)
-        if p >= 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind((host, p + 1))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port pair")
 
 
 class Proc:
@@ -256,7 +240,7 @@ def procs():
         started.append(p)
         return p
 
-    yield SimpleNamespace(start=start, free_port_pair=free_port_pair)
+    yield SimpleNamespace(start=start, free_port_pair=two_free_ports)
     for p in started:
         p.kill()
 

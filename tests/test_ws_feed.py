@@ -1,16 +1,13 @@
-"""WsFeed against a real websockets server (and an HTTP server) on loopback."""
+"""WsFeed against a real websockets server (and an HTTP server) on loopback: the core test kit's
+LoopbackWsServer, playing a script per connection, and LoopbackRestServer."""
 
 from __future__ import annotations
 
 import asyncio
-import http.server
-import threading
 import time
 
-from websockets.asyncio.server import serve
-
 from latentspeed_core.config import FeedConfig
-from latentspeed_core.testing import async_wait_for
+from latentspeed_core.testing import LoopbackRestServer, LoopbackWsServer, async_wait_for
 from latentspeed_core.ws import WsFeed
 
 
@@ -50,44 +47,6 @@ class RecFeed(WsFeed):
         self.rest.append((key, body))
 
 
-class Server:
-    """A scripted websockets server: records what clients send, runs ``script`` per connection."""
-
-    def __init__(self, script):
-        self.script = script
-        self.received: list[list[str]] = []
-        self.connections = 0
-        self.times: list[float] = []
-
-    async def handler(self, ws):
-        self.connections += 1
-        inbox: list[str] = []
-        self.received.append(inbox)
-
-        async def reader():
-            async for msg in ws:
-                self.times.append(time.monotonic())
-                inbox.append(msg)
-
-        tasks = [asyncio.create_task(reader()), asyncio.create_task(self.script(self.connections, ws, inbox))]
-        try:  # the script ends the connection by returning; a client close ends the script
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def __aenter__(self):
-        self._srv = await serve(self.handler, "127.0.0.1", 0)
-        self.port = self._srv.sockets[0].getsockname()[1]
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        return self
-
-    async def __aexit__(self, *exc):
-        self._srv.close()
-        await self._srv.wait_closed()
-
-
 async def run_feed(feed, body):
     task = asyncio.create_task(feed.run(sink=None))
     try:
@@ -98,16 +57,15 @@ async def run_feed(feed, body):
 
 
 def test_subscribe_frames_and_reconnect_after_drop():
-    async def script(n, ws, inbox):
-        await async_wait_for(lambda: len(inbox) >= 2, 5, "subscribes")
-        await ws.send(f"hello{n}")
-        if n == 1:
-            await ws.send("boom")  # a bad frame is counted and skipped, not fatal
-            return  # the server drops the connection
-        await asyncio.Future()
+    async def script(conn):
+        await async_wait_for(lambda: len(conn.received) >= 2, 5, "subscribes")
+        await conn.send(f"hello{conn.number}")
+        if conn.number == 1:
+            await conn.send("boom")  # a bad frame is counted and skipped, not fatal
+            await conn.close()  # the server drops the connection
 
     async def main():
-        async with Server(script) as srv:
+        async with LoopbackWsServer(script) as srv:
             feed = RecFeed(WsTestConfig(exchange="t", ws_url=srv.url), subs=["s1", "s2"])
 
             async def body():
@@ -118,7 +76,7 @@ def test_subscribe_frames_and_reconnect_after_drop():
                 assert feed.stats.reconnects == 1
                 assert feed.stats.errors == 1
                 assert "closed" in feed.last_reconnect_cause
-                assert srv.received[0] == ["s1", "s2"] and srv.received[1] == ["s1", "s2"]
+                assert [c.received for c in srv.connections] == [["s1", "s2"], ["s1", "s2"]]
 
             await run_feed(feed, body)
 
@@ -126,12 +84,8 @@ def test_subscribe_frames_and_reconnect_after_drop():
 
 
 def test_silence_timeout_reconnects():
-    async def script(n, ws, inbox):
-        await ws.send("only")
-        await asyncio.Future()  # then silence, while the TCP connection stays up
-
     async def main():
-        async with Server(script) as srv:
+        async with LoopbackWsServer([["only"]]) as srv:  # then silence, while the TCP connection stays up
             feed = RecFeed(WsTestConfig(exchange="t", ws_url=srv.url))
             feed.silence_timeout = 0.2
 
@@ -146,42 +100,40 @@ def test_silence_timeout_reconnects():
 
 
 def test_app_ping_sent_and_rate_limited():
-    async def script(n, ws, inbox):
-        await asyncio.Future()
-
     async def main():
-        async with Server(script) as srv:
+        async with LoopbackWsServer() as srv:
             feed = RecFeed(
                 WsTestConfig(exchange="t", ws_url=srv.url), subs=[f"s{i}" for i in range(6)], ping="PING"
             )
             feed.ping_interval = 0.05
             feed.subscribe_rate = 20.0  # at most 20 messages in any second
             async def body():
-                await async_wait_for(lambda: srv.received and srv.received[0].count("PING") >= 2, 5, "pings")
-                assert srv.received[0][:6] == [f"s{i}" for i in range(6)]
+                await async_wait_for(
+                    lambda: srv.connections and srv.connections[0].received.count("PING") >= 2, 5, "pings"
+                )
+                assert srv.connections[0].received[:6] == [f"s{i}" for i in range(6)]
 
             await run_feed(feed, body)
             # 6 subscribes + 2 pings = 8 messages: within 20/s they all go out in the first window,
             # on one connection (the wait above bounds the time; no wall-clock assertion here)
-            assert srv.connections == 1
+            assert len(srv.connections) == 1
 
     asyncio.run(main())
 
 
 def test_rate_limit_spreads_messages():
-    async def script(n, ws, inbox):
-        await asyncio.Future()
-
     async def main():
-        async with Server(script) as srv:
+        async with LoopbackWsServer() as srv:
             feed = RecFeed(WsTestConfig(exchange="t", ws_url=srv.url), subs=[f"s{i}" for i in range(9)])
             feed.subscribe_rate = 4.0  # at most 4 in any 1 s window
 
             async def body():
-                await async_wait_for(lambda: len(srv.times) == 9, 10, "9 subscribes")
+                await async_wait_for(
+                    lambda: srv.connections and len(srv.connections[0].received) == 9, 10, "9 subscribes"
+                )
 
             await run_feed(feed, body)
-            t = srv.times
+            t = srv.connections[0].received_at
             # the first burst goes out at once: far sooner than the 5th, which waits for the window
             # (an ordering check: evenly spread sends would make it 3/4 of that gap)
             assert t[3] - t[0] < (t[4] - t[0]) / 2
@@ -192,13 +144,13 @@ def test_rate_limit_spreads_messages():
 
 
 def test_max_lifetime_reconnects():
-    async def script(n, ws, inbox):
+    async def script(conn):
         while True:
-            await ws.send("tick")
+            await conn.send("tick")
             await asyncio.sleep(0.02)
 
     async def main():
-        async with Server(script) as srv:
+        async with LoopbackWsServer(script) as srv:
             feed = RecFeed(WsTestConfig(exchange="t", ws_url=srv.url))
             feed.max_lifetime = 0.2
 
@@ -212,12 +164,11 @@ def test_max_lifetime_reconnects():
 
 
 def test_feed_requested_reconnect_and_connect_failure_backoff():
-    async def script(n, ws, inbox):
-        await ws.send(f"c{n}")
-        await asyncio.Future()
+    async def script(conn):
+        await conn.send(f"c{conn.number}")
 
     async def main():
-        async with Server(script) as srv:
+        async with LoopbackWsServer(script) as srv:
             feed = RecFeed(WsTestConfig(exchange="t", ws_url=srv.url))
 
             async def body():
@@ -241,39 +192,11 @@ def test_feed_requested_reconnect_and_connect_failure_backoff():
     asyncio.run(main())
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    fail_first = 0
-    hits: list[str] = []
-
-    def do_GET(self):  # noqa: N802 (http.server API)
-        type(self).hits.append(self.path)
-        if type(self).fail_first > 0:
-            type(self).fail_first -= 1
-            self.send_response(500)
-            self.end_headers()
-            return
-        body = b'{"lastUpdateId": 7}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_rest_delivered_with_retry():
-    _Handler.fail_first = 2
-    _Handler.hits = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    rest_url = f"http://127.0.0.1:{httpd.server_address[1]}/api/v3/depth?symbol=BTCUSDT"
-
-    async def script(n, ws, inbox):
-        await asyncio.Future()
-
     async def main():
-        async with Server(script) as srv:
+        async with LoopbackRestServer() as rest, LoopbackWsServer() as srv:
+            rest.serve("/api/v3/depth", (500, b""), (500, b""), b'{"lastUpdateId": 7}')
+            rest_url = f"{rest.url}/api/v3/depth?symbol=BTCUSDT"
             feed = RecFeed(WsTestConfig(exchange="t", ws_url=srv.url))
             feed.request_rest("BTCUSDT", rest_url)  # not live yet: no-op
             assert not feed.rest_pending("BTCUSDT")
@@ -284,12 +207,8 @@ def test_rest_delivered_with_retry():
                 await async_wait_for(lambda: feed.rest, 10, "REST body")
                 assert feed.rest == [("BTCUSDT", b'{"lastUpdateId": 7}')]
                 assert feed.stats.errors == 2  # two 500s, counted and retried
-                assert len(_Handler.hits) == 3
+                assert len(rest.requests) == 3
 
             await run_feed(feed, body)
 
-    try:
-        asyncio.run(main())
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    asyncio.run(main())

@@ -1,20 +1,29 @@
-"""Test kit for the Binance plugin: recorded sessions, a naive reference book, and a loopback
-Binance (combined-stream WebSocket server + REST depth endpoint) that plays scripted sessions.
+"""Binance's part of the venue test kit: recorded sessions, Binance's book rules read the obvious way,
+and a loopback Binance (combined-stream WebSocket server + REST depth endpoint) on the core's servers.
 
 The loopback server answers any path: ``/stream`` (spot, or every stream on one path), and the USD-M
-routes ``/public/stream`` (depth) and ``/market/stream`` (trades), whose connections are counted apart."""
+routes ``/public/stream`` (depth) and ``/market/stream`` (trades), whose connections are numbered apart.
+Each connection gets only the frames of the streams its URL subscribed (frames without a stream, junk
+in a scripted session, go to every connection), as the venue would send them.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
 import orjson
-from websockets.asyncio.server import serve
 
-from latentspeed_core.testing import fixtures_dir
+from latentspeed_core.testing import (
+    BookUpdate,
+    LoopbackRestServer,
+    LoopbackWsServer,
+    ReferenceBook,
+    TradePrint,
+    WsConnection,
+    fixtures_dir,
+    with_raw,
+)
 
 SESSIONS = {
     "spot": (
@@ -26,6 +35,11 @@ SESSIONS = {
         "rest_usdm_fapi_v1_depth_btcusdt_2024.json",
     ),
 }
+#: The depth snapshot endpoint of each market.
+SNAPSHOT_PATH = {"spot": "/api/v3/depth", "usdm": "/fapi/v1/depth"}
+#: The depth streams the recordings subscribed to.
+SPEED = {"spot": "100ms", "usdm": "0ms"}
+TRADE_FRAME = "ws_spot_trade_combined_btcusdt_2024.json"
 
 
 @dataclass
@@ -55,185 +69,165 @@ def load_session(market: str) -> Session:
     return Session(market, frames, (d / rest).read_bytes())
 
 
-class NaiveBook:
-    """Reference book: two plain dicts, sorted only when read. Independent of L2Book."""
-
-    def __init__(self, snapshot: bytes) -> None:
-        snap = orjson.loads(snapshot)
-        self.last = snap["lastUpdateId"]
-        self.bids = {float(p): float(q) for p, q in snap["bids"] if float(q) > 0}
-        self.asks = {float(p): float(q) for p, q in snap["asks"] if float(q) > 0}
-
-    def apply(self, ev: dict) -> None:
-        for side, key in ((self.bids, "b"), (self.asks, "a")):
-            for p, q in ev[key]:
-                if float(q) == 0:
-                    side.pop(float(p), None)
-                else:
-                    side[float(p)] = float(q)
-        self.last = ev["u"]
-
-    def apply_newer(self, events: list[dict], market: str) -> None:
-        """Apply the events a correct client applies on top of the snapshot."""
-        start = self.last
-        for ev in events:
-            if ev["u"] > start or (market == "usdm" and ev["u"] == start):
-                self.apply(ev)
-
-    def levels(self) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-        return sorted(self.bids.items(), reverse=True), sorted(self.asks.items())
-
-    def body(self) -> bytes:
-        """This state as a REST depth snapshot (a 'newer snapshot' the venue would serve)."""
-        bids, asks = self.levels()
-        return orjson.dumps(
-            {
-                "lastUpdateId": self.last,
-                "bids": [[repr(p), repr(q)] for p, q in bids],
-                "asks": [[repr(p), repr(q)] for p, q in asks],
-            }
-        )
+# -- Binance's rules, read the obvious way ---------------------------------------------------------
+def read(frame) -> BookUpdate | list[TradePrint] | None:
+    """A REST depth snapshot, a combined-stream depth update (absolute sizes; ``seq`` its last id
+    ``u``), the trades to publish (``m``, buyer is maker: the taker sold), or None."""
+    msg = frame if isinstance(frame, dict) else orjson.loads(frame)
+    if not isinstance(msg, dict):
+        return None
+    if "lastUpdateId" in msg:
+        return BookUpdate(msg["bids"], msg["asks"], msg["lastUpdateId"], snapshot=True)
+    data = msg.get("data")
+    kind = data.get("e") if isinstance(data, dict) else None
+    if kind == "depthUpdate":
+        return BookUpdate(data["b"], data["a"], data["u"])
+    if kind == "trade":
+        return [
+            TradePrint(float(data["p"]), float(data["q"]), "sell" if data["m"] else "buy", str(data["t"]))
+        ]
+    return None
 
 
-def expected_book(session: Session, upto: int | None = None, skip: int | None = None) -> NaiveBook:
-    """The book after applying the session's depth events (frame index < ``upto``) to the snapshot."""
-    nb = NaiveBook(session.snapshot)
-    events = [session.depth(i) for i in session.depth_indices() if (upto is None or i < upto) and i != skip]
-    nb.apply_newer(events, session.market)
-    return nb
+def expected_book(session: Session, upto: int | None = None, skip: int | None = None) -> ReferenceBook:
+    """The book after applying the session's depth events (frame index < ``upto``, but ``skip``) to its
+    snapshot, as a correct client does: the events the snapshot already holds do not apply."""
+    book = ReferenceBook()
+    book.update(read(session.snapshot))
+    for i in session.depth_indices():
+        if (upto is None or i < upto) and i != skip:
+            book.update(read(session.frames[i]))
+    return book
+
+
+def snapshot_body(book: ReferenceBook) -> bytes:
+    """``book`` as a REST depth snapshot (``lastUpdateId``: the id of its last update)."""
+    bids, asks = book.decimal_levels()
+    return orjson.dumps(
+        {
+            "lastUpdateId": book.seq,
+            "bids": [[str(p), str(q)] for p, q in bids],
+            "asks": [[str(p), str(q)] for p, q in asks],
+        }
+    )
 
 
 def snapshot_at(session: Session, frame_index: int) -> bytes:
     """A venue snapshot taken right after depth frame ``frame_index`` (state and lastUpdateId)."""
-    return expected_book(session, upto=frame_index + 1).body()
+    return snapshot_body(expected_book(session, upto=frame_index + 1))
 
 
-def book_levels(book) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    bids = [(p, book.bid_qty(p)) for p in book.bid_prices()]
-    asks = [(p, book.ask_qty(p)) for p in book.ask_prices()]
-    return bids, asks
+def trade_frame(t: int, p: str | None = None, q: str | None = None) -> str:
+    """The recorded spot trade frame with trade id ``t`` and the given price and quantity texts."""
+    frame = orjson.loads((fixtures_dir() / "binance" / TRADE_FRAME).read_bytes())
+    frame["data"]["t"] = t
+    out = orjson.dumps(frame).decode()
+    for key, raw in (("p", p), ("q", q)):
+        if raw is not None:
+            out = with_raw(out, ("data", key), raw)
+    return out
 
 
-class RecSink:
-    """A FeedSink that records what the feed published."""
+# -- the loopback Binance ----------------------------------------------------------------------------
+class FakeBinance(LoopbackWsServer):
+    """Loopback Binance: ``?streams=…`` WebSocket endpoints and the REST depth endpoints.
 
-    def __init__(self) -> None:
-        self.books: list[tuple[str, int, int, list, list]] = []
-        self.trades: list = []
-
-    def on_book(self, feed, symbol, book, timestamp_ns, receipt_ns) -> None:
-        self.books.append((symbol, timestamp_ns, receipt_ns, book.top_bids(10), book.top_asks(10)))
-        assert not book.is_crossed()
-
-    def on_trade(self, feed, trade) -> None:
-        self.trades.append(trade)
-
-
-Script = Callable[["FakeBinance", int, object, list[str]], Awaitable[None]]
-
-
-@dataclass
-class FakeBinance:
-    """Loopback Binance: ``?streams=…`` WebSocket endpoints and the REST depth endpoint.
-
-    ``script(server, n, ws, streams)`` plays connection ``n`` (1-based); returning closes it.
-    Connections on the ``/market`` route (USD-M trades) are counted apart (``market_connections``,
-    ``market_paths``) and played by ``market_script``, else by ``script`` with their own ``n``.
-    ``snapshots`` are served in order to successive depth requests (the last one repeats).
+    ``scripts`` play the depth (or spot) connections, ``market_scripts`` (default: ``scripts``) the
+    USD-M ``/market`` ones, each numbered from 1 on its own route. ``snapshots`` are the depth answers
+    (in order, the last repeating) on ``rest``, a server of the caller's or one of its own.
     """
 
-    script: Script
-    snapshots: list[bytes] = field(default_factory=list)
-    market_script: Script | None = None
-    connections: int = 0
-    paths: list[str] = field(default_factory=list)
-    market_connections: int = 0
-    market_paths: list[str] = field(default_factory=list)
-    rest_paths: list[str] = field(default_factory=list)
-    rest_event: asyncio.Event = field(default_factory=asyncio.Event)
+    path = "/stream"
 
-    async def _ws(self, ws) -> None:
-        path = ws.request.path
-        if urlparse(path).path.startswith("/market/"):
-            self.market_connections += 1
-            self.market_paths.append(path)
-            n, script = self.market_connections, self.market_script or self.script
-        else:
-            self.connections += 1
-            self.paths.append(path)
-            n, script = self.connections, self.script
-        names = parse_qs(urlparse(path).query).get("streams", [""])[0].split("/")
-        play = asyncio.create_task(script(self, n, ws, names))
-        closed = asyncio.create_task(ws.wait_closed())
+    def __init__(self, scripts, snapshots=(), market_scripts=None, rest: LoopbackRestServer | None = None):
+        super().__init__(scripts)
+        self.market_scripts = self.scripts if market_scripts is None else list(market_scripts)
+        self._own_rest = rest is None
+        self.rest = rest if rest is not None else LoopbackRestServer()
+        if snapshots:
+            self.serve_snapshots(*snapshots)
+
+    def serve_snapshots(self, *bodies) -> None:
+        """Answer depth requests of either market with ``bodies``, in order, the last repeating."""
+        for path in SNAPSHOT_PATH.values():
+            self.rest.serve(path, *bodies)
+
+    # routes
+    @property
+    def depth_connections(self) -> list[WsConnection]:
+        return [c for c in self.connections if not _is_market(c)]
+
+    @property
+    def market_connections(self) -> list[WsConnection]:
+        return [c for c in self.connections if _is_market(c)]
+
+    @property
+    def paths(self) -> list[str]:
+        return [c.path for c in self.depth_connections]
+
+    @property
+    def market_paths(self) -> list[str]:
+        return [c.path for c in self.market_connections]
+
+    @property
+    def rest_paths(self) -> list[str]:
+        return self.rest.requests
+
+    @property
+    def ws_url(self) -> str:
+        return self.url
+
+    @property
+    def public_url(self) -> str:
+        """USD-M's depth route: a feed given it derives ``market_url`` for its trades."""
+        return f"ws://127.0.0.1:{self.port}/public/stream"
+
+    @property
+    def market_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/market/stream"
+
+    @property
+    def rest_url(self) -> str:
+        return self.rest.url
+
+    def script_for(self, conn: WsConnection):
+        scripts = self.market_scripts if _is_market(conn) else self.scripts
+        if not scripts:
+            return None
+        n = sum(1 for c in self.connections[: conn.number] if _is_market(c) == _is_market(conn))
+        conn.state["route_number"] = n
+        return scripts[min(n, len(scripts)) - 1]
+
+    def outgoing(self, conn: WsConnection, frame):
+        """Only the streams this connection subscribed to; frames without a stream go as they are."""
+        wanted = conn.state.get("streams")
+        if wanted is None:
+            wanted = conn.state["streams"] = set(
+                parse_qs(urlparse(conn.path).query).get("streams", [""])[0].split("/")
+            )
         try:
-            await asyncio.wait((play, closed), return_when=asyncio.FIRST_COMPLETED)
-            if play.done():
-                play.result()
-        finally:
-            play.cancel()
-            closed.cancel()
-            await asyncio.gather(play, closed, return_exceptions=True)
+            stream = (frame if isinstance(frame, dict) else orjson.loads(frame)).get("stream")
+        except (orjson.JSONDecodeError, AttributeError):
+            stream = None
+        return frame if stream is None or stream in wanted else None
 
-    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            path = head.split(b" ", 2)[1].decode()
-            self.rest_paths.append(path)
-            self.rest_event.set()
-            if urlparse(path).path not in ("/api/v3/depth", "/fapi/v1/depth") or not self.snapshots:
-                status, body = b"404 Not Found", b'{"code":-1121,"msg":"Invalid symbol."}'
-            else:
-                status, body = (
-                    b"200 OK",
-                    self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0],
-                )
-            writer.write(
-                b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
-                + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
-            )  # fmt: skip
-            await writer.drain()
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> FakeBinance:
-        self._wss = await serve(self._ws, "127.0.0.1", 0)
-        self._https = await asyncio.start_server(self._http, "127.0.0.1", 0)
-        base = f"ws://127.0.0.1:{self._wss.sockets[0].getsockname()[1]}"
-        self.ws_url = f"{base}/stream"
-        #: USD-M's routes: a feed given ``public_url`` derives ``market_url`` for its trades.
-        self.public_url = f"{base}/public/stream"
-        self.market_url = f"{base}/market/stream"
-        self.rest_url = f"http://127.0.0.1:{self._https.sockets[0].getsockname()[1]}"
+    async def start(self) -> FakeBinance:
+        if self._own_rest:
+            await self.rest.start()
+        await super().start()
         return self
 
-    async def __aexit__(self, *exc) -> None:
-        self._wss.close()
-        self._https.close()
-        await self._wss.wait_closed()
-        await self._https.wait_closed()
+    async def stop(self) -> None:
+        await super().stop()
+        if self._own_rest:
+            await self.rest.stop()
 
 
-async def send_frames(ws, frames: list[bytes], names: list[str]) -> None:
-    """Send the frames whose stream the client subscribed to, as text frames, like the venue."""
-    wanted = set(names)
-    for f in frames:
-        try:
-            stream = orjson.loads(f).get("stream")
-        except (
-            orjson.JSONDecodeError,
-            AttributeError,
-        ):  # junk frames in a scripted session go out as they are
-            stream = None
-        if stream is None or stream in wanted:
-            await ws.send(f.decode())
+def _is_market(conn: WsConnection) -> bool:
+    return urlparse(conn.path).path.startswith("/market/")
 
 
-async def run_feed(feed, sink, body: Callable[[], Awaitable[None]]) -> None:
-    task = asyncio.create_task(feed.run(sink))
-    try:
-        await body()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()
+def frames_only(scripts: list) -> list:
+    """One script holding every frame of ``scripts`` in order, without their actions and steps: a
+    connection that sees the whole session and is never cut (USD-M's trades, beside a cut depth)."""
+    return [[s for script in scripts for s in script if isinstance(s, bytes | str | dict)]]

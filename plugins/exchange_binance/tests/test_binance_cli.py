@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from binance_testkit import FakeBinance, RecSink, book_levels, expected_book, load_session, send_frames
+from binance_testkit import FakeBinance, expected_book, load_session
 from latentspeed_exchange_binance.config import BinanceConfig
 from latentspeed_exchange_binance.feed import BinanceFeed
 
 from latentspeed_core.marketstream.subscriber import ZmqSubscriber
-from latentspeed_core.testing import async_wait_for, free_port
+from latentspeed_core.testing import RecordingSink, async_wait_for, book_levels, two_free_ports
 
 LATENTSPEED = str(Path(sys.executable).parent / "latentspeed")
-
-
-def two_free_ports() -> int:
-    """A free port whose successor is free too (marketstream: trades on port, books on port + 1)."""
-    while True:
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-
-
-async def play_all(srv, n, ws, names):
-    s = load_session("spot")
-    await send_frames(ws, s.frames, names)
-    await asyncio.Future()
 
 
 def feed_line(srv: FakeBinance) -> str:
@@ -60,7 +41,7 @@ def test_marketstream_publishes_the_expected_books_and_trades(tmp_path):
     trades: list[dict] = []
 
     async def main():
-        async with FakeBinance(play_all, [s.snapshot]) as srv:
+        async with FakeBinance([s.frames], [s.snapshot]) as srv:
             port = two_free_ports()
             cfg = tmp_path / "ms.yml"
             cfg.write_text(
@@ -112,7 +93,7 @@ def test_record_then_replay_gives_the_same_book(tmp_path):
     expected = expected_book(s)
 
     async def main():
-        async with FakeBinance(play_all, [s.snapshot]) as srv:
+        async with FakeBinance([s.frames], [s.snapshot]) as srv:
             cfg = tmp_path / "ms.yml"
             cfg.write_text("log: {level: info}\nfeeds:\n" + feed_line(srv))
             out = tmp_path / "binance.capture.gz"
@@ -126,7 +107,7 @@ def test_record_then_replay_gives_the_same_book(tmp_path):
 
     capture = asyncio.run(main())
     feed = BinanceFeed(BinanceConfig(symbols=["BTC-USDT"], replay=str(capture)))
-    sink = RecSink()
+    sink = RecordingSink(depth=10)
     asyncio.run(feed.run(sink))
     assert feed.synced("BTC-USDT") and feed.stats.errors == 0
     assert book_levels(feed.book("BTC-USDT")) == expected.levels()

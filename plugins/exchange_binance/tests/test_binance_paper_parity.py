@@ -51,15 +51,14 @@ def test_a_recorded_paper_session_backtests_to_the_same_fills(tmp_path):
     sent = asyncio.Event()
     seen = {}
 
-    async def script(srv, n, ws, names):
+    async def script(conn):
         for f in session.frames:
-            await ws.send(f.decode())
+            await conn.send_raw(f)
             await asyncio.sleep(0.004)  # the venue's cadence: a few ms between frames, as live
         sent.set()
-        await asyncio.Future()
 
     async def main():
-        async with FakeBinance(script, [session.snapshot]) as srv:
+        async with FakeBinance([script], [session.snapshot]) as srv:
             data = paper_config(srv.ws_url, srv.rest_url)
             args = Namespace(duration=None, embedded=True, config="paper.yml", plugins="binance,mock",
                              registry=registry, record=str(capture))  # fmt: skip

@@ -21,7 +21,7 @@ from latentspeed_exchange_binance.parsing import (
 
 from latentspeed_core.book import L2Book, parse_levels
 from latentspeed_core.config import ConfigError, validate
-from latentspeed_core.testing import fixtures_dir
+from latentspeed_core.testing import RecordingSink, fixtures_dir
 
 B = fixtures_dir() / "binance"
 
@@ -132,21 +132,10 @@ def test_config_defaults_and_errors():
         assert where in str(err.value)
 
 
-class _Sink:
-    def __init__(self):
-        self.books, self.trades = [], []
-
-    def on_book(self, feed, symbol, book, ts, rns):
-        self.books.append((symbol, book.best_bid(), book.best_ask()))
-
-    def on_trade(self, feed, trade):
-        self.trades.append(trade)
-
-
 def test_sans_io_sync_from_recorded_session_and_bad_inputs():
     """Drive the feed as the replayer does: frames and the REST answer, no network."""
     feed = BinanceFeed(validate(BinanceConfig, {"exchange": "binance", "symbols": ["BTC-USDT"]}))
-    feed.sink = sink = _Sink()
+    feed.sink = sink = RecordingSink(depth=1)
     feed.deliver_connect(1)
     lines = (B / "seq_spot_btcusdt_2024-08-08_hftbacktest_first1000.jsonl").read_bytes().splitlines()
     for i, line in enumerate(lines):
@@ -156,7 +145,7 @@ def test_sans_io_sync_from_recorded_session_and_bad_inputs():
             feed.deliver_frame(line, i)
     assert feed.synced("BTC-USDT") and feed.stats.errors == 0 and feed.stats.resyncs == 0
     assert len(sink.trades) == 152
-    assert sink.books and sink.books[-1][1][0] < sink.books[-1][2][0]
+    assert sink.books and sink.books[-1].bids[0][0] < sink.books[-1].asks[0][0] and sink.violations == []
     for bad in (b"not json", b"[1,2]", b'{"stream":"x@foo","data":{"e":"foo"}}', b'{"code":2,"msg":"Invalid request"}',
                 json.dumps({"stream": "ethusdt@trade", "data": {"e": "trade", "s": "ETHUSDT"}}).encode()):  # fmt: skip
         feed.deliver_frame(bad, 0)

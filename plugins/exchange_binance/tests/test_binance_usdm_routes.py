@@ -14,22 +14,14 @@ from collections import Counter
 
 import orjson
 import pytest
-from binance_testkit import (
-    FakeBinance,
-    RecSink,
-    book_levels,
-    expected_book,
-    load_session,
-    run_feed,
-    send_frames,
-)
+from binance_testkit import FakeBinance, expected_book, load_session
 from latentspeed_exchange_binance.config import BinanceConfig
 from latentspeed_exchange_binance.feed import BinanceFeed
 from latentspeed_exchange_binance.parsing import market_route_url, route, trade_streams
 
 from latentspeed_core.capture import Recorder, read_capture
 from latentspeed_core.config import ConfigError, validate
-from latentspeed_core.testing import async_wait_for
+from latentspeed_core.testing import RecordingSink, async_wait_for, book_levels, running
 
 USDM = {"exchange": "binance", "market": "usdm", "symbols": ["BTC-USDT"]}
 
@@ -130,42 +122,28 @@ def make_feed(srv: FakeBinance) -> BinanceFeed:
     return feed
 
 
-def done(feed: BinanceFeed, sink: RecSink) -> bool:
+def done(feed: BinanceFeed, sink: RecordingSink) -> bool:
     st = feed._by_symbol["BTC-USDT"]
-    return st.synced and st.last_u == FULL.last and len(sink.trades) == len(TRADE_IDS)
-
-
-async def forever(*_) -> None:
-    await asyncio.Future()
+    return st.synced and st.last_u == FULL.seq and len(sink.trades) == len(TRADE_IDS)
 
 
 def test_depth_over_public_trades_over_market_and_the_capture_replays(tmp_path):
     sent: dict[str, Counter] = {}
-
-    async def play(srv, n, ws, names):
-        kinds = sent.setdefault(ws.request.path.split("?")[0], Counter())
-        for f in S.frames:
-            if S.stream(f) in names:
-                kinds[S.stream(f)] += 1
-        await send_frames(ws, S.frames, names)
-        await forever()
-
     capture = tmp_path / "usdm.jsonl"
 
-    async def main() -> tuple[BinanceFeed, RecSink]:
-        async with FakeBinance(play, [S.snapshot]) as srv:
-            feed, sink = make_feed(srv), RecSink()
+    async def main() -> tuple[BinanceFeed, RecordingSink]:
+        async with FakeBinance([S.frames], [S.snapshot]) as srv:
+            feed, sink = make_feed(srv), RecordingSink(depth=10)
             feed.recorder = Recorder(capture, feeds=[feed.name])
-
-            async def body():
-                await async_wait_for(lambda: done(feed, sink), 10, "book and trades")
-                assert srv.paths == ["/public/stream?streams=btcusdt@depth@0ms"]
-                assert srv.market_paths == ["/market/stream?streams=btcusdt@trade"]
-
             try:
-                await run_feed(feed, sink, body)
+                async with running(feed, sink):
+                    await async_wait_for(lambda: done(feed, sink), 10, "book and trades")
+                    assert srv.paths == ["/public/stream?streams=btcusdt@depth@0ms"]
+                    assert srv.market_paths == ["/market/stream?streams=btcusdt@trade"]
             finally:
                 feed.recorder.close()
+            for conn in srv.connections:  # what each route carried
+                sent[conn.path.split("?")[0]] = Counter(S.stream(f.encode()) for f in conn.sent)
             return feed, sink
 
     feed, sink = asyncio.run(main())
@@ -184,7 +162,7 @@ def test_depth_over_public_trades_over_market_and_the_capture_replays(tmp_path):
     kinds = Counter(r["kind"] for r in read_capture(capture))
     assert kinds == {"connect": 1, "rest": 1, "frame": len(DEPTH) + len(TRADE_IDS)}
     again = BinanceFeed(usdm(depth_speed="0ms", replay=str(capture)))
-    replayed = RecSink()
+    replayed = RecordingSink(depth=10)
     asyncio.run(again.run(replayed))
     assert replayed.books == sink.books and replayed.trades == sink.trades
     assert again.stats.as_dict() == {**feed.stats.as_dict(), "reconnects": 0}
@@ -196,43 +174,41 @@ def test_losing_the_trades_connection_leaves_the_book_alone(how):
     before = sum(1 for f in S.frames[:mid] if S.stream(f) == "btcusdt@trade")
     holder: dict[str, object] = {}
 
-    async def public(srv, n, ws, names):
+    async def public(conn):
         feed = holder["feed"]
-        await send_frames(ws, S.frames[:mid], names)
+        await conn.send_all(S.frames[:mid])
         # the rest of the depth only once the trades connection is back: the book lives through its loss
         await async_wait_for(lambda: feed.trades_connection.connections == 2, 10, "trades reconnected")
-        await send_frames(ws, S.frames[mid:], names)
-        await forever()
+        await conn.send_all(S.frames[mid:])
 
-    async def market(srv, n, ws, names):
+    async def market_first(conn):
         feed, sink = holder["feed"], holder["sink"]
-        if n == 1:
-            await async_wait_for(lambda: feed.synced("BTC-USDT"), 10, "book synced")
-            await send_frames(ws, S.frames[:mid], names)
-            await async_wait_for(lambda: len(sink.trades) == before, 10, "the first trades")
-            holder["books_before"] = len(sink.books)
-            if how == "dropped":
-                return  # closes the trades connection
-            await ws.send('{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}')
-            await forever()
-        await send_frames(ws, S.frames[mid:], names)
-        await forever()
+        await async_wait_for(lambda: feed.synced("BTC-USDT"), 10, "book synced")
+        await conn.send_all(S.frames[:mid])
+        await async_wait_for(lambda: len(sink.trades) == before, 10, "the first trades")
+        holder["books_before"] = len(sink.books)
+        if how == "dropped":
+            await conn.close()  # the trades connection goes
+        else:
+            await conn.send_raw(
+                '{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}'
+            )
 
     async def main():
-        async with FakeBinance(public, [S.snapshot], market_script=market) as srv:
-            feed, sink = make_feed(srv), RecSink()
+        async with FakeBinance([public], [S.snapshot], market_scripts=[market_first, S.frames[mid:]]) as srv:
+            feed, sink = make_feed(srv), RecordingSink(depth=10)
             holder.update(feed=feed, sink=sink)
             resets: list[list[str]] = []
             feed.reset_listener = resets.append
-
-            async def body():
+            async with running(feed, sink):
                 await async_wait_for(lambda: done(feed, sink), 10, "book and every trade")
                 trades = feed.trades_connection
-                assert trades.connections == 2 and srv.market_connections == 2
+                assert trades.connections == 2 and len(srv.market_connections) == 2
                 cause = "closed" if how == "dropped" else "venue sent serverShutdown"
                 assert cause in trades.last_reconnect_cause
                 # the depth connection and the book never noticed
-                assert feed.connections == 1 and srv.connections == 1 and feed.last_reconnect_cause is None
+                assert feed.connections == 1 and len(srv.depth_connections) == 1
+                assert feed.last_reconnect_cause is None
                 assert len(srv.rest_paths) == 1  # no second snapshot
                 assert feed.stats.resyncs == 0 and feed.stats.errors == 0
                 assert resets == [["BTC-USDT"]]  # only at the depth connection's start
@@ -240,7 +216,5 @@ def test_losing_the_trades_connection_leaves_the_book_alone(how):
                 assert book_levels(feed.book("BTC-USDT")) == FULL.levels()
                 assert len(sink.books) > holder["books_before"]  # publishing went on after the reconnect
                 assert [t.trade_id for t in sink.trades] == TRADE_IDS  # trades resumed, none twice
-
-            await run_feed(feed, sink, body)
 
     asyncio.run(main())

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 from binance_private_emulator import API_KEY, API_SECRET, BinancePrivate
-from binance_testkit import FakeBinance, NaiveBook, load_session, send_frames
+from binance_testkit import FakeBinance, expected_book, load_session
 
 from latentspeed_core.engine.config import resolve
 from latentspeed_core.engine.orders import OrderState
@@ -85,17 +85,19 @@ async def live_engine(
 ):
     """The engine trading on the emulator; the public session starts once the venue is connected."""
     session = load_session(market)
-    bids, asks = NaiveBook(session.snapshot).levels()
+    bids, asks = expected_book(session, upto=0).levels()  # the snapshot's book
     holder: dict = {}
 
-    async def script(srv, n, ws, names):
+    async def script(conn):
         await async_wait_for(
             lambda: "live" in holder and holder["live"].venue.connected, 20, "venue connected"
         )
-        await send_frames(ws, session.frames, names)
-        await asyncio.Future()
+        await conn.send_all(session.frames)
 
-    async with BinancePrivate(market, **(emu_kw or {})) as emu, FakeBinance(script, [session.snapshot]) as md:
+    async with (
+        BinancePrivate(market, **(emu_kw or {})) as emu,
+        FakeBinance([script], [session.snapshot]) as md,
+    ):
         emu.set_book("BTCUSDT", repr(bids[0][0]), repr(asks[0][0]))
         data = engine_config(market, md, emu, venue or {}, params or {})
         data["latency"] = {"file": latency_file}

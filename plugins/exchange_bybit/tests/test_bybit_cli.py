@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from bybit_testkit import BybitServer, Collector, book_levels, load_frame, load_session, reference
+from bybit_testkit import BybitServer, load_session, reference, xrp_trade
 from latentspeed_exchange_bybit.config import BybitConfig
 from latentspeed_exchange_bybit.feed import BybitFeed
 
 from latentspeed_core.marketstream.subscriber import ZmqSubscriber
-from latentspeed_core.testing import async_wait_for, free_port
+from latentspeed_core.testing import RecordingSink, async_wait_for, book_levels, two_free_ports
 
 LATENTSPEED = str(Path(sys.executable).parent / "latentspeed")
-
-
-def two_free_ports() -> int:
-    """A free port whose successor is free too (marketstream: trades on port, books on port + 1)."""
-    while True:
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
 
 
 def test_config_validate_names_the_bad_key(tmp_path):
@@ -68,7 +54,7 @@ def test_record_then_replay_gives_the_same_book(tmp_path):
 
     capture = asyncio.run(main())
     feed = BybitFeed(BybitConfig(symbols=["XRP-USDT"], depth=500, replay=str(capture)))
-    sink = Collector()
+    sink = RecordingSink()
     asyncio.run(feed.run(sink))
     assert feed.books["XRP-USDT"].last_u == last_u
     assert book_levels(feed.books["XRP-USDT"].book) == reference(frames).levels()
@@ -78,8 +64,7 @@ def test_record_then_replay_gives_the_same_book(tmp_path):
 def test_marketstream_publishes_the_expected_books_and_trades(tmp_path):
     """``latentspeed marketstream`` → ZeroMQ: the published book equals the reference book."""
     frames = load_session()
-    trade = load_frame("unattributed/ws_linear_publicTrade_btcusdt_3trades_2023-10-06_A.json")
-    trade = json.loads(json.dumps(trade).replace("BTCUSDT", "XRPUSDT"))
+    trade = xrp_trade()
     bids, asks = reference(frames).levels()
     books: list[dict] = []
     trades: list[dict] = []

@@ -8,27 +8,27 @@ import json
 import orjson
 import pytest
 from bybit_testkit import (
-    Collector,
-    book_levels,
     dumps,
     fixture_path,
     load_frame,
     load_session,
     reference,
+    snapshot_frame,
 )
 from latentspeed_exchange_bybit import parsing
 from latentspeed_exchange_bybit.config import BybitConfig
 from latentspeed_exchange_bybit.feed import BybitFeed
 
 from latentspeed_core.config import ConfigError, validate
+from latentspeed_core.testing import RecordingSink, book_levels
 
 XRP_TOPIC = "orderbook.500.XRPUSDT"
 
 
-def make_feed(**overrides) -> tuple[BybitFeed, Collector]:
+def make_feed(**overrides) -> tuple[BybitFeed, RecordingSink]:
     cfg = {"exchange": "bybit", "symbols": ["XRP-USDT"], "depth": 500, **overrides}
     feed = BybitFeed(BybitConfig.model_validate(cfg))
-    sink = Collector()
+    sink = RecordingSink()
     feed.sink = sink
     feed.on_connect()
     return feed, sink
@@ -179,10 +179,10 @@ def test_recorded_session_matches_reference_level_by_level():
     feed_frames(feed, frames)
     expected = reference(frames).levels()
     assert book_levels(feed.books["XRP-USDT"].book) == expected
-    assert sink.last_book["XRP-USDT"] == expected
+    assert sink.last("XRP-USDT") == expected
     assert len(sink.books) == 25 and feed.stats.books == 25
     assert feed.stats.errors == 0 and feed.stats.resyncs == 0
-    assert sink.books[-1][3] == frames[-1]["ts"] * 1_000_000
+    assert sink.books[-1].timestamp_ns == frames[-1]["ts"] * 1_000_000
     # every intermediate book too
     feed2, _ = make_feed()
     for i, f in enumerate(frames):
@@ -267,7 +267,7 @@ def test_gap_triggers_resync_and_drops_until_snapshot():
     assert feed.dropped_deltas == 2 and len(sink.books) == 5
     assert len(feed.books["XRP-USDT"].book) == 0  # never publish a book with a hole in it
     # the fresh snapshot Bybit sends on resubscribe: state after frame 8
-    fresh = reference(frames[:9]).snapshot_frame(XRP_TOPIC, "XRPUSDT", frames[8]["ts"])
+    fresh = snapshot_frame(reference(frames[:9]), XRP_TOPIC, "XRPUSDT", frames[8]["ts"])
     feed_frames(feed, [fresh, *frames[9:]])
     assert book_levels(feed.books["XRP-USDT"].book) == reference(frames).levels()
     assert feed.stats.resyncs == 1
@@ -277,7 +277,7 @@ def test_u1_is_a_restart_snapshot_even_typed_delta():
     frames = load_session()
     feed, sink = make_feed()
     feed_frames(feed, frames[:4])
-    restart = reference(frames[:10]).snapshot_frame(XRP_TOPIC, "XRPUSDT", frames[9]["ts"], u=1)
+    restart = snapshot_frame(reference(frames[:10]), XRP_TOPIC, "XRPUSDT", frames[9]["ts"], u=1)
     restart["type"] = "delta"  # u == 1 overwrites whatever the type says
     renumbered = copy.deepcopy(frames[10:])
     for i, f in enumerate(renumbered):
@@ -387,7 +387,7 @@ def test_level1_repeated_snapshot_with_same_u():
         "unattributed/seq_linear_orderbook1_btcusdt_2023-10-06_snapshot_plus_4_deltas.jsonl"
     )
     feed, sink = make_feed(symbols=["BTC-USDT"], depth=1)
-    again = reference(frames[:3]).snapshot_frame("orderbook.1.BTCUSDT", "BTCUSDT", frames[2]["ts"] + 3000)
+    again = snapshot_frame(reference(frames[:3]), "orderbook.1.BTCUSDT", "BTCUSDT", frames[2]["ts"] + 3000)
     feed_frames(feed, [*frames[:3], again, *frames[3:]])
     assert feed.stats.errors == 0 and feed.stats.resyncs == 0 and len(sink.books) == 6
     assert book_levels(feed.books["BTC-USDT"].book) == reference(frames).levels()

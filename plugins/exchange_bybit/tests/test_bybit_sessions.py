@@ -1,7 +1,10 @@
-"""The Bybit feed against a local server speaking Bybit v5's protocol, through ws_url as live.
+"""The Bybit feed's own connection rules against a loopback Bybit, through ws_url as live: the
+post-restart snapshot, keepalive pings and pongs, silence, spot's subscribe batching, a resubscribe
+that brings no snapshot or is refused, and a recorded capture replaying.
 
-Each scenario is a scripted session built from the recorded XRPUSDT orderbook.500 session:
-the final book must equal the independently computed reference, level by level.
+What every feed must do (the book against the reference, a cut, a gap, malformed frames, impossible
+levels and trades) is in test_bybit_conformance.py. Each scenario here is a scripted session built
+from the recorded XRPUSDT orderbook.500 session: the final book must equal the reference, level by level.
 """
 
 from __future__ import annotations
@@ -11,20 +14,17 @@ import copy
 import json
 
 from bybit_testkit import (
-    AWAIT_RESUB,
-    CLOSE,
-    SILENT,
     BybitServer,
-    Collector,
-    book_levels,
     load_frame,
     load_session,
     reference,
+    snapshot_frame,
+    xrp_trade,
 )
 from latentspeed_exchange_bybit.config import BybitConfig
 from latentspeed_exchange_bybit.feed import BybitFeed
 
-from latentspeed_core.testing import async_wait_for
+from latentspeed_core.testing import AWAIT_RESYNC, CUT, SILENT, RecordingSink, async_wait_for, book_levels
 
 SYM = "XRP-USDT"
 TOPIC = "orderbook.500.XRPUSDT"
@@ -35,22 +35,18 @@ EXPECTED = reference(FRAMES).levels()
 
 def snapshot_at(i: int, u: int | None = None) -> dict:
     """The snapshot Bybit would send for the state after recorded frame ``i``."""
-    return reference(FRAMES[: i + 1]).snapshot_frame(TOPIC, "XRPUSDT", FRAMES[i]["ts"], u)
+    return snapshot_frame(reference(FRAMES[: i + 1]), TOPIC, "XRPUSDT", FRAMES[i]["ts"], u)
 
 
-def xrp_trade() -> dict:
-    """The recorded linear publicTrade frame, moved to XRPUSDT for this session."""
-    msg = load_frame("unattributed/ws_linear_publicTrade_btcusdt_3trades_2023-10-06_A.json")
-    return json.loads(json.dumps(msg).replace("BTCUSDT", "XRPUSDT"))
-
-
-async def run_feed(server: BybitServer, until, timeout: float = 10.0, **cfg) -> tuple[BybitFeed, Collector]:
+async def run_feed(
+    server: BybitServer, until, timeout: float = 10.0, **cfg
+) -> tuple[BybitFeed, RecordingSink]:
     config = BybitConfig.model_validate(
         {"exchange": "bybit", "symbols": [SYM], "depth": 500, "ws_url": server.url, **cfg}
     )
     feed = BybitFeed(config)
     feed.backoff_initial = 0.05  # reconnect fast in tests
-    sink = Collector()
+    sink = RecordingSink()
     task = asyncio.create_task(feed.run(sink))
     try:
         await async_wait_for(
@@ -65,75 +61,12 @@ async def run_feed(server: BybitServer, until, timeout: float = 10.0, **cfg) -> 
     return feed, sink
 
 
-def finished(feed: BybitFeed, sink: Collector) -> bool:
+def finished(feed: BybitFeed, sink: RecordingSink) -> bool:
     return feed.books[SYM].last_u == LAST_U
 
 
 def scenario(coro):
     return asyncio.run(coro)
-
-
-def test_normal_session_final_book_and_trades():
-    async def main():
-        server = await BybitServer([[*FRAMES, xrp_trade()]]).start()
-        feed, sink = await run_feed(server, lambda f, s: finished(f, s) and len(s.trades) == 3)
-        assert book_levels(feed.books[SYM].book) == EXPECTED
-        assert sink.last_book[SYM] == EXPECTED
-        assert len(sink.books) == len(FRAMES)
-        assert [t.side for t in sink.trades] == ["buy"] * 3 and sink.trades[0].exchange == "BYBIT"
-        assert server.subscribed_topics(0) == [TOPIC, "publicTrade.XRPUSDT"]
-        assert feed.acks == 1 and feed.stats.errors == 0 and feed.stats.resyncs == 0
-        assert feed.stats.reconnects == 0
-
-    scenario(main())
-
-
-def test_gap_resubscribes_and_rebuilds():
-    async def main():
-        script = [*FRAMES[:10], *FRAMES[11:13], AWAIT_RESUB, snapshot_at(12), *FRAMES[13:]]
-        server = await BybitServer([script]).start()
-        feed, sink = await run_feed(server, finished)
-        assert feed.stats.resyncs == 1
-        ops = [(m["op"], m.get("args")) for m in server.received[0] if m["op"] != "ping"]
-        assert ops[-2:] == [("unsubscribe", [TOPIC]), ("subscribe", [TOPIC])]
-        assert feed.dropped_deltas == 1  # frame 12 arrived after the gap, before the new snapshot
-        assert book_levels(feed.books[SYM].book) == EXPECTED
-        assert server.connections == 1 and feed.stats.reconnects == 0
-        # nothing was published between the gap and the fresh snapshot
-        assert len(sink.books) == 10 + 1 + len(FRAMES[13:])
-
-    scenario(main())
-
-
-def test_dropped_connection_reconnects_resubscribes_rebuilds():
-    async def main():
-        first = [*FRAMES[:13], CLOSE]
-        second = [snapshot_at(12), *FRAMES[13:]]
-        server = await BybitServer([first, second]).start()
-        feed, sink = await run_feed(server, finished)
-        assert server.connections == 2 and feed.stats.reconnects == 1
-        assert "closed" in feed.last_reconnect_cause
-        assert server.subscribed_topics(1) == [TOPIC, "publicTrade.XRPUSDT"]
-        assert book_levels(feed.books[SYM].book) == EXPECTED
-        assert len(sink.books) == 13 + 1 + len(FRAMES[13:])  # publishing resumed after the reconnect
-
-    scenario(main())
-
-
-def test_malformed_and_unknown_frames_counted_and_skipped():
-    async def main():
-        junk = [
-            "not json{",
-            json.dumps(load_frame("unattributed/ws_linear_tickers_delta_btcusdt_B.json")),
-            '{"foo":1}',
-            json.dumps(load_frame("unattributed/ws_linear_subscribe_error_handler_not_found_B.json")),
-        ]
-        server = await BybitServer([[*FRAMES[:6], *junk, *FRAMES[6:]]]).start()
-        feed, _ = await run_feed(server, finished)
-        assert feed.stats.errors == 4 and feed.stats.resyncs == 0
-        assert book_levels(feed.books[SYM].book) == EXPECTED
-
-    scenario(main())
 
 
 def test_u1_restart_snapshot_overwrites():
@@ -197,7 +130,7 @@ def test_spot_many_symbols_batched_within_args_limit():
         server = await BybitServer([[snap, delta, trade]], market="spot").start()
         config = BybitConfig(symbols=symbols, market="spot", ws_url=server.url)
         feed = BybitFeed(config)
-        sink = Collector()
+        sink = RecordingSink()
         task = asyncio.create_task(feed.run(sink))
         try:
             await async_wait_for(lambda: len(sink.trades) == 1 and feed.books["BTC-USDT"].last_u == 59438061)
@@ -224,7 +157,7 @@ def test_spot_server_refuses_oversized_subscribe():
         feed.subscribe_messages = lambda: [
             json.dumps({"op": "subscribe", "args": [f"orderbook.50.C{i}USDT" for i in range(11)]})
         ]
-        task = asyncio.create_task(feed.run(Collector()))
+        task = asyncio.create_task(feed.run(RecordingSink()))
         try:
             await async_wait_for(lambda: feed.stats.errors == 1)
         finally:
@@ -240,7 +173,7 @@ def test_recorded_capture_replays_to_the_same_books(tmp_path):
     from latentspeed_core.capture import Recorder
 
     async def main():
-        first = [*FRAMES[:8], *FRAMES[9:11], AWAIT_RESUB, snapshot_at(10), *FRAMES[11:16], CLOSE]
+        first = [*FRAMES[:8], *FRAMES[9:11], AWAIT_RESYNC, snapshot_at(10), *FRAMES[11:16], CUT]
         second = [snapshot_at(15), *FRAMES[16:], xrp_trade()]
         server = await BybitServer([first, second]).start()
         path = tmp_path / "bybit.capture.gz"
@@ -249,7 +182,7 @@ def test_recorded_capture_replays_to_the_same_books(tmp_path):
         live = BybitFeed(config)
         live.backoff_initial = 0.05
         live.recorder = recorder
-        live_sink = Collector()
+        live_sink = RecordingSink()
         task = asyncio.create_task(live.run(live_sink))
         try:
             await async_wait_for(lambda: finished(live, live_sink) and len(live_sink.trades) == 3)
@@ -259,9 +192,10 @@ def test_recorded_capture_replays_to_the_same_books(tmp_path):
             await server.stop()
             recorder.close()
         assert live.stats.resyncs == 1 and live.stats.reconnects == 1
+        assert len(server.connections) == 2
 
         replayed = BybitFeed(config.model_copy(update={"replay": str(path)}))
-        sink = Collector()
+        sink = RecordingSink()
         await replayed.run(sink)  # returns at the end of the capture
         assert book_levels(replayed.books[SYM].book) == EXPECTED == book_levels(live.books[SYM].book)
         assert sink.books == live_sink.books  # same books, same timestamps, same receipt times

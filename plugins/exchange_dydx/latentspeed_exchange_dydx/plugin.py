@@ -2,44 +2,41 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from latentspeed_core import hookimpl
 from latentspeed_core.components import Component
 
-if TYPE_CHECKING:
-    from latentspeed_core.venue import Venue
+from .config import DydxConfig, DydxVenueConfig
 
-    from .config import DydxVenueConfig
+
+def _make_feed(config: DydxConfig, name: str | None = None):
+    from .feed import DydxFeed  # imported on use: plugin listing stays cheap
+
+    return DydxFeed(config, name)
 
 
 @hookimpl
-def register_feeds(register):
-    from .config import DydxConfig
-    from .feed import DydxFeed
-
+def register_feeds(register) -> None:
     register(
         Component(
             name="dydx",
             config_model=DydxConfig,
-            factory=DydxFeed,
+            factory=_make_feed,
             description="dYdX v4 indexer: v4_orderbook + v4_trades per market",
         )
     )
 
 
-def _make_venue(config: DydxVenueConfig) -> Venue:
-    # Imported on use: gRPC, the chain's protobufs and secp256k1 are the optional ``trade`` extra,
-    # which the market-data feed never needs (the config model says how to install it when missing).
+def _make_venue(config: DydxVenueConfig):
+    # Imported on use, like the feed; here it matters more: gRPC, the chain's protobufs and secp256k1 are
+    # the optional ``trade`` extra, which the market-data feed never needs (the config model says how to
+    # install it when missing).
     from .execution import DydxVenue
 
     return DydxVenue(config)
 
 
 @hookimpl
-def register_venues(register):
-    from .config import DydxVenueConfig
-
+def register_venues(register) -> None:
     register(
         Component(
             name="dydx",

@@ -3,7 +3,7 @@
 What goes in (orders from the engine, fills and stream drops at the emulated indexer, a sequence
 taken by another client) and what must come out (the transactions the validator decodes, order
 states, fills counted once, positions). The emulator is ``dydx_chain_emulator.py``; market data
-comes from the dYdX feed test kit (``conftest.py``) playing the recorded ETH-USD book.
+comes from the dYdX feed test kit (``dydx_testkit.py``) playing the recorded ETH-USD book.
 """
 
 from __future__ import annotations

@@ -122,12 +122,12 @@ def test_recorded_session_builds_the_reference_book(kit):
     for msg in kit.load_session():
         feed.deliver_frame(orjson.dumps(msg), 5)
         if msg["type"] != "connected":
-            ref.apply(msg)
+            ref.apply_message(msg)
     assert sink.count("ETH-USD") == 2  # the snapshot, then ONE emission for the 4-content batch
     assert sink.last("ETH-USD") == ref.levels()
     bids, asks = sink.last("ETH-USD")
-    assert bids[0] == [3040.0, 0.658] and asks[0] == [3073.1, 0.022]
-    assert 3102.1 not in [p for p, _ in asks] and [3101.4, 0.645] in asks
+    assert bids[0] == (3040.0, 0.658) and asks[0] == (3073.1, 0.022)
+    assert 3102.1 not in [p for p, _ in asks] and (3101.4, 0.645) in asks
     assert feed.stats.errors == 0 and feed.connection_id == "9a75aff4-923a-4f43-9197-81eefceaacd1"
 
 
@@ -139,11 +139,11 @@ def test_batch_on_the_100x100_snapshot_uncrossed_by_offsets(kit):
     feed.deliver_frame(json.dumps(snap), 1)
     feed.deliver_frame(json.dumps(batch), 2)
     ref = kit.RefBook()
-    ref.apply(snap)
-    ref.apply(batch)
+    ref.apply_message(snap)
+    ref.apply_message(batch)
     assert sink.count("ETH-USD") == 2
     assert sink.last("ETH-USD") == ref.levels()
-    assert sink.crossed == 0
+    assert sink.violations == []  # never a crossed book
     assert feed.books["ETH-USD"].uncrossed == 100
     bids, asks = sink.last("ETH-USD")
     assert bids[0][0] < asks[0][0] and bids[0][0] < 2400
@@ -158,7 +158,7 @@ def test_channel_data_single_update_from_docs_and_recordings(kit):
         kit.fixture_path("docs/ws_v4_orderbook_channel_data_btc-usd_docs.json").read_bytes(), 2
     )
     feed.deliver_frame(kit.fixture_path("ws_v4_orderbook_channel_data_btc-usd_nautilus.json").read_bytes(), 3)
-    assert sink.last("BTC-USD") == ([[27773.0, 1.986168516]], [[66000.0, 2.0]])
+    assert sink.last("BTC-USD") == ([(27773.0, 1.986168516)], [(66000.0, 2.0)])
     assert sink.count("BTC-USD") == 3
 
 
@@ -209,4 +209,4 @@ def test_malformed_levels_resync_the_book(kit):
     assert feed.stats.errors == 1 and feed.stats.resyncs == 1
     assert not feed.books["ETH-USD"].ready and sink.count("ETH-USD") == 1
     feed.deliver_frame(json.dumps(dict(kit.load_frame(kit.SNAPSHOT), message_id=12)), 3)
-    assert sink.count("ETH-USD") == 2 and sink.last("ETH-USD")[0][0] == [3393.2, 7.795]
+    assert sink.count("ETH-USD") == 2 and sink.last("ETH-USD")[0][0] == (3393.2, 7.795)

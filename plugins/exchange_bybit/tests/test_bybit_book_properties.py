@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from bybit_testkit import Collector, RefBook, book_levels, dumps
+from bybit_testkit import dumps, read
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from latentspeed_exchange_bybit.config import BybitConfig
 from latentspeed_exchange_bybit.feed import BybitFeed
+
+from latentspeed_core.testing import RecordingSink, ReferenceBook, book_levels
 
 TOPIC = "orderbook.50.BTCUSDT"
 
@@ -49,13 +51,13 @@ def frames_from(script) -> list[dict]:
 )
 def test_random_valid_streams_match_reference(first, rest):
     feed = BybitFeed(BybitConfig(symbols=["BTC-USDT"], depth=50))
-    sink = Collector()
+    sink = RecordingSink()
     feed.sink = sink
     feed.on_connect()
-    ref = RefBook()
+    ref = ReferenceBook()
     for i, frame in enumerate(frames_from([first, *rest])):
         feed.deliver_frame(dumps(frame), i)
-        ref.apply(frame)
+        ref.update(read(frame))
         assert book_levels(feed.books["BTC-USDT"].book) == ref.levels()
         assert not feed.books["BTC-USDT"].book.is_crossed()
     assert feed.stats.errors == 0 and feed.stats.resyncs == 0

@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import yaml
 
 from latentspeed_core.marketstream.subscriber import ZmqSubscriber
-from latentspeed_core.testing import async_wait_for, free_port
+from latentspeed_core.testing import async_wait_for, two_free_ports
 
 BIN = Path(sys.executable).parent
-
-
-def two_free_ports() -> int:
-    """A port P with P + 1 free too (trades on P, books on P + 1)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
 
 
 def test_marketstream_publishes_the_expected_books_and_trades(kit, tmp_path):
@@ -68,7 +54,7 @@ def test_marketstream_publishes_the_expected_books_and_trades(kit, tmp_path):
                 for msg in msgs:
                     await conn.send(msg)
                     if msg["channel"] == "v4_orderbook":
-                        ref.apply(msg)
+                        ref.apply_message(msg)
                 live = kit.frame(kit.TRADES_DELEVERAGED, message_id=100)
                 await conn.send(live)
                 await async_wait_for(
@@ -81,7 +67,9 @@ def test_marketstream_publishes_the_expected_books_and_trades(kit, tmp_path):
             bids, asks = ref.levels()
             last = books[-1]
             assert last["exchange"] == "DYDX" and last["symbol"] == "ETH-USD"
-            assert last["bids"] == bids[:10] and last["asks"] == asks[:10]
+            assert [tuple(x) for x in last["bids"]] == bids[:10] and [tuple(x) for x in last["asks"]] == asks[
+                :10
+            ]
             assert [b["seq"] for b in books] == list(range(1, 43))
             assert [(t["price"], t["amount"], t["side"], t["trade_id"]) for t in trades] == [
                 (float(t["price"]), float(t["size"]), t["side"].lower(), t["id"])
@@ -119,7 +107,7 @@ def test_latentspeed_record_captures_a_session_that_replays_to_the_same_book(kit
                     *kit.unbatch(kit.load_frame(kit.BATCH), 2),
                 ]:
                     await conn.send(msg)
-                    ref.apply(msg)
+                    ref.apply_message(msg)
                 await conn.close()
                 await srv.connection(timeout=10)  # reconnected: everything before the close was read
             finally:

@@ -1,19 +1,67 @@
 """Helpers for tests of the core and of plugins: free ports, recorded fixtures, waiting on events,
-a real redis-server.
+running a feed, a real redis-server, and the venue test kit.
 
-Importable by third-party plugin tests too. Nothing here sleeps for correctness:
-waiting always polls a condition with a deadline.
+Importable by third-party plugin tests too. Nothing here sleeps for correctness: waiting always
+polls a condition with a deadline. The venue test kit (documented in docs/plugins.md):
+
+- :mod:`.loopback`: :class:`LoopbackWsServer` (scripted frames per connection, cuts, a venue's
+  protocol in a subclass) and :class:`LoopbackRestServer` (REST answers in order);
+- :mod:`.books`: :class:`ReferenceBook` (two plain dicts), :func:`book_levels`, :class:`RecordingSink`;
+- :mod:`.conformance`: :class:`~.conformance.FeedConformance`, the checks every feed plugin passes on
+  its recorded sessions (imported from there: it needs pytest).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
+
+from .books import BookUpdate, PublishedBook, RecordingSink, ReferenceBook, TradePrint, book_levels
+from .loopback import (
+    AWAIT_RESYNC,
+    CLOSE,
+    CUT,
+    SILENT,
+    LoopbackRestServer,
+    LoopbackWsServer,
+    WsConnection,
+)
+
+__all__ = [
+    "AWAIT_RESYNC",
+    "CLOSE",
+    "CUT",
+    "SILENT",
+    "BookUpdate",
+    "LoopbackRestServer",
+    "LoopbackWsServer",
+    "PublishedBook",
+    "RecordingSink",
+    "RedisServer",
+    "ReferenceBook",
+    "TradePrint",
+    "WsConnection",
+    "async_wait_for",
+    "binance_fixture_capture",
+    "book_levels",
+    "expect_compiled",
+    "fixtures_dir",
+    "free_port",
+    "package_index_unreachable",
+    "redis_server",
+    "redis_server_missing",
+    "running",
+    "two_free_ports",
+    "wait_for",
+    "with_raw",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -21,6 +69,21 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def two_free_ports(host: str = "127.0.0.1") -> int:
+    """A port P that was free a moment ago with P + 1 free too (marketstream: trades on P, books on P + 1)."""
+    for _ in range(100):
+        port = free_port(host)
+        if port >= 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
 
 
 def fixtures_dir() -> Path:
@@ -36,6 +99,20 @@ def fixtures_dir() -> Path:
     raise FileNotFoundError("recorded fixtures not found; set LATENTSPEED_FIXTURES")
 
 
+def with_raw(frame: Any, path: tuple, raw: str) -> str:
+    """``frame`` (a dict, or JSON text) as compact JSON with the item at ``path`` replaced by ``raw``,
+    raw JSON text: numbers as a venue could write them (a bare ``1e999``, a quoted ``"inf"``), which no
+    JSON encoder writes. A list index one past the end appends."""
+    msg = json.loads(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+    node = msg
+    for key in path[:-1]:
+        node = node[key]
+    if isinstance(node, list) and path[-1] == len(node):
+        node.append(None)
+    node[path[-1]] = "@RAW@"
+    return json.dumps(msg, separators=(",", ":")).replace('"@RAW@"', raw)
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
     """Poll ``predicate`` until true; raise ``TimeoutError`` naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -48,6 +125,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
 async def async_wait_for(
     predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
 ) -> None:
+    """:func:`wait_for` inside an event loop: the loop runs while it waits."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -55,19 +133,18 @@ async def async_wait_for(
         await asyncio.sleep(0.002)
 
 
-class RecordingSink:
-    """A FeedSink that keeps every book (as full top-of-book level lists) and every trade."""
-
-    def __init__(self, depth: int = 1000) -> None:
-        self.depth = depth
-        self.books: list[tuple[list, list]] = []
-        self.trades: list = []
-
-    def on_book(self, feed, symbol, book, timestamp_ns, receipt_ns) -> None:
-        self.books.append((book.top_bids(self.depth), book.top_asks(self.depth)))
-
-    def on_trade(self, feed, trade) -> None:
-        self.trades.append(trade)
+@asynccontextmanager
+async def running(feed, sink) -> AsyncIterator[asyncio.Task]:
+    """Run ``feed.run(sink)`` as a task for the body of the block (yielded), then cancel it. A feed
+    that ended with an exception of its own re-raises it here."""
+    task = asyncio.create_task(feed.run(sink))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()
 
 
 REDIS_SERVER = "redis-server"
@@ -181,7 +258,7 @@ def binance_fixture_capture(path: str | Path, repeat: int = 1) -> Path:
     shifted in time, the snapshot again, so a longer capture stays a valid session."""
     import orjson
 
-    from .capture import Recorder
+    from ..capture import Recorder
 
     fx = fixtures_dir()
     lines = (fx / f"{BINANCE_SESSION}.jsonl").read_text().splitlines()
