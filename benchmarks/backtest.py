@@ -1,7 +1,8 @@
 """Backtest benchmark: the example market maker backtested on a long capture, on simulated time (issue 13).
 
     python benchmarks/backtest.py [--repeat 400] [--mock-tick-ms 100] [--capture FILE] [--save FILE]
-        [--config ENGINE.yml] [--runs 3] [--no-replay] [--no-file-run] [--profile cprofile|pyinstrument]
+        [--config ENGINE.yml] [--runs 3] [--no-replay] [--no-zmq] [--no-file-run]
+        [--profile cprofile|pyinstrument]
 
 The capture (unless ``--capture`` names one) is built from three sources, each replayed through
 its own feed plugin, merged by receipt time into one multi-feed capture (as ``latentspeed record``
@@ -23,7 +24,7 @@ calculators (all registered: features on), the ``paper`` venue (``risk_averse``,
 response latency, seed 1, each symbol's tick and lot) and one example ``market_maker`` per symbol
 with the parameters of ``config/paper_*.yml`` (half spread 1 bps, requote 2 bps).
 
-Measured, in one process:
+Measured (1, 2 and 4 in this process, 3 in two more):
 
 1. **backtest** (the figure), ``--runs`` times, the median run reported: ``backtest_setup`` +
    ``run_backtest``, exactly what ``latentspeed backtest`` runs, with one difference: the capture is
@@ -35,14 +36,25 @@ Measured, in one process:
    time on a shared machine.
 2. **backtest from the file** (``--no-file-run`` skips it): the same, reading the gzip capture as
    the command does; its ``fill_digest`` must equal the first one (determinism, checked).
-3. **replay** (``--no-replay`` skips it): today's live path on the same records: ``EngineRunner``
-   with in-process feeds replaying the capture (``replay:``, ``speed: max``; ``replay_into`` reads
-   the same pre-read records), the marketstream Pipeline with the same features, the engine, the
-   ``paper`` venue on its live wall-clock timer. Wall time from the market-data task's start to
-   the end of the replay (and the thread's CPU time). ``vs_replay_speedup`` = backtest events/s /
-   replay events/s; ``vs_replay_speedup_cpu`` the same by CPU time. Note the replay does not do the
-   same trading: at ``speed: max`` the venue's wall-clock timer runs pending arrivals and reports only
-   when the loop gets to them (``replay_orders`` says how many orders it placed).
+3. **replay, two processes** (the issue's comparison; ``--no-zmq`` or ``--no-replay`` skip it):
+   today's path, ``latentspeed marketstream`` with every feed replaying the same capture file at
+   ``speed: max`` and publishing on a free loopback port, and an engine process subscribed to it
+   (``EngineRunner`` with ``market_data.zmq``, the same strategies, risk, fees and ``paper`` venue).
+   The marketstream starts its feeds once the engine has subscribed (``--wait-subscribers 1``); both
+   ZeroMQ queues are 10,000,000 deep and the publisher counts what it drops (``drop_all``: exact);
+   the result says how many messages were published, received, dropped and lost. Events/s = the
+   feeds' frames (the marketstream's STATS lines) / the engine's time from its first message to its
+   last. ``vs_replay_speedup`` = backtest events/s / that; ``replay`` holds the details (both
+   processes' CPU time, orders, fills).
+4. **replay, in process** (``--no-replay`` skips it): ``EngineRunner`` with in-process feeds replaying
+   the capture (``replay:``, ``speed: max``; ``replay_into`` reads the same pre-read records), the
+   marketstream Pipeline with the same features, the engine, the ``paper`` venue on its live wall-clock
+   timer. Wall time from the market-data task's start to the end of the replay (and the thread's CPU
+   time): ``inprocess_replay_*``, ``vs_inprocess_replay_speedup`` (``_cpu``: by CPU time).
+
+Neither replay does the same trading as the backtest: at ``speed: max`` the venue's wall-clock timer
+runs pending arrivals and reports only when the loop gets to them (``replay.orders``,
+``inprocess_replay_orders`` say how many orders each placed).
 
 The pre-read records are frozen out of the garbage collector's sight (``gc.freeze()``) before
 each run, as ``EngineRunner`` does for everything built before its loop starts.
@@ -61,6 +73,8 @@ import heapq
 import json
 import os
 import platform
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -345,6 +359,164 @@ def run_replay(data: dict, registry, capture: str) -> dict:
     return out
 
 
+#: The two-process path: queues deep enough that no message is dropped (drops are counted anyway).
+ZMQ_HWM = 10_000_000
+#: The engine process stops once no message came for this long (after the first one).
+ZMQ_IDLE_S = 3.0
+
+
+def run_zmq_replay(data: dict, capture: str, tmp: Path) -> dict:
+    """Today's two-process path: ``latentspeed marketstream`` replaying the capture at ``speed: max``
+    and publishing on loopback ZeroMQ, an engine process subscribed to it (same strategies, ``paper``).
+
+    The marketstream waits for the engine to subscribe to both ports (``--wait-subscribers 1``), so
+    nothing is published into the void; both queues are ``ZMQ_HWM`` deep and the publisher counts
+    exactly what it drops (``slow_subscriber: drop_all``). Events/s = the feeds' frames (the
+    marketstream's STATS lines, the backtest's ``events``) / the engine's time from its first
+    message to its last."""
+    md = data["market_data"]
+    port = _two_free_ports()
+    log_file = tmp / "marketstream.log"
+    ms_cfg = {
+        "zmq": {
+            "host": "127.0.0.1", "port": port, "window_size": md["window_size"], "depth_levels": md["depth_levels"],
+            "sndhwm": ZMQ_HWM, "slow_subscriber": "drop_all",
+        },
+        "log": {"file": str(log_file)},
+        "feeds": [{**f, "replay": capture, "speed": "max"} for f in md["feeds"]],
+        "stats_interval": 3600,
+        "startup_timeout": 600,
+    }  # fmt: skip
+    eng = dict(data)
+    eng["market_data"] = {
+        "window_size": md["window_size"], "depth_levels": md["depth_levels"],
+        "zmq": {"host": "127.0.0.1", "port": port}, "startup_timeout": 600,
+    }  # fmt: skip
+    eng["shutdown_timeout"] = 1.0
+    ms_path, eng_path, out_path = tmp / "marketstream.json", tmp / "engine.json", tmp / "engine-out.json"
+    ms_path.write_text(json.dumps(ms_cfg))  # JSON is YAML
+    eng_path.write_text(json.dumps(eng))
+    engine = subprocess.Popen(
+        [sys.executable, __file__, "--zmq-engine-child", str(eng_path), str(out_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    ms = subprocess.Popen(
+        [str(Path(sys.executable).parent / "latentspeed"), "marketstream", str(ms_path), "--wait-subscribers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    usage = {}
+    try:
+        # Each process's CPU time comes with its exit status (wait4). One that ends early stops the
+        # other: a marketstream that failed sends nothing, and one waits for a subscriber for ever.
+        while len(usage) < 2:
+            for proc, other in ((ms, engine), (engine, ms)):
+                if proc in usage:
+                    continue
+                pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    usage[proc] = ru
+                    failed = proc.returncode != 0 or (proc is engine and other.returncode is None)
+                    if failed and other.returncode is None:
+                        other.terminate()
+            time.sleep(0.05)
+        ms_usage, eng_usage = usage[ms], usage[engine]
+    finally:
+        for proc in (ms, engine):
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+    text = log_file.read_text() if log_file.exists() else ""
+    if ms.returncode != 0:
+        raise SystemExit(f"zmq replay: marketstream failed (exit {ms.returncode}):\n{text[-2000:]}")
+    if engine.returncode != 0 or not out_path.exists():
+        raise SystemExit(f"zmq replay: the engine process failed (exit {engine.returncode})")
+    out = json.loads(out_path.read_text())
+    frames = sum(int(m) for m in re.findall(r"STATS feed=\S+ messages=(\d+)", text))
+    pub = re.search(r"PUBLISHED books=(\d+) trades=(\d+) book_drops=(\d+) trade_drops=(\d+)", text)
+    if pub is None:
+        raise SystemExit(f"zmq replay: no PUBLISHED line in the marketstream's log:\n{text[-2000:]}")
+    books, trades, book_drops, trade_drops = (int(x) for x in pub.groups())
+    out["events"] = frames
+    out["published"] = books + trades
+    out["publisher_drops"] = book_drops + trade_drops
+    out["lost"] = out["published"] - out["received"]  # sent but never received (should be 0)
+    out["events_per_s"] = frames / out["wall_s"] if out["wall_s"] > 0 else 0.0
+    out["marketstream_cpu_s"] = ms_usage.ru_utime + ms_usage.ru_stime
+    out["engine_process_cpu_s"] = eng_usage.ru_utime + eng_usage.ru_stime
+    return out
+
+
+def _two_free_ports() -> int:
+    """A loopback port free together with the next one (marketstream: trades on it, books on +1)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise SystemExit("zmq replay: no two consecutive free ports on 127.0.0.1")
+
+
+def zmq_engine_child(cfg_path: str, out_path: str) -> None:
+    """The engine process of :func:`run_zmq_replay`: EngineRunner on the ``zmq`` source."""
+    registry = load_registry()
+    setup = resolve(json.loads(Path(cfg_path).read_text()), registry, cfg_path)
+    out: dict = {"received": 0}
+    first = [0.0]
+    last = [0.0]
+    cpu0 = [0.0]
+
+    async def main() -> dict:
+        runner = EngineRunner(setup, registry)
+        sub = runner.source.subscriber
+        sub.rcvhwm = ZMQ_HWM  # the engine's own queue absorbs the replay's burst: nothing dropped
+        on_book, on_trade = sub.on_book, sub.on_trade
+        clock = time.perf_counter
+
+        def book(topic: str, msg: dict) -> None:
+            if not first[0]:
+                first[0] = clock()
+                cpu0[0] = time.thread_time()
+            on_book(topic, msg)
+            last[0] = clock()
+
+        def trade(topic: str, msg: dict) -> None:
+            if not first[0]:
+                first[0] = clock()
+                cpu0[0] = time.thread_time()
+            on_trade(topic, msg)
+            last[0] = clock()
+
+        sub.on_book, sub.on_trade = book, trade
+
+        async def idle_stop() -> None:
+            while not first[0] or time.perf_counter() - last[0] < ZMQ_IDLE_S:
+                await asyncio.sleep(0.2)
+            out["cpu_s"] = time.thread_time() - cpu0[0]  # idle time costs no CPU
+            runner.stop("no more market data")
+
+        watch = asyncio.ensure_future(idle_stop())
+        summary = await runner.run(None, install_signals=False)
+        watch.cancel()
+        out["received"] = sub.received
+        out["errors"] = sub.errors
+        out["orders"] = summary["orders"]
+        out["fills"] = summary["fills"]
+        return summary
+
+    asyncio.run(main())
+    out["wall_s"] = last[0] - first[0]
+    Path(out_path).write_text(json.dumps(out))
+
+
 def profile_backtest(data: dict, registry, capture: str, kind: str) -> None:
     if kind == "pyinstrument":
         try:
@@ -390,12 +562,19 @@ def main() -> None:
     ap.add_argument("--save", metavar="FILE", help="keep the built capture here")
     ap.add_argument("--config", metavar="FILE", help="engine config (default: built for the capture's feeds)")
     ap.add_argument("--runs", type=int, default=3, help="in-memory backtests; the median is reported")
-    ap.add_argument("--no-replay", action="store_true", help="skip the EngineRunner replay comparison")
+    ap.add_argument(
+        "--no-replay", action="store_true", help="skip the replay comparisons (ZeroMQ two-process and in-process)"
+    )
+    ap.add_argument("--no-zmq", action="store_true", help="skip the two-process marketstream -> ZeroMQ -> engine replay")
+    ap.add_argument("--zmq-engine-child", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--no-file-run", action="store_true", help="skip the backtest that reads the gzip file")
     ap.add_argument(
         "--profile", choices=("cprofile", "pyinstrument"), help="profile one more backtest (stderr)"
     )
     args = ap.parse_args()
+    if args.zmq_engine_child:
+        zmq_engine_child(*args.zmq_engine_child)
+        return
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -468,6 +647,33 @@ def main() -> None:
             )
             result["events_per_s_reading_file"] = round(res2.events_per_s, 1)
         result["digest_repeatable"] = len(digests) == 1
+        if not args.no_replay and not args.no_zmq:
+            with tempfile.TemporaryDirectory() as d:
+                zq = run_zmq_replay(data, capture, Path(d))
+            speedup = res.events_per_s / zq["events_per_s"] if zq["events_per_s"] else 0.0
+            say(
+                f"replay (marketstream -> ZeroMQ -> engine, two processes, speed: max): {zq['events']:,} events, "
+                f"{zq['received']:,} of {zq['published']:,} messages received ({zq['publisher_drops']} dropped at the "
+                f"publisher) in {zq['wall_s']:.2f}s from the first to the last = {zq['events_per_s']:,.0f} events/s "
+                f"(engine CPU {zq['cpu_s']:.2f}s, marketstream process CPU {zq['marketstream_cpu_s']:.2f}s; "
+                f"{zq['orders']:,} orders, {zq['fills']:,} fills); the backtest is {speedup:.2f}x faster"
+            )
+            result["vs_replay_speedup"] = round(speedup, 2)
+            result["replay_events_per_s"] = round(zq["events_per_s"], 1)
+            result["replay"] = {
+                "path": "marketstream (replay, speed: max) -> ZeroMQ loopback -> engine (paper)",
+                "events": zq["events"],
+                "wall_s": round(zq["wall_s"], 3),
+                "published": zq["published"],
+                "received": zq["received"],
+                "publisher_drops": zq["publisher_drops"],
+                "lost": zq["lost"],
+                "engine_cpu_s": round(zq["cpu_s"], 3),
+                "engine_process_cpu_s": round(zq["engine_process_cpu_s"], 3),
+                "marketstream_process_cpu_s": round(zq["marketstream_cpu_s"], 3),
+                "orders": zq["orders"],
+                "fills": zq["fills"],
+            }
         if not args.no_replay:
             with InMemory(capture, records):
                 gc.collect()
@@ -479,14 +685,13 @@ def main() -> None:
                 f"= {rp['events_per_s']:,.0f} events/s (CPU {rp['cpu_s']:.2f}s; {rp['orders']:,} orders, "
                 f"{rp['fills']:,} fills); the backtest is {speedup:.2f}x faster ({cpu_speedup:.2f}x by CPU time)"
             )
-            result["replay_events_per_s"] = round(rp["events_per_s"], 1)
-            result["replay_wall_s"] = round(rp["wall_s"], 3)
-            result["replay_cpu_s"] = round(rp["cpu_s"], 3)
-            result["replay_events"] = rp["events"]
-            result["replay_orders"] = rp["orders"]
-            result["replay_fills"] = rp["fills"]
-            result["vs_replay_speedup"] = round(speedup, 2)
-            result["vs_replay_speedup_cpu"] = round(cpu_speedup, 2)
+            result["inprocess_replay_events_per_s"] = round(rp["events_per_s"], 1)
+            result["inprocess_replay_wall_s"] = round(rp["wall_s"], 3)
+            result["inprocess_replay_cpu_s"] = round(rp["cpu_s"], 3)
+            result["inprocess_replay_orders"] = rp["orders"]
+            result["inprocess_replay_fills"] = rp["fills"]
+            result["vs_inprocess_replay_speedup"] = round(speedup, 2)
+            result["vs_inprocess_replay_speedup_cpu"] = round(cpu_speedup, 2)
         result["targets"] = {"events_per_s": TARGET_EVENTS_PER_S, "vs_replay_speedup": TARGET_SPEEDUP}
         result["machine"] = {
             "python": platform.python_version(),

@@ -185,21 +185,22 @@ def run_backtest(
     on_book_venue, on_trade_venue = venue.on_book_message, venue.on_trade_message
     on_book_engine, on_trade_engine = engine.on_book, engine.on_trade
 
-    warming = [False]
+    books = trades = 0
 
     def emit_book(topic: str, msg: dict) -> None:
-        if warming[0]:
-            return
-        result.books += 1
+        nonlocal books
+        books += 1
         on_book_venue(msg)
         on_book_engine(msg)
 
     def emit_trade(topic: str, msg: dict) -> None:
-        if warming[0]:
-            return
-        result.trades += 1
+        nonlocal trades
+        trades += 1
         on_trade_venue(msg)
         on_trade_engine(msg)
+
+    def warming(topic: str, msg: dict) -> None:
+        """Before --from: the feeds build their books, nothing reaches the venue or the strategies."""
 
     pipeline = Pipeline(
         md.window_size, md.depth_levels, build_calculators(registry, md.window_size, md.depth_levels, md.features),
@@ -216,18 +217,26 @@ def run_backtest(
     fills_seen = 0
     curve = result.curve
     portfolio = engine.portfolio
+    fills = engine.recent_fills
     advance = venue.advance
     events = 0
+    # Per feed, its frame input (frames are nearly every record: no deliver() call for them).
+    frame_of = {name: f.deliver_frame for name, f in by_name.items()}
+    warm = False
     wall0 = time.perf_counter()
     sources = [(name, f.replay) for f, name in zip(setup.feeds, setup.feed_names, strict=True)]
     for t, name, rec in merged_records(sources):
         if t_from is not None and t < t_from:
             # Before --from the feeds still build their books (a book needs its snapshot), but
             # nothing reaches the venue or the strategies.
-            warming[0] = True
+            if not warm:
+                warm = True
+                pipeline.emit_book = pipeline.emit_trade = warming
             deliver(by_name[name], rec, t)
             continue
-        warming[0] = False
+        if warm:
+            warm = False
+            pipeline.emit_book, pipeline.emit_trade = emit_book, emit_trade
         if t_to is not None and t > t_to:
             break
         if next_timer is None:
@@ -241,9 +250,13 @@ def run_backtest(
             advance(next_timer)
             next_timer += timer_ns
         clock.now = t
-        events += deliver(by_name[name], rec, t)
-        if len(engine.recent_fills) != fills_seen or t >= next_sample:
-            fills_seen = len(engine.recent_fills)
+        if rec.get("kind") == "frame":
+            frame_of[name](rec.get("data", b""), t)
+            events += 1
+        else:
+            deliver(by_name[name], rec, t)
+        if len(fills) != fills_seen or t >= next_sample:
+            fills_seen = len(fills)
             curve.append((t, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))
             next_sample = t + SAMPLE_NS
         if progress is not None and not events % 4096:
@@ -253,6 +266,8 @@ def run_backtest(
     clock.now = venue.now if hasattr(venue, "now") else clock.now
     result.wall_s = time.perf_counter() - wall0
     result.events = events
+    result.books = books
+    result.trades = trades
     result.last_ns = clock.now
     curve.append((clock.now, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))
     result.fills = [_fill_dict(f) for f in engine.recent_fills]

@@ -22,6 +22,7 @@ import base64
 import gzip
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -280,61 +281,81 @@ def merged_records(sources: list[tuple[str, str | Path]]) -> Iterator[tuple[int,
     A capture holding one feed gives all its records to the feed replaying it; one holding
     several gives each feed the records under its name (as :func:`replay_into` does). Equal
     stamps keep the order of the sources and of the file: the merge is deterministic. A capture
-    shared by several feeds is read once (each feed's records wait in a queue of their own)."""
-    import heapq
+    shared by several feeds is read once (each feed's records wait in a queue of their own).
 
-    readers: dict[str, _SharedReader] = {}
-    streams = []
-    for k, (name, path) in enumerate(sources):
-        take_all = len(capture_feeds(path)) <= 1
-        # every feed replaying a one-feed capture gets all of it: a reader each; feeds sharing a
-        # multi-feed capture share one reader
-        key = f"{k}:{path}" if take_all else str(path)
-        if key not in readers:
-            readers[key] = _SharedReader(path, take_all)
-        streams.append(readers[key].stream(k, name))
-    for t, _k, _i, name, rec in heapq.merge(*streams):
-        yield t, name, rec
+    The order is ``heapq.merge``'s over the sources keyed by ``(receipt_ns, source index)``, written
+    out so that a source keeps giving while its next record still comes before every other head:
+    heap work only when the source changes (a backtest runs this once per input)."""
+    from functools import partial
+    from heapq import heapify, heappop, heappush
+
+    shared: dict[str, _SharedReader] = {}
+    pulls = []  # per source: () -> its next record, or None at its end
+    for name, path in sources:
+        if len(capture_feeds(path)) <= 1:
+            # every feed replaying a one-feed capture gets all of it: a reader each
+            pulls.append(partial(next, iter(read_capture(path)), None))
+        else:  # feeds sharing a multi-feed capture share one reader
+            reader = shared.get(str(path))
+            if reader is None:
+                reader = shared[str(path)] = _SharedReader(path)
+            pulls.append(reader.puller(name))
+    names = [name for name, _path in sources]
+    heads: list[dict | None] = [None] * len(sources)
+    order = []  # (time, source index) of each source's head
+    for k, pull in enumerate(pulls):
+        rec = pull()
+        if rec is not None:
+            heads[k] = rec
+            order.append((rec.get("receipt_ns") or 0, k))
+    heapify(order)
+    while order:
+        t, c = heappop(order)
+        # c has the smallest head; it goes on while its next record still comes first
+        bt, bk = order[0] if order else (None, -1)
+        name = names[c]
+        pull = pulls[c]
+        rec = heads[c]
+        while True:
+            yield t, name, rec
+            rec = pull()
+            if rec is None:
+                break
+            t = rec.get("receipt_ns") or 0
+            if bk >= 0 and (t > bt or (t == bt and c > bk)):
+                heads[c] = rec
+                heappush(order, (t, c))
+                break
 
 
 class _SharedReader:
     """One pass over a capture, dealing its records out to the feeds that replay it."""
 
-    def __init__(self, path: str | Path, take_all: bool) -> None:
-        from collections import deque
-
-        self._records = enumerate(read_capture(path))
-        self._take_all = take_all
+    def __init__(self, path: str | Path) -> None:
+        self._records = iter(read_capture(path))
         self._queues: dict[str, deque] = {}
-        self._deque = deque
 
-    def stream(self, k: int, name: str) -> Iterator[tuple[int, int, int, str, dict]]:
-        """Feed ``name``'s records (source index ``k``); its queue exists from now on, so records
-        read for the other streams before this one starts are kept for it."""
-        return self._stream(k, name, self._queues.setdefault(name, self._deque()))
+    def puller(self, name: str):
+        """``() -> record | None``: feed ``name``'s next record. Its queue exists from now on, so
+        records read for the other feeds before this one starts are kept for it."""
+        queue = self._queues.setdefault(name, deque())
+        queues = self._queues
+        records = self._records
+        popleft = queue.popleft
 
-    def _stream(self, k: int, name: str, queue) -> Iterator[tuple[int, int, int, str, dict]]:
-        while True:
+        def pull() -> dict | None:
             if queue:
-                i, rec = queue.popleft()
-            else:
-                item = self._next_for(name)
-                if item is None:
-                    return
-                i, rec = item
-            yield (rec.get("receipt_ns") or 0, k, i, name, rec)
+                return popleft()
+            for rec in records:
+                owner = rec.get("feed")
+                if owner == name:
+                    return rec
+                q = queues.get(owner)
+                if q is not None:  # another feed replaying this capture: keep it for that feed
+                    q.append(rec)
+            return None
 
-    def _next_for(self, name: str) -> tuple[int, dict] | None:
-        for i, rec in self._records:
-            if self._take_all:
-                return i, rec
-            owner = rec.get("feed")
-            if owner == name:
-                return i, rec
-            q = self._queues.get(owner)
-            if q is not None:  # another feed replaying this capture: keep it for that feed
-                q.append((i, rec))
-        return None
+        return pull
 
 
 def deliver(feed: Feed, rec: dict, receipt_ns: int) -> bool:

@@ -229,3 +229,37 @@ def test_merged_records_read_a_shared_capture_once_and_give_each_feed_its_own(tm
     # a one-feed capture given to two feeds: each gets all of it
     twice = [(name, r["data"]) for _t, name, r in merged_records([("p", solo), ("q", solo)])]
     assert [d for n, d in twice if n == "p"] == [d for n, d in twice if n == "q"] == ["c2", "c5", "c8"]
+
+
+def test_merged_records_order_is_heapq_merge_of_the_sources(tmp_path):
+    """The merge is heapq.merge keyed by (receipt time, source index), also when a feed's own
+    stamps go backwards and stamps tie across feeds: random captures against that reference."""
+    import heapq
+    import random
+
+    from latentspeed_core.capture import merged_records
+
+    rng = random.Random(7)
+    for trial in range(20):
+        feeds = ["a", "b", "c"]
+        shared = tmp_path / f"shared{trial}.jsonl"
+        rows = [(rng.choice(feeds), rng.randint(0, 12)) for _ in range(rng.randint(0, 60))]
+        with Recorder(shared, feeds=feeds) as rec:
+            for i, (feed, t) in enumerate(rows):
+                rec.write(feed, "frame", t, f"{feed}{i}")
+        solo = tmp_path / f"solo{trial}.jsonl"
+        solo_rows = [rng.randint(0, 12) for _ in range(rng.randint(0, 20))]
+        with Recorder(solo, feeds=["x"]) as rec:
+            for i, t in enumerate(solo_rows):
+                rec.write("x", "frame", t, f"x{i}")
+        sources = [("c", shared), ("x", solo), ("a", shared), ("b", shared)]
+        streams = []
+        for k, (name, _path) in enumerate(sources):
+            if name == "x":
+                recs = [(t, f"x{i}") for i, t in enumerate(solo_rows)]
+            else:
+                recs = [(t, f"{f}{i}") for i, (f, t) in enumerate(rows) if f == name]
+            streams.append([(t, k, j, name, data) for j, (t, data) in enumerate(recs)])
+        want = [(t, name, data) for t, _k, _j, name, data in heapq.merge(*streams)]
+        got = [(t, name, r["data"]) for t, name, r in merged_records(sources)]
+        assert got == want, trial

@@ -69,6 +69,10 @@ class RiskAverseQueue:
 
     hftbacktest's ``RiskAdverseQueueModel``: every cancel is assumed to be behind us."""
 
+    #: Once nothing is ahead, nothing ever is again (the queue only shrinks): an order at the front
+    #: needs no more updates, whatever its level does.
+    front_is_final = True
+
     def depth(self, ahead: float, prev_qty: float, new_qty: float, traded: float = 0.0) -> float:
         return ahead if ahead < new_qty else new_qty
 
@@ -81,6 +85,8 @@ class ProbabilisticQueue:
     price since the last change, the front becomes ``front - (1 - p) * d + min(back - p * d, 0)``,
     capped at the level's new size. (Larger ``n``: a cancel is more likely behind us when more is
     behind us.)"""
+
+    front_is_final = False
 
     def __init__(self, power: float = 2.0) -> None:
         self.power = power
@@ -223,6 +229,7 @@ class Matcher:
         self._fill_threshold = fill_prob / 100.0
         self._rng = rng or random.Random(0)
         self.queue_model = queue_model
+        self._front_is_final = getattr(queue_model, "front_is_final", False)
         self.max_open_orders = max_open_orders
         self.on_print = on_print
         self.symbols: dict[str, SimSymbol] = {}
@@ -260,26 +267,29 @@ class Matcher:
         return self.stats["fills"] != fills
 
     def _requeue(self, sym: SimSymbol, bids, asks) -> None:
-        """Move every resting order's queue position by what happened to its level."""
-        bid_qty = {p: q for p, q in bids}
-        ask_qty = {p: q for p, q in asks}
+        """Move every resting order's queue position by what happened to its level.
+
+        A look-up of each resting order's own price (two or three orders, ten levels): no
+        ``{price: size}`` dict per side per update (the backtest profile)."""
         model = self.queue_model
-        worst_bid = bids[-1][0] if bids else None
-        worst_ask = asks[-1][0] if asks else None
+        skip_front = self._front_is_final
         for o in sym.resting.values():
-            if o.side == P.SIDE_BUY:
-                new = bid_qty.get(o.price)
-                if new is None:
-                    # Gone from a range we can see: size 0. Beyond the visible depth: unknown, unchanged.
-                    if worst_bid is None or o.price < worst_bid:
-                        continue
-                    new = 0
-            else:
-                new = ask_qty.get(o.price)
-                if new is None:
-                    if worst_ask is None or o.price > worst_ask:
-                        continue
-                    new = 0
+            if skip_front and not o.ahead:
+                continue
+            price = o.price
+            levels = bids if o.side == P.SIDE_BUY else asks
+            new = None
+            for p, q in levels:
+                if p == price:
+                    new = q  # no break: a repeated price counts as its last entry, as a dict did
+            if new is None:
+                # Gone from a range we can see: size 0. Beyond the visible depth: unknown, unchanged.
+                if not levels:
+                    continue
+                worst = levels[-1][0]
+                if (price < worst) if o.side == P.SIDE_BUY else (price > worst):
+                    continue
+                new = 0
             if new != o.level_qty:
                 o.ahead = model.depth(o.ahead, o.level_qty, new, o.traded)
                 o.level_qty = new
@@ -296,21 +306,47 @@ class Matcher:
         """:meth:`set_book`'s queue update from float levels, looking up only the resting prices.
 
         A price inside the visible range but absent has size 0; beyond the visible depth the size
-        is unknown and the queue stays as it was."""
+        is unknown and the queue stays as it was. Runs on nearly every book of a backtest, so a
+        level is rounded to fixed point only when it may be at our price: ``x > price + 0.5``
+        rounds above ``price`` (and ``x < price - 0.5`` below), whatever ``round`` does at .5."""
         model = self.queue_model
         if model is None:
             return
+        skip_front = self._front_is_final
         for o in sym.resting.values():
-            buy = o.side == P.SIDE_BUY
+            if skip_front and not o.ahead:
+                continue
             target = o.price
             new = None
-            for p, q in bids if buy else asks:
-                pi = round(p * scale)
-                if pi == target:
-                    new = round(q * scale)
+            if o.side == P.SIDE_BUY:  # bids, best (highest) first
+                if not bids:
+                    continue
+                above = target + 0.5
+                if bids[-1][0] * scale > above:
+                    continue  # every visible level is better than our price: unknown, unchanged
+                for p, q in bids:
+                    x = p * scale
+                    if x > above:
+                        continue
+                    pi = round(x)
+                    if pi > target:
+                        continue
+                    new = round(q * scale) if pi == target else 0  # passed our price: gone
                     break
-                if (pi < target) if buy else (pi > target):  # passed our price: the level is gone
-                    new = 0
+            else:  # asks, best (lowest) first
+                if not asks:
+                    continue
+                below = target - 0.5
+                if asks[-1][0] * scale < below:
+                    continue
+                for p, q in asks:
+                    x = p * scale
+                    if x < below:
+                        continue
+                    pi = round(x)
+                    if pi < target:
+                        continue
+                    new = round(q * scale) if pi == target else 0
                     break
             if new is None or new == o.level_qty:
                 continue

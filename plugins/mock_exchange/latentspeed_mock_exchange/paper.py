@@ -63,6 +63,9 @@ class PaperVenue(Venue):
         self._ids = UsedIds()
         #: Latest float levels per symbol not yet converted for the core (converted when needed).
         self._pending_book: dict[str, tuple[list, list]] = {}
+        self._symbols = self.matcher.symbols
+        self._by_id = self.matcher.by_id
+        self._requeue_levels = self.matcher.requeue_levels
         #: Symbols whose feed reconnected or resynced and has not sent a fresh book yet.
         self._stale: set[str] = set()
         self.orders_sent = 0
@@ -91,34 +94,48 @@ class PaperVenue(Venue):
         t = msg["receipt_timestamp_ns"]
         if t > self.now:
             self.now = t
-        if self._heap and self._heap[0][0] <= self.now:
+        heap = self._heap
+        if heap and heap[0][0] <= self.now:
             self._run_due()
         if self._latencies is not None:
             self._response = self._latency()[1]
         symbol = msg["symbol"]
-        sym = self.matcher.symbols.get(symbol)
+        sym = self._symbols.get(symbol)
         if sym is None:
             sym = self._add_symbol(symbol)
         if self._stale:
             self._stale.discard(symbol)
         bids, asks = msg["bids"], msg["asks"]
-        if sym.resting and self.matcher.crosses(sym, bids, asks, _SCALE):
+        if not sym.resting:
+            # Nothing to fill: keep the floats, converted only if an order arrives before the next
+            # book (the profile's largest cost was converting every level of every book).
+            self._pending_book[symbol] = (bids, asks)
+            return
+        # Does it fill a resting order: the best ask at or under our best buy, or the best bid at
+        # or over our best sell (Matcher.crosses, inlined: this runs on nearly every book)?
+        # (x > p + 0.5 rounds above p, x < p - 0.5 below it: round() only near our price.)
+        buy_keys, sell_keys = sym.buy_keys, sym.sell_keys
+        if (
+            asks and buy_keys and asks[0][0] * _SCALE <= 0.5 - buy_keys[0][0]
+            and round(asks[0][0] * _SCALE) <= -buy_keys[0][0]
+        ) or (
+            bids and sell_keys and bids[0][0] * _SCALE >= sell_keys[0][0] - 0.5
+            and round(bids[0][0] * _SCALE) >= sell_keys[0][0]
+        ):  # fmt: skip
             # it fills resting orders: the core needs the whole book, now
             self._pending_book.pop(symbol, None)
             self.matcher.set_book(sym, _fixed(bids), _fixed(asks))
             return
-        # Nothing to fill: keep the floats, converted only if an order arrives before the next book
-        # (the profile's largest cost was converting every level of every book); queues still move.
+        # Nothing fills: the floats wait as above, and queues move by the resting prices alone.
         self._pending_book[symbol] = (bids, asks)
-        if sym.resting:
-            self.matcher.requeue_levels(sym, bids, asks, _SCALE)
+        self._requeue_levels(sym, bids, asks, _SCALE)
 
     def on_book_reset(self, symbols: list[str]) -> None:
         """Until their next book these symbols have none: nothing fills against a stale book."""
         if self._heap and self._heap[0][0] <= self.now:
             self._run_due()
         for symbol in symbols:
-            sym = self.matcher.symbols.get(symbol)
+            sym = self._symbols.get(symbol)
             if sym is not None:
                 self._pending_book.pop(symbol, None)
                 self.matcher.set_book(sym, [], [], match=False)
@@ -128,9 +145,10 @@ class PaperVenue(Venue):
         t = msg["receipt_timestamp_ns"]
         if t > self.now:
             self.now = t
-        if self._heap and self._heap[0][0] <= self.now:
+        heap = self._heap
+        if heap and heap[0][0] <= self.now:
             self._run_due()
-        sym = self.matcher.symbols.get(msg["symbol"])
+        sym = self._symbols.get(msg["symbol"])
         if sym is not None and sym.resting and sym.name not in self._stale:
             if self._latencies is not None:
                 self._response = self._latency()[1]
@@ -155,7 +173,8 @@ class PaperVenue(Venue):
         """Simulated time moves to ``now_ns`` (backtests; live, the wall-clock timer)."""
         if now_ns > self.now:
             self.now = now_ns
-        if self._heap and self._heap[0][0] <= self.now:
+        heap = self._heap
+        if heap and heap[0][0] <= self.now:
             self._run_due()
 
     def drain(self) -> None:
@@ -205,19 +224,25 @@ class PaperVenue(Venue):
     def send_new_order(self, order: Order) -> None:
         if not self.connected:
             raise ConnectionError("paper venue: not attached")
-        entry, response = self._latency()
-        self._schedule(self.now + entry, self._arrive, order, response)
+        if self._latencies is None:
+            self._schedule(self.now + self._entry_ns, self._arrive, order, self._response_ns)
+        else:
+            entry, response = self._latency()
+            self._schedule(self.now + entry, self._arrive, order, response)
         self.orders_sent += 1
 
     def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
         if not self.connected:
             raise ConnectionError("paper venue: not attached")
-        entry, response = self._latency()
+        if self._latencies is None:
+            entry, response = self._entry_ns, self._response_ns
+        else:
+            entry, response = self._latency()
         self._schedule(self.now + entry, self._arrive_cancel, cl_ord_id, orig_cl_ord_id, symbol, response)
         self.cancels_sent += 1
 
     def _arrive(self, order: Order, response_ns: int) -> None:
-        sym = self.matcher.symbols.get(order.symbol)
+        sym = self._symbols.get(order.symbol)
         if sym is not None:
             self._current(sym)
         self._response = response_ns
@@ -228,7 +253,7 @@ class PaperVenue(Venue):
 
     def _arrive_cancel(self, cl_ord_id: int, orig: int, symbol: str, response_ns: int) -> None:
         self._ids.claim(cl_ord_id)  # one id sequence: keeps the used ids one run (bounded memory)
-        sym = self.matcher.symbols.get(symbol)
+        sym = self._symbols.get(symbol)
         self._response = response_ns
         self.matcher.cancel(self, cl_ord_id, orig, sym.sid if sym is not None else 0)
 
@@ -246,7 +271,7 @@ class PaperVenue(Venue):
         return self._ids.claim(cl_ord_id)
 
     def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity) -> None:
-        by_id = self.matcher.by_id
+        by_id = self._by_id
         sym = by_id[sid] if 0 < sid < len(by_id) else None
         report = ExecutionReport(
             cl, oid, xid, sym.name if sym is not None else "", _SIDES[side & 1], _EXEC_TYPES[et], px / _SCALE,
@@ -257,7 +282,11 @@ class PaperVenue(Venue):
         if due < self._last_due:
             due = self._last_due
         self._last_due = due
-        self._schedule(due, self._deliver, report)
+        # _schedule, inlined (one report per ack, fill and cancel)
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, self._deliver, (report,)))
+        if self._loop is not None and self._timer is None:
+            self._arm(self._loop)
 
     def _deliver(self, report: ExecutionReport) -> None:
         report.receipt_ns = self.now
