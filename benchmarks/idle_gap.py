@@ -1,6 +1,6 @@
 """The same tick after an idle gap: where the microseconds go, stage by stage (issue 19).
 
-    python benchmarks/idle_gap.py [--gaps 0,1,10,100] [--ticks 400] [--warm-interval-us 200]
+    python benchmarks/idle_gap.py [--gaps 0,1,10,100] [--ticks 400] [--warm-interval-us 100]
 
 Real venues send a symbol's book every 10-100 ms; benchmarks/tick_to_trade.py showed the tick then
 costs ~8x its cost at 1 ms. This isolates why, in one process and without sockets: the objects of
@@ -120,7 +120,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gaps", default="0,1,10,100", help="idle gaps between ticks, ms")
     ap.add_argument("--ticks", type=int, default=400)
-    ap.add_argument("--warm-interval-us", type=float, default=200.0)
+    ap.add_argument("--warm-interval-us", type=float, default=100.0)
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})

@@ -184,17 +184,23 @@ def test_no_book_yet_means_nothing_to_rehearse(tmp_path):
     assert rehearsal.rehearsals == 0 and rehearsal.shadow.orders_sent == 0
 
 
-def test_idle_work_collects_garbage_off_the_hot_path():
-    work = IdleWork(None, 0, collect=True)
+def test_idle_work_collects_garbage_just_after_a_tick():
+    ticks = [0]
+    work = IdleWork(None, 0, collect=True, activity=lambda: ticks[0])
     old = gc.get_threshold()
     work.start()
     try:
         assert gc.get_threshold()[0] > 10 * IDLE_GC_AFTER  # the hot path no longer crosses it
-        garbage = [[i] for i in range(2 * IDLE_GC_AFTER)]
-        del garbage
+        work()  # (the first look at the tick count)
         gc.collect()  # a clean start: the count is what follows
         keep = [{} for _ in range(IDLE_GC_AFTER + 10)]
         assert gc.get_count()[0] >= IDLE_GC_AFTER
+        for _ in range(10):  # idle, no tick: no collection (a tick could arrive in the middle)
+            work._next = 0
+            work()
+        assert work.collections == 0
+        ticks[0] += 1
+        work._next = 0
         work()
         assert work.collections == 1
         assert gc.get_count()[0] < IDLE_GC_AFTER

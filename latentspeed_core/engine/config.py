@@ -118,14 +118,14 @@ class EngineConfig(StrictModel):
     busy_poll: bool = False
     #: Busy polling: rehearse the tick-to-trade path this often (µs) while waiting, on shadow
     #: state, so its code and data stay in the CPU caches (engine/rehearsal.py); 0: never.
-    warm_interval_us: float = Field(200.0, ge=0)
+    warm_interval_us: float = Field(100.0, ge=0)
     #: Sleeping (``busy_poll: false``): wake this long (ms, at most a quarter of the gap between
     #: ticks) before the next tick is expected (market data comes at a cadence) and spin,
     #: rehearsing, until it comes; 0: sleep until woken (engine/idle.py).
     warm_before_tick_ms: float = Field(2.0, ge=0)
-    #: Collect garbage (generation 0 and up, as the collector would) while idle instead of on the
-    #: tick that happens to cross the threshold; the automatic threshold is raised to catch up
-    #: only if the engine is never idle.
+    #: Collect garbage (generation 0 and up, as the collector would) just after a tick instead of
+    #: on the tick that happens to cross the threshold; the automatic threshold is raised to catch
+    #: up only if the engine never gets there.
     gc_when_idle: bool = True
     #: Where a run's files go: relative ``latency.file`` and ``log.file`` land in this directory
     #: (``{time}``: the UTC start, e.g. ``runs/engine-20261206T114500Z``), created when the first

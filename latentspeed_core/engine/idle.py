@@ -1,8 +1,9 @@
 """What the engine does between ticks: spin or sleep, rehearse the hot path, collect garbage.
 
 Two modes (engine config). ``busy_poll`` spins the event loop for ever, and while it spins
-:class:`IdleWork` runs the rehearsal (engine/rehearsal.py) every ``warm_interval_us`` and the
-garbage collections the hot path would otherwise pay for. Otherwise the loop sleeps, and with
+:class:`IdleWork` runs the rehearsal (engine/rehearsal.py) every ``warm_interval_us``, and just after
+each tick (when the next one is furthest away) the garbage collection the hot path would otherwise
+pay for on whichever tick crossed the threshold. Otherwise the loop sleeps, and with
 ``warm_before_tick_ms`` it wakes that long before the next tick is expected (market data comes at
 a cadence: the gap between ticks is learnt as it goes) and spins, doing the same work, until the
 tick comes: an adaptive spin-then-sleep that spins at most a quarter of the time.
@@ -25,7 +26,8 @@ _TIMER_RESOLUTION_NS = 1_000_000
 
 
 class IdleWork:
-    """Called on every spin of an idle loop; does something at most every ``interval_us``."""
+    """Called on every spin of an idle loop: a rehearsal step at most every ``interval_us``, and
+    just after each tick the garbage collection and slow chores (``after_tick``)."""
 
     def __init__(
         self,
@@ -54,7 +56,15 @@ class IdleWork:
         self._chores.append([n, fn, time.perf_counter_ns() + n])
 
     def after_tick(self) -> None:
-        """A tick was just handled: run the first chore that is due, if any (one per tick)."""
+        """A tick was just handled, the next is furthest away: collect garbage if due, and run the
+        first chore that is due, if any (one per tick)."""
+        if self.collect:
+            c0, c1, c2 = gc.get_count()
+            if c0 >= IDLE_GC_AFTER:
+                # The generation the automatic collector would pick (older ones every 10th time).
+                _, t1, t2 = self._threshold or gc.get_threshold()
+                gc.collect(2 if c2 >= t2 else 1 if c1 >= t1 else 0)
+                self.collections += 1
         now = time.perf_counter_ns()
         for chore in self._chores:
             if now >= chore[2]:
@@ -81,23 +91,13 @@ class IdleWork:
             if seen != self._seen:
                 self._seen = seen
                 self._next = now + self.interval_ns
-                if self._chores:
-                    self.after_tick()
+                self.after_tick()
                 return
         self.run()
 
     def run(self) -> None:
-        """One step of idle work, now: a garbage collection if due, else a step of the rehearsal.
-        The next step follows at the next spin until the round is done, then after an interval."""
-        if self.collect:
-            c0, c1, c2 = gc.get_count()
-            if c0 >= IDLE_GC_AFTER:
-                # The generation the automatic collector would pick (older ones every 10th time).
-                _, t1, t2 = self._threshold or gc.get_threshold()
-                gc.collect(2 if c2 >= t2 else 1 if c1 >= t1 else 0)
-                self.collections += 1
-                self._next = 0
-                return
+        """One step of the rehearsal, now. The next step follows at the next spin until the round
+        is done, then after an interval."""
         if self.rehearse is not None and not self.rehearse():
             self._next = 0
             return
