@@ -77,6 +77,7 @@ class MockVenue(Venue):
         #: (buffer, offset) of the last MARKET_DATA handled, for :meth:`rehearse_market_data`.
         self._last_md: tuple[bytes, int] | None = None
         self._scratch = P.FrameDecoder()
+        self._keep = _Keep()
         self._on_stale_md = None
         self._on_trade = None
         self.orders_sent = 0
@@ -260,13 +261,20 @@ class MockVenue(Venue):
             self._on_md = real
 
     def rehearse_new_order(self, order: Order) -> bytes:
-        """The bytes :meth:`send_new_order` would write for ``order``, with no sequence number used."""
+        """The bytes :meth:`send_new_order` would write for ``order``: its own code runs, with the
+        connection swapped for one that keeps the bytes, and no sequence number or count used."""
         link = self._link
-        sid = self._ids.get(order.symbol, 0)
-        return _pack_new(
-            _NEW_SIZE, _NEW, (link.seq_out if link is not None else 0) + 1, _time_ns(), order.cl_ord_id, sid,
-            order.side, order.ord_type, order.tif, round(order.price * _SCALE), round(order.qty * _SCALE),
-        )  # fmt: skip
+        if link is None:
+            raise ConnectionError("mock venue: not connected")
+        keep = self._keep
+        keep.seq_out = link.seq_out
+        sent, corked = self.orders_sent, self.corked
+        self._link, self.corked = keep, False
+        try:
+            self.send_new_order(order)
+        finally:
+            self._link, self.orders_sent, self.corked = link, sent, corked
+        return keep.data
 
     def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
         link = self._link
@@ -282,3 +290,16 @@ class MockVenue(Venue):
 
     def symbol_id(self, symbol: str) -> int | None:
         return self._ids.get(symbol)
+
+
+class _Keep:
+    """Stands for the connection in :meth:`MockVenue.rehearse_new_order`: keeps what is written."""
+
+    __slots__ = ("seq_out", "data")
+
+    def __init__(self) -> None:
+        self.seq_out = 0
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data = data
