@@ -106,11 +106,30 @@ class Rehearsal:
         if left_out:
             log.info("warm: strategies %s set rehearse = False; their code is not kept warm", ", ".join(left_out))
         self._feed = _VenueFeed(shadow.venue)
+        # Plain closures where the real path has closures (not bound methods): a call site the two
+        # paths share then sees one kind of callable, and the interpreter's specialisation of it
+        # holds for the real tick (measured in process: 10 ms gap, 20 -> 16 us).
+        def emit_book(topic: str, msg: dict, _on_book=shadow.on_book) -> None:
+            _on_book(msg)
+
+        def emit_trade(topic: str, msg: dict) -> None:
+            pass
+
         self._pipeline = Pipeline(
             md.window_size, md.depth_levels, build_calculators(registry, md.window_size, md.depth_levels, md.features),
-            self._emit_book, self._emit_trade,
+            emit_book, emit_trade,
         )  # fmt: skip
-        self._books = {s: SnapshotBook(s) for s in shadow.symbols}
+        self._books = books = {s: SnapshotBook(s) for s in shadow.symbols}
+        pipe_book, feed = self._pipeline.on_book, self._feed
+        rehearsal = self
+
+        def on_market_data(symbol: str, bids, asks, receipt_ns: int) -> None:
+            book = books.get(symbol)
+            if book is not None:
+                book.load_sorted(bids, asks)
+                pipe_book(feed, symbol, book, rehearsal._now, rehearsal._now)
+
+        self._on_market_data = on_market_data
         self._symbols = list(self._books)
         self._next = 0
         # Market data from the venue connection: the venue hands its last book to the shadow path
@@ -149,18 +168,6 @@ class Rehearsal:
 
     def _clock(self) -> int:
         return self._now
-
-    def _on_market_data(self, symbol: str, bids, asks, receipt_ns: int) -> None:
-        book = self._books.get(symbol)
-        if book is not None:
-            book.load_sorted(bids, asks)
-            self._pipeline.on_book(self._feed, symbol, book, self._now, self._now)
-
-    def _emit_book(self, topic: str, msg: dict) -> None:
-        self.shadow.on_book(msg)
-
-    def _emit_trade(self, topic: str, msg: dict) -> None:
-        pass
 
     def __call__(self) -> bool:
         """One step of a rehearsal; ``True`` when the round is complete.
