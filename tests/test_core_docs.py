@@ -47,7 +47,8 @@ def test_the_venue_test_kit_and_the_conformance_suite_are_documented():
     section = DOC.split("## Testing a venue plugin", 1)[1].split("\n## Hook reference", 1)[0]
     kit = ["LoopbackWsServer", "LoopbackRestServer", "WsConnection", "ReferenceBook", "BookUpdate",
            "TradePrint", "PublishedBook", "RecordingSink", "book_levels", "running", "two_free_ports",
-           "free_port", "wait_for", "async_wait_for", "fixtures_dir", "with_raw", "CUT", "CLOSE", "SILENT",
+           "free_port", "wait_for", "async_wait_for", "fixtures_dir", "with_raw", "client_frame_text", "CUT",
+           "CLOSE", "SILENT",
            "AWAIT_RESYNC"]  # fmt: skip
     for name in kit:
         assert name in testing.__all__, f"latentspeed_core.testing.{name} is documented but not exported"

@@ -32,6 +32,7 @@ from .loopback import (
     LoopbackRestServer,
     LoopbackWsServer,
     WsConnection,
+    client_frame_text,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "async_wait_for",
     "binance_fixture_capture",
     "book_levels",
+    "client_frame_text",
     "expect_compiled",
     "fixtures_dir",
     "free_port",

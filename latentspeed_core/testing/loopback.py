@@ -336,3 +336,21 @@ class LoopbackRestServer(_LoopbackServer):
 def _answer(a: Response) -> tuple[int, bytes]:
     status, body = a if isinstance(a, tuple) else (200, a)
     return status, body.encode() if isinstance(body, str) else bytes(body)
+
+
+def client_frame_text(data: bytes) -> bytes:
+    """The payload of ``data``, one complete masked client text frame (RFC 6455 section 5.2), parsed
+    as the websockets library (a server) reads it: what a venue would receive from our own framing."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    reader = StreamReader()
+    reader.feed_data(data)
+    parser = Frame.parse(reader.read_exact, mask=True, max_size=None)
+    try:
+        next(parser)
+        raise AssertionError("the frame was incomplete")
+    except StopIteration as done:
+        frame = done.value
+    assert frame.opcode == Opcode.TEXT and frame.fin, frame
+    return frame.data

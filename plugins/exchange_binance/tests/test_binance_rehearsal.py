@@ -11,23 +11,13 @@ import asyncio
 import orjson
 import pytest
 from test_binance_venue_engine import live_engine, two_quotes
-from websockets.frames import Frame, Opcode
-from websockets.streams import StreamReader
 
+from latentspeed_core.testing import client_frame_text
 from latentspeed_core.types import Order, OrdType, TimeInForce
 
 
 def unmask(data: bytes) -> dict:
-    reader = StreamReader()
-    reader.feed_data(data)
-    parser = Frame.parse(reader.read_exact, mask=True, max_size=None)
-    try:
-        next(parser)
-        raise AssertionError("the frame was incomplete")
-    except StopIteration as done:
-        frame = done.value
-    assert frame.opcode == Opcode.TEXT
-    return orjson.loads(frame.data)
+    return orjson.loads(client_frame_text(data))
 
 
 @pytest.mark.parametrize("market", ["spot", "usdm"])

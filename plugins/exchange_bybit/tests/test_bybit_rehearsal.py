@@ -13,26 +13,15 @@ import orjson
 import pytest
 from bybit_engine_kit import engine_on
 from bybit_private_emulator import BybitEmulator
-from websockets.frames import Frame, Opcode
-from websockets.streams import StreamReader
 
-from latentspeed_core.testing import async_wait_for
+from latentspeed_core.testing import async_wait_for, client_frame_text
 from latentspeed_core.types import Order, OrdType, Side, TimeInForce
 
 pytest.importorskip("latentspeed_strategy_examples")
 
 
 def unmask(data: bytes) -> dict:
-    reader = StreamReader()
-    reader.feed_data(data)
-    parser = Frame.parse(reader.read_exact, mask=True, max_size=None)
-    try:
-        next(parser)
-        raise AssertionError("the frame was incomplete")
-    except StopIteration as done:
-        frame = done.value
-    assert frame.opcode == Opcode.TEXT
-    return orjson.loads(frame.data)
+    return orjson.loads(client_frame_text(data))
 
 
 def test_a_rehearsed_order_is_the_request_that_would_be_sent_and_nothing_is_sent():
