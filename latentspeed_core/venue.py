@@ -138,3 +138,7 @@ class RehearsingVenue(Protocol):
     def rehearse_new_order(self, order: Order) -> object:
         """Encode (and sign) ``order`` exactly as ``send_new_order`` would, without sending it,
         using no sequence number, id or rate-limit slot. Returns what would have been written."""
+
+    def rehearsal_twin(self) -> Venue | None:
+        """A second instance of this venue's class, connected to nothing, whose sends encode as this
+        one's do and are kept, not written (the rehearsal's venue); ``None`` if there is none."""

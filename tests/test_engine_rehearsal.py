@@ -26,7 +26,7 @@ from latentspeed_core.engine.runner import EngineRunner
 from latentspeed_core.engine.strategy import Strategy
 from latentspeed_core.plugins import load_registry
 from latentspeed_core.testing import async_wait_for
-from latentspeed_core.types import OrdType, Side, TimeInForce
+from latentspeed_core.types import Order, OrdType, Side, TimeInForce
 from latentspeed_core.venue import Instrument
 
 P = pytest.importorskip("latentspeed_mock_exchange.protocol")
@@ -144,10 +144,12 @@ def test_rehearsal_changes_nothing_real_and_runs_the_whole_path(tmp_path):
         venue._on_frames([(P.MARKET_DATA, frame(i + 1, 60_000 + i), 0)], time.time_ns())
     assert engine.orders_sent >= 5 and link.written, "the real ticks must trade"
     before = real_state(runner, venue, link)
-    sent = []
-    venue_encode = venue.rehearse_new_order
-    venue.rehearse_new_order = lambda order: sent.append(venue_encode(order))  # keeps what it encoded
     rehearsal = Rehearsal(REG, runner.setup, engine, runner.source)
+    twin = rehearsal.shadow.venue
+    # The shadow's venue is the mock venue's twin: the same class, connected to nothing.
+    assert type(twin) is type(venue) and twin is not venue and twin._link is not link
+    twin._link = Link()  # keeps every write, where the twin's own keeps the last one
+    kept = twin._link.written
     for _ in range(200):
         rehearsal.run_round()
     assert real_state(runner, venue, link) == before
@@ -159,11 +161,24 @@ def test_rehearsal_changes_nothing_real_and_runs_the_whole_path(tmp_path):
     assert shadow.orders_sent >= 400, shadow.stats()
     assert shadow.risk_rejects == 0, shadow.last_reject
     assert not shadow.orders.open and not shadow.orders.orders
-    # And the venue encoded each order as it would have sent it, with the next sequence number.
-    assert len(sent) == shadow.orders_sent
-    _l, t, seq, _ts, _cid, sid, side, _ot, _tif, px, qty = P.NEW_ORDER_MSG.unpack_from(sent[0])
-    assert (t, seq, sid) == (P.NEW_ORDER, link.seq_out + 1, 1)
-    assert px > 0 and qty > 0
+    # And the twin encoded every order as the venue sends them (one write per corked callback).
+    orders = [m for data in kept for t, m, _ in P.FrameDecoder().feed(data) if t == P.NEW_ORDER]
+    assert len(orders) == shadow.orders_sent
+    _l, t, seq, _ts, _cid, sid, side, _ot, _tif, px, qty = P.NEW_ORDER_MSG.unpack_from(orders[0])
+    assert (t, seq, sid) == (P.NEW_ORDER, 1, 1) and px > 0 and qty > 0
+
+
+def test_the_mock_venues_rehearse_new_order_is_what_send_new_order_writes_and_nothing_is_sent(tmp_path):
+    runner, engine, venue, link = build([{"name": "every_tick", "symbols": ["BTC-USD"]}], tmp_path)
+    venue._on_frames([(P.MARKET_DATA, frame(1, 60_000), 0)], time.time_ns())
+    (st,) = engine.orders.orders.values()
+    written, seq_out, sent = list(link.written), link.seq_out, venue.orders_sent
+    order = Order(st.cl_ord_id, st.symbol, st.side, st.qty, st.price, st.ord_type, st.tif)
+    data = venue.rehearse_new_order(order)
+    assert (link.written, link.seq_out, venue.orders_sent) == (written, seq_out, sent)
+    ours, real = P.NEW_ORDER_MSG.unpack_from(data), P.NEW_ORDER_MSG.unpack_from(written[-1])
+    assert ours[2] == seq_out + 1  # the next sequence number, not used
+    assert ours[:2] + ours[4:] == real[:2] + real[4:]  # all but the sequence number and the time
 
 
 def test_a_strategy_that_says_rehearse_false_gets_no_shadow(tmp_path):

@@ -89,8 +89,11 @@ class Rehearsal:
         self.engine = engine
         venue = engine.venue
         self._now = time.time_ns()
+        # The venue's own twin when it has one (same class: the engine's call sites on the venue
+        # keep one specialisation for the real tick), else a stand-in around its encoder.
+        twin = venue.rehearsal_twin() if isinstance(venue, RehearsingVenue) else None
         shadow = self.shadow = Engine(
-            _ShadowVenue(venue),
+            twin if twin is not None else _ShadowVenue(venue),
             build_risk(setup.risk_checks),
             maker_bps=cfg.fees.maker_bps,
             taker_bps=cfg.fees.taker_bps,

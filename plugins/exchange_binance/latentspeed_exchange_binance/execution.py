@@ -716,6 +716,10 @@ class BinanceVenue(Venue):
     def rehearse_market_data(self, on_market_data) -> None:
         """Market data comes from the feed, not this connection: nothing to repeat."""
 
+    def rehearsal_twin(self) -> None:
+        """None: the rehearsal uses :meth:`rehearse_new_order` (a twin would need its own session)."""
+        return None
+
     def _checked(self, order: Order) -> SymbolSpec:
         """The symbol's filters, after checking ``order`` against them (``ValueError`` says why not)."""
         spec = self._specs.get(order.symbol)

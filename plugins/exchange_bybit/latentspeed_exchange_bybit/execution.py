@@ -1119,6 +1119,10 @@ class BybitVenue(Venue):
     def rehearse_market_data(self, on_market_data) -> None:
         """Market data comes from the feed, not this connection: nothing to repeat."""
 
+    def rehearsal_twin(self) -> None:
+        """None: the rehearsal uses :meth:`rehearse_new_order` (a twin would need its own session)."""
+        return None
+
     def _checked(self, order: Order) -> Spec:
         """The symbol's rules, after checking ``order`` against them (``ValueError`` says why not)."""
         spec = self._specs.get(order.symbol) or self._spec(order.symbol)

@@ -101,9 +101,10 @@ class MockVenue(Venue):
     def _up(self, link: ExchangeLink) -> None:
         self._link = link
         self._pending.clear()  # never carry messages (and their seq numbers) to a new connection
-        self.instruments = {}
-        self._ids = {}
-        self._names = {}
+        # Cleared, not replaced: a rehearsal twin shares these tables.
+        self.instruments.clear()
+        self._ids.clear()
+        self._names.clear()
 
     def _down(self, link: ExchangeLink, reason: str) -> None:
         self._link = None
@@ -275,6 +276,15 @@ class MockVenue(Venue):
         finally:
             self._link, self.orders_sent, self.corked = link, sent, corked
         return keep.data
+
+    def rehearsal_twin(self) -> MockVenue:
+        """A MockVenue connected to nothing: its sends go into a :class:`_Keep`, never a socket.
+        It shares this venue's symbol tables (read only), so it encodes as this one does."""
+        twin = MockVenue(self.config)
+        twin._ids, twin._names, twin.instruments = self._ids, self._names, self.instruments
+        twin._link = _Keep()
+        twin.connected = True
+        return twin
 
     def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
         link = self._link
