@@ -8,16 +8,12 @@ nothing, the sink counts and logs its drops, and the stream resumes up to the la
 
 from __future__ import annotations
 
-import os
 import re
-import time
-from collections import defaultdict
 
 import orjson
 import pytest
-import zmq
 
-from latentspeed_core.testing import redis_server, redis_server_missing, wait_for
+from latentspeed_core.testing import ZmqCollector, redis_server_or_skip, wait_for
 
 pytest.importorskip("latentspeed_sink_redis")
 redis = pytest.importorskip("redis")
@@ -25,51 +21,8 @@ redis = pytest.importorskip("redis")
 
 @pytest.fixture
 def redis_srv(tmp_path):
-    missing = redis_server_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-    with redis_server(tmp_path / "redis") as server:
+    with redis_server_or_skip(tmp_path / "redis") as server:
         yield server
-
-
-class Subscriber:
-    """SUB sockets on both ports; raw payloads by topic, in arrival order."""
-
-    def __init__(self, port: int) -> None:
-        self.ctx = zmq.Context()
-        self.poller = zmq.Poller()
-        self.socks = []
-        for p in (port, port + 1):
-            s = self.ctx.socket(zmq.SUB)
-            s.setsockopt(zmq.RCVHWM, 0)
-            s.setsockopt(zmq.SUBSCRIBE, b"MOCK-")
-            s.connect(f"tcp://127.0.0.1:{p}")
-            self.poller.register(s, zmq.POLLIN)
-            self.socks.append(s)
-        self.by_topic: dict[str, list[bytes]] = defaultdict(list)
-        self.count = 0
-
-    def pump_until(self, n: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"ZeroMQ: {self.count} of {n} messages")
-            for s, _ in self.poller.poll(min(left, 0.5) * 1000):
-                while True:
-                    try:
-                        topic, payload = s.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self.by_topic[topic.decode()].append(payload)
-                    self.count += 1
-
-    def close(self) -> None:
-        for s in self.socks:
-            s.close(0)
-        self.ctx.term()
 
 
 def write_config(path, port: int, mock_port: int, url: str, **sink) -> None:
@@ -97,7 +50,7 @@ def test_each_stream_holds_what_zeromq_subscribers_got(procs, mock_exchange, tmp
     write_config(cfg, port, mock_exchange, redis_srv.url, batch=50)
     proc = procs.start("marketstream", str(cfg), "--wait-subscribers", "1")
     proc.wait_line("waiting for 1 subscriber")
-    sub = Subscriber(port)
+    sub = ZmqCollector(port, b"MOCK-")
     try:
         sub.pump_until(1500)
         assert proc.stop() == 0, proc.stderr
@@ -119,7 +72,7 @@ def test_redis_killed_and_restarted_mid_run(procs, mock_exchange, tmp_path, redi
     write_config(cfg, port, mock_exchange, redis_srv.url, buffer=50, batch=10)
     proc = procs.start("marketstream", str(cfg), "--wait-subscribers", "1")
     proc.wait_line("waiting for 1 subscriber")
-    sub = Subscriber(port)
+    sub = ZmqCollector(port, b"MOCK-")
     try:
         sub.pump_until(200)
         redis_srv.kill()

@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -59,10 +60,12 @@ __all__ = [
     "package_index_unreachable",
     "redis_server",
     "redis_server_missing",
+    "redis_server_or_skip",
     "running",
     "two_free_ports",
     "wait_for",
     "with_raw",
+    "ZmqCollector",
 ]
 
 
@@ -313,3 +316,64 @@ def package_index_unreachable(timeout: float = 5.0) -> str | None:
             return None
     except OSError as exc:
         return f"package index {url} unreachable ({exc})"
+
+
+@contextmanager
+def redis_server_or_skip(workdir: str | Path) -> Iterator[RedisServer]:
+    """:func:`redis_server` for a pytest fixture: without ``redis-server`` the test is skipped,
+    saying why, except in CI (``CI`` set), where .ci/run installs it and its absence fails."""
+    import os
+
+    import pytest
+
+    missing = redis_server_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    with redis_server(workdir) as server:
+        yield server
+
+
+class ZmqCollector:
+    """SUB sockets on a marketstream's two ports (trades on P, books on P + 1): raw payloads by
+    topic, in arrival order, for comparing what ZeroMQ subscribers got with another copy."""
+
+    def __init__(self, port: int, prefix: bytes = b"", host: str = "127.0.0.1") -> None:
+        import zmq
+
+        self._zmq = zmq
+        self.ctx = zmq.Context()
+        self.poller = zmq.Poller()
+        self.socks = []
+        for p in (port, port + 1):
+            sock = self.ctx.socket(zmq.SUB)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            sock.setsockopt(zmq.SUBSCRIBE, prefix)
+            sock.connect(f"tcp://{host}:{p}")
+            self.poller.register(sock, zmq.POLLIN)
+            self.socks.append(sock)
+        self.by_topic: defaultdict[str, list[bytes]] = defaultdict(list)
+        self.count = 0
+
+    def pump_until(self, n: int, timeout: float = 30.0) -> None:
+        """Receive until ``n`` messages in all; ``TimeoutError`` saying how many came."""
+        deadline = time.monotonic() + timeout
+        again = self._zmq.Again
+        while self.count < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"ZeroMQ: {self.count} of {n} messages")
+            for sock, _ in self.poller.poll(min(left, 0.5) * 1000):
+                while True:
+                    try:
+                        topic, payload = sock.recv_multipart(self._zmq.NOBLOCK)
+                    except again:
+                        break
+                    self.by_topic[topic.decode()].append(payload)
+                    self.count += 1
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close(0)
+        self.ctx.term()

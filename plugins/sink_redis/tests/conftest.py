@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from latentspeed_core.testing import redis_server, redis_server_missing
+from latentspeed_core.testing import redis_server_or_skip
 
 
 @pytest.fixture
@@ -15,10 +13,5 @@ def redis_srv(tmp_path):
 
     Without redis-server the test is skipped, saying why, except in CI (``CI`` set), where
     .ci/run installs it and its absence is a failure."""
-    missing = redis_server_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-    with redis_server(tmp_path / "redis") as server:
+    with redis_server_or_skip(tmp_path / "redis") as server:
         yield server

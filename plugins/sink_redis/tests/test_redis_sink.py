@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import time
 from collections import defaultdict
 
 import orjson
@@ -22,49 +21,11 @@ from latentspeed_sink_redis.config import RedisSinkConfig
 from latentspeed_sink_redis.sink import RedisSink
 
 from latentspeed_core.marketstream.publisher import Publisher
-from latentspeed_core.testing import free_port, wait_for
+from latentspeed_core.testing import ZmqCollector, free_port, wait_for
 
 BOOK_A = "MOCK-preprocessed_book-BTC-USD"
 BOOK_B = "MOCK-preprocessed_book-ETH-USD"
 TRADES = "MOCK-preprocessed_trades-BTC-USD"
-
-
-class Subscriber:
-    """SUB sockets on both ports; raw payloads by topic, in arrival order."""
-
-    def __init__(self, port: int) -> None:
-        self.ctx = zmq.Context()
-        self.poller = zmq.Poller()
-        self.socks = []
-        for p in (port, port + 1):
-            s = self.ctx.socket(zmq.SUB)
-            s.setsockopt(zmq.RCVHWM, 0)
-            s.setsockopt(zmq.SUBSCRIBE, b"")
-            s.connect(f"tcp://127.0.0.1:{p}")
-            self.poller.register(s, zmq.POLLIN)
-            self.socks.append(s)
-        self.by_topic: dict[str, list[bytes]] = defaultdict(list)
-        self.count = 0
-
-    def pump_until(self, n: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"ZeroMQ: {self.count} of {n} messages")
-            for s, _ in self.poller.poll(min(left, 0.5) * 1000):
-                while True:
-                    try:
-                        topic, payload = s.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self.by_topic[topic.decode()].append(payload)
-                    self.count += 1
-
-    def close(self) -> None:
-        for s in self.socks:
-            s.close(0)
-        self.ctx.term()
 
 
 class Source:
@@ -122,7 +83,7 @@ def rig(redis_srv):
         sink = RedisSink(RedisSinkConfig(type="redis", url=redis_srv.url, **cfg))
         sink.start()
         pub = publisher([sink])
-        sub = Subscriber(pub.port)
+        sub = ZmqCollector(pub.port)
         made.append((sink, pub, sub))
         assert asyncio.run(pub.wait_subscribers(1, timeout=10)), "subscriber did not connect"
         return sink, pub, sub
