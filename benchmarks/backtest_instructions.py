@@ -1,0 +1,83 @@
+"""Instructions per backtest event, counted by callgrind: the figure to compare changes by (issue 13).
+
+    python benchmarks/backtest_instructions.py [--repeat 20] [--stage STAGE]
+
+Wall and CPU times on this VM move by ±20 % over hours; instruction counts do not. This builds the
+benchmark's capture (``benchmarks/backtest.py``, ``--repeat`` Binance sessions), then runs
+``valgrind --tool=callgrind`` twice on a child that backtests it in memory once and twice: the
+difference is one warm backtest (imports, set-up and the first, cold run cancel out). Last line:
+JSON ``{"events": N, "instructions_per_event": X, "fill_digest": "..."}``.
+
+Needs valgrind (Debian package). Takes about a minute per 10 repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def child(capture: str, runs: int, out: str) -> None:
+    import backtest as B
+
+    from latentspeed_core.capture import read_capture
+    from latentspeed_core.plugins import load_registry
+
+    registry = load_registry()
+    data = B.engine_config(B.capture_feeds(capture))
+    records = list(read_capture(capture))
+    with B.InMemory(capture, records):
+        res = None
+        for _ in range(runs):
+            res, _cpu = B.run_backtest_once(data, registry, capture)
+    Path(out).write_text(json.dumps({"events": res.events, "fill_digest": res.fill_digest, "fills": len(res.fills)}))
+
+
+def collected(capture: str, runs: int, tmp: Path) -> tuple[int, dict]:
+    out = tmp / f"out{runs}.json"
+    cmd = [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.{runs}",
+        sys.executable, __file__, "--child", capture, str(runs), str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    m = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode or not m:
+        raise SystemExit(f"callgrind run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(m.group(1)), json.loads(out.read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=20, help="repeats of the Binance session in the capture")
+    ap.add_argument("--capture", metavar="FILE", help="count this capture instead of building one")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]), args.child[2])
+        return
+    import backtest as B
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        capture = args.capture or str(tmp / "capture.jsonl.gz")
+        if not args.capture:
+            B.build_capture(Path(capture), args.repeat, 100.0)
+        one, r1 = collected(capture, 1, tmp)
+        two, r2 = collected(capture, 2, tmp)
+    if r1 != r2:
+        raise SystemExit(f"the two runs differ: {r1} vs {r2}")
+    per = (two - one) / r2["events"]
+    print(f"one warm backtest: {two - one:,} instructions, {r2['events']:,} events", file=sys.stderr)
+    print(json.dumps({**r2, "instructions_per_event": round(per, 1)}))
+
+
+if __name__ == "__main__":
+    main()
