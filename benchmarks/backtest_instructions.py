@@ -1,6 +1,6 @@
 """Instructions per backtest event, counted by callgrind: the figure to compare changes by (issue 13).
 
-    python benchmarks/backtest_instructions.py [--repeat 20] [--stage STAGE]
+    python benchmarks/backtest_instructions.py [--repeat 20] [--capture FILE] [--keep DIR]
 
 Wall and CPU times on this VM move by ±20 % over hours; instruction counts do not. This builds the
 benchmark's capture (``benchmarks/backtest.py``, ``--repeat`` Binance sessions), then runs
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=20, help="repeats of the Binance session in the capture")
     ap.add_argument("--capture", metavar="FILE", help="count this capture instead of building one")
+    ap.add_argument("--keep", metavar="DIR", help="keep the two callgrind files here (for callgrind_annotate)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -72,6 +74,11 @@ def main() -> None:
             B.build_capture(Path(capture), args.repeat, 100.0)
         one, r1 = collected(capture, 1, tmp)
         two, r2 = collected(capture, 2, tmp)
+        if args.keep:
+            keep = Path(args.keep)
+            keep.mkdir(parents=True, exist_ok=True)
+            for f in tmp.glob("cg.*"):
+                shutil.copy(f, keep / f.name)
     if r1 != r2:
         raise SystemExit(f"the two runs differ: {r1} vs {r2}")
     per = (two - one) / r2["events"]
