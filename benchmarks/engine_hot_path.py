@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tick_to_trade as T  # noqa: E402 - the benchmark's strategy and config
 from latentspeed_mock_exchange import protocol as P  # noqa: E402
+from latentspeed_mock_exchange.client import ExchangeLink  # noqa: E402
 
 from latentspeed_core.book import SnapshotBook  # noqa: E402
 from latentspeed_core.engine.config import resolve  # noqa: E402
@@ -42,10 +43,8 @@ from latentspeed_core.plugins import load_registry  # noqa: E402
 from latentspeed_core.types import Order, OrdType, Side, TimeInForce  # noqa: E402
 
 
-class StubLink:
-    """Stands in for the exchange connection: records when each write happens."""
-
-    seq_out = 0
+class StubTransport:
+    """Stands in for the connection's transport: records when each write happens."""
 
     def __init__(self) -> None:
         self.written: list[int] = []
@@ -67,7 +66,9 @@ def build(latency_file: str):
     }  # fmt: skip
     runner = EngineRunner(resolve(data, registry, "<engine_hot_path>"), registry)
     engine, venue = runner.engine, runner.venue
-    link = StubLink()
+    # A link of the real class (as a connection's), its transport recording the writes.
+    link = ExchangeLink.keeping("bench")
+    link.transport = transport = StubTransport()
     # What MockVenue.run and the connection would set up.
     venue._link = link
     venue._listener = engine
@@ -79,7 +80,7 @@ def build(latency_file: str):
     engine.start()
     engine.on_venue_connected()
     build.runner = runner  # for benchmarks/idle_gap.py (its rehearsal needs the set-up)
-    return registry, engine, venue, link
+    return registry, engine, venue, transport
 
 
 def frames(n: int) -> list[bytes]:

@@ -13,6 +13,7 @@ import asyncio
 import copy
 import gc
 import time
+import types
 
 import pytest
 
@@ -359,3 +360,31 @@ def test_an_in_process_mock_feed_repeats_its_last_frame_on_scratch_state(tmp_pat
     assert feed.books["BTC-USD"] is real_book and (real_book.top_bids(10), real_book.top_asks(10)) == levels
     assert len(seen) == 20 and seen[-1] == ("BTC-USD", *levels)  # the last frame, parsed again
     assert rehearsal.shadow.orders_sent == 20
+
+
+def test_the_shadow_meets_the_real_paths_shared_call_sites_with_the_same_functions_and_types(tmp_path):
+    """Where the real tick and the rehearsal run the same code, they must hand it the same functions
+    and objects of the same types: the interpreter specialises a call or attribute site for what it
+    last saw, and the rehearsal runs far more often than the real tick, so any difference here
+    makes every real tick miss it (measured: a Python clock, a separate link class and separate
+    market-data closures cost the real tick ~8 us after a 100 ms gap, in process)."""
+    from latentspeed_mock_exchange.client import ExchangeLink
+
+    from latentspeed_core.engine.marketdata import VenueMarketData
+
+    runner, engine, venue, link = build([{"name": "every_tick", "symbols": ["BTC-USD"]}], tmp_path)
+    venue._link = ExchangeLink.keeping("real")  # a connection's class (the test's Link is not)
+    rehearsal = Rehearsal(REG, runner.setup, engine, runner.source)
+    shadow, source = rehearsal.shadow, runner.source
+    assert isinstance(source, VenueMarketData)
+    # market data in: the venue's callback and the Pipeline's emitter are the same functions
+    assert rehearsal._on_market_data.__func__ is venue._on_md.__func__ is VenueMarketData.on_market_data
+    assert rehearsal._pipeline.emit_book.__func__ is source.pipeline.emit_book.__func__
+    # the engine: the same class, its clock no Python function on either (time.time_ns on the real one)
+    assert type(shadow) is type(engine) and type(shadow.venue) is type(venue)
+    assert not isinstance(shadow.clock, (types.FunctionType, types.MethodType))
+    # the venue's send code: its link of the same class
+    assert type(shadow.venue._link) is type(venue._link)
+    venue._on_frames([(P.MARKET_DATA, frame(1, 60_000), 0)], time.time_ns())
+    rehearsal.run_round()
+    assert shadow.orders_sent == 1 and shadow.venue._link.transport.data  # the twin's link kept the order

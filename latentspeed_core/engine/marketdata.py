@@ -188,6 +188,11 @@ class VenueMarketData:
     ``[price, qty]`` lists, best first, sizes > 0, one level per price, fresh per message) and
     ``listener.on_venue_trade(trade)`` when the listener has them; they are set on the
     engine here, so a venue that carries no market data costs nothing.
+
+    Methods, not closures: the engine's rehearsal (engine/rehearsal.py) runs a second instance on
+    its shadow engine, and call sites the two share (the venue's ``_on_md``, the Pipeline's
+    emitter) then see one function, so the interpreter's specialisation of them holds for the
+    real tick.
     """
 
     def __init__(self, registry, setup: EngineSetup, engine, listeners: list[BookListener] = ()) -> None:
@@ -197,59 +202,58 @@ class VenueMarketData:
         md = setup.config.market_data
         feed = self.feed = _VenueFeed(engine.venue)
         self.feeds = [feed]
-        wanted = set(engine.symbols)
-        extra = tuple(listeners)
-        on_book = engine.on_book
-        #: [True] while a superseded snapshot goes through the Pipeline (see on_superseded_market_data).
-        superseded = [False]
-
-        def emit_book(topic: str, msg: dict) -> None:
-            for listener in extra:
-                if listener(msg) is False:
-                    return
-            if superseded[0]:
-                on_book(msg, 0, False)
-            else:
-                on_book(msg)
-
-        def emit_trade(topic: str, msg: dict, _on_trade=engine.on_trade) -> None:
-            _on_trade(msg)
-
+        self._wanted = set(engine.symbols)
+        self._extra = tuple(listeners)
+        self._on_book = engine.on_book
+        self._on_trade = engine.on_trade
+        #: True while a superseded snapshot goes through the Pipeline (see on_superseded_market_data).
+        self._superseded = False
         pipeline = self.pipeline = Pipeline(
             md.window_size, md.depth_levels, build_calculators(registry, md.window_size, md.depth_levels, md.features),
-            emit_book, emit_trade,
+            self.emit_book, self.emit_trade,
         )  # fmt: skip
-        books = self.books = {s: SnapshotBook(s) for s in wanted}
-        pipe_book = pipeline.on_book
-        pipe_trade = pipeline.on_trade
-        stats = feed.stats
-
-        def on_market_data(symbol: str, bids, asks, receipt_ns: int) -> None:
-            stats.messages += 1
-            book = books.get(symbol)
-            if book is not None:
-                book.load_sorted(bids, asks)  # the venue's decoded lists, as they are
-                pipe_book(feed, symbol, book, receipt_ns, receipt_ns)
-
-        def on_superseded_market_data(symbol: str, bids, asks, receipt_ns: int) -> None:
-            # A later snapshot of this symbol is already in the same read: keep the book and the
-            # features exact (every snapshot goes through the Pipeline), but no strategy acts on a
-            # book that is stale before it is handled; the next one is decided on at once.
-            superseded[0] = True
-            try:
-                on_market_data(symbol, bids, asks, receipt_ns)
-            finally:
-                superseded[0] = False
-
-        def on_venue_trade(trade) -> None:
-            stats.messages += 1
-            if trade.symbol in wanted:
-                pipe_trade(feed, trade)
-
-        engine.on_market_data = on_market_data
+        self.books = {s: SnapshotBook(s) for s in self._wanted}
+        self._pipe_book = pipeline.on_book
+        self._pipe_trade = pipeline.on_trade
+        self._stats = feed.stats
+        engine.on_market_data = self.on_market_data
         if md.conflate:
-            engine.on_superseded_market_data = on_superseded_market_data
-        engine.on_venue_trade = on_venue_trade
+            engine.on_superseded_market_data = self.on_superseded_market_data
+        engine.on_venue_trade = self.on_venue_trade
+
+    def emit_book(self, topic: str, msg: dict) -> None:
+        for listener in self._extra:
+            if listener(msg) is False:
+                return
+        if self._superseded:
+            self._on_book(msg, 0, False)
+        else:
+            self._on_book(msg)
+
+    def emit_trade(self, topic: str, msg: dict) -> None:
+        self._on_trade(msg)
+
+    def on_market_data(self, symbol: str, bids, asks, receipt_ns: int) -> None:
+        self._stats.messages += 1
+        book = self.books.get(symbol)
+        if book is not None:
+            book.load_sorted(bids, asks)  # the venue's decoded lists, as they are
+            self._pipe_book(self.feed, symbol, book, receipt_ns, receipt_ns)
+
+    def on_superseded_market_data(self, symbol: str, bids, asks, receipt_ns: int) -> None:
+        """A later snapshot of this symbol is already in the same read: keep the book and the
+        features exact (every snapshot goes through the Pipeline), but no strategy acts on a book
+        that is stale before it is handled; the next one is decided on at once."""
+        self._superseded = True
+        try:
+            self.on_market_data(symbol, bids, asks, receipt_ns)
+        finally:
+            self._superseded = False
+
+    def on_venue_trade(self, trade) -> None:
+        self._stats.messages += 1
+        if trade.symbol in self._wanted:
+            self._pipe_trade(self.feed, trade)
 
     async def run(self) -> None:
         await asyncio.Event().wait()  # nothing to run: the venue task delivers

@@ -10,6 +10,7 @@ jitter, reset after a healthy minute), connect again.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 import struct
@@ -28,7 +29,7 @@ class ExchangeLink(asyncio.Protocol):
     """One connection. ``handler(frames, receipt_ns)`` gets every batch of decoded messages."""
 
     def __init__(self, name: str, handler: Callable[[list, int], None], heartbeat_interval: float = 1.0,
-                 dead_after: float = 5.0) -> None:  # fmt: skip
+                 dead_after: float = 5.0, closed: asyncio.Future[str] | None = None) -> None:  # fmt: skip
         self.name = name
         self.handler = handler
         self.heartbeat_interval = heartbeat_interval
@@ -39,9 +40,19 @@ class ExchangeLink(asyncio.Protocol):
         self.seq_in = 0
         self.gaps = 0
         self.last_rx = self.last_tx = time.monotonic()
-        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[str] = closed if closed is not None else asyncio.get_running_loop().create_future()
         self._reason: str | None = None
         self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def keeping(cls, name: str) -> ExchangeLink:
+        """A link connected to nothing that keeps its last write (``link.transport.data``): a venue's
+        rehearsal twin sends through it (engine/rehearsal.py). Same class as a real link, so the
+        venue's send code, which both run, sees one type and the interpreter's specialisation of it
+        holds for the real tick (a separate class there cost the real tick ~1 us in process)."""
+        link = cls(name, _no_frames, closed=_NEVER_CLOSED)
+        link.transport = KeptWrites()  # type: ignore[assignment]
+        return link
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -125,6 +136,26 @@ class ExchangeLink(asyncio.Protocol):
         if now - self.last_tx >= self.heartbeat_interval:
             self.write(P.HEADER.pack(P.HEARTBEAT_SIZE, P.HEARTBEAT, self.next_seq(), time.time_ns()))
         self._arm()
+
+
+class KeptWrites:
+    """The transport of :meth:`ExchangeLink.keeping`: keeps the last write, sends nothing."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data = data
+
+
+def _no_frames(frames: list, receipt_ns: int) -> None:
+    return None
+
+
+#: A keeping link's ``closed``: it never connects, so nothing waits on it (and no loop is needed).
+_NEVER_CLOSED: asyncio.Future = concurrent.futures.Future()  # type: ignore[assignment]
 
 
 async def maintain(

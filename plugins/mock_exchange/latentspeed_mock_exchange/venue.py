@@ -77,7 +77,8 @@ class MockVenue(Venue):
         #: (buffer, offset) of the last MARKET_DATA handled, for :meth:`rehearse_market_data`.
         self._last_md: tuple[bytes, int] | None = None
         self._scratch = P.FrameDecoder()
-        self._keep = _Keep()
+        #: Stands for the connection in :meth:`rehearse_new_order` (keeps what is written).
+        self._keep = ExchangeLink.keeping("mock venue (rehearsal)")
         self._on_stale_md = None
         self._on_trade = None
         self.orders_sent = 0
@@ -275,14 +276,14 @@ class MockVenue(Venue):
             self.send_new_order(order)
         finally:
             self._link, self.orders_sent, self.corked = link, sent, corked
-        return keep.data
+        return keep.transport.data
 
     def rehearsal_twin(self) -> MockVenue:
-        """A MockVenue connected to nothing: its sends go into a :class:`_Keep`, never a socket.
+        """A MockVenue connected to nothing: its sends go into a keeping link, never a socket.
         It shares this venue's symbol tables (read only), so it encodes as this one does."""
         twin = MockVenue(self.config)
         twin._ids, twin._names, twin.instruments = self._ids, self._names, self.instruments
-        twin._link = _Keep()
+        twin._link = ExchangeLink.keeping("mock venue (rehearsal twin)")
         twin.connected = True
         return twin
 
@@ -300,16 +301,3 @@ class MockVenue(Venue):
 
     def symbol_id(self, symbol: str) -> int | None:
         return self._ids.get(symbol)
-
-
-class _Keep:
-    """Stands for the connection in :meth:`MockVenue.rehearse_new_order`: keeps what is written."""
-
-    __slots__ = ("seq_out", "data")
-
-    def __init__(self) -> None:
-        self.seq_out = 0
-        self.data = b""
-
-    def write(self, data: bytes) -> None:
-        self.data = data
