@@ -10,12 +10,15 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stddef.h>
 
 static PyObject *fsum_fn; /* math.fsum */
 static PyObject *k_bids, *k_asks, *k_midpoint, *k_relative_spread, *k_breadth, *k_imbalance_lvl1,
-    *k_bid_depth_n, *k_ask_depth_n, *k_depth_n, *k_ofi_rolling;
+    *k_bid_depth_n, *k_ask_depth_n, *k_depth_n, *k_ofi_rolling, *k_price, *k_amount, *k_transaction_price,
+    *k_trading_volume, *k_exchange, *k_symbol, *k_timestamp_ns, *k_receipt_timestamp_ns, *k_seq, *k_side,
+    *k_trade_id, *k_window_size, *k_schema_version;
 
 /* ---- helpers ---- */
 
@@ -70,13 +73,10 @@ side_of(PyObject *msg, PyObject *key)
     return v;
 }
 
-/* Best level of both sides: b, qb, a, qa. */
+/* Best level of both sides of these lists: b, qb, a, qa. */
 static int
-touch(PyObject *msg, double *b, double *qb, double *a, double *qa)
+touch_of(PyObject *bids, PyObject *asks, double *b, double *qb, double *a, double *qa)
 {
-    PyObject *bids = side_of(msg, k_bids), *asks;
-    if (!bids || !(asks = side_of(msg, k_asks)))
-        return -1;
     if (!PyList_GET_SIZE(bids) || !PyList_GET_SIZE(asks)) {
         PyErr_SetString(PyExc_IndexError, "list index out of range");
         return -1;
@@ -84,6 +84,36 @@ touch(PyObject *msg, double *b, double *qb, double *a, double *qa)
     if (level(PyList_GET_ITEM(bids, 0), b, qb) < 0 || level(PyList_GET_ITEM(asks, 0), a, qa) < 0)
         return -1;
     return 0;
+}
+
+/* What a message being built (Topic.book) already knows: its bids and asks lists, while no updater
+ * of another kind has run (which could have replaced them), and their best levels once read. */
+typedef struct {
+    PyObject *bids, *asks; /* NULL: read the message */
+    int touched;
+    double b, qb, a, qa;
+} Ctx;
+
+/* Best level of both sides: b, qb, a, qa (from the context when it has the sides). */
+static int
+touch(PyObject *msg, Ctx *c, double *b, double *qb, double *a, double *qa)
+{
+    if (c && c->bids) {
+        if (!c->touched) {
+            if (touch_of(c->bids, c->asks, &c->b, &c->qb, &c->a, &c->qa) < 0)
+                return -1;
+            c->touched = 1;
+        }
+        *b = c->b;
+        *qb = c->qb;
+        *a = c->a;
+        *qa = c->qa;
+        return 0;
+    }
+    PyObject *bids = side_of(msg, k_bids), *asks;
+    if (!bids || !(asks = side_of(msg, k_asks)))
+        return -1;
+    return touch_of(bids, asks, b, qb, a, qa);
 }
 
 static int
@@ -130,15 +160,19 @@ fsum_of(const double *buf, Py_ssize_t n, int square, double *out)
 
 /* ---- one object layout for every updater: a vectorcall slot and the rolling state ---- */
 
-typedef struct {
+typedef struct Updater Updater;
+typedef int (*applyfunc)(Updater *, PyObject *msg, Ctx *);
+
+struct Updater {
     PyObject_HEAD
     vectorcallfunc vectorcall;
+    applyfunc apply;          /* adds the fields to msg; -1 with an exception set */
     PyObject *source, *field; /* volatility: the input and output keys */
     Py_ssize_t w, i, n;
     double total, s1, s2;         /* ofi: total; volatility: s1, s2 */
     double pb, pqb, pa, pqa, prev; /* ofi: previous touch; volatility: previous value */
     double *buf;
-} Updater;
+};
 
 static void
 Updater_dealloc(Updater *self)
@@ -150,34 +184,32 @@ Updater_dealloc(Updater *self)
 }
 
 static PyObject *
-one_msg(PyObject *const *args, size_t nargsf, PyObject *kwnames)
+updater_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames || !PyDict_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "an updater takes one message dict");
         return NULL;
     }
-    if (!PyDict_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "an updater takes one message dict");
+    Updater *u = (Updater *)self;
+    if (u->apply(u, args[0], NULL) < 0)
         return NULL;
-    }
-    return args[0];
+    Py_RETURN_NONE;
 }
 
-static PyObject *
-top_of_book_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+static int
+top_of_book_apply(Updater *u, PyObject *msg, Ctx *c)
 {
-    PyObject *msg = one_msg(args, nargsf, kwnames);
     double b, qb, a, qa;
-    if (!msg || touch(msg, &b, &qb, &a, &qa) < 0)
-        return NULL;
+    if (touch(msg, c, &b, &qb, &a, &qa) < 0)
+        return -1;
     double mid = (b + a) / 2;
     if (mid == 0.0 || qb + qa == 0.0)
-        return zero_division(), NULL;
+        return zero_division();
     if (set_float(msg, k_midpoint, mid) < 0 || set_float(msg, k_relative_spread, (a - b) / mid) < 0 ||
         set_float(msg, k_breadth, b * qb + a * qa) < 0 ||
         set_float(msg, k_imbalance_lvl1, (qb - qa) / (qb + qa)) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+        return -1;
+    return 0;
 }
 
 static int
@@ -193,45 +225,45 @@ depth_sum(PyObject *side, double *out)
     return 0;
 }
 
-static PyObject *
-depth_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+static int
+depth_apply(Updater *u, PyObject *msg, Ctx *c)
 {
-    PyObject *msg = one_msg(args, nargsf, kwnames), *bids, *asks;
+    PyObject *bids, *asks;
     double bd, ad;
-    if (!msg || !(bids = side_of(msg, k_bids)) || !(asks = side_of(msg, k_asks)))
-        return NULL;
+    if (c && c->bids) {
+        bids = c->bids;
+        asks = c->asks;
+    }
+    else if (!(bids = side_of(msg, k_bids)) || !(asks = side_of(msg, k_asks)))
+        return -1;
     if (depth_sum(bids, &bd) < 0 || depth_sum(asks, &ad) < 0)
-        return NULL;
+        return -1;
     if (set_float(msg, k_bid_depth_n, bd) < 0 || set_float(msg, k_ask_depth_n, ad) < 0 ||
         set_float(msg, k_depth_n, bd + ad) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+        return -1;
+    return 0;
 }
 
-static PyObject *
-volatility_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+static int
+volatility_apply(Updater *u, PyObject *msg, Ctx *c)
 {
-    Updater *u = (Updater *)op;
-    PyObject *msg = one_msg(args, nargsf, kwnames);
-    if (!msg)
-        return NULL;
     PyObject *vo = PyDict_GetItemWithError(msg, u->source);
     if (!vo) {
         if (!PyErr_Occurred())
             PyErr_SetObject(PyExc_KeyError, u->source);
-        return NULL;
+        return -1;
     }
     double value;
     if (get_double(vo, &value) < 0)
-        return NULL;
+        return -1;
     double p = u->prev;
     u->prev = value;
     if (p <= 0.0) /* first value of the topic: no return yet */
-        return set_float(msg, u->field, 0.0) < 0 ? NULL : Py_NewRef(Py_None);
+        return set_float(msg, u->field, 0.0);
     double ratio = value / p;
     if (ratio <= 0.0) { /* as math.log: a domain error (NaN goes through as NaN) */
         PyErr_SetString(PyExc_ValueError, "math domain error");
-        return NULL;
+        return -1;
     }
     double x = log(ratio);
     Py_ssize_t w = u->w;
@@ -249,7 +281,7 @@ volatility_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kw
     if (++u->i == w) { /* re-anchor: no drift over long runs */
         u->i = 0;
         if (fsum_of(u->buf, w, 0, &u->s1) < 0 || fsum_of(u->buf, w, 1, &u->s2) < 0)
-            return NULL;
+            return -1;
     }
     double out = 0.0;
     if (u->n >= 2) {
@@ -257,17 +289,15 @@ volatility_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kw
         double var = (u->s2 - u->s1 * u->s1 / n) / (n - 1);
         out = var > 0.0 ? sqrt(var) : 0.0;
     }
-    return set_float(msg, u->field, out) < 0 ? NULL : Py_NewRef(Py_None);
+    return set_float(msg, u->field, out);
 }
 
-static PyObject *
-ofi_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+static int
+ofi_apply(Updater *u, PyObject *msg, Ctx *c)
 {
-    Updater *u = (Updater *)op;
-    PyObject *msg = one_msg(args, nargsf, kwnames);
     double b, qb, a, qa;
-    if (!msg || touch(msg, &b, &qb, &a, &qa) < 0)
-        return NULL;
+    if (touch(msg, c, &b, &qb, &a, &qa) < 0)
+        return -1;
     double e = 0.0;
     if (u->pb != 0.0) {
         if (b >= u->pb)
@@ -294,9 +324,43 @@ ofi_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if (++u->i == u->w) {
         u->i = 0;
         if (fsum_of(u->buf, u->w, 0, &u->total) < 0)
-            return NULL;
+            return -1;
     }
-    return set_float(msg, k_ofi_rolling, u->total) < 0 ? NULL : Py_NewRef(Py_None);
+    return set_float(msg, k_ofi_rolling, u->total);
+}
+
+/* transaction_price = msg["price"], trading_volume = price * msg["amount"] (trades). */
+static int
+trade_value_apply(Updater *u, PyObject *msg, Ctx *c)
+{
+    PyObject *price = PyDict_GetItemWithError(msg, k_price), *amount, *vol;
+    if (!price) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, k_price);
+        return -1;
+    }
+    Py_INCREF(price);
+    if (PyDict_SetItem(msg, k_transaction_price, price) < 0)
+        goto fail;
+    amount = PyDict_GetItemWithError(msg, k_amount);
+    if (!amount) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, k_amount);
+        goto fail;
+    }
+    if (PyFloat_CheckExact(price) && PyFloat_CheckExact(amount))
+        vol = PyFloat_FromDouble(PyFloat_AS_DOUBLE(price) * PyFloat_AS_DOUBLE(amount));
+    else
+        vol = PyNumber_Multiply(price, amount);
+    Py_DECREF(price);
+    if (!vol)
+        return -1;
+    int rc = PyDict_SetItem(msg, k_trading_volume, vol);
+    Py_DECREF(vol);
+    return rc;
+fail:
+    Py_DECREF(price);
+    return -1;
 }
 
 static PyTypeObject UpdaterType = {
@@ -310,12 +374,13 @@ static PyTypeObject UpdaterType = {
 };
 
 static Updater *
-new_updater(vectorcallfunc fn, Py_ssize_t w)
+new_updater(applyfunc fn, Py_ssize_t w)
 {
     Updater *u = PyObject_New(Updater, &UpdaterType);
     if (!u)
         return NULL;
-    u->vectorcall = fn;
+    u->vectorcall = updater_call;
+    u->apply = fn;
     u->source = u->field = NULL;
     u->w = w;
     u->i = u->n = 0;
@@ -336,13 +401,19 @@ new_updater(vectorcallfunc fn, Py_ssize_t w)
 static PyObject *
 make_top_of_book(PyObject *mod, PyObject *unused)
 {
-    return (PyObject *)new_updater(top_of_book_call, 0);
+    return (PyObject *)new_updater(top_of_book_apply, 0);
 }
 
 static PyObject *
 make_depth(PyObject *mod, PyObject *unused)
 {
-    return (PyObject *)new_updater(depth_call, 0);
+    return (PyObject *)new_updater(depth_apply, 0);
+}
+
+static PyObject *
+make_trade_value(PyObject *mod, PyObject *unused)
+{
+    return (PyObject *)new_updater(trade_value_apply, 0);
 }
 
 static PyObject *
@@ -356,7 +427,7 @@ make_volatility(PyObject *mod, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "window must be >= 1");
         return NULL;
     }
-    Updater *u = new_updater(volatility_call, w);
+    Updater *u = new_updater(volatility_apply, w);
     if (u) {
         u->source = Py_NewRef(source);
         u->field = Py_NewRef(field);
@@ -374,14 +445,246 @@ make_ofi(PyObject *mod, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "window must be >= 1");
         return NULL;
     }
-    return (PyObject *)new_updater(ofi_call, w);
+    return (PyObject *)new_updater(ofi_apply, w);
 }
+
+/* ---- a topic's state, building its messages in one call (marketstream/pipeline.py's _Topic) ---- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *topic, *exchange, *symbol;
+    PyObject *updaters; /* tuple */
+    PyObject *window_size, *schema_version;
+    Py_ssize_t seq;
+    double resync_at;
+    Py_ssize_t size; /* keys of a message with every updater's fields (learnt): the dict's presize */
+} Topic;
+
+static int
+Topic_traverse(Topic *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->topic);
+    Py_VISIT(self->exchange);
+    Py_VISIT(self->symbol);
+    Py_VISIT(self->updaters);
+    Py_VISIT(self->window_size);
+    Py_VISIT(self->schema_version);
+    return 0;
+}
+
+static int
+Topic_clear(Topic *self)
+{
+    Py_CLEAR(self->topic);
+    Py_CLEAR(self->exchange);
+    Py_CLEAR(self->symbol);
+    Py_CLEAR(self->updaters);
+    Py_CLEAR(self->window_size);
+    Py_CLEAR(self->schema_version);
+    return 0;
+}
+
+static void
+Topic_dealloc(Topic *self)
+{
+    PyObject_GC_UnTrack(self);
+    Topic_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+Topic_init(Topic *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"topic", "exchange", "symbol", "updaters", "window_size", "schema_version", NULL};
+    PyObject *topic, *exchange, *symbol, *updaters, *window_size, *schema_version;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO:Topic", kwlist, &topic, &exchange, &symbol, &updaters,
+                                     &window_size, &schema_version))
+        return -1;
+    PyObject *ups = PySequence_Tuple(updaters);
+    if (!ups)
+        return -1;
+    Topic_clear(self);
+    self->topic = Py_NewRef(topic);
+    self->exchange = Py_NewRef(exchange);
+    self->symbol = Py_NewRef(symbol);
+    self->updaters = ups;
+    self->window_size = Py_NewRef(window_size);
+    self->schema_version = Py_NewRef(schema_version);
+    self->seq = 0;
+    self->resync_at = 0.0;
+    self->size = 0;
+    return 0;
+}
+
+/* Runs the updaters on msg, the compiled ones directly; the context's sides are dropped once
+ * any other updater has seen the message. */
+static int
+run_updaters(Topic *self, PyObject *msg, Ctx *c)
+{
+    PyObject *ups = self->updaters;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(ups); k++) {
+        PyObject *u = PyTuple_GET_ITEM(ups, k);
+        if (Py_IS_TYPE(u, &UpdaterType)) {
+            if (((Updater *)u)->apply((Updater *)u, msg, c) < 0)
+                return -1;
+        }
+        else {
+            c->bids = c->asks = NULL;
+            PyObject *r = PyObject_CallOneArg(u, msg);
+            if (!r)
+                return -1;
+            Py_DECREF(r);
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+finish(Topic *self, PyObject *msg)
+{
+    if (PyDict_SetItem(msg, k_window_size, self->window_size) < 0 ||
+        PyDict_SetItem(msg, k_schema_version, self->schema_version) < 0) {
+        Py_DECREF(msg);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(msg) > self->size)
+        self->size = PyDict_GET_SIZE(msg);
+    return msg;
+}
+
+static PyObject *
+new_msg(Topic *self)
+{
+    if (!self->updaters) {
+        PyErr_SetString(PyExc_TypeError, "Topic.__init__ was not called");
+        return NULL;
+    }
+    return _PyDict_NewPresized(self->size ? self->size : 9 + 3 * PyTuple_GET_SIZE(self->updaters));
+}
+
+/* levels[i][0] when it is a float (a list or tuple level); NULL otherwise (no exception). */
+static PyObject *
+price_at(PyObject *levels, Py_ssize_t i)
+{
+    PyObject *lv = PyList_GET_ITEM(levels, i), *p;
+    if (PyList_CheckExact(lv) && PyList_GET_SIZE(lv) >= 1)
+        p = PyList_GET_ITEM(lv, 0);
+    else if (PyTuple_CheckExact(lv) && PyTuple_GET_SIZE(lv) >= 1)
+        p = PyTuple_GET_ITEM(lv, 0);
+    else
+        return NULL;
+    return PyFloat_CheckExact(p) ? p : NULL;
+}
+
+/* book(bids, asks, timestamp_ns, receipt_ns) -> the book message, or None when the Pipeline must
+ * look at the book itself (a side empty, crossed or locked, a non-positive price, levels that are
+ * not lists of floats): nothing changed then. */
+static PyObject *
+Topic_book(Topic *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "book(bids, asks, timestamp_ns, receipt_ns)");
+        return NULL;
+    }
+    PyObject *bids = args[0], *asks = args[1], *b0, *a0, *bl;
+    if (!PyList_CheckExact(bids) || !PyList_CheckExact(asks) || !PyList_GET_SIZE(bids) || !PyList_GET_SIZE(asks))
+        Py_RETURN_NONE;
+    if (!(b0 = price_at(bids, 0)) || !(a0 = price_at(asks, 0)) || !(bl = price_at(bids, PyList_GET_SIZE(bids) - 1)))
+        Py_RETURN_NONE;
+    if (PyFloat_AS_DOUBLE(b0) >= PyFloat_AS_DOUBLE(a0) || !(PyFloat_AS_DOUBLE(bl) > 0.0))
+        Py_RETURN_NONE;
+    self->resync_at = 0.0;
+    PyObject *seq = PyLong_FromSsize_t(++self->seq);
+    if (!seq)
+        return NULL;
+    PyObject *msg = new_msg(self);
+    if (!msg) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    int rc = PyDict_SetItem(msg, k_exchange, self->exchange) < 0 || PyDict_SetItem(msg, k_symbol, self->symbol) < 0 ||
+             PyDict_SetItem(msg, k_timestamp_ns, args[2]) < 0 ||
+             PyDict_SetItem(msg, k_receipt_timestamp_ns, args[3]) < 0 || PyDict_SetItem(msg, k_seq, seq) < 0 ||
+             PyDict_SetItem(msg, k_bids, bids) < 0 || PyDict_SetItem(msg, k_asks, asks) < 0;
+    Py_DECREF(seq);
+    Ctx c = {bids, asks, 0, 0.0, 0.0, 0.0, 0.0};
+    if (rc || run_updaters(self, msg, &c) < 0) {
+        Py_DECREF(msg);
+        return NULL;
+    }
+    return finish(self, msg);
+}
+
+/* trade(timestamp_ns, receipt_ns, price, amount, side, trade_id) -> the trade message. */
+static PyObject *
+Topic_trade(Topic *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "trade(timestamp_ns, receipt_ns, price, amount, side, trade_id)");
+        return NULL;
+    }
+    PyObject *seq = PyLong_FromSsize_t(++self->seq);
+    if (!seq)
+        return NULL;
+    PyObject *msg = new_msg(self);
+    if (!msg) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    int rc = PyDict_SetItem(msg, k_exchange, self->exchange) < 0 || PyDict_SetItem(msg, k_symbol, self->symbol) < 0 ||
+             PyDict_SetItem(msg, k_timestamp_ns, args[0]) < 0 ||
+             PyDict_SetItem(msg, k_receipt_timestamp_ns, args[1]) < 0 || PyDict_SetItem(msg, k_price, args[2]) < 0 ||
+             PyDict_SetItem(msg, k_amount, args[3]) < 0 || PyDict_SetItem(msg, k_side, args[4]) < 0 ||
+             PyDict_SetItem(msg, k_trade_id, args[5]) < 0 || PyDict_SetItem(msg, k_seq, seq) < 0;
+    Py_DECREF(seq);
+    Ctx c = {NULL, NULL, 0, 0.0, 0.0, 0.0, 0.0};
+    if (rc || run_updaters(self, msg, &c) < 0) {
+        Py_DECREF(msg);
+        return NULL;
+    }
+    return finish(self, msg);
+}
+
+static PyMethodDef Topic_methods[] = {
+    {"book", (PyCFunction)(void (*)(void))Topic_book, METH_FASTCALL,
+     "book(bids, asks, timestamp_ns, receipt_ns) -> message, or None (the Pipeline looks at the book)"},
+    {"trade", (PyCFunction)(void (*)(void))Topic_trade, METH_FASTCALL,
+     "trade(timestamp_ns, receipt_ns, price, amount, side, trade_id) -> message"},
+    {NULL},
+};
+
+static PyMemberDef Topic_members[] = {
+    {"topic", T_OBJECT, offsetof(Topic, topic), READONLY, NULL},
+    {"exchange", T_OBJECT, offsetof(Topic, exchange), READONLY, NULL},
+    {"symbol", T_OBJECT, offsetof(Topic, symbol), READONLY, NULL},
+    {"updaters", T_OBJECT, offsetof(Topic, updaters), READONLY, NULL},
+    {"window_size", T_OBJECT, offsetof(Topic, window_size), READONLY, NULL},
+    {"schema_version", T_OBJECT, offsetof(Topic, schema_version), READONLY, NULL},
+    {"seq", T_PYSSIZET, offsetof(Topic, seq), 0, "messages built so far"},
+    {"resync_at", T_DOUBLE, offsetof(Topic, resync_at), 0, "when a crossed book last asked for a resync"},
+    {NULL},
+};
+
+static PyTypeObject TopicType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "latentspeed_core._features.Topic",
+    .tp_basicsize = sizeof(Topic),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A Pipeline topic's state (sequence, feature updaters) building its messages.",
+    .tp_dealloc = (destructor)Topic_dealloc,
+    .tp_traverse = (traverseproc)Topic_traverse,
+    .tp_clear = (inquiry)Topic_clear,
+    .tp_init = (initproc)Topic_init,
+    .tp_new = PyType_GenericNew,
+    .tp_methods = Topic_methods,
+    .tp_members = Topic_members,
+};
 
 static PyMethodDef methods[] = {
     {"top_of_book", make_top_of_book, METH_NOARGS, "midpoint, relative_spread, breadth, imbalance_lvl1"},
     {"depth", make_depth, METH_NOARGS, "bid_depth_n, ask_depth_n, depth_n"},
     {"volatility", make_volatility, METH_VARARGS, "volatility(window, source, field)"},
     {"ofi", make_ofi, METH_O, "ofi(window): ofi_rolling"},
+    {"trade_value", make_trade_value, METH_NOARGS, "transaction_price, trading_volume"},
     {NULL},
 };
 
@@ -392,7 +695,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__features(void)
 {
-    if (PyType_Ready(&UpdaterType) < 0)
+    if (PyType_Ready(&UpdaterType) < 0 || PyType_Ready(&TopicType) < 0)
         return NULL;
     PyObject *math = PyImport_ImportModule("math");
     if (!math)
@@ -414,6 +717,26 @@ PyInit__features(void)
     KEY(ask_depth_n)
     KEY(depth_n)
     KEY(ofi_rolling)
+    KEY(price)
+    KEY(amount)
+    KEY(transaction_price)
+    KEY(trading_volume)
+    KEY(exchange)
+    KEY(symbol)
+    KEY(timestamp_ns)
+    KEY(receipt_timestamp_ns)
+    KEY(seq)
+    KEY(side)
+    KEY(trade_id)
+    KEY(window_size)
+    KEY(schema_version)
 #undef KEY
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Topic", (PyObject *)&TopicType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -114,3 +114,92 @@ def test_long_runs_do_not_drift():
         c(mc)
         p(mp)
         assert mc["ofi_rolling"] == mp["ofi_rolling"]
+
+
+# -- the compiled topic state (one C call per message) against pipeline._PyTopic ----------------
+
+# mostly float prices (the compiled path), some the Pipeline handles itself (ints, 0, < 0, NaN)
+level_px = st.one_of(*[px] * 8, st.integers(1, 1000), st.sampled_from([0.0, -1.0, math.nan]))
+level = st.one_of(st.tuples(level_px, qty).map(list), st.tuples(level_px, qty))
+book_side = st.lists(level, min_size=0, max_size=12)
+
+
+def _build(topic, bids, asks, ts, rts):
+    """What Pipeline.on_book publishes for these levels (None: nothing) with this topic state."""
+    from latentspeed_core.marketstream.pipeline import _book_message
+
+    if not bids or not asks:
+        return None
+    m = topic.book(bids, asks, ts, rts)
+    if m is None and not bids[0][0] >= asks[0][0] and bids[-1][0] > 0.0:
+        m = _book_message(topic, bids, asks, ts, rts)  # levels the compiled state leaves to the Pipeline
+    return m
+
+
+def _widen(msg):
+    """A plugin's updater between the standard ones, replacing the asks the later ones read."""
+    msg["asks"] = [[p + 1.0, q * 2.0] for p, q in msg["asks"]]
+    msg["plugin"] = len(msg)
+
+
+@compiled_only
+@settings(max_examples=150, deadline=None)
+@given(books=st.lists(st.tuples(book_side, book_side), min_size=1, max_size=40), w=st.integers(1, 5),
+       plugin=st.booleans())  # fmt: skip
+def test_compiled_topic_builds_the_same_book_messages(books, w, plugin):
+    from latentspeed_core.marketstream.pipeline import _PyTopic
+
+    c_ups = [F._compiled.top_of_book(), F._compiled.depth(), F._compiled.volatility(w, "midpoint", "volatility_mid"),
+             F._compiled.ofi(w)]  # fmt: skip
+    p_ups = [
+        F._top_of_book_py(),
+        F._depth_py(),
+        F._volatility_py(w, "midpoint", "volatility_mid"),
+        F._ofi_py(w),
+    ]
+    if plugin:
+        c_ups.insert(2, _widen)
+        p_ups.insert(2, _widen)
+    c = F._compiled.Topic("T", "EX", "SYM", c_ups, w, 1)
+    p = _PyTopic("T", "EX", "SYM", p_ups, w, 1)
+    for i, (bids, asks) in enumerate(books):
+        try:
+            mc = _build(c, [list(lv) if isinstance(lv, list) else lv for lv in bids], list(asks), i, i + 1)
+        except Exception as exc:
+            mc = type(exc)
+        try:
+            mp = _build(p, [list(lv) if isinstance(lv, list) else lv for lv in bids], list(asks), i, i + 1)
+        except Exception as exc:
+            mp = type(exc)
+        assert repr(mc) == repr(mp)  # keys in the same order, the same values (NaN-safe)
+        assert (c.seq, c.resync_at) == (p.seq, p.resync_at)
+
+
+@compiled_only
+@settings(max_examples=100, deadline=None)
+@given(trades=st.lists(st.tuples(st.one_of(px, st.integers(1, 100)), qty), min_size=1, max_size=40),
+       w=st.integers(1, 5))  # fmt: skip
+def test_compiled_topic_builds_the_same_trade_messages(trades, w):
+    from latentspeed_core.marketstream.pipeline import _PyTopic
+
+    c = F._compiled.Topic("T", "EX", "SYM", [F._compiled.trade_value(), F._compiled.volatility(w, "price", "volatility")],
+                          w, 1)  # fmt: skip
+    p = _PyTopic("T", "EX", "SYM", [F._trade_value_py(), F._volatility_py(w, "price", "volatility")], w, 1)
+    for i, (price, amount) in enumerate(trades):
+        args = (i, i + 1, price, amount, "buy" if i % 2 else "sell", str(i))
+        assert repr(c.trade(*args)) == repr(p.trade(*args))
+    assert c.seq == p.seq == len(trades)
+
+
+@compiled_only
+def test_trade_value_errors_match_the_python_closure():
+    for bad in ({}, {"price": 1.0}, {"price": "x", "amount": 2.0}):
+        got = []
+        for update in (F._compiled.trade_value(), F._trade_value_py()):
+            msg = dict(bad)
+            try:
+                update(msg)
+                got.append(repr(msg))
+            except Exception as exc:
+                got.append((type(exc), repr(msg)))
+        assert got[0] == got[1], bad

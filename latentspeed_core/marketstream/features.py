@@ -311,12 +311,16 @@ class TradeValue(Feature):
     """transaction_price and trading_volume (price·amount)."""
 
     def trade_updater(self, topic: str) -> Updater:
-        def update(msg: dict) -> None:
-            price = msg["price"]
-            msg["transaction_price"] = price
-            msg["trading_volume"] = price * msg["amount"]
+        return _compiled.trade_value() if _compiled else _trade_value_py()
 
-        return update
+
+def _trade_value_py() -> Updater:
+    def update(msg: dict) -> None:
+        price = msg["price"]
+        msg["transaction_price"] = price
+        msg["trading_volume"] = price * msg["amount"]
+
+    return update
 
 
 STANDARD = (

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .features import _compiled as _compiled_features
+
 if TYPE_CHECKING:
     from ..book import L2Book
     from ..feed import Feed
@@ -40,18 +42,84 @@ def trade_topic(exchange: str, symbol: str) -> str:
     return f"{exchange.upper()}-preprocessed_trades-{symbol.upper()}"
 
 
-class _Topic:
-    __slots__ = ("topic", "exchange", "symbol", "seq", "updaters", "resync_at")
+class _PyTopic:
+    """A topic's state (sequence, feature updaters) building its messages: the reference for, and
+    the fallback without, the compiled ``_features.Topic`` (one C call per message, its dict made
+    at its final size, the standard updaters run directly; the same keys, order and values)."""
 
-    def __init__(self, topic: str, exchange: str, symbol: str, updaters: list) -> None:
+    __slots__ = (
+        "topic",
+        "exchange",
+        "symbol",
+        "updaters",
+        "window_size",
+        "schema_version",
+        "seq",
+        "resync_at",
+    )
+
+    def __init__(
+        self, topic: str, exchange: str, symbol: str, updaters, window_size: int, schema_version: int
+    ) -> None:
         self.topic = topic
+        self.exchange = exchange
+        self.symbol = symbol
+        self.updaters = tuple(updaters)
+        self.window_size = window_size
+        self.schema_version = schema_version
+        self.seq = 0
         #: When a crossed book last asked the feed to resync (monotonic s; 0 = not pending).
         #: Asked again only after RESYNC_RETRY_S, so a burst of crossed deltas is one resync.
         self.resync_at = 0.0
-        self.exchange = exchange
-        self.symbol = symbol
-        self.seq = 0
-        self.updaters = tuple(updaters)
+
+    def book(self, bids, asks, timestamp_ns: int, receipt_ns: int) -> dict | None:
+        """The book message, or None when the Pipeline must look at the book itself (a side
+        empty, crossed or locked, a non-positive price): nothing changed then."""
+        if not bids or not asks or bids[0][0] >= asks[0][0] or not bids[-1][0] > 0.0:
+            return None
+        return _book_message(self, bids, asks, timestamp_ns, receipt_ns)
+
+    def trade(self, timestamp_ns: int, receipt_ns: int, price, amount, side: str, trade_id) -> dict:
+        self.seq += 1
+        msg = {
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "timestamp_ns": timestamp_ns,
+            "receipt_timestamp_ns": receipt_ns,
+            "price": price,
+            "amount": amount,
+            "side": side,
+            "trade_id": trade_id,
+            "seq": self.seq,
+        }
+        for update in self.updaters:
+            update(msg)
+        msg["window_size"] = self.window_size
+        msg["schema_version"] = self.schema_version
+        return msg
+
+
+def _book_message(st, bids, asks, timestamp_ns: int, receipt_ns: int) -> dict:
+    """A book message of a book that passed the checks (any topic state, compiled or not)."""
+    st.resync_at = 0.0
+    st.seq += 1
+    msg = {
+        "exchange": st.exchange,
+        "symbol": st.symbol,
+        "timestamp_ns": timestamp_ns,
+        "receipt_timestamp_ns": receipt_ns,
+        "seq": st.seq,
+        "bids": bids,
+        "asks": asks,
+    }
+    for update in st.updaters:
+        update(msg)
+    msg["window_size"] = st.window_size
+    msg["schema_version"] = st.schema_version
+    return msg
+
+
+_Topic = _compiled_features.Topic if _compiled_features is not None else _PyTopic
 
 
 class Pipeline:
@@ -80,13 +148,15 @@ class Pipeline:
     def _book_state(self, exchange: str, symbol: str) -> _Topic:
         topic = book_topic(exchange, symbol)
         ups = [u for c in self.calculators if (u := c.book_updater(topic)) is not None]
-        st = self._books[(exchange, symbol)] = _Topic(topic, exchange.upper(), symbol.upper(), ups)
+        st = _Topic(topic, exchange.upper(), symbol.upper(), ups, self.window_size, SCHEMA_VERSION)
+        self._books[(exchange, symbol)] = st
         return st
 
     def _trade_state(self, exchange: str, symbol: str) -> _Topic:
         topic = trade_topic(exchange, symbol)
         ups = [u for c in self.calculators if (u := c.trade_updater(topic)) is not None]
-        st = self._trades[(exchange, symbol)] = _Topic(topic, exchange.upper(), symbol.upper(), ups)
+        st = _Topic(topic, exchange.upper(), symbol.upper(), ups, self.window_size, SCHEMA_VERSION)
+        self._trades[(exchange, symbol)] = st
         return st
 
     def book_seq(self, exchange: str, symbol: str) -> int:
@@ -105,27 +175,11 @@ class Pipeline:
         st = self._books.get((feed.exchange, symbol))
         if st is None:
             st = self._book_state(feed.exchange, symbol)
-        if bids[0][0] >= asks[0][0]:
-            self._crossed(feed, st, symbol, bids[0][0], asks[0][0])
-            return
-        if not bids[-1][0] > 0.0:  # also NaN
-            feed.error(f"{symbol}: non-positive price in book", bids[-1])
-            return
-        st.resync_at = 0.0
-        st.seq += 1
-        msg = {
-            "exchange": st.exchange,
-            "symbol": st.symbol,
-            "timestamp_ns": timestamp_ns,
-            "receipt_timestamp_ns": receipt_ns,
-            "seq": st.seq,
-            "bids": bids,
-            "asks": asks,
-        }
-        for update in st.updaters:
-            update(msg)
-        msg["window_size"] = self.window_size
-        msg["schema_version"] = SCHEMA_VERSION
+        msg = st.book(bids, asks, timestamp_ns, receipt_ns)
+        if msg is None:
+            msg = self._refused(feed, st, symbol, bids, asks, timestamp_ns, receipt_ns)
+            if msg is None:
+                return
         if self.emit_book(st.topic, msg) is False:
             feed.stats.publish_drops += 1
 
@@ -138,26 +192,25 @@ class Pipeline:
         st = self._trades.get((feed.exchange, trade.symbol))
         if st is None:
             st = self._trade_state(feed.exchange, trade.symbol)
-        st.seq += 1
-        msg = {
-            "exchange": st.exchange,
-            "symbol": st.symbol,
-            "timestamp_ns": trade.timestamp_ns,
-            "receipt_timestamp_ns": trade.receipt_ns,
-            "price": price,
-            "amount": amount,
-            "side": trade.side,
-            "trade_id": trade.trade_id,
-            "seq": st.seq,
-        }
-        for update in st.updaters:
-            update(msg)
-        msg["window_size"] = self.window_size
-        msg["schema_version"] = SCHEMA_VERSION
+        msg = st.trade(trade.timestamp_ns, trade.receipt_ns, price, amount, trade.side, trade.trade_id)
         if self.emit_trade(st.topic, msg) is False:
             feed.stats.publish_drops += 1
 
     # -- bad books -------------------------------------------------------------
+    def _refused(
+        self, feed: Feed, st, symbol: str, bids, asks, timestamp_ns: int, receipt_ns: int
+    ) -> dict | None:
+        """A book the topic state did not build a message of: crossed or locked, a non-positive
+        price (None: not published), or levels the compiled state does not read (not lists of
+        float pairs: the message is built here, the same)."""
+        if bids[0][0] >= asks[0][0]:
+            self._crossed(feed, st, symbol, bids[0][0], asks[0][0])
+            return None
+        if not bids[-1][0] > 0.0:  # also NaN
+            feed.error(f"{symbol}: non-positive price in book", bids[-1])
+            return None
+        return _book_message(st, bids, asks, timestamp_ns, receipt_ns)
+
     def _crossed(self, feed: Feed, st: _Topic, symbol: str, bid: float, ask: float) -> None:
         """A crossed or locked book is never published; the feed rebuilds it (issue 5)."""
         self.crossed[feed.name] = self.crossed.get(feed.name, 0) + 1

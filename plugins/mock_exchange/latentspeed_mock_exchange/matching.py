@@ -364,7 +364,6 @@ class Matcher:
         keys = sym.buy_keys if aggressor == P.SIDE_SELL else sym.sell_keys
         if not keys:
             return False
-        now = self.clock()
         used = 0  # of the trade's size, what our orders (better priced, or earlier at px) took
         touched = []
         sell = aggressor == P.SIDE_SELL
@@ -388,6 +387,9 @@ class Matcher:
                 continue
             used += take
             touched.append((o, take))
+        if not touched:
+            return False
+        now = self.clock()
         for o, take in touched:
             self._fill(o, o.price, take, now, 1 - o.side, MAKER)
             if not o.leaves:
@@ -442,9 +444,13 @@ class Matcher:
             else:
                 if self.queue_model is not None:
                     # Join the back of the visible queue at our price (nothing ahead if the level is new).
-                    same = sym.bids if side == P.SIDE_BUY else sym.asks
-                    o.level_qty = next((q for p, q in same if p == price), 0)
-                    o.ahead = float(o.level_qty)
+                    lq = 0
+                    for p, q in sym.bids if side == P.SIDE_BUY else sym.asks:
+                        if p == price:
+                            lq = q
+                            break
+                    o.level_qty = lq
+                    o.ahead = float(lq)
                 owner.orders[cl_ord_id] = o
                 sym.resting[order_id] = o
                 insort(sym.buy_keys if side == P.SIDE_BUY else sym.sell_keys, o.key())

@@ -61,8 +61,12 @@ class PaperVenue(Venue):
         self.id = 0
         self.orders: dict[int, SimOrder] = {}
         self._ids = UsedIds()
-        #: Latest float levels per symbol not yet converted for the core (converted when needed).
-        self._pending_book: dict[str, tuple[list, list]] = {}
+        #: Latest book message per symbol whose float levels are not yet converted for the core
+        #: (converted when an order arrives, and then only as deep as orders reach: ``_partial``).
+        self._pending_book: dict[str, dict] = {}
+        #: Symbols whose core book is a converted prefix of these float levels:
+        #: ``[bids, bids converted, asks, asks converted]`` (``_current``).
+        self._partial: dict[str, list] = {}
         self._symbols = self.matcher.symbols
         self._by_id = self.matcher.by_id
         self._requeue_levels = self.matcher.requeue_levels
@@ -92,10 +96,11 @@ class PaperVenue(Venue):
     # -- market data (before the engine sees it) ---------------------------------------------------
     def on_book_message(self, msg: dict) -> None:
         t = msg["receipt_timestamp_ns"]
-        if t > self.now:
-            self.now = t
+        now = self.now
+        if t > now:
+            self.now = now = t
         heap = self._heap
-        if heap and heap[0][0] <= self.now:
+        if heap and heap[0][0] <= now:
             self._run_due()
         if self._latencies is not None:
             self._response = self._latency()[1]
@@ -105,12 +110,14 @@ class PaperVenue(Venue):
             sym = self._add_symbol(symbol)
         if self._stale:
             self._stale.discard(symbol)
-        bids, asks = msg["bids"], msg["asks"]
+        if self._partial:
+            self._partial.pop(symbol, None)
         if not sym.resting:
             # Nothing to fill: keep the floats, converted only if an order arrives before the next
             # book (the profile's largest cost was converting every level of every book).
-            self._pending_book[symbol] = (bids, asks)
+            self._pending_book[symbol] = msg
             return
+        bids, asks = msg["bids"], msg["asks"]
         # Does it fill a resting order: the best ask at or under our best buy, or the best bid at
         # or over our best sell (Matcher.crosses, inlined: this runs on nearly every book)?
         # (x > p + 0.5 rounds above p, x < p - 0.5 below it: round() only near our price.)
@@ -127,7 +134,7 @@ class PaperVenue(Venue):
             self.matcher.set_book(sym, _fixed(bids), _fixed(asks))
             return
         # Nothing fills: the floats wait as above, and queues move by the resting prices alone.
-        self._pending_book[symbol] = (bids, asks)
+        self._pending_book[symbol] = msg
         self._requeue_levels(sym, bids, asks, _SCALE)
 
     def on_book_reset(self, symbols: list[str]) -> None:
@@ -138,22 +145,33 @@ class PaperVenue(Venue):
             sym = self._symbols.get(symbol)
             if sym is not None:
                 self._pending_book.pop(symbol, None)
+                self._partial.pop(symbol, None)
                 self.matcher.set_book(sym, [], [], match=False)
                 self._stale.add(symbol)
 
     def on_trade_message(self, msg: dict) -> None:
         t = msg["receipt_timestamp_ns"]
-        if t > self.now:
-            self.now = t
+        now = self.now
+        if t > now:
+            self.now = now = t
         heap = self._heap
-        if heap and heap[0][0] <= self.now:
+        if heap and heap[0][0] <= now:
             self._run_due()
         sym = self._symbols.get(msg["symbol"])
         if sym is not None and sym.resting and sym.name not in self._stale:
             if self._latencies is not None:
                 self._response = self._latency()[1]
-            aggressor = P.SIDE_BUY if msg["side"] == "buy" else P.SIDE_SELL
-            self.matcher.on_trade(sym, round(msg["price"] * _SCALE), round(msg["amount"] * _SCALE), aggressor)
+            px = round(msg["price"] * _SCALE)
+            # Matcher.on_trade changes nothing unless our best order on the side the trade hit is
+            # at or through its price (a sell hits buys at px or above, a buy sells at px or below).
+            if msg["side"] == "buy":
+                keys = sym.sell_keys
+                if keys and keys[0][0] <= px:
+                    self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_BUY)
+            else:
+                keys = sym.buy_keys
+                if keys and -keys[0][0] >= px:
+                    self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_SELL)
 
     def _add_symbol(self, symbol: str) -> SimSymbol:
         spec = self.config.instruments.get(symbol)
@@ -163,10 +181,53 @@ class PaperVenue(Venue):
         self.instruments[symbol] = Instrument(sym.sid, symbol, tick / _SCALE, lot / _SCALE)
         return sym
 
-    def _current(self, sym: SimSymbol) -> None:
-        pending = self._pending_book.pop(sym.name, None)
+    def _current(self, sym: SimSymbol, price: int) -> None:
+        """The core's book is the latest one before an order at ``price`` (fixed point; 0: a market
+        order) is matched: its float levels converted as deep as such an order reads them.
+
+        An order at ``price`` reads the asks up to its price (a buy sweeps them; a sell needs only
+        the best one), and the bids down to it (likewise; and the size at its own price, where it
+        joins the queue): with the levels best first, the levels beyond the first that is surely
+        beyond ``price`` (``x > price + 0.5`` rounds above it) are never read. They are converted
+        later if a later order before the next book reaches them (liquidity taken stays taken)."""
+        name = sym.name
+        pending = self._pending_book.pop(name, None)
         if pending is not None:
-            self.matcher.set_book(sym, _fixed(pending[0]), _fixed(pending[1]), match=False)
+            bids, asks = pending["bids"], pending["asks"]
+            part = [bids, 0, asks, 0]
+            self.matcher.set_book(sym, [], [], match=False)
+        else:
+            part = self._partial.get(name)
+            if part is None:  # already whole (or no book yet)
+                return
+        bids, nb, asks, na = part
+        if not price:  # a market order may sweep the whole side
+            lo, hi = float("-inf"), float("inf")
+        else:
+            lo, hi = price - 0.5, price + 0.5
+        s = _SCALE
+        out = sym.bids
+        while nb < len(bids):
+            p, q = bids[nb]
+            x = p * s
+            out.append([round(x), round(q * s)])
+            nb += 1
+            if x < lo:
+                break
+        out = sym.asks
+        while na < len(asks):
+            p, q = asks[na]
+            x = p * s
+            out.append([round(x), round(q * s)])
+            na += 1
+            if x > hi:
+                break
+        if nb == len(bids) and na == len(asks):
+            self._partial.pop(name, None)
+        else:
+            part[1] = nb
+            part[3] = na
+            self._partial[name] = part
 
     # -- time ------------------------------------------------------------------------------------
     def advance(self, now_ns: int) -> None:
@@ -243,12 +304,13 @@ class PaperVenue(Venue):
 
     def _arrive(self, order: Order, response_ns: int) -> None:
         sym = self._symbols.get(order.symbol)
+        price = round(order.price * _SCALE)
         if sym is not None:
-            self._current(sym)
+            self._current(sym, 0 if int(order.ord_type) == P.ORD_MARKET else price)
         self._response = response_ns
         self.matcher.new_order(
             self, order.cl_ord_id, sym.sid if sym is not None else 0, int(order.side), int(order.ord_type),
-            int(order.tif), round(order.price * _SCALE), round(order.qty * _SCALE),
+            int(order.tif), price, round(order.qty * _SCALE),
         )  # fmt: skip
 
     def _arrive_cancel(self, cl_ord_id: int, orig: int, symbol: str, response_ns: int) -> None:

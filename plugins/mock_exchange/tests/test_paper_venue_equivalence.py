@@ -1,0 +1,162 @@
+"""The paper venue's shortcuts change nothing: against the venue as it was, on random sessions.
+
+Two shortcuts of the backtest's hot path are checked here, report for report, against a reference
+venue written the plain way:
+- a pending float book is converted to fixed point, when an order arrives, only as deep as the
+  order reads it (``PaperVenue._current``), and further when a later order reaches deeper;
+- a trade is shown to the matcher only when it reaches our best order on the side it hit.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from latentspeed_mock_exchange import protocol as P
+from latentspeed_mock_exchange.config import PaperVenueConfig
+from latentspeed_mock_exchange.paper import PaperVenue
+
+from latentspeed_core.types import Order, OrdType, Side, TimeInForce
+
+SYM = "BTC-USDT"
+S = P.SCALE
+MS = 1_000_000
+
+
+class PlainVenue(PaperVenue):
+    """The reference: the whole pending book converted on an order's arrival; every trade matched."""
+
+    def _current(self, sym, price):
+        pending = self._pending_book.pop(sym.name, None)
+        if pending is not None:
+            bids = [[round(p * S), round(q * S)] for p, q in pending["bids"]]
+            asks = [[round(p * S), round(q * S)] for p, q in pending["asks"]]
+            self.matcher.set_book(sym, bids, asks, match=False)
+
+    def on_trade_message(self, msg):
+        t = msg["receipt_timestamp_ns"]
+        if t > self.now:
+            self.now = t
+        if self._heap and self._heap[0][0] <= self.now:
+            self._run_due()
+        sym = self._symbols.get(msg["symbol"])
+        if sym is not None and sym.resting and sym.name not in self._stale:
+            if self._latencies is not None:
+                self._response = self._latency()[1]
+            aggressor = P.SIDE_BUY if msg["side"] == "buy" else P.SIDE_SELL
+            self.matcher.on_trade(sym, round(msg["price"] * S), round(msg["amount"] * S), aggressor)
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.got = []
+
+    def on_execution_report(self, r) -> None:
+        self.got.append(r)
+
+    def on_venue_connected(self) -> None:
+        pass
+
+    def on_venue_disconnected(self, reason: str) -> None:
+        pass
+
+
+# Prices on a 0.25 grid near the books (orders, trades and levels meet at the same prices often),
+# books up to 10 levels a side with gaps: orders sweep several levels, deep and shallow.
+price = st.integers(388, 412).map(lambda i: i / 4)
+qty = st.integers(1, 12).map(lambda i: i / 2)
+
+
+@st.composite
+def book(draw):
+    mid = draw(st.integers(396, 404)) / 4
+    nb, na = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    bid_steps = draw(st.lists(st.integers(1, 2), min_size=nb, max_size=nb))
+    ask_steps = draw(st.lists(st.integers(1, 2), min_size=na, max_size=na))
+    bids, asks, p = [], [], mid
+    for s in bid_steps:
+        p -= s / 4
+        bids.append([p, draw(qty)])
+    p = mid
+    for s in ask_steps:
+        p += s / 4
+        asks.append([p, draw(qty)])
+    return ("book", bids, asks)
+
+
+order = st.tuples(
+    st.just("order"), st.sampled_from([Side.BUY, Side.SELL]), st.integers(1, 40).map(lambda i: i / 2), price,
+    st.sampled_from([OrdType.LIMIT, OrdType.LIMIT, OrdType.LIMIT, OrdType.MARKET]),
+    st.sampled_from([TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC]),
+)  # fmt: skip
+trade = st.tuples(st.just("trade"), price, qty, st.sampled_from(["buy", "sell"]))
+cancel = st.tuples(st.just("cancel"), st.integers(0, 30))
+events = st.lists(st.tuples(st.integers(0, 3), st.one_of(book(), order, order, trade, trade, cancel)), min_size=1,
+                  max_size=60)  # fmt: skip
+
+
+def run(cls, session, queue_model: str) -> list[tuple]:
+    venue = cls(PaperVenueConfig(queue_model=queue_model))
+    out = Reports()
+    venue.attach(out)
+    t = 0
+    cl = 0
+    for dt, ev in session:
+        t += dt * MS // 2  # half a millisecond steps: orders arrive 1 ms after they are sent
+        venue.advance(t)
+        kind = ev[0]
+        if kind == "book":
+            venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": t, "bids": [list(lv) for lv in ev[1]],
+                                   "asks": [list(lv) for lv in ev[2]]})  # fmt: skip
+        elif kind == "trade":
+            venue.on_trade_message({"symbol": SYM, "receipt_timestamp_ns": t, "price": ev[1], "amount": ev[2],
+                                    "side": ev[3]})  # fmt: skip
+        elif kind == "order":
+            cl += 1
+            _, side, q, p, ord_type, tif = ev
+            venue.send_new_order(
+                Order(cl, SYM, side, q, 0.0 if ord_type == OrdType.MARKET else p, ord_type, tif)
+            )
+        else:
+            cl += 1
+            venue.send_cancel(cl, ev[1], SYM)
+    venue.drain()
+    return [
+        (r.cl_ord_id, r.order_id, r.exec_id, r.exec_type, r.last_px, r.last_qty, r.leaves_qty, r.cum_qty,
+         r.reject_reason, r.timestamp_ns, r.receipt_ns, r.liquidity)
+        for r in out.got
+    ]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(session=events, queue_model=st.sampled_from(["risk_averse", "probabilistic"]))
+def test_partial_conversion_and_trade_shortcut_give_the_same_reports(session, queue_model):
+    assert run(PaperVenue, session, queue_model) == run(PlainVenue, session, queue_model)
+
+
+def test_the_sessions_exercise_fills_and_partial_books():
+    """Not vacuous: a session with orders between books, deep and shallow, that fill."""
+    session = [
+        (0, ("book", [[100.0, 1.0], [99.5, 2.0], [99.0, 3.0]], [[100.5, 1.0], [101.0, 2.0], [101.5, 3.0]])),
+        (0, ("order", Side.BUY, 2.0, 101.0, OrdType.LIMIT, TimeInForce.GTC)),  # sweeps two ask levels
+        (0, ("order", Side.SELL, 1.0, 99.25, OrdType.LIMIT, TimeInForce.GTC)),  # bids down to 99.25
+        (3, ("order", Side.BUY, 4.0, 101.5, OrdType.LIMIT, TimeInForce.IOC)),  # deeper, same book
+        (1, ("order", Side.SELL, 9.0, 0.0, OrdType.MARKET, TimeInForce.IOC)),
+        (3, ("trade", 99.0, 5.0, "sell")),
+    ]
+    got = run(PaperVenue, session, "risk_averse")
+    assert got == run(PlainVenue, session, "risk_averse")
+    fills = [r for r in got if r[3] in (1, 2)]
+    assert len(fills) >= 4
+
+
+def test_trades_at_exactly_our_price_reach_the_matcher():
+    """A trade at our best order's own price moves its queue and fills it (the boundary of the shortcut)."""
+    for side, trade_side, px in ((Side.BUY, "sell", 99.5), (Side.SELL, "buy", 100.5)):
+        session = [
+            (0, ("book", [[100.0, 1.0]], [[101.0, 1.0]])),
+            (0, ("order", side, 1.0, px, OrdType.LIMIT, TimeInForce.GTC)),
+            (3, ("trade", px, 5.0, trade_side)),
+        ]
+        got = run(PaperVenue, session, "risk_averse")
+        assert got == run(PlainVenue, session, "risk_averse")
+        assert [r[3] for r in got] == [0, 2]  # NEW, then FILL at the trade
