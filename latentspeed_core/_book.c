@@ -391,6 +391,8 @@ typedef struct {
     double *v; /* price, qty pairs */
     Py_ssize_t n, cap;
     int strict; /* 1: refuse impossible levels (book intake); 0: refuse only a NaN price (parse_levels) */
+    int plain;  /* 1: refuse any number but a plain decimal (load_json_plain) */
+    int quoted; /* 1: refuse bare numbers (scan_book_frame: venues quote theirs) */
     double small[64];
 } LevelBuf;
 
@@ -401,6 +403,8 @@ lb_init(LevelBuf *b)
     b->n = 0;
     b->cap = 32;
     b->strict = 1;
+    b->plain = 0;
+    b->quoted = 0;
 }
 
 /* A level the book can hold: 0 < price < inf, 0 <= qty < inf (false for any NaN). */
@@ -432,7 +436,7 @@ lb_free(LevelBuf *b)
         PyMem_Free(b->v);
 }
 
-static int
+static inline __attribute__((always_inline)) int
 lb_push(LevelBuf *b, double p, double q)
 {
     if (!level_ok(p, q) && (b->strict || isnan(p))) { /* the normal case costs the four comparisons */
@@ -527,25 +531,40 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1
 #define SWAR_DIGITS 1
 #endif
 
-/* Append the decimal digits at p to *mant; returns the first non-digit. Eight at a time where it
- * can (the venues' prices and sizes carry 8 decimals): a check and three multiplications instead
- * of eight loop turns. */
-static inline const char *
+/* Append the decimal digits at p to *mant; returns the first non-digit. Up to eight at a time where
+ * eight bytes can be read: one load finds how many of them are digits (the venues' numbers run 1 to
+ * 8 digits between the sign, the point and the closing quote), and three multiplications convert
+ * them, instead of a loop turn per digit. */
+static inline __attribute__((always_inline)) const char *
 parse_digits(const char *p, const char *end, uint64_t *mant)
 {
     uint64_t m = *mant;
 #ifdef SWAR_DIGITS
+    static const uint64_t P10[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
     while (end - p >= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
-        if (((v & 0xF0F0F0F0F0F0F0F0ULL) | (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) !=
-            0x3333333333333333ULL)
-            break; /* not eight digits */
-        v = (v & 0x0F0F0F0F0F0F0F0FULL) * 2561 >> 8;
-        v = (v & 0x00FF00FF00FF00FFULL) * 6553601 >> 16;
-        v = (v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL >> 32;
-        m = m * 100000000ULL + (uint32_t)v;
-        p += 8;
+        /* v - '0' per byte: a digit's byte is its value 0..9; t has a byte's high bit set iff that
+         * byte is not a digit (> 9, or borrowed below 0). A borrow or carry crossing bytes only moves
+         * upward, into bytes after the first non-digit, which are not used. */
+        v -= 0x3030303030303030ULL;
+        uint64_t t = (v | (v + 0x7676767676767676ULL)) & 0x8080808080808080ULL;
+        int n = t ? __builtin_ctzll(t) >> 3 : 8; /* leading digits (the first byte is the lowest) */
+        if (n == 0) {
+            *mant = m;
+            return p;
+        }
+        /* keep the n digits, as the high end of an eight-digit number with leading zeros */
+        v <<= 8 * (8 - n);
+        v = (v * 2561) >> 8 & 0x00FF00FF00FF00FFULL;
+        v = (v * 6553601) >> 16 & 0x0000FFFF0000FFFFULL;
+        v = (v * 42949672960001ULL) >> 32;
+        m = m * P10[n] + (uint32_t)v;
+        p += n;
+        if (n < 8) { /* p is at the first non-digit */
+            *mant = m;
+            return p;
+        }
     }
 #endif
     while (p < end && (unsigned)(*p - '0') < 10u)
@@ -558,9 +577,13 @@ parse_digits(const char *p, const char *end, uint64_t *mant)
  * plain decimals whose digits form an integer below 2^53, with at most 22 after the point, take the
  * exact fast path (mantissa and power of ten are both exact doubles, so one division rounds
  * correctly); anything else
- * goes through CPython's own correctly rounded strtod. */
-static int
-parse_number(const char **pp, const char *end, double *out)
+ * goes through CPython's own correctly rounded strtod.
+ *
+ * `plain`: only a plain decimal is taken, `(0|[1-9][0-9]*)(.[0-9]+)?` (no sign, exponent or other
+ * spelling) that takes the exact fast path; anything else is a ValueError. A caller whose reference
+ * decoder reads a narrower syntax than float() (msgspec) falls back to it then. */
+static inline __attribute__((always_inline)) int
+parse_number(const char **pp, const char *end, double *out, int plain)
 {
     const char *p = *pp;
     int quoted = 0;
@@ -580,13 +603,26 @@ parse_number(const char **pp, const char *end, double *out)
     const char *d0 = p;
     p = parse_digits(p, end, &mant);
     Py_ssize_t ndig = p - d0, frac = 0;
+    int dot = 0;
     if (p < end && *p == '.') {
+        dot = 1;
         const char *f0 = ++p;
         p = parse_digits(p, end, &mant);
         frac = p - f0;
         ndig += frac;
     }
     const char *num_end = p;
+    if (plain) {
+        /* no sign; digits before the point, no leading zero, and digits after a point ("5." and ".5" are
+         * not JSON); then the closing quote, or (bare) no exponent */
+        Py_ssize_t nint = ndig - frac;
+        if (neg || nint == 0 || (nint > 1 && *d0 == '0') || (dot && frac == 0) || ndig > 19 ||
+            mant > (1ULL << 53) || frac > 22 ||
+            (quoted ? (p >= end || *p != '"') : (p < end && (*p == 'e' || *p == 'E' || *p == '.')))) {
+            PyErr_SetString(PyExc_ValueError, "not a plain decimal number in levels");
+            return -1;
+        }
+    }
     int simple = ndig > 0 && (p >= end || (*p != 'e' && *p != 'E' && (quoted ? *p == '"' : 1)));
     if (simple && ndig <= 19 && mant <= (1ULL << 53) && frac <= 22) {
         double v = (double)mant;
@@ -640,19 +676,18 @@ parse_number(const char **pp, const char *end, double *out)
 static inline const char *
 skip_ws(const char *p, const char *end)
 {
+    if (p < end && (unsigned char)*p > ' ') /* the venues send no whitespace */
+        return p;
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
     return p;
 }
 
-/* `[["price","qty"], ...]` (strings or bare numbers) -> buffer. */
+/* `[["price","qty"], ...]` (strings or bare numbers) at *pp -> buffer; advances *pp past the array. */
 static int
-lb_from_json(LevelBuf *b, PyObject *obj)
+lb_parse_array(LevelBuf *b, const char **pp, const char *end)
 {
-    Py_buffer view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0)
-        return -1;
-    const char *p = view.buf, *end = p + view.len;
+    const char *p = *pp;
     const char *err = NULL;
     p = skip_ws(p, end);
     if (p >= end || *p != '[') {
@@ -671,7 +706,11 @@ lb_from_json(LevelBuf *b, PyObject *obj)
             goto fail;
         }
         p = skip_ws(p + 1, end);
-        if (parse_number(&p, end, &price) < 0)
+        if (b->quoted && (p >= end || *p != '"')) {
+            err = "levels: a bare number";
+            goto fail;
+        }
+        if (parse_number(&p, end, &price, b->plain) < 0)
             goto fail;
         p = skip_ws(p, end);
         if (p >= end || *p != ',') {
@@ -679,7 +718,11 @@ lb_from_json(LevelBuf *b, PyObject *obj)
             goto fail;
         }
         p = skip_ws(p + 1, end);
-        if (parse_number(&p, end, &qty) < 0)
+        if (b->quoted && (p >= end || *p != '"')) {
+            err = "levels: a bare number";
+            goto fail;
+        }
+        if (parse_number(&p, end, &qty, b->plain) < 0)
             goto fail;
         p = skip_ws(p, end);
         if (p >= end || *p != ']') {
@@ -701,17 +744,29 @@ lb_from_json(LevelBuf *b, PyObject *obj)
         goto fail;
     }
 done:
-    if (skip_ws(p, end) != end) {
-        err = "levels: trailing data after the array";
-        goto fail;
-    }
-    PyBuffer_Release(&view);
+    *pp = p;
     return 0;
 fail:
     if (err)
         PyErr_SetString(PyExc_ValueError, err);
-    PyBuffer_Release(&view);
     return -1;
+}
+
+/* The bytes-like (or ASCII str) `obj`, exactly one level array -> buffer. */
+static int
+lb_from_json(LevelBuf *b, PyObject *obj)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0)
+        return -1;
+    const char *p = view.buf, *end = p + view.len;
+    int rc = lb_parse_array(b, &p, end);
+    if (rc == 0 && skip_ws(p, end) != end) {
+        PyErr_SetString(PyExc_ValueError, "levels: trailing data after the array");
+        rc = -1;
+    }
+    PyBuffer_Release(&view);
+    return rc;
 }
 
 /* ---- the type ---- */
@@ -859,10 +914,376 @@ both_sides(BookObject *self, PyObject *const *args, Py_ssize_t nargs, parse_fn p
     Py_RETURN_NONE;
 }
 
+
+/* ---- scan_book_frame: a venue's book frame in one pass ---- */
+
+/* A JSON string without escapes, control or non-ASCII characters at *pp ('"' expected); its content
+ * is [*start, *start + *len). -1 for anything else (no Python error set). */
+static inline int
+scan_plain_string(const char **pp, const char *end, const char **start, Py_ssize_t *len)
+{
+    const char *p = *pp;
+    if (p >= end || *p != '"')
+        return -1;
+    const char *s0 = ++p;
+    while (p < end && *p != '"') {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c >= 0x80 || c == '\\')
+            return -1;
+        p++;
+    }
+    if (p >= end)
+        return -1;
+    *start = s0;
+    *len = p - s0;
+    *pp = p + 1;
+    return 0;
+}
+
+#define SCAN_MAX_KEYS 8
+
+typedef struct {
+    const char *name[SCAN_MAX_KEYS];
+    Py_ssize_t len[SCAN_MAX_KEYS];
+    Py_ssize_t n;
+} KeySet;
+
+static int
+keyset_init(KeySet *k, PyObject *keys)
+{
+    if (!PyTuple_Check(keys) || PyTuple_GET_SIZE(keys) > SCAN_MAX_KEYS) {
+        PyErr_SetString(PyExc_TypeError, "keys must be a tuple of at most 8 str");
+        return -1;
+    }
+    k->n = PyTuple_GET_SIZE(keys);
+    for (Py_ssize_t i = 0; i < k->n; i++) {
+        k->name[i] = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(keys, i), &k->len[i]);
+        if (!k->name[i])
+            return -1;
+    }
+    return 0;
+}
+
+static inline Py_ssize_t
+keyset_find(const KeySet *k, const char *s, Py_ssize_t len)
+{
+    for (Py_ssize_t i = 0; i < k->n; i++)
+        if (k->len[i] == len && memcmp(k->name[i], s, (size_t)len) == 0)
+            return i;
+    return -1;
+}
+
+/* A scalar value at *pp: a plain string (-> str), a non-negative integer of at most 18 digits without
+ * a leading zero, fraction or exponent (-> int), or true/false/null (skipped: *out stays NULL).
+ * `want`: build the object. -1 for anything else (no Python error set, except on memory). */
+static int
+scan_scalar(const char **pp, const char *end, int want, PyObject **out)
+{
+    const char *p = *pp;
+    *out = NULL;
+    if (p >= end)
+        return -1;
+    if (*p == '"') {
+        const char *s0;
+        Py_ssize_t n;
+        if (scan_plain_string(&p, end, &s0, &n) < 0)
+            return -1;
+        if (want && !(*out = PyUnicode_FromStringAndSize(s0, n)))
+            return -2;
+    }
+    else if ((unsigned)(*p - '0') < 10u) {
+        const char *d0 = p;
+        uint64_t v = 0;
+        while (p < end && (unsigned)(*p - '0') < 10u)
+            v = v * 10 + (uint64_t)(*p++ - '0');
+        if (p - d0 > 18 || (*d0 == '0' && p - d0 > 1) || (p < end && (*p == '.' || *p == 'e' || *p == 'E')))
+            return -1;
+        if (want && !(*out = PyLong_FromUnsignedLongLong(v)))
+            return -2;
+    }
+    else if (end - p >= 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0)) {
+        if (want)
+            return -1;
+        p += 4;
+    }
+    else if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
+        if (want)
+            return -1;
+        p += 5;
+    }
+    else {
+        return -1;
+    }
+    *pp = p;
+    return 0;
+}
+
+/* scan_book_frame(data, top_keys, inner_key, inner_keys, tag) -> tuple or None.
+ *
+ * One pass over a venue's book frame, `{top..., inner_key: {inner..., "b": [...], "a": [...]}}`, for
+ * frames of the plainest form only: every key and string plain ASCII without escapes, every other
+ * value a non-negative integer (at most 18 digits), a plain string, true, false or null, every level
+ * quoted and possible (as apply_json takes it), no key of interest twice, nothing after the object.
+ * Returns the values of top_keys then inner_keys (str or int; None where absent), then the levels
+ * (an opaque bytes object for apply_parsed/load_parsed; None unless both "b" and "a" came). Returns
+ * None for any other frame, and as soon as the inner key tag[0] has a value other than tag[1]: the
+ * caller's general decoder (msgspec), which accepts all of these frames with the same values, decides.
+ * So the levels are parsed once, straight from the frame, with no second scan to find where they end. */
+static PyObject *
+scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "scan_book_frame(data, top_keys, inner_key, inner_keys, tag)");
+        return NULL;
+    }
+    PyObject *data = args[0];
+    const char *p;
+    Py_ssize_t size;
+    if (PyUnicode_Check(data)) {
+        if (!PyUnicode_IS_COMPACT_ASCII(data))
+            Py_RETURN_NONE;
+        p = (const char *)PyUnicode_DATA(data);
+        size = PyUnicode_GET_LENGTH(data);
+    }
+    else if (PyBytes_Check(data)) {
+        p = PyBytes_AS_STRING(data);
+        size = PyBytes_GET_SIZE(data);
+    }
+    else {
+        Py_RETURN_NONE;
+    }
+    const char *end = p + size;
+    KeySet top, inner;
+    Py_ssize_t inner_len;
+    const char *inner_name = PyUnicode_AsUTF8AndSize(args[2], &inner_len);
+    if (!inner_name || keyset_init(&top, args[1]) < 0 || keyset_init(&inner, args[3]) < 0)
+        return NULL;
+    Py_ssize_t tag_i = -1, tag_len = 0;
+    const char *tag_val = NULL;
+    if (args[4] != Py_None) {
+        if (!PyTuple_Check(args[4]) || PyTuple_GET_SIZE(args[4]) != 2) {
+            PyErr_SetString(PyExc_TypeError, "tag must be None or a (key, value) tuple");
+            return NULL;
+        }
+        Py_ssize_t kl;
+        const char *k = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(args[4], 0), &kl);
+        tag_val = k ? PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(args[4], 1), &tag_len) : NULL;
+        if (!tag_val)
+            return NULL;
+        tag_i = keyset_find(&inner, k, kl);
+    }
+    Py_ssize_t nt = top.n, ni = inner.n, nout = nt + ni + 1;
+    PyObject *vals[2 * SCAN_MAX_KEYS + 1] = {NULL};
+    LevelBuf lb[2];
+    lb_init(&lb[0]);
+    lb_init(&lb[1]);
+    lb[0].quoted = lb[1].quoted = 1;
+    int seen_levels[2] = {0, 0}, seen_inner = 0, rc = -1;
+    PyObject *result = NULL;
+
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{')
+        goto out;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        p++;
+        goto closed;
+    }
+    for (;;) {
+        const char *k;
+        Py_ssize_t kl;
+        if (scan_plain_string(&p, end, &k, &kl) < 0)
+            goto out;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':')
+            goto out;
+        p = skip_ws(p + 1, end);
+        if (kl == inner_len && memcmp(k, inner_name, (size_t)kl) == 0) {
+            if (seen_inner++ || p >= end || *p != '{')
+                goto out;
+            p = skip_ws(p + 1, end);
+            if (p < end && *p == '}') {
+                p++;
+            }
+            else {
+                for (;;) {
+                    const char *ik;
+                    Py_ssize_t ikl;
+                    if (scan_plain_string(&p, end, &ik, &ikl) < 0)
+                        goto out;
+                    p = skip_ws(p, end);
+                    if (p >= end || *p != ':')
+                        goto out;
+                    p = skip_ws(p + 1, end);
+                    int side = ikl == 1 && (*ik == 'b' || *ik == 'a') ? (*ik == 'a') : -1;
+                    if (side >= 0) {
+                        if (seen_levels[side]++)
+                            goto out;
+                        if (lb_parse_array(&lb[side], &p, end) < 0)
+                            goto out; /* a ValueError: cleared below, the general decoder decides */
+                    }
+                    else {
+                        Py_ssize_t i = keyset_find(&inner, ik, ikl);
+                        if (i >= 0 && vals[nt + i])
+                            goto out; /* twice */
+                        const char *v0 = p;
+                        int r = scan_scalar(&p, end, i >= 0, i >= 0 ? &vals[nt + i] : &(PyObject *){NULL});
+                        if (r < 0)
+                            goto out;
+                        if (i >= 0 && i == tag_i && (p - v0 != tag_len + 2 || *v0 != '"' ||
+                                                     memcmp(v0 + 1, tag_val, (size_t)tag_len) != 0))
+                            goto out; /* another event type: the general decoder's */
+                    }
+                    p = skip_ws(p, end);
+                    if (p < end && *p == ',') {
+                        p = skip_ws(p + 1, end);
+                        continue;
+                    }
+                    if (p < end && *p == '}') {
+                        p++;
+                        break;
+                    }
+                    goto out;
+                }
+            }
+        }
+        else {
+            Py_ssize_t i = keyset_find(&top, k, kl);
+            if (i >= 0 && vals[i])
+                goto out;
+            PyObject *ignored = NULL;
+            if (scan_scalar(&p, end, i >= 0, i >= 0 ? &vals[i] : &ignored) < 0)
+                goto out;
+        }
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            p++;
+            break;
+        }
+        goto out;
+    }
+closed:
+    if (skip_ws(p, end) != end)
+        goto out;
+    if (seen_levels[0] && seen_levels[1]) {
+        Py_ssize_t nb = lb[0].n, na = lb[1].n;
+        PyObject *lv = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * 2 * (1 + nb + na));
+        if (!lv)
+            goto out;
+        double *d = (double *)PyBytes_AS_STRING(lv);
+        d[0] = (double)nb;
+        d[1] = (double)na;
+        memcpy(d + 2, lb[0].v, sizeof(double) * 2 * (size_t)nb);
+        memcpy(d + 2 + 2 * nb, lb[1].v, sizeof(double) * 2 * (size_t)na);
+        vals[nt + ni] = lv;
+    }
+    rc = 0;
+out:
+    lb_free(&lb[0]);
+    lb_free(&lb[1]);
+    if (rc == 0) {
+        result = PyTuple_New(nout);
+        if (result)
+            for (Py_ssize_t i = 0; i < nout; i++) {
+                PyTuple_SET_ITEM(result, i, vals[i] ? vals[i] : Py_NewRef(Py_None));
+                vals[i] = NULL;
+            }
+    }
+    for (Py_ssize_t i = 0; i < nout; i++)
+        Py_XDECREF(vals[i]);
+    if (result)
+        return result;
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError))
+            return NULL; /* memory */
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
+/* The levels of scan_book_frame -> two LevelBufs (views into the bytes), each level checked again:
+ * every way into a book refuses an impossible level. */
+static int
+parsed_levels(PyObject *obj, LevelBuf *b, LevelBuf *a)
+{
+    if (!PyBytes_Check(obj) || PyBytes_GET_SIZE(obj) < (Py_ssize_t)(2 * sizeof(double)) ||
+        PyBytes_GET_SIZE(obj) % (Py_ssize_t)(2 * sizeof(double))) {
+        PyErr_SetString(PyExc_ValueError, "not the levels of scan_book_frame");
+        return -1;
+    }
+    double *d = (double *)PyBytes_AS_STRING(obj);
+    Py_ssize_t total = PyBytes_GET_SIZE(obj) / (Py_ssize_t)(2 * sizeof(double)) - 1;
+    if (!(d[0] >= 0 && d[1] >= 0 && d[0] + d[1] == (double)total && d[0] == (double)(Py_ssize_t)d[0])) {
+        PyErr_SetString(PyExc_ValueError, "not the levels of scan_book_frame");
+        return -1;
+    }
+    Py_ssize_t nb = (Py_ssize_t)d[0];
+    b->v = d + 2;
+    b->n = b->cap = nb;
+    a->v = d + 2 + 2 * nb;
+    a->n = a->cap = total - nb;
+    for (Py_ssize_t i = 0; i < total; i++)
+        if (!level_ok(d[2 + 2 * i], d[3 + 2 * i])) {
+            bad_level(d[2 + 2 * i], d[3 + 2 * i]);
+            return -1;
+        }
+    return 0;
+}
+
+static PyObject *
+parsed_into(BookObject *self, PyObject *obj, int snapshot)
+{
+    LevelBuf b, a;
+    if (parsed_levels(obj, &b, &a) < 0)
+        return NULL;
+    int rc = snapshot ? load_side(self, &self->bids, &b) : side_apply_all(&self->bids, self->w, b.v, b.n);
+    if (rc == 0)
+        rc = snapshot ? load_side(self, &self->asks, &a) : side_apply_all(&self->asks, self->w, a.v, a.n);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Book_apply_parsed(BookObject *self, PyObject *obj)
+{
+    return parsed_into(self, obj, 0);
+}
+
+static PyObject *
+Book_load_parsed(BookObject *self, PyObject *obj)
+{
+    return parsed_into(self, obj, 1);
+}
+
 static PyObject *
 Book_load_snapshot(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return both_sides(self, args, nargs, lb_from_pairs, 1, "load_snapshot(bids, asks)");
+}
+
+/* A snapshot straight from raw JSON level arrays: no float or tuple object per level. */
+static PyObject *
+Book_load_json(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return both_sides(self, args, nargs, lb_from_json, 1, "load_json(bids, asks)");
+}
+
+static int
+lb_from_json_plain(LevelBuf *b, PyObject *obj)
+{
+    b->plain = 1;
+    return lb_from_json(b, obj);
+}
+
+static PyObject *
+Book_load_json_plain(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return both_sides(self, args, nargs, lb_from_json_plain, 1, "load_json_plain(bids, asks)");
 }
 
 static PyObject *
@@ -1145,6 +1566,16 @@ static PyMethodDef Book_methods[] = {
      "Apply (price, qty) pairs of absolute sizes (0 deletes); one call per venue message.\n\n"
      "ValueError, book untouched, for a price not finite and > 0 or a size not finite and >= 0."},
     {"update_asks", (PyCFunction)Book_update_asks, METH_O, "As update_bids, for asks."},
+    {"load_json", (PyCFunction)(void (*)(void))Book_load_json, METH_FASTCALL,
+     "load_snapshot from raw JSON level arrays [[\"price\",\"qty\"], ...] of bids and asks (bytes-like).\n\n"
+     "ValueError, book untouched, for malformed JSON or numbers, or an impossible level."},
+    {"load_json_plain", (PyCFunction)(void (*)(void))Book_load_json_plain, METH_FASTCALL,
+     "load_json taking plain decimals only ((0|[1-9][0-9]*)(.[0-9]+)?, quoted or bare, at most 19 digits "
+     "forming an integer <= 2**53, at most 22 decimals); ValueError for any other number."},
+    {"apply_parsed", (PyCFunction)Book_apply_parsed, METH_O,
+     "apply_json of the levels scan_book_frame returned (ValueError, book untouched, for impossible ones)."},
+    {"load_parsed", (PyCFunction)Book_load_parsed, METH_O,
+     "load_json of the levels scan_book_frame returned (ValueError, book untouched, for impossible ones)."},
     {"apply_json", (PyCFunction)(void (*)(void))Book_apply_json, METH_FASTCALL,
      "Apply raw JSON level arrays [[\"price\",\"qty\"], ...] of bids and asks (bytes-like), atomically."},
     {"apply_levels", (PyCFunction)(void (*)(void))Book_apply_levels, METH_FASTCALL,
@@ -1218,6 +1649,9 @@ parse_levels(PyObject *mod, PyObject *raw)
 }
 
 static PyMethodDef module_methods[] = {
+    {"scan_book_frame", (PyCFunction)(void (*)(void))scan_book_frame, METH_FASTCALL,
+     "scan_book_frame(data, top_keys, inner_key, inner_keys, tag) -> (values..., levels) for a venue's book "
+     "frame in its plainest form, else None (see _book.c)."},
     {"parse_levels", parse_levels, METH_O,
      "Raw JSON [[\"price\",\"qty\"], ...] (bytes-like) -> [(price, qty), ...] floats (ValueError if malformed)."},
     {NULL},

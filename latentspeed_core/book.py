@@ -27,6 +27,7 @@ The call raises ``ValueError`` and the book does not change; the feed counts it 
 from __future__ import annotations
 
 import os
+import re
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 from types import FunctionType, GetSetDescriptorType, MethodDescriptorType, WrapperDescriptorType
@@ -92,8 +93,25 @@ class PyL2Book:
 
         ``ValueError`` with the book untouched if a level of either side is impossible.
         """
-        bids = check_levels(bids)
-        asks = check_levels(asks)
+        self._load(check_levels(bids), check_levels(asks))
+
+    def load_json(self, bids, asks) -> None:
+        """:meth:`load_snapshot` from raw JSON level arrays ``[["price", "qty"], ...]`` (bytes-like),
+        parsed as :meth:`apply_json` parses them; ``ValueError`` with the book untouched if malformed."""
+        self._load(_parse_levels_py(bids, True), _parse_levels_py(asks, True))
+
+    def load_json_plain(self, bids, asks) -> None:
+        """:meth:`load_json` taking plain decimals only (``(0|[1-9][0-9]*)(\\.[0-9]+)?``, quoted or bare, at
+        most 19 digits forming an integer <= 2**53, at most 22 decimals): ``ValueError`` for any other
+        number, so a caller whose reference decoder reads a narrower syntax than ``float()`` can fall
+        back to it, and the numbers taken are exactly ``float(text)`` under any correct decoder."""
+        b = _parse_levels_py(bids, True)
+        a = _parse_levels_py(asks, True)
+        _check_plain(bids)
+        _check_plain(asks)
+        self._load(b, a)
+
+    def _load(self, bids, asks) -> None:
         self._bids = {p: q for p, q in bids if q > 0}
         self._asks = {p: q for p, q in asks if q > 0}
         self._refill_bids()
@@ -348,13 +366,32 @@ def _parse_levels_py(raw, strict: bool = False) -> list[tuple[float, float]]:
     return out
 
 
+_TOKEN = re.compile(rb'"[^"]*"|[^\s\[\],"]+')
+_PLAIN = re.compile(rb'"?(0|[1-9][0-9]*)(?:\.([0-9]+))?"?')
+
+
+def _check_plain(raw) -> None:
+    """``ValueError`` unless every number of ``raw`` (level arrays that parsed) is a plain decimal
+    (:meth:`PyL2Book.load_json_plain`)."""
+    for tok in _TOKEN.findall(bytes(raw)):
+        m = _PLAIN.fullmatch(tok)
+        if m is None or (tok[0] == 34) != (tok[-1] == 34):
+            raise ValueError("not a plain decimal number in levels")
+        whole, frac = m.group(1), m.group(2) or b""
+        if len(whole) + len(frac) > 19 or len(frac) > 22 or int(whole + frac) > 1 << 53:
+            raise ValueError("not a plain decimal number in levels")
+
+
 try:
     if os.environ.get("LATENTSPEED_PURE_PYTHON"):
         raise ImportError("LATENTSPEED_PURE_PYTHON is set")
-    from ._book import CL2Book, parse_levels
+    from ._book import CL2Book, parse_levels, scan_book_frame
 except ImportError:  # no compiler at install time: the reference implementation, same results
     CL2Book = None
     parse_levels = _parse_levels_py
+    #: The compiled one-pass reader of a venue's book frame (``_book.c``), whose levels only the compiled
+    #: book takes (``apply_parsed``/``load_parsed``); None here: feeds then decode as they always did.
+    scan_book_frame = None
     L2Book = PyL2Book
 else:
 

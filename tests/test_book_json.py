@@ -148,3 +148,120 @@ def test_mangled_level_arrays_are_refused_or_parsed_as_the_reference_does(edits)
         assert got == book_mod._parse_levels_py(raw)
     except ValueError:  # accepted only by the compiled parser: bare numbers JSON would not allow
         assert not any(c < 0x20 and c not in b" \t\n\r" for c in raw), raw
+
+
+# -- load_json / load_json_plain: snapshots straight from the raw level arrays ---------------------
+
+_SNAP_BIDS = b'[["67000.10000000","0.00100000"],["66999.9","0"],["66999.5","2.5"]]'
+_SNAP_ASKS = b'[["67000.2","1"],["67001","0.25"]]'
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+@pytest.mark.parametrize("method", ["load_json", "load_json_plain"])
+def test_load_json_is_load_snapshot_of_the_parsed_levels(cls, method):
+    ref = cls("X")
+    ref.load_snapshot(book_mod._parse_levels_py(_SNAP_BIDS), book_mod._parse_levels_py(_SNAP_ASKS))
+    book = cls("X")
+    book.set_bid(1.0, 1.0)  # replaced, not merged
+    getattr(book, method)(_SNAP_BIDS, _SNAP_ASKS)
+    assert (book.top_bids(10), book.top_asks(10), len(book)) == (ref.top_bids(10), ref.top_asks(10), len(ref))
+    assert book.top_bids(10) == [[67000.1, 0.001], [66999.5, 2.5]]  # a zero size is no level
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+@pytest.mark.parametrize("method", ["load_json", "load_json_plain"])
+@pytest.mark.parametrize(
+    "bids",
+    [
+        b'[["1","2"],["nan","1"]]',
+        b'[["-1","2"]]',
+        b'[["0","2"]]',
+        b'[["1","-2"]]',
+        b'[["1","inf"]]',
+        b'[["1"]]',
+        b"{}",
+    ],
+)
+def test_load_json_refuses_with_the_book_untouched(cls, method, bids):
+    book = cls("X")
+    book.load_snapshot([(1.0, 1.0)], [(2.0, 1.0)])
+    with pytest.raises(ValueError):
+        getattr(book, method)(bids, b'[["3","1"]]')
+    assert (book.top_bids(10), book.top_asks(10)) == ([[1.0, 1.0]], [[2.0, 1.0]])
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+def test_load_json_refuses_impossible_levels_with_the_check_levels_message(cls):
+    book = cls("X")
+    with pytest.raises(ValueError) as raised:
+        book.load_json(b'[["1","2"]]', b'[["-3","1"]]')
+    with pytest.raises(ValueError) as expected:
+        book_mod.check_levels([(-3.0, 1.0)])
+    assert str(raised.value) == str(expected.value)
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1e2",
+        "1E2",
+        ".5",
+        "5.",
+        "+5",
+        "00.5",
+        "05",
+        "-0",
+        "-1.5",
+        "inf",
+        "NaN",
+        "1_0",
+        "12345678901234567890",
+        "9007199254740993",
+        "0." + "1" * 23,
+    ],
+)
+def test_load_json_plain_refuses_all_but_plain_decimals(cls, text):
+    """Quoted or bare: whatever a stricter decoder might read otherwise is refused (the caller falls back)."""
+    for raw in (f'[["{text}","1"]]', f'[["1","{text}"]]', f"[[{text},1]]"):
+        with pytest.raises(ValueError):
+            cls("X").load_json_plain(raw.encode(), b"[]")
+
+
+plain_decimal = st.one_of(
+    st.from_regex(r"\A(0|[1-9][0-9]{0,9})(\.[0-9]{1,9})?\Z"),
+    st.decimals(min_value=0, max_value=10**6, places=8, allow_nan=False).map(lambda d: format(d, "f")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(plain_decimal, plain_decimal), max_size=30),
+    bare=st.booleans(),
+)
+def test_load_json_plain_takes_exactly_what_msgspec_and_float_read(pairs, bare):
+    """It takes every plain decimal within the exact fast path (at most 19 digits, as an integer <= 2**53),
+    as msgspec reads it, in both books; it refuses the rest."""
+    import msgspec
+
+    if bare:
+        raw = ("[" + ",".join(f"[{p},{q}]" for p, q in pairs) + "]").encode()
+    else:
+        raw = json.dumps([[p, q] for p, q in pairs]).encode()
+    decoded = msgspec.json.decode(raw, type=list[tuple[float, float]], strict=False)
+    assert decoded == [(float(p), float(q)) for p, q in pairs]
+    want = None
+    digits = [t.replace(".", "") for pair in pairs for t in pair]
+    if all(0 < p for p, _q in decoded) and all(len(d) <= 19 and int(d) <= 1 << 53 for d in digits):
+        ref = PyL2Book("X")
+        ref.load_snapshot(decoded, [])
+        want = (ref.top_bids(100), len(ref))
+    for cls in BOOKS:
+        book = cls("X")
+        try:
+            book.load_json_plain(raw, b"[]")
+        except ValueError:
+            got = None
+        else:
+            got = (book.top_bids(100), len(book))
+        assert got == want, (cls, raw)

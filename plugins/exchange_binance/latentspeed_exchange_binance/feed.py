@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 
-from latentspeed_core.book import L2Book
+from latentspeed_core.book import L2Book, scan_book_frame
 from latentspeed_core.feed import Feed
 from latentspeed_core.ws import WsFeed
 
@@ -33,6 +33,7 @@ from .parsing import (
     combined_url,
     decode_combined,
     decode_other,
+    decode_snapshot_raw,
     event_time_ns,
     parse_snapshot,
     parse_trade,
@@ -45,6 +46,20 @@ from .parsing import (
 log = logging.getLogger(__name__)
 
 SKIPPED, APPLIED, RESYNCED = 0, 1, 2
+
+#: The compiled one-pass reader of book frames (None in a pure-Python build). It takes only depth events
+#: that ``decode_combined`` reads with the same values (plain JSON: no escapes, floats or nesting beyond
+#: the event), and parses and checks their levels in the same pass; anything else is None, or (a trade,
+#: a request's answer) stops at the event type: the decoders below decide, as before.
+_scan = scan_book_frame
+_TOP_KEYS = ("stream",)
+_DEPTH_KEYS = ("e", "s", "U", "u", "E", "T", "pu")
+_DEPTH_TAG = ("e", "depthUpdate")
+
+
+def _event(data: bytes | str) -> Depth:
+    """The decoded event of a frame ``scan_book_frame`` read (to buffer it): the same values."""
+    return decode_combined(data).data
 
 
 class SymbolState:
@@ -198,6 +213,31 @@ class BinanceFeed(WsFeed):
             st.reset()
 
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
+        if _scan is not None:  # a depth event in its plainest form, levels parsed in the same pass
+            scanned = _scan(data, _TOP_KEYS, "data", _DEPTH_KEYS, _DEPTH_TAG)
+            if scanned is not None:
+                stream, e, s, U, u, E, T, pu, levels = scanned
+                st = self._syms.get(s)
+                if (
+                    st is not None
+                    and st.synced
+                    and levels is not None
+                    and e is not None
+                    and type(stream) is str
+                    and type(U) is int
+                    and type(u) is int
+                    and (E is None or type(E) is int)
+                    and (T is None or type(T) is int)
+                    and (pu is None or type(pu) is int)
+                ):
+                    # what decode_combined would give: Depth(s, U, u, b, a, E=0, T=0, pu=-1)
+                    pu = -1 if pu is None else pu
+                    if self._apply_seq(st, U, u, pu, None, levels, data, receipt_ns) == APPLIED:
+                        self.stats.books += 1
+                        sink = self.sink
+                        if sink is not None:
+                            sink.on_book(self, st.symbol, st.book, (T or E or 0) * 1_000_000, receipt_ns)
+                    return
         # parsing.decode() inlined, and the publication of an applied depth event below: on the hot
         # path each Python call saved is ~0.1 µs (docs/performance.md, marketstream).
         try:
@@ -243,24 +283,36 @@ class BinanceFeed(WsFeed):
         st.requested = False
         if st.synced:
             return  # a late duplicate; the book is already synchronised
+        # Fast path: the raw levels straight into the (unsynchronised, hence empty and unpublished)
+        # book. Anything it refuses, parse_snapshot decides, exactly as without the fast path.
         try:
-            lid, bids, asks = parse_snapshot(body)
-        except ValueError as exc:
-            # Not a snapshot, or impossible levels in it: count it and fetch another (step 3 again);
-            # the buffered events wait for it.
-            self.error(f"{st.symbol}: bad depth snapshot: {exc}", body)
-            Feed.resync(self, st.symbol, "unusable depth snapshot")
-            self._request_snapshot(st)
-            return
+            snap = decode_snapshot_raw(body)
+            st.book.load_json_plain(snap.bids, snap.asks)
+            lid = snap.lastUpdateId
+            loaded = True
+        except ValueError:
+            loaded = False
+            try:
+                lid, bids, asks = parse_snapshot(body)
+            except ValueError as exc:
+                # Not a snapshot, or impossible levels in it: count it and fetch another (step 3 again);
+                # the buffered events wait for it.
+                self.error(f"{st.symbol}: bad depth snapshot: {exc}", body)
+                Feed.resync(self, st.symbol, "unusable depth snapshot")
+                self._request_snapshot(st)
+                return
         buf = st.buffer
         if buf and lid < buf[0][0].U:
             # Spot rule: a snapshot older than the first buffered event is refetched (go back to step 3).
+            if loaded:
+                st.book.clear()
             Feed.resync(
                 self, st.symbol, f"snapshot lastUpdateId {lid} older than first buffered U {buf[0][0].U}"
             )
             self._request_snapshot(st)
             return
-        st.book.load_snapshot(bids, asks)
+        if not loaded:
+            st.book.load_snapshot(bids, asks)
         st.last_u = lid
         st.synced = True
         st.first = True
@@ -288,8 +340,13 @@ class BinanceFeed(WsFeed):
     # -- book rules --------------------------------------------------------------
     def _apply(self, st: SymbolState, ev: Depth, receipt_ns: int) -> int:
         """Apply one event to a synchronised book by the market's sequencing rules."""
-        U = ev.U
-        u = ev.u
+        return self._apply_seq(st, ev.U, ev.u, ev.pu, ev, None, None, receipt_ns)
+
+    def _apply_seq(
+        self, st: SymbolState, U: int, u: int, pu: int, ev: Depth | None, levels, data, receipt_ns: int
+    ) -> int:
+        """:meth:`_apply` of a decoded event ``ev``, or (``ev`` None) of the event of frame ``data`` read by
+        ``scan_book_frame``: its fields, and its ``levels`` already parsed and checked."""
         last = st.last_u
         if self.usdm:
             if st.first:
@@ -297,23 +354,29 @@ class BinanceFeed(WsFeed):
                     return SKIPPED
                 if U > last:  # the first processed event must have U <= lastUpdateId <= u
                     return self._gap(
-                        st, ev, receipt_ns, f"first event U {U} after snapshot lastUpdateId {last}"
+                        st,
+                        ev or _event(data),
+                        receipt_ns,
+                        f"first event U {U} after snapshot lastUpdateId {last}",
                     )
                 st.first = False
-            elif ev.pu != last:  # USD-M: every event's pu equals the previous event's u
-                return self._gap(st, ev, receipt_ns, f"pu {ev.pu} != previous u {last}")
+            elif pu != last:  # USD-M: every event's pu equals the previous event's u
+                return self._gap(st, ev or _event(data), receipt_ns, f"pu {pu} != previous u {last}")
         else:
             if u <= last:  # spot: u <= the book's update id → ignore
                 return SKIPPED
             if U > last + 1:  # spot: U > update id + 1 → discard the book and restart
-                return self._gap(st, ev, receipt_ns, f"gap: U {U} > last u {last} + 1")
+                return self._gap(st, ev or _event(data), receipt_ns, f"gap: U {U} > last u {last} + 1")
         # apply_json converts and checks every level of both sides before it changes the book: a
         # malformed event (bad JSON, NaN, inf, a price <= 0, a negative size) raises with the book untouched.
         book = st.book
-        try:
-            book.apply_json(ev.b, ev.a)
-        except ValueError as exc:
-            return self._malformed(st, ev, f"malformed depth update u {u}: {exc}")
+        if levels is not None:  # parsed and checked by scan_book_frame
+            book.apply_parsed(levels)
+        else:
+            try:
+                book.apply_json(ev.b, ev.a)
+            except ValueError as exc:
+                return self._malformed(st, ev, f"malformed depth update u {u}: {exc}")
         st.last_u = u
         if book.is_crossed():
             self.resync(st.symbol, f"crossed book after update u {u}")

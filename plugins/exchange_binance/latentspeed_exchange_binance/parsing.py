@@ -98,9 +98,24 @@ class Snapshot(msgspec.Struct, gc=False):
     asks: list[tuple[float, float]]
 
 
+class RawSnapshot(msgspec.Struct, gc=False):
+    """A depth snapshot with its level arrays left as raw JSON, for the book's ``load_json_plain``."""
+
+    lastUpdateId: int  # noqa: N815 (Binance's field name)
+    bids: msgspec.Raw
+    asks: msgspec.Raw
+
+
 _combined = msgspec.json.Decoder(Combined, strict=False)
 _event = msgspec.json.Decoder(Event, strict=False)
 _snapshot = msgspec.json.Decoder(Snapshot, strict=False)
+
+#: The fast path of a REST snapshot (``msgspec.DecodeError``, a ``ValueError``, if it is not one):
+#: ``lastUpdateId`` read as :func:`parse_snapshot` reads it, the levels left raw. A book's
+#: ``load_json_plain`` takes them when every number is a plain decimal (Binance sends nothing else):
+#: exactly the floats :func:`parse_snapshot` gives, with no float or tuple object per level, and no
+#: level checked in Python. Anything it refuses goes to :func:`parse_snapshot`, which decides.
+decode_snapshot_raw = msgspec.json.Decoder(RawSnapshot, strict=False).decode
 
 
 #: The hot path: a combined-stream frame → ``Combined`` (its ``.data`` is the typed event).

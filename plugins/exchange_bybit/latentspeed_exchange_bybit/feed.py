@@ -19,13 +19,23 @@ import time
 import msgspec
 import orjson
 
-from latentspeed_core.book import L2Book, parse_levels
+from latentspeed_core import book as _book_mod
+from latentspeed_core.book import L2Book
 from latentspeed_core.ws import WsFeed
 
 from . import parsing
 from .config import BybitConfig
 
 _BAD_LEVELS = (ValueError, TypeError, IndexError, KeyError)
+
+#: The forms of an orderbook message's levels (``BybitFeed._on_book``).
+_LISTS, _RAW, _PARSED = 0, 1, 2
+#: The compiled one-pass reader of book frames (None in a pure-Python build: the typed path then).
+#: It takes only frames msgspec's typed decoding reads with the same values, and parses and checks
+#: their levels in the same pass; anything else is None, and the typed path decides as before.
+_scan = _book_mod.scan_book_frame
+_TOP_KEYS = ("topic", "type", "ts")
+_DATA_KEYS = ("u",)
 
 
 class _BookState:
@@ -107,13 +117,27 @@ class BybitFeed(WsFeed):
 
     # -- frames -------------------------------------------------------------------
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
-        """Typed fast path for book and trade frames; everything else takes the dict path."""
+        """Fast paths for book and trade frames; everything else takes the dict path."""
+        if _scan is not None:  # a book frame in its plainest form, levels parsed in the same pass
+            scanned = _scan(data, _TOP_KEYS, "data", _DATA_KEYS, None)
+            if scanned is not None:
+                topic, kind, ts, u, levels = scanned
+                state = self._topics.get(topic)
+                if (
+                    type(state) is _BookState
+                    and type(kind) is str
+                    and type(ts) is int
+                    and type(u) is int
+                    and levels is not None
+                ):
+                    self._on_book(state, kind, ts, u, levels, None, _PARSED, data, receipt_ns)
+                    return
         frame = parsing.decode(data)
         if frame is not None:
             state = self._topics.get(frame.topic)
             d = frame.data
             if type(state) is _BookState and type(d) is parsing.BookData:
-                self._on_book(state, frame.type, frame.ts, d.u, d.b, d.a, True, data, receipt_ns)
+                self._on_book(state, frame.type, frame.ts, d.u, d.b, d.a, _RAW, data, receipt_ns)
                 return
             if type(state) is _TradeState and type(d) is list:
                 self._emit_trades(parsing.typed_trades(d, state.symbol, receipt_ns))
@@ -135,7 +159,7 @@ class BybitFeed(WsFeed):
             self.error(f"unknown topic {topic!r}", data)
         elif type(state) is _BookState:
             d = msg["data"]
-            self._on_book(state, msg["type"], msg["ts"], d["u"], d["b"], d["a"], False, data, receipt_ns)
+            self._on_book(state, msg["type"], msg["ts"], d["u"], d["b"], d["a"], _LISTS, data, receipt_ns)
         else:
             # parse all before emitting any
             self._emit_trades(parsing.trades(msg, state.symbol, receipt_ns))
@@ -146,15 +170,16 @@ class BybitFeed(WsFeed):
         kind: str,
         ts: object,
         u: object,
-        bids: list | msgspec.Raw,
-        asks: list | msgspec.Raw,
-        raw: bool,
+        bids: list | msgspec.Raw | bytes,
+        asks: list | msgspec.Raw | None,
+        form: int,
         data: bytes | str,
         receipt_ns: int,
     ) -> None:
-        """One orderbook message; levels are raw JSON (``raw``, typed path) or lists of Bybit's quoted
-        numbers (dict path). Raw levels that the compiled parser refuses send the whole frame to the
-        dict path, which owns every error rule (the book is untouched until both sides parse).
+        """One orderbook message; levels are raw JSON (``_RAW``, typed path), lists of Bybit's quoted
+        numbers (``_LISTS``, dict path), or both sides already parsed and checked by ``scan_book_frame``
+        (``_PARSED``: ``bids`` holds them). Raw levels that the compiled parser refuses send the whole
+        frame to the dict path, which owns every error rule (the book is untouched until both sides parse).
 
         ``u`` and ``ts`` arrive as sent (typed or not) and are checked here, once for both paths.
         """
@@ -164,9 +189,11 @@ class BybitFeed(WsFeed):
         book = st.book
         if kind == "snapshot" or u == 1:
             # A snapshot resets the book; u == 1 is the post-restart snapshot (no continuity check).
-            if raw:
-                try:  # load_snapshot refuses impossible levels, with the book untouched
-                    book.load_snapshot(parse_levels(bids), parse_levels(asks))
+            if form == _PARSED:
+                book.load_parsed(bids)
+            elif form == _RAW:
+                try:  # load_json refuses malformed and impossible levels, with the book untouched
+                    book.load_json(bids, asks)
                 except ValueError:
                     self._refused_raw_levels(st, "snapshot", data, receipt_ns)
                     return
@@ -190,7 +217,9 @@ class BybitFeed(WsFeed):
                 return
             # Absolute sizes, 0 deletes. Raw levels go to the book in one C call that checks both
             # sides (syntax and possible values) before it changes anything.
-            if raw:
+            if form == _PARSED:
+                book.apply_parsed(bids)
+            elif form == _RAW:
                 try:
                     book.apply_json(bids, asks)
                 except ValueError:

@@ -173,6 +173,38 @@ split_frames(PyObject *mod, PyObject *data)
     return Py_BuildValue("(Nn)", out, off);
 }
 
+/* (timestamp_ns, symbol_id) when `data` (bytes or bytearray) is exactly one MARKET_DATA
+ * message that protocol.check_frame accepts (type 1, length field = len(data) = header + n entries),
+ * else None: the feed's general path then decides, with every error rule. One C call instead of
+ * check_frame and two header unpacks in Python, for the feed's most frequent message. */
+static PyObject *
+market_data_head(PyObject *mod, PyObject *data)
+{
+    if (!PyBytes_CheckExact(data) && !PyByteArray_CheckExact(data))
+        Py_RETURN_NONE;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    const unsigned char *h = view.buf;
+    Py_ssize_t len = view.len;
+    PyObject *out = NULL;
+    if (len >= MD_HEAD_SIZE && h[2] == 1 && h[3] == 0 && (Py_ssize_t)(h[0] | h[1] << 8) == len &&
+        len == MD_HEAD_SIZE + (Py_ssize_t)(h[20] | h[21] << 8) * MD_ENTRY_SIZE) {
+        uint64_t ts = 0;
+        for (int i = 15; i >= 8; i--)
+            ts = (ts << 8) | h[i];
+        uint32_t sid = (uint32_t)h[16] | (uint32_t)h[17] << 8 | (uint32_t)h[18] << 16 | (uint32_t)h[19] << 24;
+        out = Py_BuildValue("(KI)", (unsigned long long)ts, (unsigned int)sid);
+    }
+    else {
+        out = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
 static PyObject *
 sizes(PyObject *mod, PyObject *unused)
 {
@@ -205,6 +237,8 @@ static PyMethodDef methods[] = {
     {"set_fallback", set_fallback, METH_O, "The Python decoder for non-canonical snapshots."},
     {"split_frames", split_frames, METH_O,
      "bytes -> ([(msg_type, data, off), ...], consumed): the leading complete, well-formed messages."},
+    {"market_data_head", market_data_head, METH_O,
+     "(timestamp_ns, symbol_id) if data is exactly one well-formed MARKET_DATA message, else None."},
     {"sizes", sizes, METH_NOARGS, "The exact length per message type that split_frames accepts."},
     {"set_scale", set_scale, METH_O, "The fixed-point scale (1e8)."},
     {NULL},

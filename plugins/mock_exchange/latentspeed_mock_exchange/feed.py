@@ -27,6 +27,7 @@ log = logging.getLogger("latentspeed_mock_exchange.feed")
 #: Fixed point to float by division: the nearest double, with no 2997.2000000000003 noise.
 _SCALE = P.SCALE
 _TRADE_SIDES = ("buy", "sell")
+_market_data_head = P.market_data_head
 
 
 class MockFeed(Feed):
@@ -89,6 +90,12 @@ class MockFeed(Feed):
 
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
         """Parse ONE complete protocol message (``bytes``, header included)."""
+        head = _market_data_head(data)
+        if head is not None:  # one well-formed MARKET_DATA, the usual message: checked in one C call
+            self._on_market_data(data, head[0], head[1], receipt_ns)
+            if not self._defined:
+                self._first_data()
+            return
         if not isinstance(data, bytes | bytearray | memoryview):
             self.error("expected a binary protocol message", data)
             return
@@ -103,7 +110,8 @@ class MockFeed(Feed):
             return
         msg_type = data[2]  # u16 little-endian; every known type fits in the low byte
         if msg_type == P.MARKET_DATA:
-            self._on_market_data(data, receipt_ns)
+            _l, _t, _s, ts, sid, _n = P.MD_MSG_HEAD.unpack_from(data, 0)
+            self._on_market_data(data, ts, sid, receipt_ns)
         elif msg_type == P.TRADE:
             _l, _t, _s, ts, sid, px, qty, aggr, tid = P.unpack_trade(data, 0)
             name = self._names.get(sid)
@@ -125,14 +133,17 @@ class MockFeed(Feed):
                 self.books[name] = SnapshotBook(name)
         # HEARTBEAT: liveness only. EXECUTION_REPORT never reaches a feed (it sends no orders).
         if msg_type != P.SECURITY_DEFINITION and not self._defined:
-            self._defined = True
-            missing = self._wanted - set(self._names.values())
-            if missing:
-                log.warning("%s: the exchange does not define %s; defined: %s", self.name,
-                            ", ".join(sorted(missing)), ", ".join(self._names.values()))  # fmt: skip
+            self._first_data()
 
-    def _on_market_data(self, data: bytes, receipt_ns: int) -> None:
-        sid = P.MD_MSG_HEAD.unpack_from(data, 0)[4]
+    def _first_data(self) -> None:
+        """The first message after the definitions: say which wanted symbols the exchange lacks."""
+        self._defined = True
+        missing = self._wanted - set(self._names.values())
+        if missing:
+            log.warning("%s: the exchange does not define %s; defined: %s", self.name,
+                        ", ".join(sorted(missing)), ", ".join(self._names.values()))  # fmt: skip
+
+    def _on_market_data(self, data: bytes, ts: int, sid: int, receipt_ns: int) -> None:
         name = self._names.get(sid)
         if name is None:
             self.error(f"MARKET_DATA for undefined symbol_id {sid}")
@@ -145,7 +156,6 @@ class MockFeed(Feed):
         _sid, bids, asks = P.decode_book(data, 0)
         book.load_sorted(bids, asks)
         self.stats.books += 1
-        ts = P.unpack_header(data, 0)[3]
         self.sink.on_book(self, name, book, ts, receipt_ns)
 
 

@@ -323,6 +323,20 @@ def _decode_book_py(buf, off: int = 0) -> tuple[int, list[list[float]], list[lis
     return symbol_id, bids, asks
 
 
+def _market_data_head_py(data) -> tuple[int, int] | None:
+    """``(timestamp_ns, symbol_id)`` if ``data`` (bytes or bytearray) is exactly one MARKET_DATA message
+    that :func:`check_frame` accepts, else None (then the caller's general path decides)."""
+    if type(data) is not bytes and type(data) is not bytearray:
+        return None
+    size = len(data)
+    if size < MD_HEAD_SIZE or data[2] != MARKET_DATA or data[3]:
+        return None
+    length, _t, _seq, ts, symbol_id, n = MD_MSG_HEAD.unpack_from(data, 0)
+    if length != size or size != MD_HEAD_SIZE + n * MD_ENTRY_SIZE:
+        return None
+    return ts, symbol_id
+
+
 try:
     if os.environ.get("LATENTSPEED_PURE_PYTHON"):
         raise ImportError("LATENTSPEED_PURE_PYTHON is set")
@@ -330,11 +344,13 @@ try:
 except ImportError:  # built without a C compiler: the same results, ~10x slower
     _fastproto = None
     decode_book = _decode_book_py
+    market_data_head = _market_data_head_py
     _split_frames = None
 else:
     _fastproto.set_scale(SCALE)
     _fastproto.set_fallback(_decode_book_py)
     decode_book = _fastproto.decode_book
+    market_data_head = _fastproto.market_data_head
     _split_frames = _fastproto.split_frames
 
 

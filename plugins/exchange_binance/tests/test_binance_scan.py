@@ -1,0 +1,146 @@
+"""The one-pass reader of depth events (``scan_book_frame``) changes speed, not behaviour: the feed with it
+and the feed without it (msgspec's typed decoding alone) publish the same books and trades, count the same
+errors, resync and buffer alike, on the recorded sessions and on frames mangled every way."""
+
+from __future__ import annotations
+
+import latentspeed_exchange_binance.feed as feed_mod
+import pytest
+from binance_testkit import SPEED, load_session
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from latentspeed_exchange_binance.config import BinanceConfig
+from latentspeed_exchange_binance.feed import BinanceFeed
+
+from latentspeed_core.book import scan_book_frame
+from latentspeed_core.config import validate
+from latentspeed_core.testing import RecordingSink
+
+pytestmark = pytest.mark.skipif(scan_book_frame is None, reason="pure-Python build: no one-pass reader")
+
+#: Frames delivered before the REST snapshot (buffered), and in all when one is mangled.
+BEFORE, FRAMES = 3, 200
+
+
+def play(market: str, frames: list, snapshot: bytes, scan: bool) -> tuple:
+    old = feed_mod._scan
+    feed_mod._scan = scan_book_frame if scan else None
+    try:
+        cfg = validate(
+            BinanceConfig,
+            {"exchange": "binance", "market": market, "symbols": ["BTC-USDT"], "depth_speed": SPEED[market]},
+        )
+        feed = BinanceFeed(cfg)
+        feed.sink = RecordingSink()
+        errors = []
+        error = feed.error
+        feed.error = lambda reason, data=None: (errors.append(reason), error(reason, data))
+        feed.on_connect()
+        for frame in frames[:BEFORE]:
+            feed.deliver_frame(frame, 1)
+        feed.deliver_rest("BTCUSDT", snapshot, 2)
+        for i, frame in enumerate(frames[BEFORE:]):
+            feed.deliver_frame(frame, 3 + i)
+        s = feed._by_symbol["BTC-USDT"]
+        return (
+            feed.sink.books, feed.sink.trades, feed.stats.as_dict(), errors, s.synced, s.last_u, s.first,
+            [(ev.s, ev.U, ev.u, bytes(ev.b), bytes(ev.a), ev.E, ev.T, ev.pu, rns) for ev, rns in s.buffer], s.book.top_bids(1000), s.book.top_asks(1000), len(s.book),
+        )  # fmt: skip
+    finally:
+        feed_mod._scan = old
+
+
+@pytest.fixture(scope="module", params=["spot", "usdm"])
+def session(request):
+    s = load_session(request.param)
+    return request.param, s.frames, s.snapshot
+
+
+def test_the_recorded_sessions_read_the_same(session):
+    market, frames, snapshot = session
+    with_scan = play(market, frames, snapshot, True)
+    assert with_scan == play(market, frames, snapshot, False)
+    assert with_scan[4] and len(with_scan[0]) > 50  # (the session's bookTicker frames are errors, in both)
+
+
+def test_the_reader_takes_the_recorded_depth_events(session):
+    _market, frames, _snapshot = session
+    keys = ("e", "s", "U", "u", "E", "T", "pu")
+    taken = [scan_book_frame(f, ("stream",), "data", keys, ("e", "depthUpdate")) for f in frames]
+    assert [t is not None for t in taken] == [b'"depthUpdate"' in f for f in frames]
+
+
+def _small_depth_index(frames: list) -> list[int]:
+    return [i for i, f in enumerate(frames) if b'"depthUpdate"' in f and i >= BEFORE][:3]
+
+
+VARIANTS = [
+    lambda s: s.replace(b",", b", ").replace(b":", b": "),
+    lambda s: s.replace(b'"stream"', b'"x":1.5,"stream"'),
+    lambda s: s.replace(b'"stream"', b'"x":{"y":[1]},"stream"'),
+    lambda s: s.replace(b'"stream":"', b'"stream":"\\u0062'),
+    lambda s: s.replace(b'"stream":', b'"stream":1,"x":'),
+    lambda s: s.replace(b'"data":{', b'"data":{"x":null,'),
+    lambda s: s.replace(b'"data":{', b'"data":{"U":1,'),
+    lambda s: s.replace(b'"data":{', b'"data":{"b":[],'),
+    lambda s: s.replace(b'"data":{', b'"data":{"pu":"7",'),
+    lambda s: s.replace(b'"data":{', b'"data":{"T":0,'),
+    lambda s: s.replace(b'"data":{', b'"data":{"E":-1,'),
+    lambda s: s.replace(b'"e":"depthUpdate"', b'"e":"depthUpdat\\u0065"'),
+    lambda s: s.replace(b'"e":"depthUpdate"', b'"e":"trade"'),
+    lambda s: s.replace(b'"e":"depthUpdate",', b""),
+    lambda s: s.replace(b'"s":"BTCUSDT"', b'"s":"ETHUSDT"'),
+    lambda s: s.replace(b'"U":', b'"U":"').replace(b',"u"', b'","u"', 1),
+    lambda s: s.replace(b'"u":', b'"u":0'),
+    lambda s: s.replace(b'"u":', b'"u":1.5e'),
+    lambda s: s.replace(b'"U":', b'"U":99999999999999999999'),
+    lambda s: s.replace(b'"b":[["', b'"b":[[" '),
+    lambda s: s.replace(b'"b":[["', b'"b":[["+'),
+    lambda s: s.replace(b'"b":[["', b'"b":[["nan","1"],["'),
+    lambda s: s.replace(b'"a":[["', b'"a":[["1","inf"],["'),
+    lambda s: s.replace(b'"a":[["', b'"a":[["-5","1"],["'),
+    lambda s: s.replace(b'"a":[["', b'"a":[[1,1],["'),
+    lambda s: s.replace(b'"a":[["', b'"a":[["1","1","1"],["'),
+    lambda s: s.replace(b'"a":[["', b'"a":[["1\\u0030","1"],["'),
+    lambda s: s[:-1],
+    lambda s: s + b" ",
+    lambda s: s + b"x",
+    lambda s: s.decode(),
+    lambda s: s.replace(b"BTCUSDT", "BTCUSDT\u00e9".encode()),
+]
+
+
+@pytest.mark.parametrize("variant", range(len(VARIANTS)))
+def test_variants_read_the_same(session, variant):
+    market, frames, snapshot = session
+    frames = frames[:FRAMES]
+    for i in [0, *_small_depth_index(frames)]:
+        frames[i] = VARIANTS[variant](frames[i])
+    assert play(market, frames, snapshot, True) == play(market, frames, snapshot, False)
+
+
+_ALPHABET = list(b'[]{}",:.-+eE0123456789 \n\tnaiftrulpx\\\x00\x01\xc3')
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    which=st.integers(0, 3),
+    edits=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 300), st.sampled_from(_ALPHABET)), max_size=4),
+)
+def test_mangled_frames_read_the_same(session, which, edits):
+    market, frames, snapshot = session
+    frames = frames[:FRAMES]
+    i = [0, *_small_depth_index(frames)][which]
+    raw = bytearray(frames[i])
+    for op, pos, ch in edits:
+        pos = min(pos, len(raw))
+        if op == 0 and pos < len(raw):
+            raw[pos] = ch
+        elif op == 1:
+            raw[pos:pos] = bytes([ch])
+        elif op == 2 and pos < len(raw):
+            del raw[pos]
+        else:
+            del raw[pos:]
+    frames[i] = bytes(raw)
+    assert play(market, frames, snapshot, True) == play(market, frames, snapshot, False)
