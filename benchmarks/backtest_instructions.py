@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -48,7 +49,9 @@ def collected(capture: str, runs: int, tmp: Path) -> tuple[int, dict]:
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.{runs}",
         sys.executable, __file__, "--child", capture, str(runs), str(out),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # numpy's OpenBLAS worker threads otherwise show up in some runs (0 to 4,200 per event).
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     m = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode or not m:
         raise SystemExit(f"callgrind run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
