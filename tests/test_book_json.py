@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from latentspeed_core import book as book_mod
 from latentspeed_core.book import L2Book, PyL2Book
+from latentspeed_core.testing import mangled
 
 PARSERS = [book_mod.parse_levels, book_mod._parse_levels_py]
 BOOKS = [L2Book, PyL2Book]
@@ -128,18 +129,7 @@ _ALPHABET = b'[]",.-+eE0123456789 \n\tnaif{}:x\x00\x01\xff'
 )
 def test_mangled_level_arrays_are_refused_or_parsed_as_the_reference_does(edits):
     """Fuzz: the compiled parser never accepts what JSON + float() would read differently."""
-    raw = bytearray(_VALID)
-    for op, pos, ch in edits:
-        pos = min(pos, len(raw))
-        if op == 0 and pos < len(raw):
-            raw[pos] = ch
-        elif op == 1:
-            raw[pos:pos] = bytes([ch])
-        elif op == 2 and pos < len(raw):
-            del raw[pos]
-        else:
-            del raw[pos:]
-    raw = bytes(raw)
+    raw = mangled(_VALID, edits)
     try:
         got = book_mod.parse_levels(raw)
     except ValueError:

@@ -118,6 +118,25 @@ def with_raw(frame: Any, path: tuple, raw: str) -> str:
     return json.dumps(msg, separators=(",", ":")).replace('"@RAW@"', raw)
 
 
+def mangled(data: bytes | str, edits) -> bytes | str:
+    """``data`` with edits applied, for fuzzing a parser with nearly valid input. Each edit
+    ``(op, pos, x)`` replaces (op 0) or deletes (2) the item at ``pos``, inserts ``x`` there (1), or
+    cuts everything from ``pos`` (3, or 0 and 2 at the end); ``pos`` is clamped to the length.
+    ``x`` is a byte (an int) for bytes, a character for str."""
+    out = list(data)
+    for op, pos, x in edits:
+        pos = min(pos, len(out))
+        if op == 0 and pos < len(out):
+            out[pos] = x
+        elif op == 1:
+            out.insert(pos, x)
+        elif op == 2 and pos < len(out):
+            del out[pos]
+        else:
+            del out[pos:]
+    return bytes(out) if isinstance(data, bytes | bytearray) else "".join(out)
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
     """Poll ``predicate`` until true; raise ``TimeoutError`` naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ from latentspeed_exchange_binance.feed import BinanceFeed
 
 from latentspeed_core.book import scan_book_frame
 from latentspeed_core.config import validate
-from latentspeed_core.testing import RecordingSink
+from latentspeed_core.testing import RecordingSink, mangled
 
 pytestmark = pytest.mark.skipif(scan_book_frame is None, reason="pure-Python build: no one-pass reader")
 
@@ -131,16 +131,5 @@ def test_mangled_frames_read_the_same(session, which, edits):
     market, frames, snapshot = session
     frames = frames[:FRAMES]
     i = [0, *_small_depth_index(frames)][which]
-    raw = bytearray(frames[i])
-    for op, pos, ch in edits:
-        pos = min(pos, len(raw))
-        if op == 0 and pos < len(raw):
-            raw[pos] = ch
-        elif op == 1:
-            raw[pos:pos] = bytes([ch])
-        elif op == 2 and pos < len(raw):
-            del raw[pos]
-        else:
-            del raw[pos:]
-    frames[i] = bytes(raw)
+    frames[i] = mangled(bytes(frames[i]), edits)
     assert play(market, frames, snapshot, True) == play(market, frames, snapshot, False)

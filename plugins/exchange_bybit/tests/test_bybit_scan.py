@@ -14,7 +14,7 @@ from latentspeed_exchange_bybit.config import BybitConfig
 from latentspeed_exchange_bybit.feed import BybitFeed
 
 from latentspeed_core.book import scan_book_frame
-from latentspeed_core.testing import RecordingSink, fixtures_dir
+from latentspeed_core.testing import RecordingSink, fixtures_dir, mangled
 
 SESSION = "bybit/seq_linear_orderbook500_xrpusdt_2024-12-01_snapshot_plus_24_deltas.jsonl"
 
@@ -140,16 +140,5 @@ _ALPHABET = '[]{}",:.-+eE0123456789 \n\tnaiftrul\\x\x00\x01\u00e9'
 )
 def test_mangled_frames_read_the_same(frames, which, edits):
     base = small(frames)
-    raw = list(base[which])
-    for op, pos, ch in edits:
-        pos = min(pos, len(raw))
-        if op == 0 and pos < len(raw):
-            raw[pos] = ch
-        elif op == 1:
-            raw.insert(pos, ch)
-        elif op == 2 and pos < len(raw):
-            del raw[pos]
-        else:
-            del raw[pos:]
-    base[which] = "".join(raw)
+    base[which] = mangled(base[which], edits)
     assert play(base, True) == play(base, False)

@@ -12,26 +12,11 @@ from hypothesis import strategies as st
 from latentspeed_mock_exchange import protocol as P
 from latentspeed_mock_exchange.feed import MockFeed
 
-from latentspeed_core.testing import RecordingSink
+from latentspeed_core.testing import RecordingSink, mangled
 
 S = P.SCALE
 BOOK = P.encode_market_data(7, 1_000, 1, [(100 * S, 2 * S), (99 * S, 1 * S)], [(101 * S, 3 * S)])
 HEADS = [P._market_data_head_py] + ([P._fastproto.market_data_head] if P._fastproto is not None else [])
-
-
-def mangle(data: bytes, edits) -> bytes:
-    raw = bytearray(data)
-    for op, pos, byte in edits:
-        pos = min(pos, len(raw))
-        if op == 0 and pos < len(raw):
-            raw[pos] = byte
-        elif op == 1:
-            raw[pos:pos] = bytes([byte])
-        elif op == 2 and pos < len(raw):
-            del raw[pos]
-        else:
-            del raw[pos:]
-    return bytes(raw)
 
 
 edits = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 80), st.integers(0, 255)), max_size=3)
@@ -40,7 +25,7 @@ edits = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 80), st.integers(0,
 @settings(max_examples=500, deadline=None)
 @given(edits=edits)
 def test_compiled_and_python_agree_and_check_frame_takes_what_they_take(edits):
-    data = mangle(BOOK, edits)
+    data = mangled(BOOK, edits)
     got = {head(data) for head in HEADS}
     assert len(got) == 1
     head = got.pop()
@@ -89,5 +74,5 @@ def test_the_feed_reads_the_same_with_and_without_it(edits, which):
         P.encode_market_data(4, 4_000, 2, [(100 * S, 1 * S)], [(102 * S, 3 * S)]),  # undefined symbol
         P.encode_market_data(5, 5_000, 1, [(103 * S, 1 * S)], [(102 * S, 3 * S)]),  # crossed: refused
     ]
-    frames[[1, 3, 4, 5][which]] = mangle(frames[[1, 3, 4, 5][which]], edits)
+    frames[[1, 3, 4, 5][which]] = mangled(frames[[1, 3, 4, 5][which]], edits)
     assert play(frames, True) == play(frames, False)
