@@ -185,17 +185,14 @@ def run_backtest(
     on_book_venue, on_trade_venue = venue.on_book_message, venue.on_trade_message
     on_book_engine, on_trade_engine = engine.on_book, engine.on_trade
 
-    books = trades = 0
+    # (Books and trades are counted by the engine: each reaches Engine.on_book / on_trade once.)
+    rx0, trades0 = engine.rx_packets, engine.trades_rx
 
     def emit_book(topic: str, msg: dict) -> None:
-        nonlocal books
-        books += 1
         on_book_venue(msg)
         on_book_engine(msg)
 
     def emit_trade(topic: str, msg: dict) -> None:
-        nonlocal trades
-        trades += 1
         on_trade_venue(msg)
         on_trade_engine(msg)
 
@@ -266,8 +263,8 @@ def run_backtest(
     clock.now = venue.now if hasattr(venue, "now") else clock.now
     result.wall_s = time.perf_counter() - wall0
     result.events = events
-    result.books = books
-    result.trades = trades
+    result.trades = trades = engine.trades_rx - trades0
+    result.books = engine.rx_packets - rx0 - trades
     result.last_ns = clock.now
     curve.append((clock.now, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))
     result.fills = [_fill_dict(f) for f in engine.recent_fills]

@@ -70,6 +70,9 @@ class Engine:
         self._unsent: list[OrderState] = []
         self.strategies: dict[str, Strategy] = {}
         self._wants_updates: set[str] = set()
+        #: Strategies that override ``on_fill`` / ``on_timer`` (the base class's no-ops are not called).
+        self._wants_fills: set[str] = set()
+        self._wants_timer: set[str] = set()
         self._by_symbol: dict[str, list[Callable[[dict], None]]] = {}
         #: Per symbol, the strategies that override ``on_trade`` (the others are not called per print).
         self._trades_by_symbol: dict[str, list[Callable[[dict], None]]] = {}
@@ -113,6 +116,10 @@ class Engine:
         # report (acks and cancels of every order): one set lookup instead of a call.
         if _overrides(strategy, "on_order_update"):
             self._wants_updates.add(strategy_id)
+        if _overrides(strategy, "on_fill"):
+            self._wants_fills.add(strategy_id)
+        if _overrides(strategy, "on_timer"):
+            self._wants_timer.add(strategy_id)
         wants_trades = _overrides(strategy, "on_trade")
         # Bound callbacks per symbol, looked up once (not a getattr per message).
         for s in symbols:
@@ -139,7 +146,8 @@ class Engine:
 
     def open_qty(self, symbol: str, side: Side) -> float:
         # Kept incrementally by the order manager: O(1), not a sum over the open orders.
-        return self.orders.open_qty(symbol, side)
+        # (OrderManager.open_qty, inlined: every order's max_position check)
+        return self.orders._open_qty[side].get(symbol, 0.0)
 
     def open_order_count(self) -> int:
         return len(self.orders.open)
@@ -168,14 +176,25 @@ class Engine:
             mid = (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
         if mid:
             self._mids[sym] = mid
-            pos = self.portfolio.positions.get(sym)
+            pos = self._positions.get(sym)
             if pos is not None:
                 pos.mark = mid
                 if pos.qty != 0.0 and self._breach:
                     self._check_breach()
         handlers = self._by_symbol.get(sym)
         if handlers and self.trading_enabled and act:
-            self._dispatch(handlers, "on_book", "book", msg, receipt_ns)
+            if self._cork is not None:
+                self._dispatch(handlers, "on_book", "book", msg, receipt_ns)
+                return
+            # _dispatch, inlined for a venue without cork (paper, backtests): one call less per book
+            self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
+            self._trigger = "book"
+            for fn in handlers:
+                try:
+                    fn(msg)
+                except Exception as exc:
+                    self._strategy_error(fn.__self__, "on_book", exc)
+            self._trigger = "timer"
 
     def on_trade(self, msg: dict, receipt_ns: int = 0) -> None:
         self.rx_packets += 1
@@ -208,8 +227,10 @@ class Engine:
         md = self._md_receipt_ns
         self._md_receipt_ns = now_ns  # what an order decided now was triggered by: this timer
         try:
+            wants = self._wants_timer
             for sid, s in self.strategies.items():
-                self._call(sid, s.on_timer, now_ns)
+                if sid in wants:
+                    self._call(sid, s.on_timer, now_ns)
         finally:
             self._md_receipt_ns = md
 
@@ -267,7 +288,9 @@ class Engine:
                 self.last_reject = f"venue: {exc}"
                 return None
             return self._refuse(f"venue: {exc}", order)
-        self.risk.sent(order, now)  # only now: an order the venue refused uses no rate-window slot
+        risk = self.risk
+        if risk._accept_fns:  # only now: an order the venue refused uses no rate-window slot
+            risk.sent(order, now)
         self.orders_sent += 1
         if self._corked:
             self._unsent.append(st)  # sent_ns when the callback's one write has returned
@@ -344,7 +367,7 @@ class Engine:
             return
         if st0 is st and had_ack is None and st.ack_ns is not None:
             self.round_trip.add(st.ack_ns - st.sent_ns)
-        strategy = self.strategies.get(st.strategy)
+        sid = st.strategy
         if out.fill_qty > 0.0:
             qty = out.fill_qty
             px = out.fill_px
@@ -359,8 +382,10 @@ class Engine:
             self.fills += 1
             fill = Fill(st.cl_ord_id, st.symbol, st.side, px, qty, fee, now, 2 if taker else 1)
             self.recent_fills.append(fill)
-            if strategy is not None:
-                self._on_report_callback(st.strategy, strategy.on_fill, fill, now)
+            if sid in self._wants_fills:
+                strategy = self.strategies.get(sid)
+                if strategy is not None:
+                    self._on_report_callback(sid, strategy.on_fill, fill, now)
         if out.status_changed:
             if st.status == _REJECTED:
                 self.venue_rejects += 1
@@ -373,8 +398,10 @@ class Engine:
                 )
             if out.final:
                 self.latency.order(st)
-            if strategy is not None and st.strategy in self._wants_updates:
-                self._on_report_callback(st.strategy, strategy.on_order_update, st, now)
+            if sid in self._wants_updates:
+                strategy = self.strategies.get(sid)
+                if strategy is not None:
+                    self._on_report_callback(sid, strategy.on_order_update, st, now)
         if out.fill_qty > 0.0 and self._breach:
             self._check_breach()
 

@@ -202,9 +202,16 @@ class OrderManager:
         return cid
 
     def add(self, order: OrderState) -> None:
-        self.orders[order.cl_ord_id] = order
-        self.open[order.cl_ord_id] = order
-        self._shift(order.side, order.symbol, order.leaves_qty, 1)
+        cid = order.cl_ord_id
+        self.orders[cid] = order
+        self.open[cid] = order
+        # _shift(side, symbol, leaves, +1), inlined (every order): the count is at least 1 after it
+        side = order.side
+        symbol = order.symbol
+        counts = self._open_n[side]
+        counts[symbol] = counts.get(symbol, 0) + 1
+        qtys = self._open_qty[side]
+        qtys[symbol] = qtys.get(symbol, 0.0) + order.leaves_qty
 
     def discard(self, cl_ord_id: int) -> None:
         """Forget an order that never reached the venue (the send failed)."""
@@ -224,11 +231,14 @@ class OrderManager:
         qtys[symbol] = qtys.get(symbol, 0.0) + dq if n > 0 else 0.0
 
     def new_cancel_id(self, orig: int) -> int:
-        cid = self.next_id()
+        cid = self._next_id
+        self._next_id = cid + 1
         self._cancels[cid] = orig
         now = self._clock()
-        self._cancels_sent.append((now, cid))
-        self._forget_cancels(now - self.retain_s)
+        sent = self._cancels_sent
+        sent.append((now, cid))
+        if sent[0][0] < now - self.retain_s or len(sent) > self.retain_max:
+            self._forget_cancels(now - self.retain_s)
         return cid
 
     def open_count(self, symbol: str | None = None) -> int:
@@ -353,6 +363,12 @@ class OrderManager:
         retired = self._retired
         retired.append((now, cl_ord_id))
         horizon = now - self.retain_s
+        if retired[0][0] >= horizon and len(retired) <= self.retain_max:
+            # nothing to forget (the usual case): _forget_cancels' own test, inlined
+            sent = self._cancels_sent
+            if sent and (sent[0][0] < horizon or len(sent) > self.retain_max):
+                self._forget_cancels(horizon)
+            return
         while retired and (retired[0][0] < horizon or len(retired) > self.retain_max):
             cid = retired.popleft()[1]
             if cid in self.open:  # an unknown order a late report reopened: retired again when final

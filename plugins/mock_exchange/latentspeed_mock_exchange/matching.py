@@ -36,6 +36,10 @@ _SIDE = ("buy", "sell")
 _ORD = ("LIMIT", "MARKET")
 _TIF = ("GTC", "IOC")
 
+_SIDE_BUY = P.SIDE_BUY
+_EXEC_NEW = P.EXEC_NEW
+_EXEC_CANCELED = P.EXEC_CANCELED
+
 #: ExecutionReport liquidity of a fill (``latentspeed_core.types.Liquidity``).
 MAKER, TAKER = 1, 2
 
@@ -179,7 +183,7 @@ class SimSymbol:
 class SimOrder:
     __slots__ = (
         "cl_ord_id", "order_id", "owner", "sym", "side", "price", "qty", "leaves", "cum", "decision",
-        "crossed_update", "ahead", "level_qty", "traded",
+        "crossed_update", "ahead", "level_qty", "traded", "hint",
     )  # fmt: skip
 
     def __init__(self, cl_ord_id: int, order_id: int, owner: Owner, sym: SimSymbol, side: int, price: int,
@@ -201,6 +205,8 @@ class SimOrder:
         self.level_qty = 0
         #: Volume printed at the order's price since its level last changed (queue models).
         self.traded = 0
+        #: Where :meth:`Matcher.requeue_levels` last found the order's price in the levels.
+        self.hint = 0
 
     def key(self) -> tuple[int, int]:
         return (-self.price, self.order_id) if self.side == P.SIDE_BUY else (self.price, self.order_id)
@@ -318,39 +324,66 @@ class Matcher:
                 continue
             target = o.price
             new = None
-            if o.side == P.SIDE_BUY:  # bids, best (highest) first
+            if o.side == _SIDE_BUY:  # bids, best (highest) first
                 if not bids:
                     continue
                 above = target + 0.5
                 if bids[-1][0] * scale > above:
                     continue  # every visible level is better than our price: unknown, unchanged
-                for p, q in bids:
+                # The first level at or below our price (the levels are best first, so the test is
+                # false up to it and true from it on): searched from where it was on the last book
+                # (the order's level rarely moves far), back while the level before also passes.
+                n = len(bids)
+                i = o.hint
+                if i > n:
+                    i = n
+                while i:
+                    x = bids[i - 1][0] * scale
+                    if x > above or round(x) > target:
+                        break
+                    i -= 1
+                while i < n:
+                    p, q = bids[i]
                     x = p * scale
-                    if x > above:
-                        continue
-                    pi = round(x)
-                    if pi > target:
-                        continue
-                    new = round(q * scale) if pi == target else 0  # passed our price: gone
-                    break
+                    if x <= above:
+                        pi = round(x)
+                        if pi <= target:
+                            new = round(q * scale) if pi == target else 0  # passed our price: gone
+                            break
+                    i += 1
+                o.hint = i
             else:  # asks, best (lowest) first
                 if not asks:
                     continue
                 below = target - 0.5
                 if asks[-1][0] * scale < below:
                     continue
-                for p, q in asks:
+                n = len(asks)
+                i = o.hint
+                if i > n:
+                    i = n
+                while i:
+                    x = asks[i - 1][0] * scale
+                    if x < below or round(x) < target:
+                        break
+                    i -= 1
+                while i < n:
+                    p, q = asks[i]
                     x = p * scale
-                    if x < below:
-                        continue
-                    pi = round(x)
-                    if pi < target:
-                        continue
-                    new = round(q * scale) if pi == target else 0
-                    break
+                    if x >= below:
+                        pi = round(x)
+                        if pi >= target:
+                            new = round(q * scale) if pi == target else 0
+                            break
+                    i += 1
+                o.hint = i
             if new is None or new == o.level_qty:
                 continue
-            o.ahead = model.depth(o.ahead, o.level_qty, new, o.traded)
+            if type(model) is RiskAverseQueue:  # its depth(), inlined
+                ahead = o.ahead
+                o.ahead = ahead if ahead < new else new
+            else:
+                o.ahead = model.depth(o.ahead, o.level_qty, new, o.traded)
             o.level_qty = new
             o.traded = 0
 
@@ -429,10 +462,20 @@ class Matcher:
         order_id = self._next_order_id
         self._next_order_id += 1
         o = SimOrder(cl_ord_id, order_id, owner, sym, side, price, qty)
-        self._report(o, P.EXEC_NEW, 0, 0, now, 0)
+        # self._report(o, P.EXEC_NEW, 0, 0, now, 0), inlined (every order)
+        exec_id = self._next_exec_id
+        self._next_exec_id = exec_id + 1
+        owner.send_report(cl_ord_id, order_id, exec_id, sym.sid, side, _EXEC_NEW, 0, 0, qty, 0, 0, now, 0)
 
-        levels = sym.asks if side == P.SIDE_BUY else sym.bids
-        if levels and self._marketable(levels, side, is_market, price):
+        buy = side == _SIDE_BUY
+        levels = sym.asks if buy else sym.bids
+        # self._marketable(levels, side, is_market, price), inlined (every order)
+        marketable = False
+        for p, q in levels:
+            if q > 0:
+                marketable = is_market or (p <= price if buy else p >= price)
+                break
+        if marketable:
             thr = self._fill_threshold
             filled = o.decision = thr >= 1.0 or self._rng.random() < thr
             o.crossed_update = sym.update_no
@@ -445,7 +488,7 @@ class Matcher:
                 if self.queue_model is not None:
                     # Join the back of the visible queue at our price (nothing ahead if the level is new).
                     lq = 0
-                    for p, q in sym.bids if side == P.SIDE_BUY else sym.asks:
+                    for p, q in sym.bids if buy else sym.asks:
                         if p == price:
                             lq = q
                             break
@@ -453,7 +496,10 @@ class Matcher:
                     o.ahead = float(lq)
                 owner.orders[cl_ord_id] = o
                 sym.resting[order_id] = o
-                insort(sym.buy_keys if side == P.SIDE_BUY else sym.sell_keys, o.key())
+                if buy:  # o.key(), inlined
+                    insort(sym.buy_keys, (-price, order_id))
+                else:
+                    insort(sym.sell_keys, (price, order_id))
         return o
 
     @staticmethod
@@ -545,9 +591,14 @@ class Matcher:
     @staticmethod
     def _unrest(o: SimOrder) -> None:
         sym = o.sym
-        del sym.resting[o.order_id]
-        keys = sym.buy_keys if o.side == P.SIDE_BUY else sym.sell_keys
-        key = o.key()
+        oid = o.order_id
+        del sym.resting[oid]
+        if o.side == _SIDE_BUY:  # o.key(), inlined
+            keys = sym.buy_keys
+            key = (-o.price, oid)
+        else:
+            keys = sym.sell_keys
+            key = (o.price, oid)
         i = bisect_left(keys, key)
         if i < len(keys) and keys[i] == key:
             del keys[i]
@@ -563,7 +614,17 @@ class Matcher:
             return self._reject(owner, orig_cl_ord_id, symbol_id, 0, P.REJECT_UNKNOWN_ORDER, now)
         del owner.orders[orig_cl_ord_id]
         self._unrest(o)
-        self._cancel(o, now, f"cancel request {cl_ord_id}")
+        # self._cancel(o, now, f"cancel request {cl_ord_id}"), inlined (every cancel; the text only
+        # when logged)
+        self.stats["cancels"] += 1
+        o.leaves = 0
+        exec_id = self._next_exec_id
+        self._next_exec_id = exec_id + 1
+        o.owner.send_report(o.cl_ord_id, o.order_id, exec_id, o.sym.sid, o.side, _EXEC_CANCELED, 0, 0, 0, o.cum, 0,
+                            now, 0)  # fmt: skip
+        if self.log_orders:
+            olog.info("canceled conn=%d cl_ord_id=%d order_id=%d cum=%s (%s)", o.owner.id, o.cl_ord_id,
+                      o.order_id, P.from_fixed(o.cum), f"cancel request {cl_ord_id}")  # fmt: skip
 
     def _cancel(self, o: SimOrder, now: int, why: str) -> None:
         self.stats["cancels"] += 1

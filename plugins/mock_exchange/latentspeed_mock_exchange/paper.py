@@ -161,17 +161,22 @@ class PaperVenue(Venue):
         if sym is not None and sym.resting and sym.name not in self._stale:
             if self._latencies is not None:
                 self._response = self._latency()[1]
-            px = round(msg["price"] * _SCALE)
+            x = msg["price"] * _SCALE
             # Matcher.on_trade changes nothing unless our best order on the side the trade hit is
             # at or through its price (a sell hits buys at px or above, a buy sells at px or below).
+            # (Rounded only near it: x < k - 0.5 rounds below k, x > k + 0.5 above it.)
             if msg["side"] == "buy":
                 keys = sym.sell_keys
-                if keys and keys[0][0] <= px:
-                    self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_BUY)
+                if keys and x >= keys[0][0] - 0.5:
+                    px = round(x)
+                    if keys[0][0] <= px:
+                        self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_BUY)
             else:
                 keys = sym.buy_keys
-                if keys and -keys[0][0] >= px:
-                    self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_SELL)
+                if keys and x <= 0.5 - keys[0][0]:
+                    px = round(x)
+                    if -keys[0][0] >= px:
+                        self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_SELL)
 
     def _add_symbol(self, symbol: str) -> SimSymbol:
         spec = self.config.instruments.get(symbol)
@@ -195,7 +200,10 @@ class PaperVenue(Venue):
         if pending is not None:
             bids, asks = pending["bids"], pending["asks"]
             part = [bids, 0, asks, 0]
-            self.matcher.set_book(sym, [], [], match=False)
+            # self.matcher.set_book(sym, [], [], match=False), inlined (most arriving orders)
+            sym.bids = []
+            sym.asks = []
+            sym.update_no += 1
         else:
             part = self._partial.get(name)
             if part is None:  # already whole (or no book yet)
@@ -232,10 +240,11 @@ class PaperVenue(Venue):
     # -- time ------------------------------------------------------------------------------------
     def advance(self, now_ns: int) -> None:
         """Simulated time moves to ``now_ns`` (backtests; live, the wall-clock timer)."""
-        if now_ns > self.now:
-            self.now = now_ns
+        now = self.now
+        if now_ns > now:
+            self.now = now = now_ns
         heap = self._heap
-        if heap and heap[0][0] <= self.now:
+        if heap and heap[0][0] <= now:
             self._run_due()
 
     def drain(self) -> None:
@@ -286,7 +295,11 @@ class PaperVenue(Venue):
         if not self.connected:
             raise ConnectionError("paper venue: not attached")
         if self._latencies is None:
-            self._schedule(self.now + self._entry_ns, self._arrive, order, self._response_ns)
+            # _schedule, inlined (one per order)
+            self._seq += 1
+            heapq.heappush(self._heap, (self.now + self._entry_ns, self._seq, self._arrive, (order, self._response_ns)))
+            if self._loop is not None and self._timer is None:
+                self._arm(self._loop)
         else:
             entry, response = self._latency()
             self._schedule(self.now + entry, self._arrive, order, response)
@@ -299,7 +312,11 @@ class PaperVenue(Venue):
             entry, response = self._entry_ns, self._response_ns
         else:
             entry, response = self._latency()
-        self._schedule(self.now + entry, self._arrive_cancel, cl_ord_id, orig_cl_ord_id, symbol, response)
+        # _schedule, inlined (one per cancel)
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now + entry, self._seq, self._arrive_cancel, (cl_ord_id, orig_cl_ord_id, symbol, response)))
+        if self._loop is not None and self._timer is None:
+            self._arm(self._loop)
         self.cancels_sent += 1
 
     def _arrive(self, order: Order, response_ns: int) -> None:
@@ -314,7 +331,7 @@ class PaperVenue(Venue):
         )  # fmt: skip
 
     def _arrive_cancel(self, cl_ord_id: int, orig: int, symbol: str, response_ns: int) -> None:
-        self._ids.claim(cl_ord_id)  # one id sequence: keeps the used ids one run (bounded memory)
+        self.claim_id(cl_ord_id)  # one id sequence: keeps the used ids one run (bounded memory)
         sym = self._symbols.get(symbol)
         self._response = response_ns
         self.matcher.cancel(self, cl_ord_id, orig, sym.sid if sym is not None else 0)
@@ -330,7 +347,12 @@ class PaperVenue(Venue):
     _last_due = 0
 
     def claim_id(self, cl_ord_id: int) -> bool:
-        return self._ids.claim(cl_ord_id)
+        ids = self._ids
+        hi = ids.hi
+        if cl_ord_id == hi + 1 and hi >= 0 and not ids.rest:
+            ids.hi = cl_ord_id  # UsedIds.claim's usual case (the next id), inlined
+            return True
+        return ids.claim(cl_ord_id)
 
     def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity) -> None:
         by_id = self._by_id

@@ -141,3 +141,35 @@ def test_queue_updates_equal_a_lookup_of_every_level(model_cls, halves):
         assert state["fixed"] == state["reference fixed"]
         if not halves:  # on the grid the two paths agree with each other too
             assert state["floats"] == state["fixed"]
+
+
+@pytest.mark.parametrize("model_cls", [RiskAverseQueue, ProbabilisticQueue])
+@pytest.mark.parametrize("halves", [False, True])
+def test_successive_books_on_the_same_orders_equal_the_lookup(model_cls, halves):
+    """``requeue_levels`` starts each order's search where its price was on the last book
+    (``SimOrder.hint``): books that move, grow and shrink under the same orders must still give
+    what the spelled-out rule gives, book after book."""
+    rng = random.Random(29)
+    model = model_cls()
+    moved = 0
+    for _trial in range(400):
+        tick = rng.choice((1, 7, 50_000_000))
+        mid0 = rng.randint(1_000, 10_000) * tick
+        seed = rng.random()
+        m = Matcher(lambda: 0, queue_model=model)
+        sym = m.add_symbol("X", 1, 1)
+        fast = _orders(random.Random(seed), m, sym, _Owner(), mid0, tick)
+        ref_m = Matcher(lambda: 0, queue_model=model)
+        ref = _orders(random.Random(seed), ref_m, ref_m.add_symbol("X", 1, 1), _Owner(), mid0, tick)
+        for _book_no in range(25):
+            mid = mid0 + tick * rng.randint(-12, 12)  # the orders' levels move through the book
+            bids, asks = _book(rng, mid, tick, rng.choice((3, 10, 10)), halves)
+            before = [o.hint for o in fast]
+            m.requeue_levels(sym, bids, asks, SCALE)
+            _reference_floats(model, ref, bids, asks)
+            moved += sum(1 for o, h in zip(fast, before, strict=True) if o.hint != h)
+            if model_cls is RiskAverseQueue:  # nothing ahead: the rest no longer matters (as above)
+                assert [o.ahead for o in fast] == [o.ahead for o in ref]
+            else:
+                assert _state(fast) == _state(ref)
+    assert moved > 300  # the hints did move: stale ones were searched from
