@@ -83,12 +83,6 @@ class MaxOrderQty(RiskCheck):
         return None
 
 
-def _price(order: Order, view: RiskView) -> float | None:
-    if order.ord_type == _MARKET or order.price <= 0.0:
-        return view.mid(order.symbol)
-    return order.price
-
-
 class MaxNotional(RiskCheck):
     name = "max_notional"
 
@@ -97,7 +91,7 @@ class MaxNotional(RiskCheck):
         self._max = cfg.limit * (1.0 + _REL)
 
     def check(self, order, view, now_ns):
-        px = order.price  # _price, inlined (every order)
+        px = order.price  # a market order (or no price) is valued at mid
         if order.ord_type == _MARKET or px <= 0.0:
             px = view.mid(order.symbol)
         if px is None:
