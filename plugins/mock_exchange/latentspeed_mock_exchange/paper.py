@@ -213,23 +213,8 @@ class PaperVenue(Venue):
             lo, hi = float("-inf"), float("inf")
         else:
             lo, hi = price - 0.5, price + 0.5
-        s = _SCALE
-        out = sym.bids
-        while nb < len(bids):
-            p, q = bids[nb]
-            x = p * s
-            out.append([round(x), round(q * s)])
-            nb += 1
-            if x < lo:
-                break
-        out = sym.asks
-        while na < len(asks):
-            p, q = asks[na]
-            x = p * s
-            out.append([round(x), round(q * s)])
-            na += 1
-            if x > hi:
-                break
+        nb = _convert(bids, nb, sym.bids, -1.0, -lo)  # bids down to the first below lo
+        na = _convert(asks, na, sym.asks, 1.0, hi)  # asks up to the first above hi
         if nb == len(bids) and na == len(asks):
             self._partial.pop(name, None)
         else:
@@ -383,3 +368,19 @@ class PaperVenue(Venue):
 def _fixed(levels) -> list[list[int]]:
     s = _SCALE
     return [[round(p * s), round(q * s)] for p, q in levels]
+
+
+def _convert(levels: list, i: int, out: list, sign: float, beyond: float) -> int:
+    """Append ``levels[i:]`` to ``out`` in fixed point, up to and including the first level whose
+    ``sign * price * _SCALE`` exceeds ``beyond`` (levels best first: the rest no order reads);
+    returns how many of ``levels`` are converted now."""
+    s = _SCALE
+    n = len(levels)
+    while i < n:
+        p, q = levels[i]
+        x = p * s
+        out.append([round(x), round(q * s)])
+        i += 1
+        if sign * x > beyond:
+            break
+    return i
