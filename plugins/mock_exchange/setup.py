@@ -1,7 +1,8 @@
-"""Build the optional compiled MARKET_DATA decoder (``latentspeed_mock_exchange._fastproto``).
+"""Build the optional compiled parts: the MARKET_DATA decoder (``latentspeed_mock_exchange._fastproto``)
+and the paper venue's per-book queue update (``latentspeed_mock_exchange._queue``).
 
 Everything else is in pyproject.toml. ``optional=True``: without a C compiler the install still
-succeeds and ``protocol.decode_book`` is the pure-Python decoder (same results).
+succeeds and the pure-Python code runs instead (same results).
 """
 
 from setuptools import Extension, setup
@@ -13,6 +14,12 @@ setup(
             ["latentspeed_mock_exchange/_fastproto.c"],
             extra_compile_args=["-O3"],
             optional=True,
-        )
+        ),
+        Extension(
+            "latentspeed_mock_exchange._queue",
+            ["latentspeed_mock_exchange/_queue.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
+            optional=True,
+        ),
     ]
 )

@@ -23,6 +23,7 @@ Prices and quantities are 8-decimal fixed point (``protocol.SCALE``), as on the 
 from __future__ import annotations
 
 import logging
+import os
 import random
 from bisect import bisect_left, insort
 from collections.abc import Callable
@@ -307,6 +308,16 @@ class Matcher:
         if asks and sym.buy_keys and round(asks[0][0] * scale) <= -sym.buy_keys[0][0]:
             return True
         return bool(bids and sym.sell_keys and round(bids[0][0] * scale) >= sym.sell_keys[0][0])
+
+    def book_moved(self, sym: SimSymbol, bids, asks, scale: int) -> bool:
+        """A new book as float levels, best first: True if it fills a resting order (nothing has
+        changed: the caller sets the whole book), else False, and queue positions have moved.
+
+        ``book_moved_compiled`` is this for the usual case, compiled (``_queue.c``)."""
+        if self.crosses(sym, bids, asks, scale):
+            return True
+        self.requeue_levels(sym, bids, asks, scale)
+        return False
 
     def requeue_levels(self, sym: SimSymbol, bids, asks, scale: int) -> None:
         """:meth:`set_book`'s queue update from float levels, looking up only the resting prices.
@@ -662,3 +673,17 @@ class Matcher:
         owner.orders.clear()
         self.stats["cancels"] += n
         return n
+
+
+#: ``book_moved_compiled(sym, bids, asks, queue_model, skip_front)``: :meth:`Matcher.book_moved`
+#: compiled, for the usual case (the queue model and ``front_is_final`` passed in); None when it is
+#: not the usual case, having changed nothing, or when the extension is not built.
+try:
+    if os.environ.get("LATENTSPEED_PURE_PYTHON"):
+        raise ImportError("LATENTSPEED_PURE_PYTHON is set")
+    from . import _queue
+except ImportError:  # built without a C compiler: the same results in Python
+    book_moved_compiled = None
+else:
+    _queue.bind(SimSymbol, SimOrder, RiskAverseQueue, P.SCALE)
+    book_moved_compiled = _queue.book_moved

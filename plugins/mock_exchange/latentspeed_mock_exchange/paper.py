@@ -27,7 +27,7 @@ from latentspeed_core.venue import Instrument, Venue, VenueListener
 
 from . import protocol as P
 from .config import PaperVenueConfig, load_latencies
-from .matching import QUEUE_MODELS, Matcher, SimOrder, SimSymbol, UsedIds
+from .matching import QUEUE_MODELS, Matcher, SimOrder, SimSymbol, UsedIds, book_moved_compiled
 
 _SCALE = P.SCALE
 _SIDES = (Side.BUY, Side.SELL)
@@ -69,7 +69,8 @@ class PaperVenue(Venue):
         self._partial: dict[str, list] = {}
         self._symbols = self.matcher.symbols
         self._by_id = self.matcher.by_id
-        self._requeue_levels = self.matcher.requeue_levels
+        self._queue = queue
+        self._skip_front = self.matcher._front_is_final
         #: Symbols whose feed reconnected or resynced and has not sent a fresh book yet.
         self._stale: set[str] = set()
         self.orders_sent = 0
@@ -118,24 +119,16 @@ class PaperVenue(Venue):
             self._pending_book[symbol] = msg
             return
         bids, asks = msg["bids"], msg["asks"]
-        # Does it fill a resting order: the best ask at or under our best buy, or the best bid at
-        # or over our best sell (Matcher.crosses, inlined: this runs on nearly every book)?
-        # (x > p + 0.5 rounds above p, x < p - 0.5 below it: round() only near our price.)
-        buy_keys, sell_keys = sym.buy_keys, sym.sell_keys
-        if (
-            asks and buy_keys and asks[0][0] * _SCALE <= 0.5 - buy_keys[0][0]
-            and round(asks[0][0] * _SCALE) <= -buy_keys[0][0]
-        ) or (
-            bids and sell_keys and bids[0][0] * _SCALE >= sell_keys[0][0] - 0.5
-            and round(bids[0][0] * _SCALE) >= sell_keys[0][0]
-        ):  # fmt: skip
-            # it fills resting orders: the core needs the whole book, now
+        fast = self._book_moved_compiled
+        moved = fast(sym, bids, asks, self._queue, self._skip_front) if fast is not None else None
+        if moved is None:
+            moved = self.matcher.book_moved(sym, bids, asks, _SCALE)
+        if moved:  # it fills resting orders: the core needs the whole book, now
             self._pending_book.pop(symbol, None)
             self.matcher.set_book(sym, _fixed(bids), _fixed(asks))
             return
-        # Nothing fills: the floats wait as above, and queues move by the resting prices alone.
+        # Nothing fills: the floats wait as above (the queues have moved by the resting prices).
         self._pending_book[symbol] = msg
-        self._requeue_levels(sym, bids, asks, _SCALE)
 
     def on_book_reset(self, symbols: list[str]) -> None:
         """Until their next book these symbols have none: nothing fills against a stale book."""
@@ -325,6 +318,9 @@ class PaperVenue(Venue):
         """The estimated visible size ahead of a resting order (dashboards), or None."""
         o = self.orders.get(cl_ord_id)
         return o.ahead / _SCALE if o is not None else None
+
+    #: The per-book work compiled (``matching.book_moved_compiled``), or None: Matcher.book_moved.
+    _book_moved_compiled = staticmethod(book_moved_compiled) if book_moved_compiled is not None else None
 
     # -- matching.Owner ------------------------------------------------------------------------------
     #: Response latency of the action being handled (an arrival's, or one drawn per market event).

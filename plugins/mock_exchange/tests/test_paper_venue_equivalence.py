@@ -1,16 +1,23 @@
 """The paper venue's shortcuts change nothing: against the venue as it was, on random sessions.
 
-Two shortcuts of the backtest's hot path are checked here, report for report, against a reference
+Three shortcuts of the backtest's hot path are checked here, report for report, against a reference
 venue written the plain way:
 - a pending float book is converted to fixed point, when an order arrives, only as deep as the
   order reads it (``PaperVenue._current``), and further when a later order reaches deeper;
-- a trade is shown to the matcher only when it reaches our best order on the side it hit.
+- a trade is shown to the matcher only when it reaches our best order on the side it hit;
+- the per-book crossing test and queue update run compiled (``_queue.c``,
+  ``matching.book_moved_compiled``): the same reports and the same queue state as the Python.
 """
 
 from __future__ import annotations
 
+import math
+import os
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from latentspeed_mock_exchange import matching
 from latentspeed_mock_exchange import protocol as P
 from latentspeed_mock_exchange.config import PaperVenueConfig
 from latentspeed_mock_exchange.paper import PaperVenue
@@ -44,6 +51,12 @@ class PlainVenue(PaperVenue):
                 self._response = self._latency()[1]
             aggressor = P.SIDE_BUY if msg["side"] == "buy" else P.SIDE_SELL
             self.matcher.on_trade(sym, round(msg["price"] * S), round(msg["amount"] * S), aggressor)
+
+
+class PythonVenue(PaperVenue):
+    """The paper venue with the compiled per-book step switched off: Matcher.book_moved in Python."""
+
+    _book_moved_compiled = None
 
 
 class Reports:
@@ -94,7 +107,9 @@ events = st.lists(st.tuples(st.integers(0, 3), st.one_of(book(), order, order, t
                   max_size=60)  # fmt: skip
 
 
-def run(cls, session, queue_model: str) -> list[tuple]:
+def run(cls, session, queue_model: str, state: list | None = None) -> list[tuple]:
+    """The reports of a session; ``state`` (if given) gets every resting order's queue state after
+    each book."""
     venue = cls(PaperVenueConfig(queue_model=queue_model))
     out = Reports()
     venue.attach(out)
@@ -107,6 +122,9 @@ def run(cls, session, queue_model: str) -> list[tuple]:
         if kind == "book":
             venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": t, "bids": [list(lv) for lv in ev[1]],
                                    "asks": [list(lv) for lv in ev[2]]})  # fmt: skip
+            if state is not None:
+                state.append([(o.cl_ord_id, o.ahead, o.level_qty, o.traded, o.hint)
+                              for o in venue.matcher.symbols[SYM].resting.values()])  # fmt: skip
         elif kind == "trade":
             venue.on_trade_message({"symbol": SYM, "receipt_timestamp_ns": t, "price": ev[1], "amount": ev[2],
                                     "side": ev[3]})  # fmt: skip
@@ -160,3 +178,81 @@ def test_trades_at_exactly_our_price_reach_the_matcher():
         got = run(PaperVenue, session, "risk_averse")
         assert got == run(PlainVenue, session, "risk_averse")
         assert [r[3] for r in got] == [0, 2]  # NEW, then FILL at the trade
+
+
+compiled = pytest.mark.skipif(
+    matching.book_moved_compiled is None and bool(os.environ.get("LATENTSPEED_PURE_PYTHON")),
+    reason="LATENTSPEED_PURE_PYTHON: the compiled step is switched off on purpose",
+)
+
+
+@compiled
+def test_the_compiled_step_is_built():
+    """Not vacuous: an install with a C compiler has it (a failed build would hide behind the fallback)."""
+    assert matching.book_moved_compiled is not None
+    assert PaperVenue._book_moved_compiled is matching.book_moved_compiled
+
+
+@compiled
+@settings(max_examples=400, deadline=None)
+@given(session=events, queue_model=st.sampled_from(["risk_averse", "probabilistic"]))
+def test_the_compiled_book_step_gives_the_same_reports_and_queues(session, queue_model):
+    state_c, state_py = [], []
+    assert run(PaperVenue, session, queue_model, state_c) == run(PythonVenue, session, queue_model, state_py)
+    assert state_c == state_py
+
+
+def _resting_symbol(prices_qtys, queue_model="risk_averse"):
+    """A venue with a book and resting buys at the given (price, qty) in fixed point's float terms."""
+    venue = PaperVenue(PaperVenueConfig(queue_model=queue_model))
+    venue.attach(Reports())
+    venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 1, "bids": [[100.0, 5.0], [99.0, 5.0]],
+                           "asks": [[101.0, 5.0]]})  # fmt: skip
+    for cl, (px, q) in enumerate(prices_qtys, 1):
+        venue.send_new_order(Order(cl, SYM, Side.BUY, q, px, OrdType.LIMIT, TimeInForce.GTC))
+    venue.advance(10 * MS)
+    sym = venue.matcher.symbols[SYM]
+    assert len(sym.resting) == len(prices_qtys)
+    return venue, sym
+
+
+def _queues(sym):
+    return [(o.ahead, o.level_qty, o.traded, o.hint) for o in sym.resting.values()]
+
+
+@compiled
+@pytest.mark.parametrize(
+    "bids",
+    [
+        [[100, 4.0], [99.0, 4.0]],  # an int price: Python's arithmetic, not ours
+        [[100.0, 4.0, 1.0], [99.0, 4.0]],  # not a pair: Python raises its own error
+        [[100.0, 4.0], [math.nan, 4.0]],
+        [[100.0, 4.0], [1e300, 4.0]],  # beyond what a double holds exactly once scaled
+        [(100.0, 4.0), [99.0, 4]],  # an int size
+    ],
+)
+def test_unusual_books_are_left_to_python_with_nothing_changed(bids):
+    venue, sym = _resting_symbol([(99.0, 1.0), (100.0, 1.0)])
+    before = _queues(sym)
+    assert matching.book_moved_compiled(sym, bids, [[101.0, 5.0]], venue._queue, venue._skip_front) is None
+    assert _queues(sym) == before
+
+
+@compiled
+def test_many_resting_orders_are_left_to_python():
+    venue, sym = _resting_symbol([(90.0 + i / 4, 1.0) for i in range(40)])
+    books = [[100.0, 5.0], [99.0, 4.0], [90.0, 1.0]]
+    assert matching.book_moved_compiled(sym, books, [[101.0, 5.0]], venue._queue, venue._skip_front) is None
+    # and the venue still moves their queues (Python): the order at 99 sees its level shrink to 4
+    venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 20 * MS, "bids": books, "asks": [[101.0, 5.0]]})
+    at_99 = [o for o in sym.resting.values() if o.price == 99 * S]
+    assert at_99 and at_99[0].ahead == 4 * S
+
+
+@compiled
+def test_a_crossing_book_changes_nothing_and_says_so():
+    venue, sym = _resting_symbol([(100.0, 1.0)])
+    before = _queues(sym)
+    assert matching.book_moved_compiled(sym, [[99.0, 1.0]], [[100.0, 2.0]], venue._queue, venue._skip_front) is True
+    assert _queues(sym) == before
+    assert venue.matcher.book_moved(sym, [[99.0, 1.0]], [[100.0, 2.0]], S) is True
