@@ -1,5 +1,6 @@
-"""Build the optional compiled hot-path modules: the order book (``latentspeed_core._book``) and
-the standard feature updaters (``latentspeed_core._features``).
+"""Build the optional compiled hot-path modules: the order book (``latentspeed_core._book``), the
+standard feature updaters (``latentspeed_core._features``) and the backtest's merge of capture
+sources (``latentspeed_core._merge``).
 
 Everything else is in pyproject.toml. ``optional=True``: without a C compiler the install still
 succeeds and ``book.py`` / ``marketstream/features.py`` use their pure-Python implementations.
@@ -20,6 +21,12 @@ setup(
             "latentspeed_core._features",
             ["latentspeed_core/_features.c"],
             extra_compile_args=["-O3", "-ffp-contract=off"],
+            optional=True,
+        ),
+        Extension(
+            "latentspeed_core._merge",
+            ["latentspeed_core/_merge.c"],
+            extra_compile_args=["-O3"],
             optional=True,
         ),
     ]

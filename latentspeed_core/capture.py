@@ -21,6 +21,7 @@ import asyncio
 import base64
 import gzip
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -283,25 +284,51 @@ def merged_records(sources: list[tuple[str, str | Path]]) -> Iterator[tuple[int,
     stamps keep the order of the sources and of the file: the merge is deterministic. A capture
     shared by several feeds is read once (each feed's records wait in a queue of their own).
 
-    The order is ``heapq.merge``'s over the sources keyed by ``(receipt_ns, source index)``, written
-    out so that a source keeps giving while its next record still comes before every other head:
-    heap work only when the source changes (a backtest runs this once per input)."""
+    The order is ``heapq.merge``'s over the sources keyed by ``(receipt_ns, source index)``: the
+    smallest such key among the sources' next records comes next. A backtest runs this once per
+    input, so it runs compiled (``_merge.c``) when the extension is built; :func:`_merged_py` is
+    the same in Python (and the reference its tests hold it to)."""
+    names: list[str] = []
+    readers: list[Iterator[dict]] = []
+    reader_of: list[int] = []
+    shared: list[bool] = []
+    by_path: dict[str, int] = {}
+    for name, path in sources:
+        names.append(name)
+        if len(capture_feeds(path)) <= 1:
+            # every feed replaying a one-feed capture gets all of it: a reader each
+            reader_of.append(len(readers))
+            readers.append(iter(read_capture(path)))
+            shared.append(False)
+        else:  # feeds sharing a multi-feed capture share one reader
+            k = by_path.get(str(path))
+            if k is None:
+                k = by_path[str(path)] = len(readers)
+                readers.append(iter(read_capture(path)))
+            reader_of.append(k)
+            shared.append(True)
+    if _Merge is not None and len(set(zip(names, reader_of, strict=True))) == len(names):
+        return _Merge(names, readers, reader_of, shared)
+    return _merged_py(names, readers, reader_of, shared)  # (one name twice on one reader: they share)
+
+
+def _merged_py(names: list[str], readers: list, reader_of: list[int], shared: list[bool]):
+    """:func:`merged_records` in Python: ``heapq.merge``'s order written out, so that a source
+    keeps giving while its next record still comes before every other head."""
     from functools import partial
     from heapq import heapify, heappop, heappush
 
-    shared: dict[str, _SharedReader] = {}
+    dealers: dict[int, _SharedReader] = {}
     pulls = []  # per source: () -> its next record, or None at its end
-    for name, path in sources:
-        if len(capture_feeds(path)) <= 1:
-            # every feed replaying a one-feed capture gets all of it: a reader each
-            pulls.append(partial(next, iter(read_capture(path)), None))
-        else:  # feeds sharing a multi-feed capture share one reader
-            reader = shared.get(str(path))
-            if reader is None:
-                reader = shared[str(path)] = _SharedReader(path)
-            pulls.append(reader.puller(name))
-    names = [name for name, _path in sources]
-    heads: list[dict | None] = [None] * len(sources)
+    for name, k, is_shared in zip(names, reader_of, shared, strict=True):
+        if is_shared:
+            dealer = dealers.get(k)
+            if dealer is None:
+                dealer = dealers[k] = _SharedReader(readers[k])
+            pulls.append(dealer.puller(name))
+        else:
+            pulls.append(partial(next, readers[k], None))
+    heads: list[dict | None] = [None] * len(names)
     order = []  # (time, source index) of each source's head
     for k, pull in enumerate(pulls):
         rec = pull()
@@ -329,10 +356,10 @@ def merged_records(sources: list[tuple[str, str | Path]]) -> Iterator[tuple[int,
 
 
 class _SharedReader:
-    """One pass over a capture, dealing its records out to the feeds that replay it."""
+    """One pass over a capture's records, dealing them out to the feeds that replay it."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._records = iter(read_capture(path))
+    def __init__(self, records: Iterator[dict]) -> None:
+        self._records = records
         self._queues: dict[str, deque] = {}
 
     def puller(self, name: str):
@@ -370,3 +397,11 @@ def deliver(feed: Feed, rec: dict, receipt_ns: int) -> bool:
     elif kind == "connect":
         feed.deliver_connect(receipt_ns)
     return False
+
+
+try:
+    if os.environ.get("LATENTSPEED_PURE_PYTHON"):
+        raise ImportError("LATENTSPEED_PURE_PYTHON is set")
+    from ._merge import Merge as _Merge
+except ImportError:  # no compiler at install time: the Python merge, same order
+    _Merge = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import os
 import time
 
 import orjson
@@ -208,14 +209,28 @@ def test_truncated_plain_capture_replays_complete_lines(tmp_path, caplog):
     assert "unreadable capture line" in caplog.text
 
 
-def test_merged_records_read_a_shared_capture_once_and_give_each_feed_its_own(tmp_path):
+@pytest.fixture(params=["compiled", "python"])
+def merge_impl(request, monkeypatch):
+    """merged_records as built (compiled, ``_merge.c``) and in Python (``_merged_py``): the same."""
+    from latentspeed_core import capture
+
+    if request.param == "python":
+        monkeypatch.setattr(capture, "_Merge", None)
+    elif capture._Merge is None:
+        assert os.environ.get("LATENTSPEED_PURE_PYTHON"), "the compiled merge is not built"
+        pytest.skip("LATENTSPEED_PURE_PYTHON: the compiled merge is switched off on purpose")
+    return request.param
+
+
+def test_merged_records_read_a_shared_capture_once_and_give_each_feed_its_own(tmp_path, merge_impl):
     """Two feeds replaying one two-feed capture, and one feed on a one-feed capture: the merge
-    keeps receipt order, each feed gets exactly its records, ties keep source then file order."""
+    keeps receipt order, each feed gets exactly its records, ties keep source then file order;
+    the records of a feed nobody replays are left out."""
     from latentspeed_core.capture import merged_records
 
     both = tmp_path / "both.jsonl"
-    with Recorder(both, feeds=["a", "b"]) as rec:
-        for i, (feed, t) in enumerate([("b", 5), ("a", 1), ("a", 5), ("b", 7), ("a", 9)]):
+    with Recorder(both, feeds=["a", "b", "z"]) as rec:
+        for i, (feed, t) in enumerate([("b", 5), ("a", 1), ("z", 2), ("a", 5), ("b", 7), ("a", 9), ("z", 9)]):
             rec.write(feed, "frame", t, f"{feed}{i}")
     solo = tmp_path / "solo.jsonl"
     with Recorder(solo, feeds=["x"]) as rec:
@@ -223,15 +238,15 @@ def test_merged_records_read_a_shared_capture_once_and_give_each_feed_its_own(tm
             rec.write("x", "frame", t, f"c{t}")
     got = [(t, name, r["data"]) for t, name, r in merged_records([("a", both), ("b", both), ("c", solo)])]
     assert got == [
-        (1, "a", "a1"), (2, "c", "c2"), (5, "a", "a2"), (5, "b", "b0"), (5, "c", "c5"), (7, "b", "b3"),
-        (8, "c", "c8"), (9, "a", "a4"),
+        (1, "a", "a1"), (2, "c", "c2"), (5, "a", "a3"), (5, "b", "b0"), (5, "c", "c5"), (7, "b", "b4"),
+        (8, "c", "c8"), (9, "a", "a5"),
     ]  # fmt: skip
     # a one-feed capture given to two feeds: each gets all of it
     twice = [(name, r["data"]) for _t, name, r in merged_records([("p", solo), ("q", solo)])]
     assert [d for n, d in twice if n == "p"] == [d for n, d in twice if n == "q"] == ["c2", "c5", "c8"]
 
 
-def test_merged_records_order_is_heapq_merge_of_the_sources(tmp_path):
+def test_merged_records_order_is_heapq_merge_of_the_sources(tmp_path, merge_impl):
     """The merge is heapq.merge keyed by (receipt time, source index), also when a feed's own
     stamps go backwards and stamps tie across feeds: random captures against that reference."""
     import heapq
@@ -240,7 +255,7 @@ def test_merged_records_order_is_heapq_merge_of_the_sources(tmp_path):
     from latentspeed_core.capture import merged_records
 
     rng = random.Random(7)
-    for trial in range(20):
+    for trial in range(60):
         feeds = ["a", "b", "c"]
         shared = tmp_path / f"shared{trial}.jsonl"
         rows = [(rng.choice(feeds), rng.randint(0, 12)) for _ in range(rng.randint(0, 60))]
@@ -263,3 +278,18 @@ def test_merged_records_order_is_heapq_merge_of_the_sources(tmp_path):
         want = [(t, name, data) for t, _k, _j, name, data in heapq.merge(*streams)]
         got = [(t, name, r["data"]) for t, name, r in merged_records(sources)]
         assert got == want, trial
+
+
+def test_merged_records_refuse_a_stamp_that_is_not_a_time(tmp_path, merge_impl):
+    """A record whose receipt_ns is not a number stops the merge with an error that says so (the
+    compiled merge says what it is; Python's comparison of a str with an int fails)."""
+    from latentspeed_core.capture import merged_records
+
+    bad = tmp_path / "bad.jsonl"
+    with Recorder(bad, feeds=["a", "b"]) as rec:
+        rec.write("a", "frame", 1, "a0")
+        rec.write("b", "frame", "soon", "b1")
+    with pytest.raises((ValueError, TypeError)) as err:
+        list(merged_records([("a", bad), ("b", bad)]))
+    if merge_impl == "compiled":
+        assert "receipt_ns is not an integer" in str(err.value)

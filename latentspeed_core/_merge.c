@@ -1,0 +1,301 @@
+/* capture.merged_records, compiled: the records of several capture sources in receipt order.
+ *
+ * A backtest takes every input through this merge, and in Python it cost ~80 bytecodes a record
+ * (the merge generator and the shared reader's dealing, capture.py). Same order, exactly: the
+ * smallest (receipt_ns, source index) among the sources' next records, each source in its own
+ * order (heapq.merge's order over the sources, as capture.merged_records documents).
+ *
+ * Merge(names, readers, reader_of, shared): source k is named names[k] and reads the iterator
+ * readers[reader_of[k]]. A shared reader (a capture of several feeds) deals each record to the
+ * source named by its "feed" (kept in that source's queue until it is wanted; records of feeds no
+ * source replays are dropped); a reader of one source gives it everything. Iterating gives
+ * (receipt_ns, name, record); receipt_ns is the record's, 0 when it is missing or false.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+typedef struct {
+    PyObject *name;
+    Py_ssize_t reader;
+    int shared;
+    PyObject *queue; /* list; items [qhead:] are waiting */
+    Py_ssize_t qhead;
+    PyObject *head; /* the next record, or NULL when the source has ended */
+    int64_t t;
+} Source;
+
+typedef struct {
+    PyObject_HEAD
+    Source *src;
+    Py_ssize_t n;
+    PyObject *readers; /* list of iterators; None once one is exhausted */
+    Py_ssize_t cur;    /* the source giving now, or -1 to choose */
+    int started;
+} MergeObject;
+
+static PyObject *str_feed, *str_receipt_ns;
+
+/* The next record of source k (new reference), NULL with no error at its end. */
+static PyObject *
+pull(MergeObject *m, Py_ssize_t k)
+{
+    Source *s = &m->src[k];
+    if (s->qhead < PyList_GET_SIZE(s->queue)) {
+        PyObject *rec = Py_NewRef(PyList_GET_ITEM(s->queue, s->qhead));
+        if (++s->qhead == PyList_GET_SIZE(s->queue)) {
+            if (PyList_SetSlice(s->queue, 0, PY_SSIZE_T_MAX, NULL) < 0) {
+                Py_DECREF(rec);
+                return NULL;
+            }
+            s->qhead = 0;
+        }
+        else if (s->qhead >= 1024 && s->qhead * 2 >= PyList_GET_SIZE(s->queue)) {
+            if (PyList_SetSlice(s->queue, 0, s->qhead, NULL) < 0) {
+                Py_DECREF(rec);
+                return NULL;
+            }
+            s->qhead = 0;
+        }
+        return rec;
+    }
+    PyObject *it = PyList_GET_ITEM(m->readers, s->reader);
+    if (it == Py_None)
+        return NULL;
+    for (;;) {
+        PyObject *rec = PyIter_Next(it);
+        if (!rec) {
+            if (!PyErr_Occurred()) /* exhausted: never asked again (a generator may not like it) */
+                PyList_SetItem(m->readers, s->reader, Py_NewRef(Py_None));
+            return NULL;
+        }
+        if (!s->shared)
+            return rec;
+        if (!PyDict_Check(rec)) {
+            PyErr_Format(PyExc_TypeError, "capture record is not an object: %R", rec);
+            Py_DECREF(rec);
+            return NULL;
+        }
+        PyObject *owner = PyDict_GetItemWithError(rec, str_feed);
+        if (!owner && PyErr_Occurred()) {
+            Py_DECREF(rec);
+            return NULL;
+        }
+        if (!owner)
+            owner = Py_None;
+        /* the source of this reader named `owner`, if any (names are unique per reader) */
+        Py_ssize_t j = -1;
+        for (Py_ssize_t i = 0; i < m->n; i++) {
+            Source *o = &m->src[i];
+            if (o->reader != s->reader)
+                continue;
+            int eq = o->name == owner ? 1 : PyObject_RichCompareBool(owner, o->name, Py_EQ);
+            if (eq < 0) {
+                Py_DECREF(rec);
+                return NULL;
+            }
+            if (eq) {
+                j = i;
+                break;
+            }
+        }
+        if (j == k)
+            return rec;
+        if (j >= 0 && PyList_Append(m->src[j].queue, rec) < 0) {
+            Py_DECREF(rec);
+            return NULL;
+        }
+        Py_DECREF(rec);
+    }
+}
+
+/* rec.get("receipt_ns") or 0, as an int64. */
+static int
+stamp(PyObject *rec, int64_t *t)
+{
+    if (!PyDict_Check(rec)) {
+        PyErr_Format(PyExc_TypeError, "capture record is not an object: %R", rec);
+        return -1;
+    }
+    PyObject *v = PyDict_GetItemWithError(rec, str_receipt_ns);
+    if (!v) {
+        if (PyErr_Occurred())
+            return -1;
+        *t = 0;
+        return 0;
+    }
+    if (PyLong_Check(v) && !PyBool_Check(v)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (!overflow) {
+            *t = x;
+            return 0;
+        }
+    }
+    int truth = PyObject_IsTrue(v);
+    if (truth < 0)
+        return -1;
+    if (!truth) {
+        *t = 0;
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "capture record's receipt_ns is not an integer nanosecond time: %R", v);
+    return -1;
+}
+
+/* Source k's next record into its head; 0 (head set, or NULL at the end) or -1. */
+static int
+advance(MergeObject *m, Py_ssize_t k)
+{
+    Source *s = &m->src[k];
+    Py_CLEAR(s->head);
+    PyObject *rec = pull(m, k);
+    if (!rec)
+        return PyErr_Occurred() ? -1 : 0;
+    if (stamp(rec, &s->t) < 0) {
+        Py_DECREF(rec);
+        return -1;
+    }
+    s->head = rec;
+    return 0;
+}
+
+static void
+merge_dealloc(MergeObject *m)
+{
+    if (m->src) {
+        for (Py_ssize_t i = 0; i < m->n; i++) {
+            Py_XDECREF(m->src[i].name);
+            Py_XDECREF(m->src[i].queue);
+            Py_XDECREF(m->src[i].head);
+        }
+        PyMem_Free(m->src);
+    }
+    Py_XDECREF(m->readers);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static PyObject *
+merge_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyObject *names, *readers, *reader_of, *shared;
+    if (kw && PyDict_GET_SIZE(kw)) {
+        PyErr_SetString(PyExc_TypeError, "Merge() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!O!O!O!:Merge", &PyList_Type, &names, &PyList_Type, &readers, &PyList_Type,
+                          &reader_of, &PyList_Type, &shared))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(names), nr = PyList_GET_SIZE(readers);
+    if (PyList_GET_SIZE(reader_of) != n || PyList_GET_SIZE(shared) != n) {
+        PyErr_SetString(PyExc_ValueError, "Merge: names, reader_of and shared differ in length");
+        return NULL;
+    }
+    MergeObject *m = (MergeObject *)type->tp_alloc(type, 0);
+    if (!m)
+        return NULL;
+    m->cur = -1;
+    m->readers = PyList_New(nr);
+    m->src = PyMem_Calloc(n ? n : 1, sizeof(Source));
+    if (!m->readers || !m->src) {
+        Py_DECREF(m);
+        return PyErr_NoMemory();
+    }
+    m->n = n;
+    for (Py_ssize_t i = 0; i < nr; i++) {
+        PyObject *it = PyObject_GetIter(PyList_GET_ITEM(readers, i));
+        if (!it) {
+            Py_DECREF(m);
+            return NULL;
+        }
+        PyList_SET_ITEM(m->readers, i, it);
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Source *s = &m->src[k];
+        s->name = Py_NewRef(PyList_GET_ITEM(names, k));
+        s->reader = PyLong_AsSsize_t(PyList_GET_ITEM(reader_of, k));
+        if (s->reader == -1 && PyErr_Occurred()) {
+            Py_DECREF(m);
+            return NULL;
+        }
+        if (s->reader < 0 || s->reader >= nr) {
+            PyErr_SetString(PyExc_ValueError, "Merge: reader_of out of range");
+            Py_DECREF(m);
+            return NULL;
+        }
+        s->shared = PyObject_IsTrue(PyList_GET_ITEM(shared, k));
+        if (s->shared < 0 || !(s->queue = PyList_New(0))) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    return (PyObject *)m;
+}
+
+static PyObject *
+merge_next(MergeObject *m)
+{
+    Py_ssize_t c = m->cur;
+    if (!m->started) {
+        m->started = 1;
+        for (Py_ssize_t k = 0; k < m->n; k++) /* each source's first record, in source order */
+            if (advance(m, k) < 0)
+                return NULL;
+    }
+    else if (c >= 0 && advance(m, c) < 0) /* the record given last was c's head */
+        return NULL;
+    /* The smallest (t, k) among the heads: c's new head usually stays smallest. */
+    Py_ssize_t best = -1;
+    int64_t bt = 0;
+    for (Py_ssize_t k = 0; k < m->n; k++) {
+        Source *s = &m->src[k];
+        if (s->head && (best < 0 || s->t < bt)) {
+            best = k;
+            bt = s->t;
+        }
+    }
+    m->cur = best;
+    if (best < 0)
+        return NULL;
+    Source *s = &m->src[best];
+    PyObject *t = PyLong_FromLongLong(s->t);
+    if (!t)
+        return NULL;
+    PyObject *out = PyTuple_Pack(3, t, s->name, s->head);
+    Py_DECREF(t);
+    return out;
+}
+
+static PyTypeObject MergeType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "latentspeed_core._merge.Merge",
+    .tp_basicsize = sizeof(MergeObject),
+    .tp_dealloc = (destructor)merge_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Merge(names, readers, reader_of, shared): (receipt_ns, name, record) in receipt order.",
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)merge_next,
+    .tp_new = merge_new,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "latentspeed_core._merge", "capture.merged_records, compiled.", -1, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__merge(void)
+{
+    if (PyType_Ready(&MergeType) < 0)
+        return NULL;
+    str_feed = PyUnicode_InternFromString("feed");
+    str_receipt_ns = PyUnicode_InternFromString("receipt_ns");
+    if (!str_feed || !str_receipt_ns)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Merge", (PyObject *)&MergeType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
