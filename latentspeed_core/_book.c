@@ -561,7 +561,9 @@ parse_digits(const char *p, const char *end, uint64_t *mant)
         v = (v * 42949672960001ULL) >> 32;
         m = m * P10[n] + (uint32_t)v;
         p += n;
-        if (n < 8) { /* p is at the first non-digit */
+        /* p is at the first non-digit; or eight digits were read and the next byte is usually not
+         * one (eight decimals are common), which one comparison tells without another load */
+        if (n < 8 || p >= end || (unsigned)(*p - '0') >= 10u) {
             *mant = m;
             return p;
         }
@@ -683,10 +685,86 @@ skip_ws(const char *p, const char *end)
     return p;
 }
 
+/* A quoted plain decimal, "(0|[1-9][0-9]*)(.[0-9]+)?", at *pp (the opening quote) that takes
+ * parse_number's exact fast path: its value, the same double, and *pp past the closing quote;
+ * -1 (no error set, *pp unchanged) for anything else. */
+static inline __attribute__((always_inline)) int
+quoted_plain(const char **pp, const char *end, double *out)
+{
+    const char *p = *pp;
+    if (p >= end || *p != '"')
+        return -1;
+    const char *d0 = ++p;
+    uint64_t mant = 0;
+    p = parse_digits(p, end, &mant);
+    Py_ssize_t nint = p - d0, frac = 0;
+    if (nint == 0 || (nint > 1 && *d0 == '0'))
+        return -1;
+    if (p < end && *p == '.') {
+        const char *f0 = ++p;
+        p = parse_digits(p, end, &mant);
+        frac = p - f0;
+        if (frac == 0)
+            return -1;
+    }
+    if (p >= end || *p != '"' || nint + frac > 19 || mant > (1ULL << 53) || frac > 22)
+        return -1;
+    double v = (double)mant;
+    *out = frac ? v / POW10[frac] : v;
+    *pp = p + 1;
+    return 0;
+}
+
+/* The venues' usual level array, `[["price","qty"],...]` with no whitespace, quoted plain decimals
+ * and possible levels, in one tight pass: 1 parsed (*pp advanced), 0 anything else (nothing added,
+ * *pp unchanged: the general parser below decides, with its errors), -1 out of memory. Each number
+ * is the value parse_number gives the same text. */
+static int
+lb_parse_quoted_fast(LevelBuf *b, const char **pp, const char *end)
+{
+    const char *p = *pp;
+    Py_ssize_t n0 = b->n;
+    if (p >= end || *p != '[')
+        return 0;
+    p++;
+    if (p < end && *p == ']') {
+        *pp = p + 1;
+        return 1;
+    }
+    for (;;) {
+        double price, qty;
+        if (p >= end || *p != '[')
+            break;
+        p++;
+        if (quoted_plain(&p, end, &price) < 0 || p >= end || *p != ',')
+            break;
+        p++;
+        if (quoted_plain(&p, end, &qty) < 0 || p >= end || *p != ']' || !level_ok(price, qty))
+            break;
+        p++;
+        if (lb_push(b, price, qty) < 0)
+            return -1;
+        if (p < end && *p == ',') {
+            p++;
+            continue;
+        }
+        if (p < end && *p == ']') {
+            *pp = p + 1;
+            return 1;
+        }
+        break;
+    }
+    b->n = n0;
+    return 0;
+}
+
 /* `[["price","qty"], ...]` (strings or bare numbers) at *pp -> buffer; advances *pp past the array. */
 static int
 lb_parse_array(LevelBuf *b, const char **pp, const char *end)
 {
+    int fast = lb_parse_quoted_fast(b, pp, end);
+    if (fast)
+        return fast < 0 ? -1 : 0;
     const char *p = *pp;
     const char *err = NULL;
     p = skip_ws(p, end);

@@ -33,10 +33,15 @@ decimal_text = st.one_of(
 
 @pytest.mark.parametrize("parse", PARSERS)
 @settings(max_examples=300, deadline=None)
-@given(pairs=st.lists(st.tuples(decimal_text, decimal_text), max_size=20), quoted=st.booleans())
-def test_numbers_parse_exactly_as_float(parse, pairs, quoted):
-    if quoted:
-        raw = json.dumps([[p, q] for p, q in pairs]).encode()
+@given(
+    pairs=st.lists(st.tuples(decimal_text, decimal_text), max_size=20),
+    form=st.sampled_from(["compact", "spaced", "bare"]),
+)
+def test_numbers_parse_exactly_as_float(parse, pairs, form):
+    """Compact quoted arrays are the venues' form (the compiled parser's one-pass path), spaced ones
+    and bare numbers its general path."""
+    if form != "bare":
+        raw = json.dumps([[p, q] for p, q in pairs], separators=(",", ":") if form == "compact" else None).encode()
     else:  # bare JSON numbers (only those JSON allows)
         pairs = [(p, q) for p, q in pairs if _json_number(p) and _json_number(q)]
         raw = ("[" + ",".join(f"[{p}, {q}]" for p, q in pairs) + "]").encode()
@@ -55,6 +60,14 @@ def test_real_venue_shapes(parse):
     assert parse(b'[["67000.10000000","0.00100000"],["66999.9","0"]]') == [(67000.1, 0.001), (66999.9, 0.0)]
     assert parse(b' [ [ "1.5" , "2" ] ] ') == [(1.5, 2.0)]
     assert parse(b"[]") == []
+    # the edges of the one-pass path: each left to the general parser, which reads them as float() does
+    assert parse(b'[["0.5","1"],["10","0"]]') == [(0.5, 1.0), (10.0, 0.0)]
+    assert parse(b'[["00.5","1"]]') == [(0.5, 1.0)]  # a leading zero (not plain)
+    assert parse(b'[["1234567890123456789","1"]]') == [(1234567890123456789.0, 1.0)]  # 19 digits > 2**53
+    assert parse(b'[["9007199254740993","1"]]') == [(9007199254740992.0, 1.0)]  # 2**53 + 1
+    assert parse(b'[["0.12345678901234567890123","1"]]') == [(float("0.12345678901234567890123"), 1.0)]
+    assert parse(b'[["12345678.12345678","0.00000001"]]') == [(12345678.12345678, 1e-8)]  # eight and eight
+    assert parse(b'[["-1","1"],["0","1"]]') == [(-1.0, 1.0), (0.0, 1.0)]  # impossible levels: the general path
     assert parse(b'[["1e-3","-2.50"]]') == [(0.001, -2.5)]
     assert parse(memoryview(b'[["3","4"]]')) == [(3.0, 4.0)]
 
@@ -228,8 +241,9 @@ plain_decimal = st.one_of(
 @given(
     pairs=st.lists(st.tuples(plain_decimal, plain_decimal), max_size=30),
     bare=st.booleans(),
+    compact=st.booleans(),
 )
-def test_load_json_plain_takes_exactly_what_msgspec_and_float_read(pairs, bare):
+def test_load_json_plain_takes_exactly_what_msgspec_and_float_read(pairs, bare, compact):
     """It takes every plain decimal within the exact fast path (at most 19 digits, as an integer <= 2**53),
     as msgspec reads it, in both books; it refuses the rest."""
     import msgspec
@@ -237,7 +251,7 @@ def test_load_json_plain_takes_exactly_what_msgspec_and_float_read(pairs, bare):
     if bare:
         raw = ("[" + ",".join(f"[{p},{q}]" for p, q in pairs) + "]").encode()
     else:
-        raw = json.dumps([[p, q] for p, q in pairs]).encode()
+        raw = json.dumps([[p, q] for p, q in pairs], separators=(",", ":") if compact else None).encode()
     decoded = msgspec.json.decode(raw, type=list[tuple[float, float]], strict=False)
     assert decoded == [(float(p), float(q)) for p, q in pairs]
     want = None
