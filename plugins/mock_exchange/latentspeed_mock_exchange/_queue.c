@@ -327,7 +327,46 @@ error:
     return Py_XNewRef(res);
 }
 
+/* fixed(levels) -> [[round(price * scale), round(qty * scale)], ...] (paper._fixed: a book that
+ * fills a resting order goes to the core whole), or None (not handled) for anything but a list of
+ * float pairs whose scaled values are exact as doubles. */
+static PyObject *
+fixed(PyObject *mod, PyObject *levels)
+{
+    if (!PyList_CheckExact(levels))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(levels);
+    PyObject *out = PyList_New(n);
+    if (!out)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double p, q, x, y;
+        if (level_at(levels, i, &p, &q) < 0 || scaled(p, &x) < 0 || scaled(q, &y) < 0) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        PyObject *lv = PyList_New(2);
+        if (!lv) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, lv);
+        PyObject *a = PyLong_FromLongLong((long long)nearbyint(x));
+        PyObject *b = a ? PyLong_FromLongLong((long long)nearbyint(y)) : NULL;
+        if (!b) {
+            Py_XDECREF(a);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(lv, 0, a);
+        PyList_SET_ITEM(lv, 1, b);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"fixed", fixed, METH_O,
+     "fixed(levels) -> [[round(price * scale), round(qty * scale)], ...], or None (not handled)."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
      "bind(SimSymbol, SimOrder, RiskAverseQueue, scale): the classes and scale book_moved works on."},
     {"book_moved", (PyCFunction)(void (*)(void))book_moved, METH_FASTCALL,

@@ -684,6 +684,9 @@ try:
     from . import _queue
 except ImportError:  # built without a C compiler: the same results in Python
     book_moved_compiled = None
+    fixed_compiled = None
 else:
     _queue.bind(SimSymbol, SimOrder, RiskAverseQueue, P.SCALE)
     book_moved_compiled = _queue.book_moved
+    #: ``fixed_compiled(levels)``: float levels to fixed-point ``[price, qty]`` lists (None: not handled).
+    fixed_compiled = _queue.fixed

@@ -27,7 +27,7 @@ from latentspeed_core.venue import Instrument, Venue, VenueListener
 
 from . import protocol as P
 from .config import PaperVenueConfig, load_latencies
-from .matching import QUEUE_MODELS, Matcher, SimOrder, SimSymbol, UsedIds, book_moved_compiled
+from .matching import QUEUE_MODELS, Matcher, SimOrder, SimSymbol, UsedIds, book_moved_compiled, fixed_compiled
 
 _SCALE = P.SCALE
 _SIDES = (Side.BUY, Side.SELL)
@@ -362,6 +362,10 @@ class PaperVenue(Venue):
 
 
 def _fixed(levels) -> list[list[int]]:
+    if fixed_compiled is not None:
+        out = fixed_compiled(levels)
+        if out is not None:
+            return out
     s = _SCALE
     return [[round(p * s), round(q * s)] for p, q in levels]
 

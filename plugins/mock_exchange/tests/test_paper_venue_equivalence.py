@@ -256,3 +256,17 @@ def test_a_crossing_book_changes_nothing_and_says_so():
     assert matching.book_moved_compiled(sym, [[99.0, 1.0]], [[100.0, 2.0]], venue._queue, venue._skip_front) is True
     assert _queues(sym) == before
     assert venue.matcher.book_moved(sym, [[99.0, 1.0]], [[100.0, 2.0]], S) is True
+
+
+half_units = st.integers(-(10**12), 10**12).map(lambda i: i / 2e8)  # exact halves of a unit: ties
+level_float = st.one_of(st.floats(0, 1e6, allow_nan=False), half_units, st.sampled_from([0.1 + 0.2, 99.99999999]))
+
+
+@compiled
+@settings(max_examples=300, deadline=None)
+@given(levels=st.lists(st.tuples(level_float, level_float).map(list), max_size=12))
+def test_the_compiled_fixed_point_conversion_is_round(levels):
+    """A book that fills an order goes to the core in fixed point: compiled, exactly Python's round()
+    (half to even) of the scaled floats."""
+    assert matching.fixed_compiled(levels) == [[round(p * S), round(q * S)] for p, q in levels]
+    assert matching.fixed_compiled([[1, 2.0]]) is None  # not floats: Python does it
