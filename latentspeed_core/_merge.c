@@ -160,18 +160,37 @@ advance(MergeObject *m, Py_ssize_t k)
     return 0;
 }
 
+/* Tracked by the collector: a reader (a generator) could refer back to the merge. */
+static int
+merge_traverse(MergeObject *m, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; m->src && i < m->n; i++) {
+        Py_VISIT(m->src[i].name);
+        Py_VISIT(m->src[i].queue);
+        Py_VISIT(m->src[i].head);
+    }
+    Py_VISIT(m->readers);
+    return 0;
+}
+
+static int
+merge_clear(MergeObject *m)
+{
+    for (Py_ssize_t i = 0; m->src && i < m->n; i++) {
+        Py_CLEAR(m->src[i].name);
+        Py_CLEAR(m->src[i].queue);
+        Py_CLEAR(m->src[i].head);
+    }
+    Py_CLEAR(m->readers);
+    return 0;
+}
+
 static void
 merge_dealloc(MergeObject *m)
 {
-    if (m->src) {
-        for (Py_ssize_t i = 0; i < m->n; i++) {
-            Py_XDECREF(m->src[i].name);
-            Py_XDECREF(m->src[i].queue);
-            Py_XDECREF(m->src[i].head);
-        }
-        PyMem_Free(m->src);
-    }
-    Py_XDECREF(m->readers);
+    PyObject_GC_UnTrack(m);
+    merge_clear(m);
+    PyMem_Free(m->src);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
@@ -236,6 +255,8 @@ static PyObject *
 merge_next(MergeObject *m)
 {
     Py_ssize_t c = m->cur;
+    if (!m->readers) /* cleared by the collector */
+        return NULL;
     if (!m->started) {
         m->started = 1;
         for (Py_ssize_t k = 0; k < m->n; k++) /* each source's first record, in source order */
@@ -270,7 +291,9 @@ static PyTypeObject MergeType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "latentspeed_core._merge.Merge",
     .tp_basicsize = sizeof(MergeObject),
     .tp_dealloc = (destructor)merge_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)merge_traverse,
+    .tp_clear = (inquiry)merge_clear,
     .tp_doc = "Merge(names, readers, reader_of, shared): (receipt_ns, name, record) in receipt order.",
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)merge_next,
