@@ -10,6 +10,7 @@
  * source named by its "feed" (kept in that source's queue until it is wanted; records of feeds no
  * source replays are dropped); a reader of one source gives it everything. Iterating gives
  * (receipt_ns, name, record); receipt_ns is the record's, 0 when it is missing or false.
+ * Merge.frames() runs the backtest's usual records (frames, between its timers) in C as well.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -251,21 +252,26 @@ merge_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     return (PyObject *)m;
 }
 
-static PyObject *
-merge_next(MergeObject *m)
+/* The source whose head comes next (the record given last replaced first): its index, -1 at the
+ * end, -2 on an error. */
+static Py_ssize_t
+choose(MergeObject *m)
 {
-    Py_ssize_t c = m->cur;
     if (!m->readers) /* cleared by the collector */
-        return NULL;
+        return -1;
     if (!m->started) {
         m->started = 1;
         for (Py_ssize_t k = 0; k < m->n; k++) /* each source's first record, in source order */
             if (advance(m, k) < 0)
-                return NULL;
+                return -2;
     }
-    else if (c >= 0 && advance(m, c) < 0) /* the record given last was c's head */
-        return NULL;
-    /* The smallest (t, k) among the heads: c's new head usually stays smallest. */
+    else if (m->cur >= 0) { /* the record given last was cur's head */
+        Py_ssize_t c = m->cur;
+        m->cur = -1;
+        if (advance(m, c) < 0)
+            return -2;
+    }
+    /* The smallest (t, k) among the heads. */
     Py_ssize_t best = -1;
     int64_t bt = 0;
     for (Py_ssize_t k = 0; k < m->n; k++) {
@@ -275,9 +281,16 @@ merge_next(MergeObject *m)
             bt = s->t;
         }
     }
-    m->cur = best;
+    return best;
+}
+
+static PyObject *
+merge_next(MergeObject *m)
+{
+    Py_ssize_t best = choose(m);
     if (best < 0)
         return NULL;
+    m->cur = best;
     Source *s = &m->src[best];
     PyObject *t = PyLong_FromLongLong(s->t);
     if (!t)
@@ -286,6 +299,91 @@ merge_next(MergeObject *m)
     Py_DECREF(t);
     return out;
 }
+
+static PyObject *str_kind, *str_frame, *str_data, *str_now, *empty_bytes;
+
+/* frames(fns, advance, clock, fills, stop, lo, hi, most) -> (n, last_t)
+ *
+ * The backtest's loop for its usual record, in C: while the next record is a frame with
+ * lo <= receipt_ns < stop and receipt_ns <= hi, take it as backtest.run_backtest does (advance(t),
+ * clock.now = t, fns[source](data, t)), at most `most` of them, stopping after one that changed
+ * len(fills). Anything else stays next for the Python loop, which owns every other rule (timers,
+ * samples, --from and --to, non-frame records, progress). */
+static PyObject *
+merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "frames(fns, advance, clock, fills, stop, lo, hi, most)");
+        return NULL;
+    }
+    PyObject *fns = args[0], *adv = args[1], *clock = args[2], *fills = args[3];
+    long long stop = PyLong_AsLongLong(args[4]), lo = PyLong_AsLongLong(args[5]), hi = PyLong_AsLongLong(args[6]);
+    Py_ssize_t most = PyLong_AsSsize_t(args[7]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (PyList_GET_SIZE(fns) != m->n) {
+        PyErr_SetString(PyExc_ValueError, "frames: one function per source");
+        return NULL;
+    }
+    Py_ssize_t seen = PyObject_Size(fills);
+    if (seen < 0)
+        return NULL;
+    Py_ssize_t n = 0;
+    int64_t last = 0;
+    while (n < most) {
+        Py_ssize_t k = choose(m);
+        if (k == -2)
+            return NULL;
+        if (k < 0)
+            break;
+        Source *s = &m->src[k];
+        int64_t t = s->t;
+        if (t >= stop || t < lo || t > hi)
+            break;
+        PyObject *rec = s->head; /* a dict: stamp() checked */
+        PyObject *kind = PyDict_GetItemWithError(rec, str_kind);
+        if (!kind && PyErr_Occurred())
+            return NULL;
+        if (kind != str_frame && !(kind && PyUnicode_CheckExact(kind) && PyUnicode_Compare(kind, str_frame) == 0))
+            break;
+        PyObject *data = PyDict_GetItemWithError(rec, str_data);
+        if (!data && PyErr_Occurred())
+            return NULL;
+        m->cur = k; /* taken: the next choose() replaces it */
+        Py_INCREF(rec);
+        Py_XINCREF(data);
+        PyObject *to = PyLong_FromLongLong(t), *r = NULL;
+        if (to && (r = PyObject_Vectorcall(adv, &to, 1, NULL)) != NULL) {
+            Py_DECREF(r);
+            if (PyObject_SetAttr(clock, str_now, to) == 0) {
+                PyObject *call[2] = {data ? data : empty_bytes, to};
+                r = PyObject_Vectorcall(PyList_GET_ITEM(fns, k), call, 2, NULL);
+                Py_XDECREF(r);
+            }
+            else
+                r = NULL;
+        }
+        Py_XDECREF(to);
+        Py_XDECREF(data);
+        Py_DECREF(rec);
+        if (!r)
+            return NULL;
+        n++;
+        last = t;
+        Py_ssize_t now_fills = PyObject_Size(fills);
+        if (now_fills < 0)
+            return NULL;
+        if (now_fills != seen)
+            break;
+    }
+    return Py_BuildValue("(nL)", n, (long long)last);
+}
+
+static PyMethodDef merge_methods[] = {
+    {"frames", (PyCFunction)(void (*)(void))merge_frames, METH_FASTCALL,
+     "frames(fns, advance, clock, fills, stop, lo, hi, most) -> (n, last_t): the backtest's usual records."},
+    {NULL},
+};
 
 static PyTypeObject MergeType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "latentspeed_core._merge.Merge",
@@ -298,6 +396,7 @@ static PyTypeObject MergeType = {
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)merge_next,
     .tp_new = merge_new,
+    .tp_methods = merge_methods,
 };
 
 static struct PyModuleDef module = {
@@ -311,7 +410,12 @@ PyInit__merge(void)
         return NULL;
     str_feed = PyUnicode_InternFromString("feed");
     str_receipt_ns = PyUnicode_InternFromString("receipt_ns");
-    if (!str_feed || !str_receipt_ns)
+    str_kind = PyUnicode_InternFromString("kind");
+    str_frame = PyUnicode_InternFromString("frame");
+    str_data = PyUnicode_InternFromString("data");
+    str_now = PyUnicode_InternFromString("now");
+    empty_bytes = PyBytes_FromStringAndSize("", 0);
+    if (!str_feed || !str_receipt_ns || !str_kind || !str_frame || !str_data || !str_now || !empty_bytes)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)

@@ -222,7 +222,14 @@ def run_backtest(
     warm = False
     wall0 = time.perf_counter()
     sources = [(name, f.replay) for f, name in zip(setup.feeds, setup.feed_names, strict=True)]
-    for t, name, rec in merged_records(sources):
+    merged = merged_records(sources)
+    # The compiled merge takes the usual records itself (frames between timers and samples: what
+    # this loop does with them, without a Python turn each); the loop below owns every other rule.
+    run_frames = getattr(merged, "frames", None)
+    fns = [frame_of[name] for name, _path in sources]
+    lo = t_from if t_from is not None else -(1 << 63)
+    hi = t_to if t_to is not None else (1 << 63) - 1
+    for t, name, rec in merged:
         if t_from is not None and t < t_from:
             # Before --from the feeds still build their books (a book needs its snapshot), but
             # nothing reaches the venue or the strategies.
@@ -258,6 +265,20 @@ def run_backtest(
             next_sample = t + SAMPLE_NS
         if progress is not None and not events % 4096:
             progress(events, t)
+        if run_frames is not None and not warm:
+            # frames up to the next timer or sample, stopping after one that filled; then as above
+            n, t = run_frames(
+                fns, advance, clock, fills, min(next_timer, next_sample), lo, hi,
+                4096 - events % 4096 if progress is not None else 1 << 62,
+            )  # fmt: skip
+            if n:
+                events += n
+                if len(fills) != fills_seen:
+                    fills_seen = len(fills)
+                    curve.append((t, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))
+                    next_sample = t + SAMPLE_NS
+                if progress is not None and not events % 4096:
+                    progress(events, t)
     # The end of the data: what is in flight still happens (acks, fills of orders already sent).
     venue.drain()
     clock.now = venue.now if hasattr(venue, "now") else clock.now

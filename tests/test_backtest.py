@@ -37,6 +37,12 @@ def capture(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def long_capture(tmp_path_factory):
+    """Twenty sessions (4,780 frames): progress is reported at 4,096 as well as at the end."""
+    return binance_fixture_capture(tmp_path_factory.mktemp("bt") / "binance10.jsonl.gz", repeat=20)
+
+
+@pytest.fixture(scope="module")
 def registry():
     return load_registry(None)
 
@@ -139,3 +145,32 @@ def test_clear_errors(run_cli, tmp_path, capture):
 def test_a_config_error_in_the_venue_names_its_key(registry, capture):
     with pytest.raises(ConfigError, match="venue.queue_model"):
         backtest_setup(engine_config(queue_model="fifo"), registry, "engine.yml", str(capture))
+
+
+@pytest.mark.parametrize(("window", "timer_s"), [("whole", 0.05), ("whole", 1000.0), ("to", 0.05), ("from", 0.05)])
+def test_the_compiled_loop_gives_what_the_python_loop_gives(registry, long_capture, monkeypatch, window, timer_s):
+    """capture.Merge.frames() takes the usual records in C; the same fills, curve, counts and progress
+    calls as the Python loop over every record (the pure-Python merge has no frames()), with
+    timers, fills, a reconnect, --from and --to in play."""
+    from latentspeed_core import capture as capture_mod
+
+    if capture_mod._Merge is None:
+        pytest.skip("the compiled merge is not built (LATENTSPEED_PURE_PYTHON)")
+    capture = long_capture
+    cfg = engine_config()
+    cfg["timer_interval"] = timer_s  # frequent timers, or none: long runs of frames between samples
+    whole = run_backtest(backtest_setup(cfg, registry, None, str(capture)), registry)
+    span = whole.last_ns - whole.first_ns
+    kw = {"whole": {}, "to": {"t_to": whole.first_ns + span // 2}, "from": {"t_from": whole.first_ns + span // 4}}
+    results = []
+    for merge in (capture_mod._Merge, None):
+        monkeypatch.setattr(capture_mod, "_Merge", merge)
+        calls = []
+        res = run_backtest(
+            backtest_setup(cfg, registry, None, str(capture)), registry, progress=lambda n, t, calls=calls: calls.append((n, t)),
+            **kw[window],
+        )  # fmt: skip
+        results.append((res.fills, res.curve, res.events, res.books, res.trades, res.last_ns, calls))
+    compiled, python = results
+    assert compiled == python
+    assert compiled[0] and len(compiled[1]) > 2 and len(compiled[-1]) >= 2  # fills, a curve, progress every 4,096

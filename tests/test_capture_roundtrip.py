@@ -293,3 +293,51 @@ def test_merged_records_refuse_a_stamp_that_is_not_a_time(tmp_path, merge_impl):
         list(merged_records([("a", bad), ("b", bad)]))
     if merge_impl == "compiled":
         assert "receipt_ns is not an integer" in str(err.value)
+
+
+def test_merge_frames_takes_the_usual_records_and_leaves_the_rest_next():
+    """Merge.frames(): frames in [lo, stop) and <= hi, at most `most`, stopping after a fill; each
+    advance(t), clock.now = t, then its source's function (data, t); whatever stops it stays next."""
+    from latentspeed_core import capture
+
+    if capture._Merge is None:
+        assert os.environ.get("LATENTSPEED_PURE_PYTHON"), "the compiled merge is not built"
+        pytest.skip("LATENTSPEED_PURE_PYTHON: the compiled merge is switched off on purpose")
+
+    class Clock:
+        __slots__ = ("now",)
+
+    def frame(feed, t, data=b"x"):
+        return {"feed": feed, "kind": "frame", "receipt_ns": t, "data": data}
+
+    recs = [
+        frame("a", 1), frame("b", 2), {"feed": "a", "kind": "frame", "receipt_ns": 3},  # no data: b""
+        frame("a", 4), {"feed": "b", "kind": "connect", "receipt_ns": 5}, frame("a", 6), frame("b", 7),
+        frame("a", 8), frame("b", 9), frame("a", 10),
+    ]  # fmt: skip
+    log, fills, clock = [], [], Clock()
+
+    def fn(name):
+        def deliver(data, t):
+            log.append((name, data, t, clock.now))
+            if t == 7:
+                fills.append("fill")
+
+        return deliver
+
+    m = capture._Merge(["a", "b"], [iter(recs)], [0, 0], [True, True])
+    fns = [fn("a"), fn("b")]
+    adv = lambda t: log.append(("advance", t))  # noqa: E731
+    big = 1 << 62
+    assert m.frames(fns, adv, clock, fills, big, 0, big, 2) == (2, 2)  # at most 2
+    assert m.frames(fns, adv, clock, fills, big, 0, big, 99) == (2, 4)  # up to the connect record
+    assert next(m) == (5, "b", recs[4])  # left next, for the Python loop
+    assert m.frames(fns, adv, clock, fills, big, 0, big, 99) == (2, 7)  # stops after the fill at 7
+    assert m.frames(fns, adv, clock, fills, 9, 0, big, 99) == (1, 8)  # 9 is the next timer: stop
+    assert m.frames(fns, adv, clock, fills, big, 10, big, 99) == (0, 0)  # before --from
+    assert m.frames(fns, adv, clock, fills, big, 0, 8, 99) == (0, 0)  # after --to
+    assert [r[0] for r in m] == [9, 10]
+    assert log[:6] == [
+        ("advance", 1), ("a", b"x", 1, 1), ("advance", 2), ("b", b"x", 2, 2), ("advance", 3), ("a", b"", 3, 3),
+    ]  # fmt: skip
+    assert [e[2] for e in log if e[0] != "advance"] == [1, 2, 3, 4, 6, 7, 8]
