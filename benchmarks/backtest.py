@@ -44,9 +44,11 @@ Measured (1, 2 and 4 in this process, 3 in two more):
    ZeroMQ queues are 10,000,000 deep and the publisher counts what it drops (``drop_all``: exact);
    the result says how many messages were published, received, dropped and lost. Events/s = the
    feeds' frames (the marketstream's STATS lines) / the engine's time from its first message to its
-   last, ``--replay-runs`` times (its time moves more between runs than the backtest's), the median
-   run compared: ``vs_replay_speedup`` = backtest events/s / that; ``replay`` holds the details
-   (both processes' CPU time, orders, fills), ``replay_events_per_s_runs`` every run.
+   last, ``--replay-runs`` times, each right after one of the backtests of 1 (the VM's speed drifts
+   over minutes: both are measured in the same ones), the median run compared: ``vs_replay_speedup``
+   = backtest events/s / that; ``replay`` holds the details (both processes' CPU time, orders,
+   fills), ``replay_events_per_s_runs`` every run, ``vs_replay_speedup_pairs`` each backtest against
+   the replay right after it.
 4. **replay, in process** (``--no-replay`` skips it): ``EngineRunner`` with in-process feeds replaying
    the capture (``replay:``, ``speed: max``; ``replay_into`` reads the same pre-read records), the
    marketstream Pipeline with the same features, the engine, the ``paper`` venue on its live wall-clock
@@ -605,9 +607,14 @@ def main() -> None:
         say(f"read {len(records):,} records into memory in {time.perf_counter() - t:.1f}s (not measured)")
 
         runs = []
-        with InMemory(capture, records):
-            for i in range(max(1, args.runs)):
-                res, cpu = run_backtest_once(data, registry, capture)
+        zqs: list[dict] = []
+        zmq_runs = 0 if args.no_replay or args.no_zmq else max(1, args.replay_runs)
+        # The backtests and the two-process replays alternate: this VM's speed drifts by ±15 % over
+        # minutes, and the ratio of the two is the figure, so both are measured in the same minutes.
+        for i in range(max(1, args.runs, zmq_runs)):
+            if i < max(1, args.runs):
+                with InMemory(capture, records):
+                    res, cpu = run_backtest_once(data, registry, capture)
                 runs.append((res, cpu))
                 say(
                     f"backtest {i + 1} (in memory): {res.events:,} events ({res.books:,} books, {res.trades:,} "
@@ -615,7 +622,12 @@ def main() -> None:
                     f"({res.books / res.wall_s:,.0f} books/s; CPU {cpu:.2f}s = {res.events / cpu:,.0f} events/s), "
                     f"digest {res.fill_digest[:16]}"
                 )
+            if i < zmq_runs:
+                with tempfile.TemporaryDirectory() as d:
+                    zqs.append(run_zmq_replay(data, capture, Path(d)))
+                say(f"replay {i + 1} (two processes): {zqs[-1]['events_per_s']:,.0f} events/s")
         digests = {r.fill_digest for r, _ in runs}
+        in_order = list(runs)  # (each paired with the replay run right after it)
         runs.sort(key=lambda rc: rc[0].wall_s)
         res, cpu = runs[len(runs) // 2]  # the median run by wall time
         rep = res.report()
@@ -651,16 +663,11 @@ def main() -> None:
             )
             result["events_per_s_reading_file"] = round(res2.events_per_s, 1)
         result["digest_repeatable"] = len(digests) == 1
-        if not args.no_replay and not args.no_zmq:
-            # Two processes on two cores: the replay's time moves by ±15 % between runs, so it is run
-            # --replay-runs times and the median taken, as the backtest is.
-            zqs = []
-            for i in range(max(1, args.replay_runs)):
-                with tempfile.TemporaryDirectory() as d:
-                    zqs.append(run_zmq_replay(data, capture, Path(d)))
-                say(f"replay {i + 1} (two processes): {zqs[-1]['events_per_s']:,.0f} events/s")
-            zqs.sort(key=lambda z: z["events_per_s"])
-            zq = zqs[len(zqs) // 2]
+        if zqs:
+            # Two processes on two cores: the replay's time moves more between runs than the
+            # backtest's, so the median run is compared, as the backtest's is.
+            by_rate = sorted(zqs, key=lambda z: z["events_per_s"])
+            zq = by_rate[len(by_rate) // 2]
             speedup = res.events_per_s / zq["events_per_s"] if zq["events_per_s"] else 0.0
             say(
                 f"replay (marketstream -> ZeroMQ -> engine, two processes, speed: max): {zq['events']:,} events, "
@@ -672,6 +679,11 @@ def main() -> None:
             result["vs_replay_speedup"] = round(speedup, 2)
             result["replay_events_per_s"] = round(zq["events_per_s"], 1)
             result["replay_events_per_s_runs"] = [round(z["events_per_s"], 1) for z in zqs]
+            # each backtest against the replay run right after it (the same minute of the VM)
+            pairs = zip(in_order, zqs, strict=False)  # (--runs and --replay-runs may differ)
+            result["vs_replay_speedup_pairs"] = [
+                round(r.events_per_s / z["events_per_s"], 2) for (r, _c), z in pairs if z["events_per_s"]
+            ]
             result["replay"] = {
                 "path": "marketstream (replay, speed: max) -> ZeroMQ loopback -> engine (paper)",
                 "events": zq["events"],
