@@ -1,5 +1,5 @@
 """Build the optional compiled parts: the MARKET_DATA decoder (``latentspeed_mock_exchange._fastproto``)
-and the paper venue's per-book queue update (``latentspeed_mock_exchange._queue``).
+and the paper venue's per-message work (``latentspeed_mock_exchange._paper``).
 
 Everything else is in pyproject.toml. ``optional=True``: without a C compiler the install still
 succeeds and the pure-Python code runs instead (same results).
@@ -16,8 +16,8 @@ setup(
             optional=True,
         ),
         Extension(
-            "latentspeed_mock_exchange._queue",
-            ["latentspeed_mock_exchange/_queue.c"],
+            "latentspeed_mock_exchange._paper",
+            ["latentspeed_mock_exchange/_paper.c"],
             extra_compile_args=["-O3", "-ffp-contract=off"],
             optional=True,
         ),

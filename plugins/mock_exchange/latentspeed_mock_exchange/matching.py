@@ -313,7 +313,7 @@ class Matcher:
         """A new book as float levels, best first: True if it fills a resting order (nothing has
         changed: the caller sets the whole book), else False, and queue positions have moved.
 
-        ``book_moved_compiled`` is this for the usual case, compiled (``_queue.c``)."""
+        ``book_moved_compiled`` is this for the usual case, compiled (``_paper.c``)."""
         if self.crosses(sym, bids, asks, scale):
             return True
         self.requeue_levels(sym, bids, asks, scale)
@@ -681,12 +681,12 @@ class Matcher:
 try:
     if os.environ.get("LATENTSPEED_PURE_PYTHON"):
         raise ImportError("LATENTSPEED_PURE_PYTHON is set")
-    from . import _queue
+    from . import _paper
 except ImportError:  # built without a C compiler: the same results in Python
     book_moved_compiled = None
     fixed_compiled = None
 else:
-    _queue.bind(SimSymbol, SimOrder, RiskAverseQueue, P.SCALE)
-    book_moved_compiled = _queue.book_moved
+    _paper.bind(SimSymbol, SimOrder, RiskAverseQueue, P.SCALE)
+    book_moved_compiled = _paper.book_moved
     #: ``fixed_compiled(levels)``: float levels to fixed-point ``[price, qty]`` lists (None: not handled).
-    fixed_compiled = _queue.fixed
+    fixed_compiled = _paper.fixed

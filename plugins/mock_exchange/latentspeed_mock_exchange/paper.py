@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import os
 import random
 import time
 
@@ -29,13 +30,108 @@ from . import protocol as P
 from .config import PaperVenueConfig, load_latencies
 from .matching import QUEUE_MODELS, Matcher, SimOrder, SimSymbol, UsedIds, book_moved_compiled, fixed_compiled
 
+try:
+    if os.environ.get("LATENTSPEED_PURE_PYTHON"):
+        raise ImportError("LATENTSPEED_PURE_PYTHON is set")
+    from ._paper import PaperCore as _CompiledCore
+    from ._paper import bind_core as _bind_core
+except ImportError:  # built without a C compiler: _PaperCorePy, the same results
+    _CompiledCore = None
+
 _SCALE = P.SCALE
 _SIDES = (Side.BUY, Side.SELL)
 _EXEC_TYPES = tuple(ExecType)
 _REASONS = tuple(RejectReason)
 
 
-class PaperVenue(Venue):
+class _PaperCorePy:
+    """The paper venue's market-data entry points: the rule, in Python.
+
+    ``_paper.PaperCore`` (C) is this for the usual case, with the state these touch in its own
+    fields, and calls these for every other case (they repeat what it did first, which is
+    idempotent); without the extension :class:`PaperVenue` is built on this class instead."""
+
+    def advance(self, now_ns: int) -> None:
+        """Simulated time moves to ``now_ns`` (backtests; live, the wall-clock timer)."""
+        now = self.now
+        if now_ns > now:
+            self.now = now = now_ns
+        heap = self._heap
+        if heap and heap[0][0] <= now:
+            self._run_due()
+
+    def on_book_message(self, msg: dict) -> None:
+        t = msg["receipt_timestamp_ns"]
+        now = self.now
+        if t > now:
+            self.now = now = t
+        heap = self._heap
+        if heap and heap[0][0] <= now:
+            self._run_due()
+        if self._latencies is not None:
+            self._response = self._latency()[1]
+        symbol = msg["symbol"]
+        sym = self._symbols.get(symbol)
+        if sym is None:
+            sym = self._add_symbol(symbol)
+        if self._stale:
+            self._stale.discard(symbol)
+        if self._partial:
+            self._partial.pop(symbol, None)
+        if not sym.resting:
+            # Nothing to fill: keep the floats, converted only if an order arrives before the next
+            # book (the profile's largest cost was converting every level of every book).
+            self._pending_book[symbol] = msg
+            return
+        bids, asks = msg["bids"], msg["asks"]
+        fast = self._book_moved_compiled
+        moved = fast(sym, bids, asks, self._queue, self._skip_front) if fast is not None else None
+        if moved is None:
+            moved = self.matcher.book_moved(sym, bids, asks, _SCALE)
+        if moved:
+            self._fills_resting(symbol, sym, bids, asks)
+            return
+        # Nothing fills: the floats wait as above (the queues have moved by the resting prices).
+        self._pending_book[symbol] = msg
+
+    def on_trade_message(self, msg: dict) -> None:
+        t = msg["receipt_timestamp_ns"]
+        now = self.now
+        if t > now:
+            self.now = now = t
+        heap = self._heap
+        if heap and heap[0][0] <= now:
+            self._run_due()
+        sym = self._symbols.get(msg["symbol"])
+        if sym is not None and sym.resting and sym.name not in self._stale:
+            if self._latencies is not None:
+                self._response = self._latency()[1]
+            x = msg["price"] * _SCALE
+            # Matcher.on_trade changes nothing unless our best order on the side the trade hit is
+            # at or through its price (a sell hits buys at px or above, a buy sells at px or below).
+            # (Rounded only near it: x < k - 0.5 rounds below k, x > k + 0.5 above it.)
+            if msg["side"] == "buy":
+                keys = sym.sell_keys
+                if keys and x >= keys[0][0] - 0.5:
+                    px = round(x)
+                    if keys[0][0] <= px:
+                        self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_BUY)
+            else:
+                keys = sym.buy_keys
+                if keys and x <= 0.5 - keys[0][0]:
+                    px = round(x)
+                    if -keys[0][0] >= px:
+                        self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_SELL)
+
+
+if _CompiledCore is not None:
+    _bind_core(_PaperCorePy.advance, _PaperCorePy.on_book_message, _PaperCorePy.on_trade_message)
+    _PaperCore = _CompiledCore
+else:
+    _PaperCore = _PaperCorePy
+
+
+class PaperVenue(_PaperCore, Venue):
     name = "PAPER"
 
     def __init__(self, config: PaperVenueConfig | None = None) -> None:
@@ -95,40 +191,10 @@ class PaperVenue(Venue):
         listener.on_venue_connected()
 
     # -- market data (before the engine sees it) ---------------------------------------------------
-    def on_book_message(self, msg: dict) -> None:
-        t = msg["receipt_timestamp_ns"]
-        now = self.now
-        if t > now:
-            self.now = now = t
-        heap = self._heap
-        if heap and heap[0][0] <= now:
-            self._run_due()
-        if self._latencies is not None:
-            self._response = self._latency()[1]
-        symbol = msg["symbol"]
-        sym = self._symbols.get(symbol)
-        if sym is None:
-            sym = self._add_symbol(symbol)
-        if self._stale:
-            self._stale.discard(symbol)
-        if self._partial:
-            self._partial.pop(symbol, None)
-        if not sym.resting:
-            # Nothing to fill: keep the floats, converted only if an order arrives before the next
-            # book (the profile's largest cost was converting every level of every book).
-            self._pending_book[symbol] = msg
-            return
-        bids, asks = msg["bids"], msg["asks"]
-        fast = self._book_moved_compiled
-        moved = fast(sym, bids, asks, self._queue, self._skip_front) if fast is not None else None
-        if moved is None:
-            moved = self.matcher.book_moved(sym, bids, asks, _SCALE)
-        if moved:  # it fills resting orders: the core needs the whole book, now
-            self._pending_book.pop(symbol, None)
-            self.matcher.set_book(sym, _fixed(bids), _fixed(asks))
-            return
-        # Nothing fills: the floats wait as above (the queues have moved by the resting prices).
-        self._pending_book[symbol] = msg
+    def _fills_resting(self, symbol: str, sym: SimSymbol, bids, asks) -> None:
+        """A book that fills resting orders: the core needs the whole book, now."""
+        self._pending_book.pop(symbol, None)
+        self.matcher.set_book(sym, _fixed(bids), _fixed(asks))
 
     def on_book_reset(self, symbols: list[str]) -> None:
         """Until their next book these symbols have none: nothing fills against a stale book."""
@@ -141,35 +207,6 @@ class PaperVenue(Venue):
                 self._partial.pop(symbol, None)
                 self.matcher.set_book(sym, [], [], match=False)
                 self._stale.add(symbol)
-
-    def on_trade_message(self, msg: dict) -> None:
-        t = msg["receipt_timestamp_ns"]
-        now = self.now
-        if t > now:
-            self.now = now = t
-        heap = self._heap
-        if heap and heap[0][0] <= now:
-            self._run_due()
-        sym = self._symbols.get(msg["symbol"])
-        if sym is not None and sym.resting and sym.name not in self._stale:
-            if self._latencies is not None:
-                self._response = self._latency()[1]
-            x = msg["price"] * _SCALE
-            # Matcher.on_trade changes nothing unless our best order on the side the trade hit is
-            # at or through its price (a sell hits buys at px or above, a buy sells at px or below).
-            # (Rounded only near it: x < k - 0.5 rounds below k, x > k + 0.5 above it.)
-            if msg["side"] == "buy":
-                keys = sym.sell_keys
-                if keys and x >= keys[0][0] - 0.5:
-                    px = round(x)
-                    if keys[0][0] <= px:
-                        self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_BUY)
-            else:
-                keys = sym.buy_keys
-                if keys and x <= 0.5 - keys[0][0]:
-                    px = round(x)
-                    if -keys[0][0] >= px:
-                        self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_SELL)
 
     def _add_symbol(self, symbol: str) -> SimSymbol:
         spec = self.config.instruments.get(symbol)
@@ -216,15 +253,6 @@ class PaperVenue(Venue):
             self._partial[name] = part
 
     # -- time ------------------------------------------------------------------------------------
-    def advance(self, now_ns: int) -> None:
-        """Simulated time moves to ``now_ns`` (backtests; live, the wall-clock timer)."""
-        now = self.now
-        if now_ns > now:
-            self.now = now = now_ns
-        heap = self._heap
-        if heap and heap[0][0] <= now:
-            self._run_due()
-
     def drain(self) -> None:
         """Run every pending action, advancing time to each (the end of a backtest)."""
         while self._heap:

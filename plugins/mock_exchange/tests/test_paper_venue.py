@@ -228,6 +228,19 @@ def test_no_fills_against_a_stale_book_after_a_feed_reset():
     assert s.lst.fills(1) == [(100.0, 1.0, MAKER)]
 
 
+def test_a_fresh_book_after_a_reset_lets_trades_fill_again():
+    """The stale mark lasts until the symbol's next book, not longer: prints after it fill again."""
+    s = Sim()
+    s.book(0, BIDS, ASKS)
+    s.order(0, 1, Side.BUY, 1.0, 100.0)  # rests behind the 100.0 level
+    s.at(2)
+    s.venue.on_book_reset([SYM])
+    s.book(4, [[100.0, 2.0], [99.5, 2.0]], [[101.0, 1.0]])  # fresh, not crossing: 2 ahead of us now
+    s.trade(6, 100.0, 5.0, "sell")  # through the queue ahead and our order
+    s.at(10)
+    assert s.lst.fills(1) == [(100.0, 1.0, MAKER)]
+
+
 def test_instruments_give_the_grid_and_orders_off_it_are_rejected():
     s = Sim(instruments={"btc-usdt": {"tick_size": 0.5, "lot_size": 0.1}})
     s.book(0, BIDS, ASKS)

@@ -5,8 +5,9 @@ venue written the plain way:
 - a pending float book is converted to fixed point, when an order arrives, only as deep as the
   order reads it (``PaperVenue._current``), and further when a later order reaches deeper;
 - a trade is shown to the matcher only when it reaches our best order on the side it hit;
-- the per-book crossing test and queue update run compiled (``_queue.c``,
-  ``matching.book_moved_compiled``): the same reports and the same queue state as the Python.
+- the market-data entry points (``_paper.PaperCore``) and the per-book crossing test and queue
+  update (``matching.book_moved_compiled``) run compiled (``_paper.c``): the same reports and the
+  same queue state as the Python.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from latentspeed_mock_exchange import matching
 from latentspeed_mock_exchange import protocol as P
 from latentspeed_mock_exchange.config import PaperVenueConfig
-from latentspeed_mock_exchange.paper import PaperVenue
+from latentspeed_mock_exchange.paper import PaperVenue, _PaperCorePy
 
 from latentspeed_core.types import Order, OrdType, Side, TimeInForce
 
@@ -53,8 +54,10 @@ class PlainVenue(PaperVenue):
             self.matcher.on_trade(sym, round(msg["price"] * S), round(msg["amount"] * S), aggressor)
 
 
-class PythonVenue(PaperVenue):
-    """The paper venue with the compiled per-book step switched off: Matcher.book_moved in Python."""
+# (without the extension PaperVenue is built on _PaperCorePy already)
+class PythonVenue(*(() if _PaperCorePy in PaperVenue.__mro__ else (_PaperCorePy,)), PaperVenue):
+    """The paper venue with its compiled parts switched off: its market-data entry points in Python
+    (``_PaperCorePy``, not ``_paper.PaperCore``), and Matcher.book_moved in Python."""
 
     _book_moved_compiled = None
 
@@ -191,6 +194,7 @@ def test_the_compiled_step_is_built():
     """Not vacuous: an install with a C compiler has it (a failed build would hide behind the fallback)."""
     assert matching.book_moved_compiled is not None
     assert PaperVenue._book_moved_compiled is matching.book_moved_compiled
+    assert PaperVenue.__mro__[1].__module__ == "latentspeed_mock_exchange._paper"
 
 
 @compiled
@@ -270,3 +274,33 @@ def test_the_compiled_fixed_point_conversion_is_round(levels):
     (half to even) of the scaled floats."""
     assert matching.fixed_compiled(levels) == [[round(p * S), round(q * S)] for p, q in levels]
     assert matching.fixed_compiled([[1, 2.0]]) is None  # not floats: Python does it
+
+
+@compiled
+def test_the_compiled_core_hands_unusual_messages_to_python():
+    """A message the C core does not take (not a dict, a new symbol, an int price, latencies drawn
+    from a file) is handled by the Python rule: the same outcome as the Python venue."""
+
+    class Msg(dict):
+        pass
+
+    for cls in (PaperVenue, PythonVenue):
+        venue, sym = _resting_symbol([(100.0, 1.0)]) if cls is PaperVenue else (None, None)
+        if venue is None:
+            venue = cls(PaperVenueConfig())
+            venue.attach(Reports())
+            venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 1, "bids": [[100.0, 5.0], [99.0, 5.0]],
+                                   "asks": [[101.0, 5.0]]})  # fmt: skip
+            venue.send_new_order(Order(1, SYM, Side.BUY, 1.0, 100.0, OrdType.LIMIT, TimeInForce.GTC))
+            venue.advance(10 * MS)
+            sym = venue.matcher.symbols[SYM]
+        venue.on_book_message(Msg(symbol="ETH-USDT", receipt_timestamp_ns=11 * MS, bids=[[1.0, 1.0]], asks=[[2.0, 1.0]]))
+        assert "ETH-USDT" in venue.matcher.symbols and venue.now == 11 * MS
+        venue.on_trade_message({"symbol": SYM, "receipt_timestamp_ns": 12 * MS, "price": 100, "amount": 3.0,
+                                "side": "sell"})  # fmt: skip
+        assert [o.ahead for o in sym.resting.values()] == [2 * S] and venue.now == 12 * MS  # 5 ahead, 3 traded
+        venue.on_trade_message({"symbol": SYM, "receipt_timestamp_ns": 13 * MS, "price": 100.0, "amount": 9.0,
+                                "side": "sell"})  # fmt: skip
+        assert not sym.resting  # filled by the trade
+        with pytest.raises(KeyError):
+            venue.on_book_message({"symbol": SYM, "bids": [], "asks": []})  # no receipt time: Python's error

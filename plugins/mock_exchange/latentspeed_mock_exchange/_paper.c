@@ -1,0 +1,734 @@
+/* The paper venue's work on every market-data message, compiled (paper.py, issue 13).
+ *
+ * - book_moved: does a book fill a resting order, and if not, where is each resting order in its
+ *   level's queue now (matching.Matcher.book_moved). It was the largest Python function per
+ *   backtest event (~100 bytecodes). Same rules and arithmetic as the Python: prices and sizes
+ *   times the fixed-point scale as doubles, rounded half to even (Python's round) only where a
+ *   level may be at an order's price, compared with the orders' integer prices. It reads and writes
+ *   the __slots__ of SimSymbol and SimOrder directly, at the offsets their member descriptors give
+ *   (bind()); it reads everything before it changes anything, and returns None, having changed
+ *   nothing, for whatever is not the usual case (another type, a level that is not a pair of
+ *   floats, a number beyond 2**52, more than MAX_ORDERS resting orders): the caller then runs the
+ *   Python, which owns every error.
+ * - fixed: a book that fills an order, converted to fixed point.
+ * - PaperCore: the base of PaperVenue holding the state its market-data entry points touch (now,
+ *   the pending actions, the pending books, the symbols), and those entry points, advance(),
+ *   on_book_message() and on_trade_message(), for their usual case; anything else, and everything
+ *   after the usual case (running due actions, a book or trade that fills), is the Python of
+ *   paper._PaperCorePy, called with the same arguments (what the C did first is idempotent: the
+ *   clock moved to the message's time, due actions run, a symbol's stale marks dropped).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <structmember.h>
+
+#define MAX_ORDERS 32
+#define EXACT ((double)((int64_t)1 << 52))
+
+static PyTypeObject *sym_type, *order_type, *risk_averse_type;
+static double scale = 100000000.0;
+/* SimSymbol slots */
+static Py_ssize_t o_resting, o_buy_keys, o_sell_keys, o_name;
+/* SimOrder slots */
+static Py_ssize_t o_price, o_side, o_ahead, o_level_qty, o_traded, o_hint;
+static PyObject *str_depth;
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static int
+slot_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)t, name);
+    if (!d)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok)
+        *off = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", t->tp_name, name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+bind(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind(SimSymbol, SimOrder, RiskAverseQueue, scale)");
+        return NULL;
+    }
+    PyTypeObject *s = (PyTypeObject *)args[0], *o = (PyTypeObject *)args[1];
+    if (slot_offset(s, "resting", &o_resting) || slot_offset(s, "buy_keys", &o_buy_keys) ||
+        slot_offset(s, "name", &o_name) ||
+        slot_offset(s, "sell_keys", &o_sell_keys) || slot_offset(o, "price", &o_price) ||
+        slot_offset(o, "side", &o_side) || slot_offset(o, "ahead", &o_ahead) ||
+        slot_offset(o, "level_qty", &o_level_qty) || slot_offset(o, "traded", &o_traded) ||
+        slot_offset(o, "hint", &o_hint))
+        return NULL;
+    double sc = PyFloat_AsDouble(args[3]);
+    if (sc == -1.0 && PyErr_Occurred())
+        return NULL;
+    scale = sc;
+    Py_XSETREF(sym_type, (PyTypeObject *)Py_NewRef(s));
+    Py_XSETREF(order_type, (PyTypeObject *)Py_NewRef(o));
+    Py_XSETREF(risk_averse_type, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
+/* An int that is exact as a double, or -1 (no error set: the caller gives the case to Python). */
+static inline int
+small_int(PyObject *v, int64_t *out)
+{
+    if (!v || !PyLong_CheckExact(v))
+        return -1;
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || x > (1LL << 52) || x < -(1LL << 52))
+        return -1;
+    *out = x;
+    return 0;
+}
+
+/* levels[i] as (price, qty) floats; -1 for anything but a 2-item list or tuple of floats. */
+static inline int
+level_at(PyObject *levels, Py_ssize_t i, double *p, double *q)
+{
+    PyObject *lv = PyList_GET_ITEM(levels, i), *a, *b;
+    if (PyList_CheckExact(lv) && PyList_GET_SIZE(lv) == 2) {
+        a = PyList_GET_ITEM(lv, 0);
+        b = PyList_GET_ITEM(lv, 1);
+    }
+    else if (PyTuple_CheckExact(lv) && PyTuple_GET_SIZE(lv) == 2) {
+        a = PyTuple_GET_ITEM(lv, 0);
+        b = PyTuple_GET_ITEM(lv, 1);
+    }
+    else
+        return -1;
+    if (!PyFloat_CheckExact(a) || !PyFloat_CheckExact(b))
+        return -1;
+    *p = PyFloat_AS_DOUBLE(a);
+    *q = PyFloat_AS_DOUBLE(b);
+    return 0;
+}
+
+/* x * scale, when it is finite and round() of it is exact as an int64 and a double. */
+static inline int
+scaled(double v, double *x)
+{
+    double s = v * scale;
+    if (!(s > -EXACT && s < EXACT))
+        return -1;
+    *x = s;
+    return 0;
+}
+
+/* The first key's first item of a (price-time) key list, if any: 1 found, 0 empty, -1 unusual. */
+static inline int
+first_key(PyObject *keys, int64_t *k)
+{
+    if (!PyList_CheckExact(keys))
+        return -1;
+    if (!PyList_GET_SIZE(keys))
+        return 0;
+    PyObject *t = PyList_GET_ITEM(keys, 0);
+    if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) < 1)
+        return -1;
+    return small_int(PyTuple_GET_ITEM(t, 0), k) < 0 ? -1 : 1;
+}
+
+typedef struct {
+    PyObject *o;
+    Py_ssize_t hint; /* -1: the order is not visited (hint unchanged) */
+    int has_new;
+    int64_t new_qty;
+} Visit;
+
+#define UNUSUAL() \
+    do { \
+        Py_RETURN_NONE; \
+    } while (0)
+
+/* book_moved(sym, bids, asks, model, skip_front) -> True (the book fills a resting order: nothing
+ * changed), False (it does not: queue positions moved) or None (not handled: nothing changed). */
+static PyObject *
+book_moved_impl(PyObject *sym, PyObject *bids, PyObject *asks, PyObject *model, int skip_front)
+{
+    if (!sym_type || !Py_IS_TYPE(sym, sym_type) || !PyList_CheckExact(bids) || !PyList_CheckExact(asks))
+        UNUSUAL();
+    Py_ssize_t nb = PyList_GET_SIZE(bids), na = PyList_GET_SIZE(asks);
+    double p, q, x;
+    int64_t k;
+    int r;
+
+    /* Does it fill: the best ask at or under our best buy, or the best bid at or over our best sell
+     * (x <= k + 0.5 may round to k or below; x > k + 0.5 never does). */
+    if (na) {
+        if ((r = first_key(SLOT(sym, o_buy_keys), &k)) < 0)
+            UNUSUAL();
+        if (r) { /* k = -(our best buy price) */
+            if (level_at(asks, 0, &p, &q) < 0 || scaled(p, &x) < 0)
+                UNUSUAL();
+            if (x <= 0.5 - (double)k && nearbyint(x) <= (double)-k)
+                Py_RETURN_TRUE;
+        }
+    }
+    if (nb) {
+        if ((r = first_key(SLOT(sym, o_sell_keys), &k)) < 0)
+            UNUSUAL();
+        if (r) {
+            if (level_at(bids, 0, &p, &q) < 0 || scaled(p, &x) < 0)
+                UNUSUAL();
+            if (x >= (double)k - 0.5 && nearbyint(x) >= (double)k)
+                Py_RETURN_TRUE;
+        }
+    }
+    if (model == Py_None)
+        Py_RETURN_FALSE;
+
+    /* Each resting order's level size now (Matcher.requeue_levels), read before anything changes. */
+    PyObject *resting = SLOT(sym, o_resting);
+    if (!resting || !PyDict_CheckExact(resting) || PyDict_GET_SIZE(resting) > MAX_ORDERS)
+        UNUSUAL();
+    Visit v[MAX_ORDERS];
+    Py_ssize_t nv = 0, pos = 0;
+    PyObject *key, *o;
+    while (PyDict_Next(resting, &pos, &key, &o)) {
+        Visit *w = &v[nv++];
+        w->o = o;
+        w->hint = -1;
+        w->has_new = 0;
+        if (!Py_IS_TYPE(o, order_type))
+            UNUSUAL();
+        PyObject *ahead = SLOT(o, o_ahead);
+        int64_t target, side, hint;
+        if (!ahead || small_int(SLOT(o, o_price), &target) < 0 || small_int(SLOT(o, o_side), &side) < 0 ||
+            small_int(SLOT(o, o_hint), &hint) < 0 || hint < 0 || !SLOT(o, o_level_qty) || !SLOT(o, o_traded))
+            UNUSUAL();
+        if (skip_front) {
+            int t = PyObject_IsTrue(ahead);
+            if (t < 0) {
+                PyErr_Clear();
+                UNUSUAL();
+            }
+            if (!t)
+                continue;
+        }
+        int buy = side == 0;
+        PyObject *levels = buy ? bids : asks;
+        Py_ssize_t n = buy ? nb : na, i;
+        if (!n)
+            continue;
+        /* buy: bids best (highest) first; the first level at or below our price. sell: mirrored. */
+        double edge = buy ? (double)target + 0.5 : (double)target - 0.5;
+        if (level_at(levels, n - 1, &p, &q) < 0 || scaled(p, &x) < 0)
+            UNUSUAL();
+        if (buy ? x > edge : x < edge)
+            continue; /* every visible level is better than our price: unknown, unchanged */
+        i = hint > n ? n : (Py_ssize_t)hint;
+        while (i) { /* back while the level before also passes */
+            if (level_at(levels, i - 1, &p, &q) < 0 || scaled(p, &x) < 0)
+                UNUSUAL();
+            if (buy ? (x > edge || nearbyint(x) > (double)target) : (x < edge || nearbyint(x) < (double)target))
+                break;
+            i--;
+        }
+        for (; i < n; i++) {
+            if (level_at(levels, i, &p, &q) < 0 || scaled(p, &x) < 0)
+                UNUSUAL();
+            if (buy ? x <= edge : x >= edge) {
+                double pi = nearbyint(x);
+                if (buy ? pi <= (double)target : pi >= (double)target) {
+                    w->has_new = 1;
+                    if (pi == (double)target) {
+                        double qs;
+                        if (scaled(q, &qs) < 0)
+                            UNUSUAL();
+                        w->new_qty = (int64_t)nearbyint(qs);
+                    }
+                    else
+                        w->new_qty = 0; /* passed our price: gone */
+                    break;
+                }
+            }
+        }
+        w->hint = i;
+    }
+
+    /* Everything read: now change it, order by order as the Python does (holding the orders: a
+     * queue model's depth() is Python, and could change the symbol's orders). */
+    for (Py_ssize_t j = 0; j < nv; j++)
+        Py_INCREF(v[j].o);
+    PyObject *res = Py_False;
+    for (Py_ssize_t j = 0; j < nv; j++) {
+        Visit *w = &v[j];
+        if (w->hint < 0)
+            continue;
+        PyObject *o = w->o;
+        PyObject *h = PyLong_FromSsize_t(w->hint);
+        if (!h)
+            goto error;
+        Py_SETREF(SLOT(o, o_hint), h);
+        if (!w->has_new)
+            continue;
+        int64_t lq;
+        PyObject *level_qty = SLOT(o, o_level_qty);
+        if (small_int(level_qty, &lq) == 0) {
+            if (lq == w->new_qty)
+                continue;
+        }
+        else {
+            PyObject *nq = PyLong_FromLongLong(w->new_qty);
+            if (!nq)
+                goto error;
+            int eq = PyObject_RichCompareBool(nq, level_qty, Py_EQ);
+            Py_DECREF(nq);
+            if (eq < 0)
+                goto error;
+            if (eq)
+                continue;
+        }
+        PyObject *nq = PyLong_FromLongLong(w->new_qty);
+        if (!nq)
+            goto error;
+        PyObject *ahead = SLOT(o, o_ahead), *front;
+        if (Py_IS_TYPE(model, risk_averse_type)) { /* its depth(), inlined */
+            int lt = PyObject_RichCompareBool(ahead, nq, Py_LT);
+            if (lt < 0) {
+                Py_DECREF(nq);
+                goto error;
+            }
+            front = Py_NewRef(lt ? ahead : nq);
+        }
+        else {
+            PyObject *call[5] = {model, ahead, level_qty, nq, SLOT(o, o_traded)};
+            front = PyObject_VectorcallMethod(str_depth, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            if (!front) {
+                Py_DECREF(nq);
+                goto error;
+            }
+        }
+        Py_SETREF(SLOT(o, o_ahead), front);
+        Py_SETREF(SLOT(o, o_level_qty), nq);
+        Py_SETREF(SLOT(o, o_traded), PyLong_FromLong(0)); /* a cached small int: cannot fail */
+    }
+    if (0) {
+error:
+        res = NULL;
+    }
+    for (Py_ssize_t j = 0; j < nv; j++)
+        Py_DECREF(v[j].o);
+    return Py_XNewRef(res);
+}
+
+/* fixed(levels) -> [[round(price * scale), round(qty * scale)], ...] (paper._fixed: a book that
+ * fills a resting order goes to the core whole), or None (not handled) for anything but a list of
+ * float pairs whose scaled values are exact as doubles. */
+static PyObject *
+fixed(PyObject *mod, PyObject *levels)
+{
+    if (!PyList_CheckExact(levels))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(levels);
+    PyObject *out = PyList_New(n);
+    if (!out)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double p, q, x, y;
+        if (level_at(levels, i, &p, &q) < 0 || scaled(p, &x) < 0 || scaled(q, &y) < 0) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        PyObject *lv = PyList_New(2);
+        if (!lv) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, lv);
+        PyObject *a = PyLong_FromLongLong((long long)nearbyint(x));
+        PyObject *b = a ? PyLong_FromLongLong((long long)nearbyint(y)) : NULL;
+        if (!b) {
+            Py_XDECREF(a);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(lv, 0, a);
+        PyList_SET_ITEM(lv, 1, b);
+    }
+    return out;
+}
+
+static PyObject *
+book_moved(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "book_moved(sym, bids, asks, model, skip_front)");
+        return NULL;
+    }
+    int skip_front = PyObject_IsTrue(args[4]);
+    if (skip_front < 0)
+        return NULL;
+    return book_moved_impl(args[0], args[1], args[2], args[3], skip_front);
+}
+
+/* ---- PaperCore ---- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *now, *matcher, *heap, *symbols, *stale, *partial, *pending, *latencies, *queue, *skip_front;
+} CoreObject;
+
+/* paper._PaperCorePy's advance, on_book_message and on_trade_message: the rule for every case. */
+static PyObject *py_advance, *py_on_book, *py_on_trade;
+static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *str_side, *str_amount, *str_buy,
+    *str_run_due, *str_fills_resting, *str_on_trade;
+
+/* An exact int that fits in int64, or -1 (no error set). */
+static inline int
+as_i64(PyObject *v, int64_t *out)
+{
+    if (!v || !PyLong_CheckExact(v))
+        return -1;
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* The clock moves to t (never back) and what is due by then runs: 0 done, 1 not the usual case
+ * (the Python does it), -1 error. */
+static int
+step_time(CoreObject *self, PyObject *t)
+{
+    int64_t tt, now, due;
+    if (as_i64(t, &tt) < 0 || as_i64(self->now, &now) < 0 || !self->heap || !PyList_CheckExact(self->heap))
+        return 1;
+    if (tt > now) {
+        Py_SETREF(self->now, Py_NewRef(t));
+        now = tt;
+    }
+    if (!PyList_GET_SIZE(self->heap))
+        return 0;
+    PyObject *top = PyList_GET_ITEM(self->heap, 0);
+    if (!PyTuple_CheckExact(top) || PyTuple_GET_SIZE(top) < 1 || as_i64(PyTuple_GET_ITEM(top, 0), &due) < 0)
+        return 1;
+    if (due <= now) {
+        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, str_run_due);
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+static PyObject *
+fallback(PyObject *fn, CoreObject *self, PyObject *arg)
+{
+    PyObject *args[2] = {(PyObject *)self, arg};
+    return PyObject_Vectorcall(fn, args, 2, NULL);
+}
+
+static PyObject *
+core_advance(CoreObject *self, PyObject *t)
+{
+    int r = step_time(self, t);
+    if (r < 0)
+        return NULL;
+    if (r > 0)
+        return fallback(py_advance, self, t);
+    Py_RETURN_NONE;
+}
+
+/* The common start of both messages: the clock and due actions, the symbol. 0: *sym set (borrowed;
+ * NULL: an unknown symbol), 1: not the usual case, -1: error. */
+static int
+message_start(CoreObject *self, PyObject *msg, PyObject **symbol, PyObject **sym)
+{
+    if (!PyDict_CheckExact(msg) || self->latencies != Py_None || !self->symbols || !PyDict_CheckExact(self->symbols))
+        return 1;
+    PyObject *t = PyDict_GetItemWithError(msg, str_receipt);
+    if (!t)
+        return PyErr_Occurred() ? -1 : 1;
+    int r = step_time(self, t);
+    if (r)
+        return r;
+    *symbol = PyDict_GetItemWithError(msg, str_symbol);
+    if (!*symbol)
+        return PyErr_Occurred() ? -1 : 1;
+    *sym = PyDict_GetItemWithError(self->symbols, *symbol);
+    if (!*sym)
+        return PyErr_Occurred() ? -1 : 0;
+    return Py_IS_TYPE(*sym, sym_type) ? 0 : 1;
+}
+
+static PyObject *
+core_on_book(CoreObject *self, PyObject *msg)
+{
+    PyObject *symbol = NULL, *sym = NULL;
+    int r = message_start(self, msg, &symbol, &sym);
+    if (r < 0)
+        return NULL;
+    if (r > 0 || !sym || !self->stale || !PySet_CheckExact(self->stale) || !self->partial ||
+        !PyDict_CheckExact(self->partial) || !self->pending || !PyDict_CheckExact(self->pending) || !self->skip_front)
+        return fallback(py_on_book, self, msg); /* (an unknown symbol: the Python adds it) */
+    Py_INCREF(symbol);
+    Py_INCREF(sym);
+    PyObject *res = NULL, *moved = NULL;
+    if (PySet_GET_SIZE(self->stale) && PySet_Discard(self->stale, symbol) < 0)
+        goto done;
+    if (PyDict_GET_SIZE(self->partial)) {
+        PyObject *had = PyDict_GetItemWithError(self->partial, symbol);
+        if (!had && PyErr_Occurred())
+            goto done;
+        if (had && PyDict_DelItem(self->partial, symbol) < 0)
+            goto done;
+    }
+    PyObject *resting = SLOT(sym, o_resting), *bids, *asks;
+    if (!resting || !PyDict_CheckExact(resting)) {
+        res = fallback(py_on_book, self, msg);
+        goto done;
+    }
+    if (!PyDict_GET_SIZE(resting)) { /* nothing to fill: the floats wait, converted only if an order comes */
+        if (PyDict_SetItem(self->pending, symbol, msg) == 0)
+            res = Py_NewRef(Py_None);
+        goto done;
+    }
+    bids = PyDict_GetItemWithError(msg, str_bids);
+    asks = bids ? PyDict_GetItemWithError(msg, str_asks) : NULL;
+    if (!asks) {
+        if (!PyErr_Occurred())
+            res = fallback(py_on_book, self, msg);
+        goto done;
+    }
+    int skip = PyObject_IsTrue(self->skip_front);
+    if (skip < 0)
+        goto done;
+    moved = book_moved_impl(sym, bids, asks, self->queue ? self->queue : Py_None, skip);
+    if (!moved)
+        goto done;
+    if (moved == Py_None)
+        res = fallback(py_on_book, self, msg);
+    else if (moved == Py_True) { /* it fills resting orders: the core needs the whole book, now */
+        PyObject *args[5] = {(PyObject *)self, symbol, sym, bids, asks};
+        res = PyObject_VectorcallMethod(str_fills_resting, args, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    else if (PyDict_SetItem(self->pending, symbol, msg) == 0)
+        res = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(moved);
+    Py_DECREF(sym);
+    Py_DECREF(symbol);
+    return res;
+}
+
+static inline int
+float_at(PyObject *msg, PyObject *key, double *x)
+{
+    PyObject *v = PyDict_GetItemWithError(msg, key);
+    if (!v || !PyFloat_CheckExact(v))
+        return PyErr_Occurred() ? -1 : 1;
+    return scaled(PyFloat_AS_DOUBLE(v), x) < 0 ? 1 : 0;
+}
+
+static PyObject *
+core_on_trade(CoreObject *self, PyObject *msg)
+{
+    PyObject *symbol = NULL, *sym = NULL;
+    int r = message_start(self, msg, &symbol, &sym);
+    if (r < 0)
+        return NULL;
+    if (r > 0 || !self->stale || !PySet_CheckExact(self->stale))
+        return fallback(py_on_trade, self, msg);
+    if (!sym) /* not a symbol of ours */
+        Py_RETURN_NONE;
+    PyObject *resting = SLOT(sym, o_resting), *name = SLOT(sym, o_name);
+    if (!resting || !PyDict_CheckExact(resting) || !name)
+        return fallback(py_on_trade, self, msg);
+    if (!PyDict_GET_SIZE(resting))
+        Py_RETURN_NONE;
+    int in = PySet_Contains(self->stale, name);
+    if (in < 0)
+        return NULL;
+    if (in)
+        Py_RETURN_NONE;
+    /* Matcher.on_trade changes nothing unless our best order on the side the trade hit is at or
+     * through its price (a sell hits buys at px or above, a buy sells at px or below). */
+    double x, q;
+    PyObject *side = PyDict_GetItemWithError(msg, str_side);
+    if (!side || !PyUnicode_CheckExact(side))
+        return PyErr_Occurred() ? NULL : fallback(py_on_trade, self, msg);
+    if ((r = float_at(msg, str_price, &x)) != 0)
+        return r < 0 ? NULL : fallback(py_on_trade, self, msg);
+    int buy = PyUnicode_Compare(side, str_buy) == 0;
+    if (!buy && PyErr_Occurred())
+        return NULL;
+    int64_t k;
+    int found = first_key(SLOT(sym, buy ? o_sell_keys : o_buy_keys), &k);
+    if (found < 0)
+        return fallback(py_on_trade, self, msg);
+    if (!found)
+        Py_RETURN_NONE;
+    double px = nearbyint(x);
+    int reaches = buy ? (x >= (double)k - 0.5 && (double)k <= px) : (x <= 0.5 - (double)k && (double)-k >= px);
+    if (!reaches)
+        Py_RETURN_NONE;
+    if ((r = float_at(msg, str_amount, &q)) != 0)
+        return r < 0 ? NULL : fallback(py_on_trade, self, msg);
+    if (!self->matcher)
+        return fallback(py_on_trade, self, msg);
+    PyObject *pxo = PyLong_FromLongLong((long long)px), *qo = PyLong_FromLongLong((long long)nearbyint(q));
+    PyObject *sideo = PyLong_FromLong(buy ? 0 : 1); /* protocol.SIDE_BUY, SIDE_SELL: the aggressor */
+    PyObject *out = NULL;
+    if (pxo && qo && sideo) {
+        Py_INCREF(sym);
+        PyObject *args[5] = {self->matcher, sym, pxo, qo, sideo};
+        out = PyObject_VectorcallMethod(str_on_trade, args, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(sym);
+    }
+    Py_XDECREF(pxo);
+    Py_XDECREF(qo);
+    Py_XDECREF(sideo);
+    if (!out)
+        return NULL;
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
+static int
+core_traverse(CoreObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->now);
+    Py_VISIT(self->matcher);
+    Py_VISIT(self->heap);
+    Py_VISIT(self->symbols);
+    Py_VISIT(self->stale);
+    Py_VISIT(self->partial);
+    Py_VISIT(self->pending);
+    Py_VISIT(self->latencies);
+    Py_VISIT(self->queue);
+    Py_VISIT(self->skip_front);
+    return 0;
+}
+
+static int
+core_clear(CoreObject *self)
+{
+    Py_CLEAR(self->now);
+    Py_CLEAR(self->matcher);
+    Py_CLEAR(self->heap);
+    Py_CLEAR(self->symbols);
+    Py_CLEAR(self->stale);
+    Py_CLEAR(self->partial);
+    Py_CLEAR(self->pending);
+    Py_CLEAR(self->latencies);
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->skip_front);
+    return 0;
+}
+
+static void
+core_dealloc(CoreObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    core_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef core_members[] = {
+    {"now", T_OBJECT_EX, offsetof(CoreObject, now), 0, "The simulated time (ns)."},
+    {"matcher", T_OBJECT_EX, offsetof(CoreObject, matcher), 0, NULL},
+    {"_heap", T_OBJECT_EX, offsetof(CoreObject, heap), 0, NULL},
+    {"_symbols", T_OBJECT_EX, offsetof(CoreObject, symbols), 0, NULL},
+    {"_stale", T_OBJECT_EX, offsetof(CoreObject, stale), 0, NULL},
+    {"_partial", T_OBJECT_EX, offsetof(CoreObject, partial), 0, NULL},
+    {"_pending_book", T_OBJECT_EX, offsetof(CoreObject, pending), 0, NULL},
+    {"_latencies", T_OBJECT_EX, offsetof(CoreObject, latencies), 0, NULL},
+    {"_queue", T_OBJECT_EX, offsetof(CoreObject, queue), 0, NULL},
+    {"_skip_front", T_OBJECT_EX, offsetof(CoreObject, skip_front), 0, NULL},
+    {NULL},
+};
+
+static PyMethodDef core_methods[] = {
+    {"advance", (PyCFunction)core_advance, METH_O, "Simulated time moves to now_ns (see paper._PaperCorePy)."},
+    {"on_book_message", (PyCFunction)core_on_book, METH_O, "A book message, before the engine sees it."},
+    {"on_trade_message", (PyCFunction)core_on_trade, METH_O, "A trade message, before the engine sees it."},
+    {NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "latentspeed_mock_exchange._paper.PaperCore",
+    .tp_basicsize = sizeof(CoreObject),
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The paper venue's market-data entry points and the state they touch (paper.PaperVenue's base).",
+    .tp_traverse = (traverseproc)core_traverse,
+    .tp_clear = (inquiry)core_clear,
+    .tp_members = core_members,
+    .tp_methods = core_methods,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyObject *
+bind_core(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "bind_core(advance, on_book_message, on_trade_message)");
+        return NULL;
+    }
+    Py_XSETREF(py_advance, Py_NewRef(args[0]));
+    Py_XSETREF(py_on_book, Py_NewRef(args[1]));
+    Py_XSETREF(py_on_trade, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"bind_core", (PyCFunction)(void (*)(void))bind_core, METH_FASTCALL,
+     "bind_core(advance, on_book_message, on_trade_message): the Python each entry point falls back to."},
+    {"fixed", fixed, METH_O,
+     "fixed(levels) -> [[round(price * scale), round(qty * scale)], ...], or None (not handled)."},
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
+     "bind(SimSymbol, SimOrder, RiskAverseQueue, scale): the classes and scale book_moved works on."},
+    {"book_moved", (PyCFunction)(void (*)(void))book_moved, METH_FASTCALL,
+     "book_moved(sym, bids, asks, model, skip_front) -> True (fills a resting order; nothing changed), "
+     "False (queues moved) or None (not handled; nothing changed)."},
+    {NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "latentspeed_mock_exchange._paper", "The paper venue's per-message work, compiled.", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__paper(void)
+{
+    if (PyType_Ready(&CoreType) < 0)
+        return NULL;
+    struct {
+        PyObject **s;
+        const char *v;
+    } names[] = {
+        {&str_receipt, "receipt_timestamp_ns"}, {&str_symbol, "symbol"}, {&str_bids, "bids"}, {&str_asks, "asks"},
+        {&str_price, "price"}, {&str_side, "side"}, {&str_amount, "amount"}, {&str_buy, "buy"},
+        {&str_run_due, "_run_due"}, {&str_fills_resting, "_fills_resting"}, {&str_on_trade, "on_trade"},
+        {&str_depth, "depth"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!*names[i].s && !(*names[i].s = PyUnicode_InternFromString(names[i].v)))
+            return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "PaperCore", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
