@@ -109,6 +109,22 @@ def test_cancel_answers_and_cancel_reject():
     assert b.status == OrderStatus.NEW and not b.cancel_pending and om.cancel_rejects == 1
 
 
+def test_a_cancel_refused_after_the_order_filled_is_a_cancel_reject():
+    """The usual race: the order fills at the venue, our cancel arrives after, and the venue refuses
+    it under the order's id once the fill has reached us. A refused cancel, not a duplicate."""
+    om = OrderManager()
+    a = _order(om)
+    om.apply(_rep(a.cl_ord_id, ExecType.NEW, leaves=1), 1)
+    om.new_cancel_id(a.cl_ord_id)
+    a.cancel_pending = True
+    om.apply(_rep(a.cl_ord_id, ExecType.FILL, cum=1.0, last=1.0), 2)
+    assert a.status == OrderStatus.FILLED and not a.cancel_pending
+    om.apply(_rep(a.cl_ord_id, ExecType.REJECTED, oid=0, reason=RejectReason.UNKNOWN_ORDER), 3)
+    assert a.status == OrderStatus.FILLED and om.cancel_rejects == 1 and om.duplicate_reports == 0
+    om.apply(_rep(a.cl_ord_id, ExecType.FILL, cum=1.0, last=1.0), 4)  # the venue repeats
+    assert om.duplicate_reports == 1
+
+
 def test_reject_and_unmatched():
     om = OrderManager()
     st = _order(om)

@@ -276,8 +276,9 @@ class OrderManager:
         old_open = old in OPEN
         old_leaves = st.leaves_qty
         if et == _ET_REJECTED:
-            if is_cancel_answer or st.cancel_pending and old != PENDING_NEW:
-                # A cancel was refused (e.g. the order filled first): the order itself is unchanged.
+            if is_cancel_answer or st.cancel_pending and old != PENDING_NEW or old == FILLED or old == CANCELED:
+                # A cancel was refused (e.g. the order filled first: then its fill may have come in
+                # before this, under the order's own id): the order itself is unchanged.
                 st.cancel_pending = False
                 self.cancel_rejects += 1
                 return out
