@@ -170,6 +170,10 @@ def read_capture(path: str | Path) -> Iterator[dict]:
                 except orjson.JSONDecodeError:
                     log.warning("%s:%d: skipped unreadable capture line", path, lineno)
                     continue
+                if type(rec) is not dict or type(rec.get("receipt_ns", 0)) is not int:
+                    # what no recorder writes: not an object, or a receipt time that is not integer ns
+                    log.warning("%s:%d: skipped capture line that is not a record", path, lineno)
+                    continue
                 if rec.get("b64"):
                     rec["data"] = base64.b64decode(rec["data"])
                 yield rec
