@@ -61,13 +61,7 @@ class _PaperCorePy:
             self._run_due()
 
     def on_book_message(self, msg: dict) -> None:
-        t = msg["receipt_timestamp_ns"]
-        now = self.now
-        if t > now:
-            self.now = now = t
-        heap = self._heap
-        if heap and heap[0][0] <= now:
-            self._run_due()
+        self.advance(msg["receipt_timestamp_ns"])  # the clock moves, what is due happens first
         if self._latencies is not None:
             self._response = self._latency()[1]
         symbol = msg["symbol"]
@@ -95,13 +89,7 @@ class _PaperCorePy:
         self._pending_book[symbol] = msg
 
     def on_trade_message(self, msg: dict) -> None:
-        t = msg["receipt_timestamp_ns"]
-        now = self.now
-        if t > now:
-            self.now = now = t
-        heap = self._heap
-        if heap and heap[0][0] <= now:
-            self._run_due()
+        self.advance(msg["receipt_timestamp_ns"])  # the clock moves, what is due happens first
         sym = self._symbols.get(msg["symbol"])
         if sym is not None and sym.resting and sym.name not in self._stale:
             if self._latencies is not None:
