@@ -141,11 +141,39 @@ def floor_to(x: float, step: float | None) -> float:
     """Round down to a multiple of ``step`` (a bid price, a quantity); exact decimals for the wire."""
     if not step:
         return x
-    return round(math.floor(x / step + 1e-9) * step, 10)
+    n = math.floor(x / step + 1e-9)
+    k = _INVERSE.get(step)
+    if k is None:
+        k = _inverse(step)
+    return n / k if k else round(n * step, 10)
 
 
 def ceil_to(x: float, step: float | None) -> float:
     """Round up to a multiple of ``step`` (an ask price)."""
     if not step:
         return x
-    return round(math.ceil(x / step - 1e-9) * step, 10)
+    n = math.ceil(x / step - 1e-9)
+    k = _INVERSE.get(step)
+    if k is None:
+        k = _inverse(step)
+    return n / k if k else round(n * step, 10)
+
+
+#: step -> k where step is 1/k (see _inverse), or 0.
+_INVERSE: dict[float, int] = {}
+
+
+def _inverse(step: float) -> int:
+    """``k`` when ``step`` is the float of 1/k for a k dividing 10**10 (0.01, 0.5, 1e-8: every decimal
+    tick or lot below 1), else 0.
+
+    Then ``n / k`` is the double nearest the decimal ``n * step`` (one correctly rounded division),
+    which is what ``round(n * step, 10)`` computes through a decimal string: the same result at a
+    fraction of the cost (that ``round`` was ~1.5 % of a backtest, twice per requote). Other steps
+    (integers, 0.3) keep the ``round``."""
+    k = round(1 / step) if type(step) is float and 0.0 < step < 1.0 else 0
+    if not (k > 1 and 1 / k == step and 10**10 % k == 0):
+        k = 0
+    if len(_INVERSE) < 4096:  # a few per instrument; bounded whatever the caller passes
+        _INVERSE[step] = k
+    return k
