@@ -23,12 +23,22 @@ import gzip
 import logging
 import os
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
+
+try:
+    # ISA-L's inflate: 2.8x zlib's on captures (0.26 s against 0.73 s for 219 MB), a third of the
+    # time a backtest spends reading its file. Where it has no wheel, the standard gzip reads.
+    from isal import igzip as _igzip
+    from isal.isal_zlib import error as _IsalError
+except ImportError:  # pragma: no cover - isal is a dependency; platforms without a wheel
+    _igzip = None
+    _IsalError = zlib.error
 
 if TYPE_CHECKING:
     from .feed import Feed
@@ -46,6 +56,10 @@ class CaptureError(Exception):
 
 GZIP_MAGIC = b"\x1f\x8b"
 
+#: What reading a damaged capture raises: cut short (EOFError), unreadable (OSError), or a gzip
+#: stream that does not inflate (zlib's or ISA-L's error).
+UNREADABLE = (EOFError, OSError, zlib.error, _IsalError)
+
 
 def is_compressed_name(path: str | Path) -> bool:
     """Whether a capture written to ``path`` is gzip-compressed: its name ends in ``.gz``."""
@@ -62,6 +76,8 @@ def _open_read(path: str | Path) -> IO[bytes]:
         f.close()
         raise
     if magic == GZIP_MAGIC:
+        if _igzip is not None and not os.environ.get("LATENTSPEED_PURE_PYTHON"):
+            return _igzip.IGzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     return f
 
@@ -177,8 +193,8 @@ def read_capture(path: str | Path) -> Iterator[dict]:
                 if rec.get("b64"):
                     rec["data"] = base64.b64decode(rec["data"])
                 yield rec
-        except (EOFError, OSError) as exc:
-            # a capture cut short (process killed while recording): replay what is there
+        except UNREADABLE as exc:
+            # a capture cut short (process killed while recording) or damaged: replay what is there
             log.warning("%s: capture ends early after line %d: %s", path, lineno, exc)
 
 
@@ -187,7 +203,7 @@ def capture_header(path: str | Path) -> dict:
     try:
         with _open_read(path) as f:
             header = orjson.loads(f.readline())
-    except (OSError, EOFError) as exc:
+    except UNREADABLE as exc:
         raise CaptureError(f"{path}: not a readable capture: {exc}") from None
     except orjson.JSONDecodeError:
         raise CaptureError(f"{path}: not a {FORMAT} file (bad header)") from None

@@ -11,6 +11,7 @@ import time
 import orjson
 import pytest
 
+from latentspeed_core import capture as capture_module
 from latentspeed_core.capture import CaptureError, Recorder, capture_feeds, read_capture, replay_into
 from latentspeed_core.config import FeedConfig
 from latentspeed_core.feed import Feed
@@ -152,6 +153,65 @@ def test_truncated_capture_replays_what_is_there(tmp_path, caplog):
     assert 100 < len(f.inputs) < 2000
     assert [x[1] for x in f.inputs] == [f"frame number {i} " + "x" * (i % 50) for i in range(len(f.inputs))]
     assert "ends early" in caplog.text
+
+
+@pytest.fixture(params=["isal", "gzip"])
+def inflate(request, monkeypatch):
+    """Captures read through ISA-L (the default) and through the standard gzip module."""
+    if request.param == "gzip":
+        monkeypatch.setenv("LATENTSPEED_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("LATENTSPEED_PURE_PYTHON", raising=False)
+    return request.param
+
+
+def _frames_capture(path, n=2000):
+    rec = Recorder(path)
+    for i in range(n):
+        rec.write("a", "frame", i + 1, f"frame number {i} " + "x" * (i % 50))
+    rec.close()
+
+
+def test_both_inflaters_read_the_same_records(tmp_path, inflate):
+    path = tmp_path / "c.jsonl.gz"
+    _frames_capture(path)
+    with open(path, "rb") as raw:
+        reader = type(capture_module._open_read(path)).__module__
+    assert (reader == "gzip") == (inflate == "gzip")
+    del raw
+    recs = list(read_capture(path))
+    assert [r["data"] for r in recs] == [f"frame number {i} " + "x" * (i % 50) for i in range(2000)]
+    assert [r["receipt_ns"] for r in recs] == list(range(1, 2001))
+
+
+def test_damaged_gzip_stream_replays_what_is_before_the_damage(tmp_path, caplog, inflate):
+    """Bytes overwritten in the middle of the file: no traceback, the records before it, a warning.
+
+    (gzip checks its CRC only at the end: what inflated after the damage may be garbage, which the
+    feeds then count as bad frames.)"""
+    path = tmp_path / "c.jsonl.gz"
+    _frames_capture(path, 20000)
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 64] = b"\xff" * 64  # codes that do not inflate (zlib.error, IsalError)
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(bytes(data))
+    caplog.set_level(logging.WARNING)
+    recs = list(read_capture(bad))
+    assert 5000 < len(recs) < 20000
+    assert [r["data"] for r in recs[:5000]] == [f"frame number {i} " + "x" * (i % 50) for i in range(5000)]
+    assert "ends early" in caplog.text
+
+
+def test_damaged_gzip_header_line_is_a_clear_error(tmp_path, inflate):
+    path = tmp_path / "c.jsonl.gz"
+    _frames_capture(path, 10)
+    data = bytearray(path.read_bytes())
+    data[12:40] = bytes(28)  # inside the first deflate block: the header line does not inflate
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CaptureError, match="not a readable capture|bad header"):
+        list(read_capture(bad))
 
 
 def test_not_a_capture_is_a_clear_error(tmp_path):
