@@ -7,6 +7,7 @@ import logging
 import sys
 
 from . import __version__, known_plugins
+from .capture import CaptureError
 from .config import ConfigError
 from .logs import setup_logging
 from .plugins import CORE_PLUGIN, PluginError, installed_entry_points, load_registry, selected_names
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level or "info")
     try:
         return int(cmd.run(args) or 0)
-    except (ConfigError, PluginError) as exc:
+    except (ConfigError, PluginError, CaptureError) as exc:
         # One line per problem (a config may have several), each in the same grep-able form.
         for line in str(exc).splitlines() or [""]:
             print(f"latentspeed {cmd.name}: error: {line}", file=sys.stderr)

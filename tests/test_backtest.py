@@ -140,6 +140,14 @@ def test_clear_errors(run_cli, tmp_path, capture):
     assert proc.returncode == 2 and "neither" in proc.stderr
     proc = run_cli("backtest", "--config", str(cfg), "--capture", str(capture), "--from", "2030-01-01")
     assert proc.returncode == 1 and "no market data" in proc.stderr
+    for name, content in (("notes.txt", b"hello\n"), ("empty.jsonl.gz", b""), ("noise.jsonl.gz", bytes(range(256)) * 8)):
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        proc = run_cli("backtest", "--config", str(cfg), "--capture", str(bad))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"latentspeed backtest: error: {bad}: not a latentspeed-capture file (bad header)"
+        ]
 
 
 def test_a_config_error_in_the_venue_names_its_key(registry, capture):
