@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -148,6 +149,23 @@ def test_clear_errors(run_cli, tmp_path, capture):
         assert proc.stderr.strip().splitlines() == [
             f"latentspeed backtest: error: {bad}: not a latentspeed-capture file (bad header)"
         ]
+
+
+def test_an_output_that_cannot_be_written(run_cli, tmp_path, capture):
+    cfg = tmp_path / "engine.yml"
+    cfg.write_text(yaml.safe_dump(engine_config()))
+    # a directory: refused before the run
+    proc = run_cli("backtest", "--config", str(cfg), "--capture", str(capture), "--json-out", str(tmp_path))
+    assert proc.returncode == 2 and "is a directory" in proc.stderr and "Traceback" not in proc.stderr
+    # a write that fails after the run (a full disk): the summary and the other file are kept
+    assert os.path.exists("/dev/full")
+    png = tmp_path / "curve.png"
+    proc = run_cli(
+        "backtest", "--config", str(cfg), "--capture", str(capture), "--json-out", "/dev/full", "--plot", str(png)
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot write the report to /dev/full" in proc.stderr
+    assert "fill digest" in proc.stdout and png.stat().st_size > 0
 
 
 def test_a_config_error_in_the_venue_names_its_key(registry, capture):

@@ -41,6 +41,8 @@ def _run(args: argparse.Namespace) -> int:
     if t_from is not None and t_to is not None and t_to < t_from:
         raise ConfigError(None, "--to", "is before --from")
     for opt, path in (("--json-out", args.json_out), ("--plot", args.plot)):
+        if path and Path(path).is_dir():
+            raise ConfigError(None, opt, f"{path}: is a directory (give a file name)")
         if path and not Path(path).resolve().parent.is_dir():
             raise ConfigError(None, opt, f"{path}: directory does not exist")
     data = load_yaml(args.config)
@@ -68,15 +70,22 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     outputs = []
-    if args.json_out:
-        outputs.append(("report", write_report(result, args.json_out)))
+    failed = []  # a file that cannot be written must not cost the run's summary, nor the other file
     plot = args.plot or (str(Path(args.json_out).with_suffix(".png")) if args.json_out else None)
-    if plot:
-        p = plot_curve(result, plot)
-        if p is not None:
-            outputs.append(("plot", p))
+    for what, path, write in (("report", args.json_out, write_report), ("plot", plot, plot_curve)):
+        if not path:
+            continue
+        try:
+            written = write(result, path)
+        except OSError as exc:
+            failed.append(f"cannot write the {what} to {path}: {exc.strerror or exc}")
+        else:
+            if written is not None:
+                outputs.append((what, written))
     _print_summary(result, outputs)
-    return 0
+    for line in failed:
+        print(f"latentspeed backtest: error: {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _iso(t_ns: int) -> str:
