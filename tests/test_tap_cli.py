@@ -57,6 +57,12 @@ def test_tap_without_a_publisher_says_what_it_waits_for(procs):
     assert tap.stop() == 0 and tap.stdout == ""
 
 
+def test_a_port_that_is_not_one_is_refused_at_once(run_cli):
+    for bad, says in (("99999", "99999 is not a port"), ("65535", "books are on PORT+1"), ("http", "not a port number")):
+        proc = run_cli("tap", "--port", bad, "--count", "1", timeout=30)
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+
+
 def test_waiting_status_on_a_terminal_and_in_the_live_table():
     """On a terminal the wait is a rich status (stderr) or the live table's caption (stdout)."""
     import argparse
