@@ -45,3 +45,21 @@ def test_record_follows_the_extension(procs, mock_exchange, tmp_path):
             assert out.read_text().splitlines()[0].startswith('{"kind":"header"')
         assert capture_header(out)["feeds"] == ["mock"]
         assert any(r["kind"] == "frame" for r in read_capture(out))
+
+
+def test_an_output_path_that_cannot_be_a_file_is_refused_before_anything_starts(run_cli, tmp_path):
+    """record, marketstream and run: a directory or a missing directory, one line, exit 2, at once."""
+    cfg = tmp_path / "ms.yml"
+    cfg.write_text("feeds:\n  - {exchange: mock, port: 1, symbols: [BTC-USD]}\n")  # never reached
+    missing = tmp_path / "no" / "such" / "dir" / "c.jsonl.gz"
+    cases = [
+        (("record", str(cfg), "--out"), "--out"),
+        (("marketstream", str(cfg), "--record"), "--record"),
+        (("run", "--record"), "--record"),
+    ]
+    for argv, opt in cases:
+        for path, says in ((tmp_path, "is a directory"), (missing, "directory does not exist")):
+            proc = run_cli(*argv, str(path), timeout=30)
+            assert proc.returncode == 2, (argv, proc.stderr)
+            last = proc.stderr.strip().splitlines()[-1]
+            assert opt in last and f"{path}: {says}" in last and "Traceback" not in proc.stderr, proc.stderr

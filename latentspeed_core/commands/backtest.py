@@ -40,11 +40,11 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(None, "--from/--to", str(exc)) from None
     if t_from is not None and t_to is not None and t_to < t_from:
         raise ConfigError(None, "--to", "is before --from")
+    from .marketstream import output_problem
+
     for opt, path in (("--json-out", args.json_out), ("--plot", args.plot)):
-        if path and Path(path).is_dir():
-            raise ConfigError(None, opt, f"{path}: is a directory (give a file name)")
-        if path and not Path(path).resolve().parent.is_dir():
-            raise ConfigError(None, opt, f"{path}: directory does not exist")
+        if path and (problem := output_problem(path)):
+            raise ConfigError(None, opt, f"{path}: {problem}")
     data = load_yaml(args.config)
     setup_logging(args.log_level or "warning")
     from .run import _registry_for

@@ -30,11 +30,18 @@ def _configure(p: argparse.ArgumentParser) -> None:
     )
 
 
-def writable_dir(path: str) -> bool:
-    """The capture's directory exists (checked before any socket is bound or feed started)."""
+def output_problem(path: str) -> str | None:
+    """Why an output file (a capture, a report) cannot be created at ``path``, or None.
+
+    Checked before any socket is bound, feed started or backtest run: found only at the end, the
+    problem would cost the run."""
     from pathlib import Path
 
-    return Path(path).resolve().parent.is_dir()
+    if Path(path).is_dir():
+        return "is a directory (give a file name)"
+    if not Path(path).resolve().parent.is_dir():
+        return "directory does not exist"
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -52,11 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"latentspeed marketstream: error: --cpu-affinity {args.cpu_affinity}: {exc}", file=sys.stderr)
         return 2
-    if args.record and not writable_dir(args.record):
-        print(
-            f"latentspeed marketstream: error: --record {args.record}: directory does not exist",
-            file=sys.stderr,
-        )
+    if args.record and (problem := output_problem(args.record)):
+        print(f"latentspeed marketstream: error: --record {args.record}: {problem}", file=sys.stderr)
         return 2
     log_cfg = setup.config.log
     setup_logging(args.log_level or log_cfg.level, log_cfg.file)

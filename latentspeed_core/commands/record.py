@@ -24,11 +24,11 @@ def _run(args: argparse.Namespace) -> int:
     from ..marketstream.app import NoMarketData, run_marketstream
     from ..marketstream.config import load_config
     from ..runtime import run_async
-    from .marketstream import writable_dir
+    from .marketstream import output_problem
 
     setup = load_config(args.config, args.registry)
-    if not writable_dir(args.out):
-        print(f"latentspeed record: error: --out {args.out}: directory does not exist", file=sys.stderr)
+    if problem := output_problem(args.out):
+        print(f"latentspeed record: error: --out {args.out}: {problem}", file=sys.stderr)
         return 2
     log_cfg = setup.config.log
     setup_logging(args.log_level or log_cfg.level, log_cfg.file)

@@ -155,6 +155,11 @@ def _run(args: argparse.Namespace) -> int:
     if not args.config and not args.embedded:
         raise ConfigError(None, "--no-embedded-exchange", "needs --config: without one there is no running "
                           "exchange to connect to (the default starts its own)")  # fmt: skip
+    if getattr(args, "record", None):
+        from .marketstream import output_problem
+
+        if problem := output_problem(args.record):
+            raise ConfigError(None, "--record", f"{args.record}: {problem}")
     data = load_yaml(args.config) if args.config else None
     paper_feed = _paper_feed(args) if data is None else None
     if paper_feed is not None:
