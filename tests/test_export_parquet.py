@@ -61,3 +61,16 @@ def test_export_of_a_capture_without_feed_configs_needs_a_config(run_cli, tmp_pa
     assert proc.returncode == 2 and "give --config" in proc.stderr
     proc = run_cli("export", str(tmp_path / "none.gz"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_export_out_that_is_a_file_is_refused_before_the_export(run_cli, tmp_path):
+    from latentspeed_core.capture import Recorder
+
+    cap = tmp_path / "c.jsonl.gz"
+    with Recorder(cap, feeds=["binance"]):
+        pass
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    proc = run_cli("export", str(cap), "--out", str(taken))
+    assert proc.returncode == 2 and "exists and is not a directory" in proc.stderr and "Traceback" not in proc.stderr
+    assert taken.read_text() == "mine"

@@ -41,6 +41,9 @@ def _run(args: argparse.Namespace) -> int:
         capture_header(args.capture)
     except CaptureError as exc:
         raise ConfigError(None, "CAPTURE", str(exc)) from None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(None, "--out", f"{args.out}: exists and is not a directory")
     config = load_yaml(args.config) if args.config else None
     section = (config or {}).get("zmq") or (config or {}).get("market_data") or {}
     window = args.window_size or section.get("window_size") or 20
