@@ -209,11 +209,21 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
 def read_capture(path: str | Path) -> Iterator[dict]:
     """Yield the records of a capture (header excluded), decoding base64 frames to bytes.
 
-    Gzip or plain JSON lines, told apart by content (a renamed file still reads).
+    Gzip or plain JSON lines, told apart by content (a renamed file still reads). A feed's receipt
+    times never go back: its inputs were stamped as they arrived, so one out of line (a clock
+    stepped, a damaged stamp) is delivered at a neighbour's time, counted and logged, not skipped.
+    One record of look-ahead per feed tells which of two is out of line: a stamp ahead of both its
+    neighbours is moved back to the one before it (else a replay would wait for it, and a backtest
+    run its timers up to it), one behind is moved up. (Each feed's records are yielded one record
+    late; the merge orders the feeds by time.)
     """
     header = capture_header(path)
     if header.get("version", 0) > VERSION:
         raise CaptureError(f"{path}: capture version {header.get('version')} is newer than {VERSION}")
+    # per feed: [its record read last (yielded once its next one is seen), that record's time, the
+    # time of its record yielded before]
+    held: dict[Any, list] = {}
+    fixed = 0
     with open(path, "rb") as f:
         lineno = 0
         loads = orjson.loads
@@ -227,16 +237,40 @@ def read_capture(path: str | Path) -> Iterator[dict]:
                 except orjson.JSONDecodeError:
                     log.warning("%s:%d: skipped unreadable capture line", path, lineno)
                     continue
-                if type(rec) is not dict or type(rec.get("receipt_ns", 0)) is not int:
+                t = rec.get("receipt_ns", 0) if type(rec) is dict else None
+                if type(t) is not int:
                     # what no recorder writes: not an object, or a receipt time that is not integer ns
                     log.warning("%s:%d: skipped capture line that is not a record", path, lineno)
                     continue
                 if rec.get("b64"):
                     rec["data"] = base64.b64decode(rec["data"])
-                yield rec
+                feed = rec.get("feed")
+                h = held.get(feed)
+                if h is None:
+                    held[feed] = [rec, t, None]
+                    continue
+                prev_t = h[1]
+                if t < prev_t:
+                    if not fixed:
+                        log.warning("%s:%d: receipt time out of order (%d after %d): delivered in order, at a "
+                                    "neighbouring record's time", path, lineno, t, prev_t)  # fmt: skip
+                    fixed += 1
+                    last = h[2]
+                    if last is not None and t >= last:  # the held record is ahead of both neighbours
+                        h[0]["receipt_ns"] = prev_t = last
+                    else:
+                        rec["receipt_ns"] = t = prev_t
+                yield h[0]
+                h[0] = rec
+                h[1] = t
+                h[2] = prev_t
         except UNREADABLE as exc:
             # a capture cut short (process killed while recording) or damaged: replay what is there
             log.warning("%s: capture ends early after line %d: %s", path, lineno, exc)
+    for h in sorted(held.values(), key=lambda h: h[1]):  # each feed's last record, in time order
+        yield h[0]
+    if fixed > 1:
+        log.warning("%s: %d records out of receipt-time order in all", path, fixed)
 
 
 def capture_header(path: str | Path) -> dict:
@@ -323,13 +357,8 @@ async def replay_records(
             receipt_ns = now_ns()
         if kind == "frame":
             frame(rec.get("data", b""), receipt_ns)
-        elif kind == "rest":
-            data = rec.get("data") or {}
-            feed.deliver_rest(data.get("key", ""), data.get("body", ""), receipt_ns)
-        elif kind == "connect":
-            feed.deliver_connect(receipt_ns)
         else:
-            log.debug("%s: skipped capture record of unknown kind %r", name, kind)
+            deliver(feed, rec, receipt_ns)
 
 
 def feed_config_record(cfg) -> dict:
@@ -454,9 +483,14 @@ def deliver(feed: Feed, rec: dict, receipt_ns: int) -> bool:
         return True
     if kind == "rest":
         data = rec.get("data") or {}
+        if type(data) is not dict:  # what no recorder writes: counted like any bad input
+            feed.error("capture: a rest record whose data is not {key, body}", data)
+            return False
         feed.deliver_rest(data.get("key", ""), data.get("body", ""), receipt_ns)
     elif kind == "connect":
         feed.deliver_connect(receipt_ns)
+    else:
+        log.debug("%s: skipped capture record of unknown kind %r", feed.name, kind)
     return False
 
 

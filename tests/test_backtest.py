@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -103,6 +104,28 @@ def test_a_reconnect_in_the_capture_rebuilds_books_and_nothing_fills_on_the_stal
     connects = [r["receipt_ns"] for r in recs if r["kind"] == "connect"]
     rest2 = [r["receipt_ns"] for r in recs if r["kind"] == "rest"][1]
     assert not [f for f in res.fills if connects[1] <= f["time_ns"] < rest2]
+
+
+def test_a_gap_of_years_in_the_data_skips_its_timer_ticks_and_changes_nothing_else(registry, capture, tmp_path, caplog):
+    """The second session stamped 90 years later: 2.8e9 one-second ticks would never end. The
+    market maker has no timer callback, so the fills are the unshifted run's, shifted."""
+    from latentspeed_core.capture import Recorder, read_capture
+
+    shift = 90 * 365 * 86_400 * 10**9
+    recs = list(read_capture(capture))
+    second = [i for i, r in enumerate(recs) if r["kind"] == "connect"][1]
+    shifted = tmp_path / "shifted.jsonl.gz"
+    with Recorder(shifted, feeds=["binance"]) as out:
+        for i, r in enumerate(recs):
+            t = r["receipt_ns"] + (shift if i >= second else 0)
+            out.write(r["feed"], r["kind"], t, r.get("data"))
+    base = run_backtest(backtest_setup(engine_config(), registry, None, str(capture)), registry)
+    caplog.set_level(logging.WARNING)
+    res = run_backtest(backtest_setup(engine_config(), registry, None, str(shifted)), registry)
+    assert "timer ticks skipped" in caplog.text
+    gap_start = recs[second]["receipt_ns"]
+    expected = [{**f, "time_ns": f["time_ns"] + (shift if f["time_ns"] >= gap_start else 0)} for f in base.fills]
+    assert res.fills == expected and len(expected) > 0
 
 
 def test_from_and_to_select_a_window(registry, capture):

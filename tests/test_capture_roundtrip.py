@@ -235,6 +235,55 @@ def test_flush_makes_every_recorded_line_readable_while_recording(tmp_path, infl
     assert len(list(read_capture(path))) == 10
 
 
+def _stamped_capture(path, stamps):
+    rec = Recorder(path)
+    for i, t in enumerate(stamps):
+        rec.write("a", "frame", t, f"f{i}")
+    rec.close()
+
+
+@pytest.mark.parametrize(
+    ("stamps", "delivered"),
+    [
+        # a stamp far ahead of both neighbours (a damaged one): moved back to the one before it
+        ([10, 20, 2**62, 30, 40], [10, 20, 20, 30, 40]),
+        # one behind both (or negative): moved up to the one before it
+        ([10, 20, -5, 30, 40], [10, 20, 20, 30, 40]),
+        # the clock stepped back and stays back: nothing is delivered before what came earlier
+        ([10, 20, 30, 15, 16, 40], [10, 20, 30, 30, 30, 40]),
+        ([30, 10, 20], [30, 30, 30]),  # the very first one ahead: the others follow it
+        ([10, 20, 20, 30], [10, 20, 20, 30]),  # equal times are in order
+    ],
+)
+def test_receipt_times_never_go_back_and_nothing_is_dropped(tmp_path, caplog, stamps, delivered):
+    path = tmp_path / "c.jsonl.gz"
+    _stamped_capture(path, stamps)
+    caplog.set_level(logging.WARNING)
+    recs = list(read_capture(path))
+    assert [r["data"] for r in recs] == [f"f{i}" for i in range(len(stamps))]
+    assert [r["receipt_ns"] for r in recs] == delivered
+    assert ("out of order" in caplog.text) == (delivered != stamps)
+
+
+def test_a_rest_record_without_key_and_body_is_a_counted_bad_input(tmp_path, merge_impl):
+    from latentspeed_core.capture import deliver, merged_records
+
+    path = tmp_path / "c.jsonl.gz"
+    rec = Recorder(path)
+    rec.write("a", "frame", 1, "before")
+    rec.write("a", "rest", 2, "not a dict")  # what no recorder writes for a REST answer
+    rec.write("a", "frame", 3, "after")
+    rec.close()
+    for replay in ("replay_into", "deliver"):
+        f = LogFeed("a")
+        if replay == "replay_into":
+            asyncio.run(replay_into(f, path))
+        else:
+            for t, _name, r in merged_records([("a", str(path))]):
+                deliver(f, r, t)
+        assert [x[1] for x in f.inputs] == ["before", "after"] and f.stats.errors == 1
+
+
 def test_not_a_capture_is_a_clear_error(tmp_path):
     plain = tmp_path / "x.jsonl"
     plain.write_text('{"a": 1}\n')
@@ -328,8 +377,9 @@ def test_merged_records_read_a_shared_capture_once_and_give_each_feed_its_own(tm
 
 
 def test_merged_records_order_is_heapq_merge_of_the_sources(tmp_path, merge_impl):
-    """The merge is heapq.merge keyed by (receipt time, source index), also when a feed's own
-    stamps go backwards and stamps tie across feeds: random captures against that reference."""
+    """The merge is heapq.merge of the feeds' records as read_capture gives them (a feed's stamps
+    that go back repaired: tested above), keyed by (receipt time, source index), also when stamps
+    tie across feeds: random captures against that reference."""
     import heapq
     import random
 
@@ -350,11 +400,14 @@ def test_merged_records_order_is_heapq_merge_of_the_sources(tmp_path, merge_impl
                 rec.write("x", "frame", t, f"x{i}")
         sources = [("c", shared), ("x", solo), ("a", shared), ("b", shared)]
         streams = []
-        for k, (name, _path) in enumerate(sources):
+        for k, (name, path) in enumerate(sources):
+            recs = [(r["receipt_ns"], r["data"]) for r in read_capture(path) if r["feed"] == name]
             if name == "x":
-                recs = [(t, f"x{i}") for i, t in enumerate(solo_rows)]
+                written = [f"x{i}" for i in range(len(solo_rows))]
             else:
-                recs = [(t, f"{f}{i}") for i, (f, t) in enumerate(rows) if f == name]
+                written = [f"{f}{i}" for i, (f, _t) in enumerate(rows) if f == name]
+            assert sorted(d for _t, d in recs) == sorted(written)  # nothing lost, each feed its own
+            assert [t for t, _d in recs] == sorted(t for t, _d in recs)  # in time order per feed
             streams.append([(t, k, j, name, data) for j, (t, data) in enumerate(recs)])
         want = [(t, name, data) for t, _k, _j, name, data in heapq.merge(*streams)]
         got = [(t, name, r["data"]) for t, name, r in merged_records(sources)]
