@@ -8,6 +8,8 @@ import os
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from latentspeed_core.backtest import backtest_setup, fill_digest, parse_time, run_backtest
 from latentspeed_core.config import ConfigError
@@ -223,3 +225,66 @@ def test_the_compiled_loop_gives_what_the_python_loop_gives(registry, long_captu
     compiled, python = results
     assert compiled == python
     assert compiled[0] and len(compiled[1]) > 2 and len(compiled[-1]) >= 2  # fills, a curve, progress every 4,096
+
+
+# -- damaged captures: whatever a capture holds, a backtest ends, and ends the same way twice ----------
+_JUNK = [None, 0, -1, 2**62, "x", "{}", "[1,2]", {"key": 5}, [1], 1.5, True, b"\x00\x01"]
+
+
+def _damaged_capture(path, recs, ops) -> None:
+    """``recs`` (real records) changed by ``ops``, written as JSON lines as a recorder would."""
+    import gzip
+
+    import orjson
+
+    out = [dict(r) for r in recs]
+    for kind, pos, pick in ops:
+        i = pos % len(out)
+        junk = _JUNK[pick % len(_JUNK)]
+        if kind == "stamp":
+            out[i]["receipt_ns"] = junk if isinstance(junk, int) and not isinstance(junk, bool) else 2**62
+        elif kind == "data":
+            out[i]["data"] = junk.decode("latin-1") if isinstance(junk, bytes) else junk
+        elif kind == "kind":
+            out[i]["kind"] = ["frame", "rest", "connect", "wat", None][pick % 5]
+        elif kind == "feed":
+            out[i]["feed"] = ["binance", "nope", None][pick % 3]
+        elif kind == "drop":
+            del out[i]
+        elif kind == "dup":
+            out.insert(i, dict(out[i]))
+        elif kind == "swap":
+            j = (i + 1 + pick) % len(out)
+            out[i], out[j] = out[j], out[i]
+        if not out:
+            out = [dict(recs[0])]
+    with gzip.open(path, "wb") as f:
+        f.write(orjson.dumps({"kind": "header", "format": "latentspeed-capture", "version": 1, "feeds": ["binance"]}) + b"\n")
+        for r in out:
+            if isinstance(r.get("data"), bytes):
+                r = {**r, "data": r["data"].decode("latin-1")}
+            f.write(orjson.dumps(r) + b"\n")
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["stamp", "data", "kind", "feed", "drop", "dup", "swap"]),
+        st.integers(0, 10_000),
+        st.integers(0, 100),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS)
+def test_a_damaged_capture_is_backtested_to_its_end_the_same_way_twice(registry, capture, tmp_path, ops):
+    from latentspeed_core.capture import read_capture
+
+    recs = list(read_capture(capture))[:700]
+    path = tmp_path / "damaged.jsonl.gz"
+    _damaged_capture(path, recs, ops)
+    runs = [run_backtest(backtest_setup(engine_config(), registry, None, str(path)), registry) for _ in range(2)]
+    assert runs[0].fill_digest == runs[1].fill_digest and runs[0].events == runs[1].events
+    assert runs[0].events <= len(recs) + len(ops)
