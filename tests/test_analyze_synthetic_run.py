@@ -188,6 +188,14 @@ def test_a_directory_without_records_is_a_clear_error(tmp_path, capsys):
     assert "no latency records" in capsys.readouterr().err
 
 
+def test_a_latency_file_of_nothing_usable_is_a_clear_error_not_an_empty_report(tmp_path, capsys):
+    (tmp_path / "latency.jsonl").write_text('{"a": 1}\nnot json\n[1, 2]\n')
+    assert main(["analyze", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no usable records in latency.jsonl (3 lines skipped)" in err
+    assert not (tmp_path / "report.json").exists()
+
+
 def test_the_script_wrapper_analyzes(tmp_path):
     import subprocess
     import sys

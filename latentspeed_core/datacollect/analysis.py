@@ -311,6 +311,12 @@ def analyze_run(run_dir: Path, json_out: Path | None = None, plots: bool = True)
             f"({DEFAULT_ENGINE_LOG}): is this a run directory?"
         )
     orders, stats, summary, skipped = load_latency(latency_path) if latency_path else ([], [], None, 0)
+    if not orders and not stats and summary is None and not log_stats:
+        # a latency file of nothing usable: an empty report would read as a run that did nothing
+        raise AnalysisError(
+            f"{run_dir}: no usable records in {latency_path.relative_to(run_dir).as_posix()} "
+            f"({skipped} lines skipped) and no engine STATS lines ({DEFAULT_ENGINE_LOG})"
+        )
     values, negative = stage_values(orders)
     latency = {key: {"label": label, **describe(values[key])} for key, label, *_ in STAGES}
     trading = trading_summary(orders, stats, summary, log_stats)
