@@ -166,6 +166,14 @@ def test_clear_errors(run_cli, tmp_path, capture):
     assert proc.returncode == 2 and "neither" in proc.stderr
     proc = run_cli("backtest", "--config", str(cfg), "--capture", str(capture), "--from", "2030-01-01")
     assert proc.returncode == 1 and "no market data" in proc.stderr
+    # the Binance capture replayed into a Bybit feed: every frame refused, nothing traded
+    other = engine_config()
+    other["market_data"]["feeds"] = [{"exchange": "bybit", "market": "linear", "symbols": ["BTC-USDT"]}]
+    bybit_cfg = tmp_path / "bybit.yml"
+    bybit_cfg.write_text(yaml.safe_dump(other))
+    proc = run_cli("backtest", "--config", str(bybit_cfg), "--capture", str(capture))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no book or trade from the" in proc.stderr and "bybit:" in proc.stderr and "bad inputs" in proc.stderr
     for name, content in (("notes.txt", b"hello\n"), ("empty.jsonl.gz", b""), ("noise.jsonl.gz", bytes(range(256)) * 8)):
         bad = tmp_path / name
         bad.write_bytes(content)

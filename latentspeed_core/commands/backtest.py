@@ -69,6 +69,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"latentspeed backtest: error: no market data in {', '.join(result.settings['captures'])}{span}",
               file=sys.stderr)  # fmt: skip
         return 1
+    if result.books == 0 and result.trades == 0:
+        # every input refused: a capture of another venue, or of nothing the feeds understand
+        errors = ", ".join(f"{name}: {st.get('errors', 0)} bad inputs" for name, st in result.summary["market_data"].items())
+        hint = " (or no snapshot after --from: a book starts from one)" if t_from else ""
+        print(f"latentspeed backtest: error: no book or trade from the {result.events:,} inputs of "
+              f"{', '.join(result.settings['captures'])} ({errors}): is it a capture of these feeds?{hint}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     outputs = []
     failed = []  # a file that cannot be written must not cost the run's summary, nor the other file
     plot = args.plot or (str(Path(args.json_out).with_suffix(".png")) if args.json_out else None)
