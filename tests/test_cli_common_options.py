@@ -107,3 +107,23 @@ def test_an_unknown_command_still_lists_the_valid_ones(capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["frobnicate"])
     assert done.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["engine", "--duration", "-1"], "argument --duration: -1 is not above 0"),
+        (["run", "--duration", "0"], "argument --duration: 0 is not above 0"),
+        (["record", "c.yml", "--out", "x.gz", "--duration", "nan"], "argument --duration: nan is not above 0"),
+        (["marketstream", "c.yml", "--duration", "soon"], "argument --duration: 'soon' is not a number"),
+        (["marketstream", "c.yml", "--wait-subscribers", "-3"], "-3 is out of range (>= 0)"),
+        (["tap", "--count", "0"], "argument --count: 0 is out of range (>= 1)"),
+        (["export", "c.gz", "--out", "d", "--depth-levels", "0"], "0 is out of range (>= 1)"),
+        (["export", "c.gz", "--out", "d", "--window-size", "1"], "1 is out of range (>= 2)"),
+    ],
+)
+def test_a_number_a_command_cannot_use_is_refused_before_it_starts(argv, says, capsys):
+    """A negative --duration used to start the run and end it at once with 'no market data'."""
+    with pytest.raises(SystemExit) as exc:
+        PARSER.parse_args(argv)
+    assert exc.value.code == 2 and says in capsys.readouterr().err

@@ -58,7 +58,7 @@ def test_tap_without_a_publisher_says_what_it_waits_for(procs):
 
 
 def test_a_port_that_is_not_one_is_refused_at_once(run_cli):
-    for bad, says in (("99999", "99999 is not a port"), ("65535", "books are on PORT+1"), ("http", "not a port number")):
+    for bad, says in (("99999", "99999 is out of range (1..65534"), ("65535", "books are on PORT+1"), ("http", "not an integer")):
         proc = run_cli("tap", "--port", bad, "--count", "1", timeout=30)
         assert proc.returncode == 2 and says in proc.stderr, proc.stderr
 

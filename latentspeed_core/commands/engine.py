@@ -9,13 +9,14 @@ from pathlib import Path
 
 from ..components import Command
 from ..logs import setup_logging
+from .argtypes import float_above
 
 log = logging.getLogger("latentspeed.engine")
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, metavar="FILE", help="engine config (trading_config.yml)")
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--duration", type=float_above(0), default=None, metavar="S", help="stop after S seconds")
     p.add_argument(
         "--cpu-affinity",
         default=None,

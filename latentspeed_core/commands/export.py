@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..components import Command
 from ..config import ConfigError
+from .argtypes import int_in
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -21,8 +22,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["parquet"], default="parquet", help="output format (default parquet)")
     p.add_argument("--config", metavar="FILE", help="marketstream or engine config naming the feeds (for captures "
                    "that do not record their feed configs)")  # fmt: skip
-    p.add_argument("--window-size", type=int, default=None, help="feature window (default: the config's, else 20)")
-    p.add_argument("--depth-levels", type=int, default=None, help="levels per side (default: the config's, else 10)")
+    p.add_argument("--window-size", type=int_in(2), default=None, help="feature window (default: the config's, else 20)")
+    p.add_argument("--depth-levels", type=int_in(1), default=None, help="levels per side (default: the config's, else 10)")
+
 
 
 def _run(args: argparse.Namespace) -> int:

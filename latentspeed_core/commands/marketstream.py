@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..components import Command
+from .argtypes import float_above, int_in
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -19,12 +20,12 @@ def _configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--wait-subscribers",
-        type=int,
+        type=int_in(0),
         default=0,
         metavar="N",
         help="start the feeds only once N subscribers are connected to each port",
     )
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--duration", type=float_above(0), default=None, metavar="S", help="stop after S seconds")
     p.add_argument(
         "--cpu-affinity", default=None, metavar="CPUS", help="pin marketstream to these CPUs, e.g. 0-3 or 2,3"
     )

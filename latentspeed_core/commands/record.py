@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..components import Command
+from .argtypes import float_above
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -16,7 +17,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="capture file to write: JSON lines, gzip-compressed when FILE ends in .gz (e.g. session.jsonl.gz)",
     )
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--duration", type=float_above(0), default=None, metavar="S", help="stop after S seconds")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from pathlib import Path
 from ..components import Command
 from ..config import ConfigError
 from ..logs import setup_logging
+from .argtypes import float_above
 
 log = logging.getLogger("latentspeed.run")
 
@@ -45,7 +46,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", metavar="FILE", help="engine config (default: the embedded mock-exchange demo)"
     )
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--duration", type=float_above(0), default=None, metavar="S", help="stop after S seconds")
     p.add_argument(
         "--no-embedded-exchange",
         dest="embedded",

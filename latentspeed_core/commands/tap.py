@@ -15,6 +15,7 @@ import sys
 import time
 
 from ..components import Command
+from .argtypes import int_in
 
 #: Without a terminal, how often (seconds) to say that nothing has arrived yet.
 NOTICE_EVERY_S = 3.0
@@ -23,7 +24,7 @@ NOTICE_EVERY_S = 3.0
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="marketstream host (default: %(default)s)")
     p.add_argument(
-        "--port", type=_port, default=5556, help="trades port; books on PORT+1 (default: %(default)s)"
+        "--port", type=int_in(1, 65534, "books are on PORT+1"), default=5556, help="trades port; books on PORT+1 (default: %(default)s)"
     )
     p.add_argument(
         "--topic",
@@ -31,19 +32,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
         metavar="PREFIX",
         help="topic prefix to subscribe to, e.g. MOCK-preprocessed_book (repeatable; default: all)",
     )
-    p.add_argument("--count", type=int, default=None, metavar="N", help="exit after N messages")
+    p.add_argument("--count", type=int_in(1), default=None, metavar="N", help="exit after N messages")
     p.add_argument("--json", action="store_true", help="print raw JSON lines instead of the live view")
-
-
-def _port(text: str) -> int:
-    """A trades port whose books port (PORT+1) is a port too: ZeroMQ would wait for ever on 99999."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65534:
-        raise argparse.ArgumentTypeError(f"{port} is not a port (1..65534; books are on PORT+1)")
-    return port
 
 
 def book_line(topic: str, m: dict) -> str:
