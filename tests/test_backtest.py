@@ -206,6 +206,13 @@ def test_a_config_error_in_the_venue_names_its_key(registry, capture):
         backtest_setup(engine_config(queue_model="fifo"), registry, "engine.yml", str(capture))
 
 
+def test_a_timer_finer_than_a_millisecond_is_a_config_error(registry, capture):
+    """A 1 ns timer would tick a million times per record (minutes on a capture of seconds)."""
+    with pytest.raises(ConfigError, match="timer_interval"):
+        backtest_setup({**engine_config(), "timer_interval": 1e-9}, registry, "engine.yml", str(capture))
+    assert backtest_setup({**engine_config(), "timer_interval": 0.001}, registry, None, str(capture))
+
+
 @pytest.mark.parametrize(("window", "timer_s"), [("whole", 0.05), ("whole", 1000.0), ("to", 0.05), ("from", 0.05)])
 def test_the_compiled_loop_gives_what_the_python_loop_gives(registry, long_capture, monkeypatch, window, timer_s):
     """capture.Merge.frames() takes the usual records in C; the same fills, curve, counts and progress

@@ -106,8 +106,9 @@ class EngineConfig(StrictModel):
     fees: FeesConfig = Field(default_factory=FeesConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     stats_interval: float = Field(5.0, gt=0)
-    #: How often strategies' ``on_timer`` runs, in seconds.
-    timer_interval: float = Field(1.0, gt=0)
+    #: How often strategies' ``on_timer`` runs, in seconds. At least 1 ms: the event loop's timers
+    #: resolve no finer, and a backtest would tick a nanosecond timer a million times per record.
+    timer_interval: float = Field(1.0, ge=0.001)
     cancel_on_exit: bool = True
     #: Seconds to wait for cancel confirmations at shutdown before reporting orders as unknown.
     shutdown_timeout: float = Field(3.0, ge=0)
