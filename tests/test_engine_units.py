@@ -306,3 +306,24 @@ def test_a_plugin_risk_check_is_configured_and_runs_at_its_priority():
     with pytest.raises(ConfigError) as e:
         resolve(data, reg, "t.yml")
     assert "risk.banned_symbols" in str(e.value)
+
+
+def test_a_strategy_symbol_no_feed_subscribes_is_a_config_error():
+    reg = load_registry(["mock", "examples"])
+    data = {
+        "market_data": {"feeds": [{"exchange": "mock", "port": 9000, "symbols": ["BTC-USD"]}]},
+        "venue": {"exchange": "paper"},
+        "strategies": [{"name": "market_maker", "symbols": ["BTC-USD", "ETH-USD", "sol-usd"]}],
+    }
+    with pytest.raises(ConfigError) as e:
+        resolve(data, reg, "t.yml")
+    lines = str(e.value).splitlines()
+    assert len(lines) == 2 and all("strategies[0].symbols" in x and "in no feed's symbols (BTC-USD)" in x for x in lines)
+    assert "ETH-USD is" in lines[0] and "SOL-USD is" in lines[1]  # (symbols are normalised on both sides)
+    data["market_data"]["feeds"][0]["symbols"].append("ETH-USD")
+    data["strategies"][0]["symbols"].pop()
+    assert resolve(data, reg, "t.yml").strategies[0].symbols == ["BTC-USD", "ETH-USD"]
+    # market data from elsewhere (a marketstream, the venue) carries whatever it sends: not checked
+    data["market_data"] = {"zmq": {"port": 5556}}
+    data["strategies"][0]["symbols"].append("XYZ-USD")
+    assert resolve(data, reg, "t.yml")

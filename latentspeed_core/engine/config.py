@@ -256,6 +256,7 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
             continue
         sid = e.id or (e.name if seen[e.name] == 1 else f"{e.name}#{i}")
         setup.strategies.append(ResolvedStrategy(sid, e.name, list(e.symbols), params, comp))
+    problems += unfed_symbols(cfg, setup.feeds, file)
 
     checks = []
     for name, value in cfg.risk.items():
@@ -277,6 +278,23 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
     checks.sort(key=lambda c: (c[0], c[1]))
     setup.risk_checks = [(n, c, v) for _, n, c, v in checks]
     return setup
+
+
+def unfed_symbols(cfg: EngineConfig, feeds: list, file) -> list[ConfigError]:
+    """A strategy symbol that none of the in-process feeds subscribes: it would never see a book.
+
+    Checked only where the feeds name their symbols (market data from a marketstream, Redis or the
+    venue carries whatever the other side sends)."""
+    if not feeds or len(feeds) != len(cfg.market_data.feeds) or not all(getattr(f, "symbols", None) for f in feeds):
+        return []
+    fed = {s for f in feeds for s in f.symbols}
+    return [
+        ConfigError(file, f"strategies[{i}].symbols", f"{sym} is in no feed's symbols ({', '.join(sorted(fed))}): "
+                    "the strategy would never see its book")  # fmt: skip
+        for i, e in enumerate(cfg.strategies)
+        for sym in e.symbols
+        if sym not in fed
+    ]
 
 
 def _plugin_source(registry, name: str, data: dict[str, Any], file) -> tuple[Any, BaseModel]:
