@@ -129,6 +129,11 @@ class PaperInstrument(StrictModel):
     lot_size: float = Field(gt=0)
 
 
+#: A latency beyond an hour is a unit mistake (ns for µs), not a venue; and a 1e30 µs report time
+#: overflowed the engine's latency statistics.
+MAX_LATENCY_US = 3_600_000_000.0
+
+
 class PaperVenueConfig(StrictModel):
     """``venue: {exchange: paper, queue_model: risk_averse, entry_latency_us: 1000, ...}``."""
 
@@ -136,10 +141,10 @@ class PaperVenueConfig(StrictModel):
     #: decreases advance us too, with probability f(back)/(f(front)+f(back)), f(x) = x**queue_power.
     queue_model: Literal["risk_averse", "probabilistic"] = "risk_averse"
     queue_power: float = Field(2.0, gt=0)
-    #: Order (and cancel) sent -> at the venue, in microseconds.
-    entry_latency_us: float = Field(1000.0, ge=0)
+    #: Order (and cancel) sent -> at the venue, in microseconds (at most an hour: MAX_LATENCY_US).
+    entry_latency_us: float = Field(1000.0, ge=0, le=MAX_LATENCY_US)
     #: Venue acted -> report at the engine, in microseconds.
-    response_latency_us: float = Field(1000.0, ge=0)
+    response_latency_us: float = Field(1000.0, ge=0, le=MAX_LATENCY_US)
     #: Recorded latencies, drawn at random (seeded) instead of the constants: one line per sample,
     #: ``entry_us response_us`` (or one number, used for both).
     latency_file: str | None = None
@@ -175,8 +180,8 @@ def load_latencies(path: str) -> list[tuple[float, float]]:
             vals = [float(x) for x in parts]
         except ValueError:
             raise ValueError(f"{path}:{n}: not a number: {line.strip()!r}") from None
-        if len(vals) > 2 or any(not (v >= 0) or v == float("inf") for v in vals):
-            raise ValueError(f"{path}:{n}: want one or two finite latencies >= 0 (microseconds)")
+        if len(vals) > 2 or any(not (0 <= v <= MAX_LATENCY_US) for v in vals):
+            raise ValueError(f"{path}:{n}: want one or two latencies from 0 to {MAX_LATENCY_US:.0f} (microseconds)")
         out.append((vals[0], vals[-1]))
     if not out:
         raise ValueError(f"{path}: no latencies in the file")

@@ -257,6 +257,7 @@ def test_instruments_give_the_grid_and_orders_off_it_are_rejected():
     [
         ({"queue_model": "fifo"}, "venue.queue_model"),
         ({"entry_latency_us": -1}, "venue.entry_latency_us"),
+        ({"response_latency_us": 1e30}, "venue.response_latency_us"),  # overflowed the latency stats
         ({"queue_power": 0}, "venue.queue_power"),
         ({"latency_file": "/nonexistent/lat.txt"}, "venue.latency_file"),
         ({"instruments": {"BTC-USDT": {"tick_size": 0}}}, "venue.instruments"),
@@ -273,4 +274,12 @@ def test_a_latency_file_with_junk_names_the_line(tmp_path):
     f = tmp_path / "lat.txt"
     f.write_text("100\nfast\n")
     with pytest.raises(ConfigError, match="lat.txt:2: not a number"):
+        validate(PaperVenueConfig, {"latency_file": str(f)}, "engine.yml", prefix="venue")
+
+
+@pytest.mark.parametrize("line", ["-5", "nan", "inf", "1e30", "10 20 30"])
+def test_a_latency_file_value_out_of_range_names_the_line(tmp_path, line):
+    f = tmp_path / "lat.txt"
+    f.write_text(f"100 200\n{line}\n")
+    with pytest.raises(ConfigError, match="lat.txt:2: want one or two latencies from 0 to 3600000000"):
         validate(PaperVenueConfig, {"latency_file": str(f)}, "engine.yml", prefix="venue")
