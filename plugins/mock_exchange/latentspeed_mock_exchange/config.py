@@ -125,8 +125,10 @@ class MockVenueConfig(_Connection):
 
 
 class PaperInstrument(StrictModel):
-    tick_size: float = Field(gt=0)
-    lot_size: float = Field(gt=0)
+    #: At least 1e-8, the venue's fixed-point unit (a finer tick was refused only once the first
+    #: book arrived, as a feed error, and the run traded nothing); at most 1e9.
+    tick_size: float = Field(ge=1e-8, le=1e9)
+    lot_size: float = Field(ge=1e-8, le=1e9)
 
 
 #: A latency beyond an hour is a unit mistake (ns for µs), not a venue; and a 1e30 µs report time

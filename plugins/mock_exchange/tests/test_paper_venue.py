@@ -261,6 +261,8 @@ def test_instruments_give_the_grid_and_orders_off_it_are_rejected():
         ({"queue_power": 0}, "venue.queue_power"),
         ({"latency_file": "/nonexistent/lat.txt"}, "venue.latency_file"),
         ({"instruments": {"BTC-USDT": {"tick_size": 0}}}, "venue.instruments"),
+        ({"instruments": {"BTC-USDT": {"tick_size": 1e-12, "lot_size": 1}}}, "venue.instruments.BTC-USDT.tick_size"),
+        ({"instruments": {"BTC-USDT": {"tick_size": 0.01, "lot_size": 1e30}}}, "venue.instruments.BTC-USDT.lot_size"),
         ({"fill_prob": 50}, "venue.fill_prob"),
     ],
 )
