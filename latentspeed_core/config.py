@@ -66,9 +66,10 @@ HttpUrl = Annotated[str, _scheme("http://", "https://")]
 
 
 class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, values are frozen."""
+    """Base for every config model: unknown keys are errors, values are frozen, numbers finite
+    (YAML's ``.nan`` fee made every PnL NaN; ``.inf`` is never a setting, leave the key out)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LogConfig(StrictModel):

@@ -327,3 +327,28 @@ def test_a_strategy_symbol_no_feed_subscribes_is_a_config_error():
     data["market_data"] = {"zmq": {"port": 5556}}
     data["strategies"][0]["symbols"].append("XYZ-USD")
     assert resolve(data, reg, "t.yml")
+
+
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ({"fees": {"maker_bps": float("nan")}}, "fees.maker_bps"),
+        ({"fees": {"taker_bps": float("inf")}}, "fees.taker_bps"),
+        ({"risk": {"max_position": float("inf")}}, "risk.max_position"),
+        ({"strategies": [{"name": "market_maker", "symbols": ["BTC-USD"], "params": {"skew_bps": float("-inf")}}]},
+         "strategies[0].params.skew_bps"),
+        ({"venue": {"exchange": "paper", "entry_latency_us": float("nan")}}, "venue.entry_latency_us"),
+    ],
+)
+def test_a_number_that_is_not_finite_is_a_config_error(patch, key):
+    """YAML's .nan and .inf parse as floats; a NaN fee made every PnL NaN, without an error."""
+    reg = load_registry(["mock", "examples"])
+    data = {
+        "market_data": {"zmq": {"port": 5556}},
+        "venue": {"exchange": "paper"},
+        "strategies": [{"name": "market_maker", "symbols": ["BTC-USD"]}],
+        **patch,
+    }
+    with pytest.raises(ConfigError) as e:
+        resolve(data, reg, "t.yml")
+    assert f"{key}: Input should be a finite number" in str(e.value)
