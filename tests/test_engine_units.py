@@ -352,3 +352,18 @@ def test_a_number_that_is_not_finite_is_a_config_error(patch, key):
     with pytest.raises(ConfigError) as e:
         resolve(data, reg, "t.yml")
     assert f"{key}: Input should be a finite number" in str(e.value)
+
+
+@pytest.mark.parametrize("key", ["latency", "log"])
+def test_an_output_file_that_is_a_directory_is_a_config_error(tmp_path, key):
+    """Found only when the run first wrote to it, it was an IsADirectoryError traceback."""
+    reg = load_registry(["mock", "examples"])
+    data = {
+        "market_data": {"zmq": {"port": 5556}},
+        "venue": {"exchange": "paper"},
+        "strategies": [{"name": "market_maker", "symbols": ["BTC-USD"]}],
+        key: {"file": str(tmp_path)},
+    }
+    with pytest.raises(ConfigError) as e:
+        resolve(data, reg, "t.yml")
+    assert f"{key}.file: {tmp_path}: is a directory" in str(e.value)

@@ -205,6 +205,9 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
     from ..plugins import PluginError
 
     problems: list[ConfigError] = []
+    for key, out in (("latency.file", setup.latency_file), ("log.file", setup.log_file)):
+        if out and Path(out).is_dir():  # (found when the run first writes: a traceback then)
+            problems.append(ConfigError(file, key, f"{out}: is a directory (give a file name)"))
 
     def lookup(kind: str, name: str, path: str):
         try:
