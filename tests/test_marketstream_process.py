@@ -170,6 +170,11 @@ def test_bad_config_is_exit_2_with_key_path(procs, tmp_path):
     p = procs.start("marketstream", str(cfg))
     assert p.wait() == 2
     err = p.stderr and "zmq.colour: unknown key" in err
+    # a log file that is a directory: refused with the config, not a traceback once logging starts
+    cfg.write_text(f"log: {{file: {tmp_path}}}\nfeeds:\n  - {{exchange: mock, symbols: [BTC-USD]}}\n")
+    p = procs.start("marketstream", str(cfg))
+    assert p.wait() == 2
+    assert f"log.file: {tmp_path}: is a directory" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_port_in_use_is_a_clear_error(procs, tmp_path):

@@ -147,6 +147,8 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> M
                 f"feeds[{i}].replay",
                 f"capture file {feed.replay!r} not found (relative to {Path.cwd()})",
             )
+    if cfg.log.file and Path(cfg.log.file).is_dir():  # (else a traceback once logging starts)
+        raise ConfigError(file, "log.file", f"{cfg.log.file}: is a directory (give a file name)")
     setup.feed_names = feed_names(setup.feeds)
     seen: dict[tuple[str, str], int] = {}
     for i, feed in enumerate(setup.feeds):
