@@ -342,28 +342,23 @@ def test_a_strategy_symbol_no_feed_subscribes_is_a_config_error():
 )
 def test_a_number_that_is_not_finite_is_a_config_error(patch, key):
     """YAML's .nan and .inf parse as floats; a NaN fee made every PnL NaN, without an error."""
-    reg = load_registry(["mock", "examples"])
+    assert f"{key}: Input should be a finite number" in _paper_config_error(**patch)
+
+
+def _paper_config_error(**extra) -> str:
+    """The ConfigError text of a paper-venue engine config (market data over ZeroMQ) plus ``extra``."""
     data = {
         "market_data": {"zmq": {"port": 5556}},
         "venue": {"exchange": "paper"},
         "strategies": [{"name": "market_maker", "symbols": ["BTC-USD"]}],
-        **patch,
+        **extra,
     }
     with pytest.raises(ConfigError) as e:
-        resolve(data, reg, "t.yml")
-    assert f"{key}: Input should be a finite number" in str(e.value)
+        resolve(data, load_registry(["mock", "examples"]), "t.yml")
+    return str(e.value)
 
 
 @pytest.mark.parametrize("key", ["latency", "log"])
 def test_an_output_file_that_is_a_directory_is_a_config_error(tmp_path, key):
     """Found only when the run first wrote to it, it was an IsADirectoryError traceback."""
-    reg = load_registry(["mock", "examples"])
-    data = {
-        "market_data": {"zmq": {"port": 5556}},
-        "venue": {"exchange": "paper"},
-        "strategies": [{"name": "market_maker", "symbols": ["BTC-USD"]}],
-        key: {"file": str(tmp_path)},
-    }
-    with pytest.raises(ConfigError) as e:
-        resolve(data, reg, "t.yml")
-    assert f"{key}.file: {tmp_path}: is a directory" in str(e.value)
+    assert f"{key}.file: {tmp_path}: is a directory" in _paper_config_error(**{key: {"file": str(tmp_path)}})
