@@ -1,6 +1,7 @@
 """Build the optional compiled hot-path modules: the order book (``latentspeed_core._book``), the
-standard feature updaters (``latentspeed_core._features``) and the backtest's merge of capture
-sources (``latentspeed_core._merge``).
+standard feature updaters (``latentspeed_core._features``), the backtest's merge of capture
+sources (``latentspeed_core._merge``) and the engine's market-data entry points
+(``latentspeed_core._engine``).
 
 Everything else is in pyproject.toml. ``optional=True``: without a C compiler the install still
 succeeds and ``book.py`` / ``marketstream/features.py`` use their pure-Python implementations.
@@ -26,6 +27,12 @@ setup(
         Extension(
             "latentspeed_core._merge",
             ["latentspeed_core/_merge.c"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
+        Extension(
+            "latentspeed_core._engine",
+            ["latentspeed_core/_engine.c"],
             extra_compile_args=["-O3"],
             optional=True,
         ),

@@ -24,7 +24,7 @@ import orjson
 from .capture import deliver, merged_records
 from .config import ConfigError
 from .engine.config import EngineSetup, resolve
-from .engine.core import Engine
+from .engine.core import Engine, Fanout
 from .engine.risk import build_risk
 from .types import Side
 from .venue import SimulatedVenue
@@ -190,13 +190,19 @@ def run_backtest(
     # (Books and trades are counted by the engine: each reaches Engine.on_book / on_trade once.)
     rx0, trades0 = engine.rx_packets, engine.trades_rx
 
-    def emit_book(topic: str, msg: dict) -> None:
-        on_book_venue(msg)
-        on_book_engine(msg)
+    # The venue sees each message first (its clock moves, what is due happens), then the engine.
+    if Fanout is not None:
+        emit_book = Fanout(on_book_venue, on_book_engine)
+        emit_trade = Fanout(on_trade_venue, on_trade_engine)
+    else:
 
-    def emit_trade(topic: str, msg: dict) -> None:
-        on_trade_venue(msg)
-        on_trade_engine(msg)
+        def emit_book(topic: str, msg: dict) -> None:
+            on_book_venue(msg)
+            on_book_engine(msg)
+
+        def emit_trade(topic: str, msg: dict) -> None:
+            on_trade_venue(msg)
+            on_trade_engine(msg)
 
     def warming(topic: str, msg: dict) -> None:
         """Before --from: the feeds build their books, nothing reaches the venue or the strategies."""

@@ -10,6 +10,7 @@ Everything here is synchronous and runs on the event loop thread; the asyncio pl
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,7 +35,75 @@ _GTC = TimeInForce.GTC
 _REJECTED = OrderStatus.REJECTED
 
 
-class Engine:
+class _EngineCorePy:
+    """The engine's market-data entry points: the rule, in Python.
+
+    ``_engine.EngineCore`` (C) is this for the usual case (a dict with a ``symbol``, and for a book a
+    ``midpoint`` that is not None), with the state these touch in its own fields, and calls these
+    before changing anything for every other case; without the extension :class:`Engine` is built
+    on this class instead."""
+
+    # -- market data (hot path) ------------------------------------------------
+    def on_book(self, msg: dict, receipt_ns: int = 0, act: bool = True) -> None:
+        """A marketstream book message; ``receipt_ns`` overrides its ``receipt_timestamp_ns``.
+
+        ``act=False``: a snapshot already superseded by a later one in the same read; the book,
+        mid and marks are updated but no strategy is called on it.
+        """
+        self.rx_packets += 1
+        sym = msg["symbol"]
+        self.books[sym] = msg
+        mid = msg.get("midpoint")
+        if mid is None:  # features configured without top_of_book: the mid is still needed (risk, PnL)
+            bids, asks = msg["bids"], msg["asks"]
+            mid = (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
+        if mid:
+            self._mids[sym] = mid
+            pos = self._positions.get(sym)
+            if pos is not None:
+                pos.mark = mid
+                if pos.qty != 0.0 and self._breach:
+                    self._check_breach()
+        handlers = self._by_symbol.get(sym)
+        if handlers and self.trading_enabled and act:
+            if self._cork is not None:
+                self._dispatch(handlers, "on_book", "book", msg, receipt_ns)
+                return
+            # _dispatch, inlined for a venue without cork (paper, backtests): one call less per book
+            self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
+            self._trigger = "book"
+            for fn in handlers:
+                try:
+                    fn(msg)
+                except Exception as exc:
+                    self._strategy_error(fn.__self__, "on_book", exc)
+            self._trigger = "timer"
+
+    def on_trade(self, msg: dict, receipt_ns: int = 0) -> None:
+        self.rx_packets += 1
+        self.trades_rx += 1
+        handlers = self._trades_by_symbol.get(msg["symbol"])
+        if handlers and self.trading_enabled:
+            self._dispatch(handlers, "on_trade", "trade", msg, receipt_ns)
+
+
+try:
+    if os.environ.get("LATENTSPEED_PURE_PYTHON"):
+        raise ImportError("LATENTSPEED_PURE_PYTHON is set")
+    from .._engine import EngineCore as _CompiledCore
+    from .._engine import Fanout
+    from .._engine import bind_core as _bind_core
+except ImportError:  # built without a C compiler: _EngineCorePy, the same results
+    _EngineCore: type = _EngineCorePy
+    #: ``Fanout(first, second)``: an emitter ``(topic, msg)`` calling ``first(msg)``, then
+    #: ``second(msg)``, compiled; None without the extension (callers use a function).
+    Fanout = None
+else:
+    _bind_core(_EngineCorePy.on_book, _EngineCorePy.on_trade)
+    _EngineCore = _CompiledCore
+
+
+class Engine(_EngineCore):
     """Strategies, risk, orders and positions for one venue. Implements ``VenueListener``."""
 
     def __init__(
@@ -159,49 +228,6 @@ class Engine:
         """Tick and lot size if the venue publishes instruments (the mock venue does)."""
         inst = self.venue.instruments.get(symbol) if self._has_instruments else None
         return (inst.tick_size, inst.lot_size) if inst is not None else (None, None)
-
-    # -- market data (hot path) ------------------------------------------------
-    def on_book(self, msg: dict, receipt_ns: int = 0, act: bool = True) -> None:
-        """A marketstream book message; ``receipt_ns`` overrides its ``receipt_timestamp_ns``.
-
-        ``act=False``: a snapshot already superseded by a later one in the same read; the book,
-        mid and marks are updated but no strategy is called on it.
-        """
-        self.rx_packets += 1
-        sym = msg["symbol"]
-        self.books[sym] = msg
-        mid = msg.get("midpoint")
-        if mid is None:  # features configured without top_of_book: the mid is still needed (risk, PnL)
-            bids, asks = msg["bids"], msg["asks"]
-            mid = (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
-        if mid:
-            self._mids[sym] = mid
-            pos = self._positions.get(sym)
-            if pos is not None:
-                pos.mark = mid
-                if pos.qty != 0.0 and self._breach:
-                    self._check_breach()
-        handlers = self._by_symbol.get(sym)
-        if handlers and self.trading_enabled and act:
-            if self._cork is not None:
-                self._dispatch(handlers, "on_book", "book", msg, receipt_ns)
-                return
-            # _dispatch, inlined for a venue without cork (paper, backtests): one call less per book
-            self._md_receipt_ns = receipt_ns or msg["receipt_timestamp_ns"]
-            self._trigger = "book"
-            for fn in handlers:
-                try:
-                    fn(msg)
-                except Exception as exc:
-                    self._strategy_error(fn.__self__, "on_book", exc)
-            self._trigger = "timer"
-
-    def on_trade(self, msg: dict, receipt_ns: int = 0) -> None:
-        self.rx_packets += 1
-        self.trades_rx += 1
-        handlers = self._trades_by_symbol.get(msg["symbol"])
-        if handlers and self.trading_enabled:
-            self._dispatch(handlers, "on_trade", "trade", msg, receipt_ns)
 
     def _dispatch(self, handlers: list, callback: str, trigger: str, msg: dict, receipt_ns: int) -> None:
         """Run one market-data callback on each strategy; their orders leave in one write (cork)."""

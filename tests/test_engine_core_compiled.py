@@ -1,0 +1,186 @@
+"""The engine's compiled market-data entry points (``_engine.EngineCore``) do what the Python does.
+
+``Engine.on_book`` and ``Engine.on_trade`` run in C for their usual case and call the Python rule
+(``core._EngineCorePy``) for every other one. Here two engines, one on each, get the same random
+messages (books with and without a mid, missing keys, non-dict messages, receipt overrides,
+superseded snapshots, trading halted, strategies that raise, positions that trip the kill switch),
+and must end in the same state: the same strategy calls (with the trigger and receipt the strategy
+saw), counters, books, mids, marks, errors and exceptions.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from latentspeed_core.engine import core
+from latentspeed_core.engine.core import Engine, _EngineCorePy
+from latentspeed_core.engine.risk import MaxLoss, RiskEngine
+from latentspeed_core.engine.strategy import Strategy
+from latentspeed_core.venue import Venue
+
+compiled = _EngineCorePy not in Engine.__mro__
+
+
+class PythonEngine(*(() if not compiled else (_EngineCorePy,)), Engine):
+    """The engine with its entry points in Python (the state stays in the compiled base's fields)."""
+
+
+class Wire(Venue):
+    """A connected venue that takes nothing (no strategy here sends orders)."""
+
+    name = "WIRE"
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.connected = True
+
+    async def run(self, listener) -> None:  # pragma: no cover - never run
+        raise NotImplementedError
+
+    def send_new_order(self, order) -> None:  # pragma: no cover - never called
+        raise AssertionError("no orders here")
+
+    def send_cancel(self, cl_ord_id, orig_cl_ord_id, symbol) -> None:  # pragma: no cover - never called
+        raise AssertionError("no orders here")
+
+
+class Recorder(Strategy):
+    """Records what it is called with and what the engine says triggered it; raises on request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def on_book(self, msg: dict) -> None:
+        engine = self.ctx._engine
+        self.calls.append(("book", id(msg), engine._trigger, engine._md_receipt_ns))
+        if msg.get("raise"):
+            raise ValueError("strategy bug")
+
+    def on_trade(self, msg: dict) -> None:
+        engine = self.ctx._engine
+        self.calls.append(("trade", id(msg), engine._trigger, engine._md_receipt_ns))
+        if msg.get("raise"):
+            raise ValueError("strategy bug")
+
+
+class MaxLoss1(MaxLoss):
+    name = "max_loss"
+
+    def __init__(self) -> None:
+        self.limit = 1.0
+
+
+def build(cls: type[Engine], kill_switch: bool) -> tuple[Engine, Recorder]:
+    venue = Wire()
+    risk = RiskEngine([("max_loss", MaxLoss1())] if kill_switch else [])
+    engine = cls(venue, risk, clock=lambda: 1)
+    strategy = Recorder()
+    engine.add_strategy("s", strategy, ["A", "B"])
+    return engine, strategy
+
+
+symbols = st.sampled_from(["A", "B", "C"])
+prices = st.sampled_from([0.0, 1.0, 99.5, 100.0, 100.5])
+
+
+@st.composite
+def messages(draw) -> tuple:
+    kind = draw(st.sampled_from(["book", "book", "book", "trade", "halt", "position", "not-a-dict"]))
+    if kind == "halt":
+        return ("halt", draw(st.booleans()))
+    if kind == "position":
+        return ("position", draw(symbols), draw(st.sampled_from([0.0, 1.0, -2.0])), draw(prices))
+    if kind == "not-a-dict":
+        return ("book", ["A"], draw(st.sampled_from([0, 5])), True)
+    msg: dict = {"receipt_timestamp_ns": draw(st.integers(1, 10**6))}
+    if draw(st.integers(0, 9)):
+        msg["symbol"] = draw(symbols)
+    if kind == "book":
+        bid, ask = draw(prices), draw(prices)
+        msg["bids"] = [[bid, 1.0]] if bid else []
+        msg["asks"] = [[ask + 1.0, 1.0]] if draw(st.integers(0, 5)) else []
+        mid = draw(st.sampled_from(["absent", "none", "zero", "value"]))
+        if mid == "none":
+            msg["midpoint"] = None
+        elif mid == "zero":
+            msg["midpoint"] = 0.0
+        elif mid == "value":
+            msg["midpoint"] = bid + 0.5
+    if not draw(st.integers(0, 7)):
+        msg["raise"] = True
+    receipt = draw(st.sampled_from([None, 0, 77]))
+    act = draw(st.sampled_from([None, True, False]))
+    return (kind, msg, receipt, act)
+
+
+def run(engine: Engine, strategy: Recorder, script: list) -> list:
+    outcomes = []
+    for step in script:
+        kind = step[0]
+        if kind == "halt":
+            engine.trading_enabled = step[1]
+            continue
+        if kind == "position":
+            pos = engine.portfolio.get(step[1])
+            pos.qty, pos.avg_price = step[2], step[3]
+            continue
+        msg, receipt, act = step[1], step[2], step[3]
+        args = [msg] + ([] if receipt is None else [receipt])
+        if kind == "book" and act is not None:
+            args = [msg, receipt or 0, act]
+        fn = engine.on_book if kind == "book" else engine.on_trade
+        try:
+            fn(*args)
+            outcomes.append(None)
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+    marks = {s: (p.mark, p.qty) for s, p in engine.portfolio.positions.items()}
+    books = {s: id(m) for s, m in engine.books.items()}
+    return [
+        outcomes, strategy.calls, engine.rx_packets, engine.trades_rx, books, dict(engine._mids), marks,
+        engine.strategy_errors, engine.trading_enabled, engine.halt_reason, engine._trigger, engine._md_receipt_ns,
+    ]  # fmt: skip
+
+
+def _book(symbol: str, mid, **extra) -> dict:
+    return {"symbol": symbol, "midpoint": mid, "bids": [[99.0, 1.0]], "asks": [[101.0, 1.0]],
+            "receipt_timestamp_ns": 3, **extra}  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(script=st.lists(messages(), max_size=30), kill_switch=st.booleans())
+# a mark that trips the kill switch, then books on a halted engine
+@example(script=[("position", "A", 1.0, 100.0), ("book", _book("A", 1.0), None, None),
+                 ("book", _book("A", 2.0), 9, True)], kill_switch=True)  # fmt: skip
+# a receipt override, a superseded snapshot, a mid computed from the levels, a raising strategy
+@example(script=[("book", _book("B", 5.0), 77, None), ("book", _book("B", 6.0), 0, False),
+                 ("book", _book("A", None), None, None), ("book", dict(_book("A", 7.0), **{"raise": True}), None, None),
+                 ("trade", {"symbol": "A", "receipt_timestamp_ns": 4, "raise": True}, 5, None)],
+         kill_switch=False)  # fmt: skip
+def test_compiled_entry_points_end_in_the_same_state_as_the_python(script, kill_switch):
+    results = []
+    for cls in (Engine, PythonEngine):
+        engine, strategy = build(cls, kill_switch)
+        results.append(run(engine, strategy, script))
+    assert results[0] == results[1]
+
+
+@pytest.mark.skipif(not compiled, reason="the compiled engine core was not built (no C compiler)")
+def test_the_engine_is_built_on_the_compiled_core_and_the_reference_is_not():
+    assert core._EngineCore is not _EngineCorePy
+    assert PythonEngine.on_book is _EngineCorePy.on_book
+    assert Engine.on_book is not _EngineCorePy.on_book
+
+
+def test_a_strategy_error_is_counted_and_the_next_strategy_still_runs():
+    for cls in (Engine, PythonEngine):
+        engine, first = build(cls, False)
+        second = Recorder()
+        engine.add_strategy("t", second, ["A"])
+        engine.on_book({"symbol": "A", "midpoint": 1.0, "receipt_timestamp_ns": 5, "raise": True})
+        assert engine.strategy_errors == 2
+        assert [c[0] for c in first.calls] == [c[0] for c in second.calls] == ["book"]
+        assert engine._trigger == "timer" and engine._md_receipt_ns == 5
