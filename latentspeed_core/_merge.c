@@ -300,15 +300,78 @@ merge_next(MergeObject *m)
     return out;
 }
 
-static PyObject *str_kind, *str_frame, *str_data, *str_now, *empty_bytes;
+static PyObject *str_kind, *str_frame, *str_data, *str_now, *str_error, *str_stats, *str_messages, *empty_bytes;
+
+/* Feed.deliver_frame(data, t) for a feed that records nothing, inlined: on_frame(data, t), an
+ * Exception from it counted and logged by feed.error("bad frame: Type: text", data). Its
+ * stats.messages += 1 is counted in *count, added by the caller before it returns. */
+static PyObject *
+deliver_inline(PyObject *how, PyObject *const *call, Py_ssize_t *count)
+{
+    (*count)++;
+    PyObject *r = PyObject_Vectorcall(PyTuple_GET_ITEM(how, 0), call, 2, NULL);
+    if (r || !PyErr_ExceptionMatches(PyExc_Exception))
+        return r;
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb)
+        PyException_SetTraceback(exc, tb);
+    PyObject *handled = PyErr_GetHandledException(); /* as in deliver_frame's except block */
+    PyErr_SetHandledException(exc);
+    PyObject *name = PyType_GetName(Py_TYPE(exc));
+    PyObject *reason = name ? PyUnicode_FromFormat("bad frame: %U: %S", name, exc) : NULL;
+    r = reason ? PyObject_CallMethodObjArgs(PyTuple_GET_ITEM(how, 1), str_error, reason, call[0], NULL) : NULL;
+    PyErr_SetHandledException(handled);
+    Py_XDECREF(handled);
+    Py_XDECREF(name);
+    Py_XDECREF(reason);
+    Py_XDECREF(type);
+    Py_XDECREF(exc);
+    Py_XDECREF(tb);
+    return r;
+}
+
+/* feed.stats.messages += the frames counted per source (every return of frames()). */
+static int
+add_counts(PyObject *fns, Py_ssize_t *counts, Py_ssize_t n)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb); /* a pending error is kept; the counts are added all the same */
+    int err = 0;
+    for (Py_ssize_t k = 0; k < n && !err; k++) {
+        if (!counts[k])
+            continue;
+        PyObject *stats = PyObject_GetAttr(PyTuple_GET_ITEM(PyList_GET_ITEM(fns, k), 1), str_stats);
+        PyObject *old = stats ? PyObject_GetAttr(stats, str_messages) : NULL;
+        PyObject *add = old ? PyLong_FromSsize_t(counts[k]) : NULL;
+        PyObject *sum = add ? PyNumber_Add(old, add) : NULL;
+        err = !sum || PyObject_SetAttr(stats, str_messages, sum) < 0;
+        Py_XDECREF(stats);
+        Py_XDECREF(old);
+        Py_XDECREF(add);
+        Py_XDECREF(sum);
+    }
+    if (type) {
+        if (err)
+            PyErr_Clear();
+        PyErr_Restore(type, exc, tb);
+        return -1;
+    }
+    return err ? -1 : 0;
+}
+
+#define MAX_SOURCES 64
 
 /* frames(fns, advance, clock, fills, stop, lo, hi, most) -> (n, last_t)
  *
  * The backtest's loop for its usual record, in C: while the next record is a frame with
  * lo <= receipt_ns < stop and receipt_ns <= hi, take it as backtest.run_backtest does (advance(t),
- * clock.now = t, fns[source](data, t)), at most `most` of them, stopping after one that changed
- * len(fills). Anything else stays next for the Python loop, which owns every other rule (timers,
- * samples, --from and --to, non-frame records, progress). */
+ * clock.now = t, then the source's frame input), at most `most` of them, stopping after one that
+ * changed len(fills). Anything else stays next for the Python loop, which owns every other rule
+ * (timers, samples, --from and --to, non-frame records, progress). A source's frame input,
+ * fns[source], is a callable fn(data, t) (its feed's deliver_frame), or (on_frame, feed) for a
+ * feed that records nothing: deliver_frame inlined (deliver_inline). */
 static PyObject *
 merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -325,15 +388,25 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "frames: one function per source");
         return NULL;
     }
+    Py_ssize_t counts[MAX_SOURCES] = {0}, inline_ = 0;
+    for (Py_ssize_t k = 0; k < m->n; k++) {
+        PyObject *f = PyList_GET_ITEM(fns, k);
+        if (PyTuple_CheckExact(f) && (PyTuple_GET_SIZE(f) != 2 || m->n > MAX_SOURCES)) {
+            PyErr_SetString(PyExc_ValueError, "frames: a frame input is fn or (on_frame, feed), at most 64");
+            return NULL;
+        }
+        inline_ |= PyTuple_CheckExact(f);
+    }
     Py_ssize_t seen = PyObject_Size(fills);
     if (seen < 0)
         return NULL;
     Py_ssize_t n = 0;
     int64_t last = 0;
+    PyObject *out = NULL;
     while (n < most) {
         Py_ssize_t k = choose(m);
         if (k == -2)
-            return NULL;
+            goto done;
         if (k < 0)
             break;
         Source *s = &m->src[k];
@@ -343,12 +416,12 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
         PyObject *rec = s->head; /* a dict: stamp() checked */
         PyObject *kind = PyDict_GetItemWithError(rec, str_kind);
         if (!kind && PyErr_Occurred())
-            return NULL;
+            goto done;
         if (kind != str_frame && !(kind && PyUnicode_CheckExact(kind) && PyUnicode_Compare(kind, str_frame) == 0))
             break;
         PyObject *data = PyDict_GetItemWithError(rec, str_data);
         if (!data && PyErr_Occurred())
-            return NULL;
+            goto done;
         m->cur = k; /* taken: the next choose() replaces it */
         Py_INCREF(rec);
         Py_XINCREF(data);
@@ -356,8 +429,8 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
         if (to && (r = PyObject_Vectorcall(adv, &to, 1, NULL)) != NULL) {
             Py_DECREF(r);
             if (PyObject_SetAttr(clock, str_now, to) == 0) {
-                PyObject *call[2] = {data ? data : empty_bytes, to};
-                r = PyObject_Vectorcall(PyList_GET_ITEM(fns, k), call, 2, NULL);
+                PyObject *call[2] = {data ? data : empty_bytes, to}, *fn = PyList_GET_ITEM(fns, k);
+                r = PyTuple_CheckExact(fn) ? deliver_inline(fn, call, &counts[k]) : PyObject_Vectorcall(fn, call, 2, NULL);
                 Py_XDECREF(r);
             }
             else
@@ -367,16 +440,20 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(data);
         Py_DECREF(rec);
         if (!r)
-            return NULL;
+            goto done;
         n++;
         last = t;
         Py_ssize_t now_fills = PyObject_Size(fills);
         if (now_fills < 0)
-            return NULL;
+            goto done;
         if (now_fills != seen)
             break;
     }
-    return Py_BuildValue("(nL)", n, (long long)last);
+    out = Py_BuildValue("(nL)", n, (long long)last);
+done:
+    if (inline_ && add_counts(fns, counts, m->n) < 0)
+        Py_CLEAR(out);
+    return out;
 }
 
 static PyMethodDef merge_methods[] = {
@@ -414,8 +491,12 @@ PyInit__merge(void)
     str_frame = PyUnicode_InternFromString("frame");
     str_data = PyUnicode_InternFromString("data");
     str_now = PyUnicode_InternFromString("now");
+    str_error = PyUnicode_InternFromString("error");
+    str_stats = PyUnicode_InternFromString("stats");
+    str_messages = PyUnicode_InternFromString("messages");
     empty_bytes = PyBytes_FromStringAndSize("", 0);
-    if (!str_feed || !str_receipt_ns || !str_kind || !str_frame || !str_data || !str_now || !empty_bytes)
+    if (!str_feed || !str_receipt_ns || !str_kind || !str_frame || !str_data || !str_now || !str_error || !str_stats ||
+        !str_messages || !empty_bytes)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)

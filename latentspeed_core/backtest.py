@@ -26,6 +26,7 @@ from .config import ConfigError
 from .engine.config import EngineSetup, resolve
 from .engine.core import Engine, Fanout
 from .engine.risk import build_risk
+from .feed import Feed
 from .types import Side
 from .venue import SimulatedVenue
 
@@ -234,7 +235,12 @@ def run_backtest(
     # The compiled merge takes the usual records itself (frames between timers and samples: what
     # this loop does with them, without a Python turn each); the loop below owns every other rule.
     run_frames = getattr(merged, "frames", None)
-    fns = [frame_of[name] for name, _path in sources]
+    # A feed that records nothing and keeps Feed.deliver_frame gets it inlined by the merge.
+    fns = [
+        (f.on_frame, f) if f.recorder is None and type(f).deliver_frame is Feed.deliver_frame else frame_of[name]
+        for name, _path in sources
+        for f in (by_name[name],)
+    ]
     lo = t_from if t_from is not None else -(1 << 63)
     hi = t_to if t_to is not None else (1 << 63) - 1
     for t, name, rec in merged:

@@ -236,10 +236,11 @@ def test_the_compiled_loop_gives_what_the_python_loop_gives(registry, long_captu
             backtest_setup(cfg, registry, None, str(capture)), registry, progress=lambda n, t, calls=calls: calls.append((n, t)),
             **kw[window],
         )  # fmt: skip
-        results.append((res.fills, res.curve, res.events, res.books, res.trades, res.last_ns, calls))
+        results.append((res.fills, res.curve, res.events, res.books, res.trades, res.last_ns, calls,
+                        res.summary["market_data"]))  # fmt: skip
     compiled, python = results
     assert compiled == python
-    assert compiled[0] and len(compiled[1]) > 2 and len(compiled[-1]) >= 2  # fills, a curve, progress every 4,096
+    assert compiled[0] and len(compiled[1]) > 2 and len(compiled[-2]) >= 2  # fills, a curve, progress every 4,096
 
 
 # -- damaged captures: whatever a capture holds, a backtest ends, and ends the same way twice ----------
@@ -295,6 +296,9 @@ _OPS = st.lists(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_OPS)
 def test_a_damaged_capture_is_backtested_to_its_end_the_same_way_twice(registry, capture, tmp_path, ops):
+    """... and the compiled loop (which delivers frames itself) ends it as the Python loop does: the
+    same fills, and the same messages and errors counted per feed."""
+    from latentspeed_core import capture as capture_mod
     from latentspeed_core.capture import read_capture
 
     recs = list(read_capture(capture))[:700]
@@ -303,3 +307,51 @@ def test_a_damaged_capture_is_backtested_to_its_end_the_same_way_twice(registry,
     runs = [run_backtest(backtest_setup(engine_config(), registry, None, str(path)), registry) for _ in range(2)]
     assert runs[0].fill_digest == runs[1].fill_digest and runs[0].events == runs[1].events
     assert runs[0].events <= len(recs) + len(ops)
+    compiled_merge, capture_mod._Merge = capture_mod._Merge, None
+    try:
+        python = run_backtest(backtest_setup(engine_config(), registry, None, str(path)), registry)
+    finally:
+        capture_mod._Merge = compiled_merge
+    for run in runs:
+        assert (run.fill_digest, run.events, run.summary["market_data"]) == (
+            python.fill_digest, python.events, python.summary["market_data"],
+        )  # fmt: skip
+
+
+def test_the_compiled_loop_reports_a_frame_the_feed_refuses_as_deliver_frame_does(caplog):
+    """Merge.frames() delivers a frame itself for a feed that records nothing: an exception from the
+    feed's on_frame is the same counted, logged skip as Feed.deliver_frame makes of it."""
+    from latentspeed_core import capture as capture_mod
+    from latentspeed_core.config import FeedConfig
+    from latentspeed_core.feed import Feed
+
+    if capture_mod._Merge is None:
+        pytest.skip("the compiled merge is not built (LATENTSPEED_PURE_PYTHON)")
+
+    class Picky(Feed):
+        exchange = "picky"
+
+        def on_frame(self, data, receipt_ns):
+            if data == "bad":
+                raise ValueError("not a frame I know")
+
+        async def run_live(self):  # pragma: no cover - never run
+            raise NotImplementedError
+
+    class Clock:
+        now = 0
+
+    records = [{"kind": "frame", "receipt_ns": t, "data": d} for t, d in ((1, "ok"), (2, "bad"), (3, "ok"))]
+    feeds = []
+    for inline in (True, False):
+        feed = Picky(FeedConfig(exchange="picky"))
+        fn = (feed.on_frame, feed) if inline else feed.deliver_frame
+        merge = capture_mod._Merge(["picky"], [iter(records)], [0], [False])
+        with caplog.at_level("WARNING"):
+            n, last = merge.frames([fn], lambda t: None, Clock(), [], 10, 0, 10, 100)
+        assert (n, last) == (3, 3)
+        feeds.append(feed.stats.as_dict())
+    assert feeds[0] == feeds[1] and feeds[0]["messages"] == 3 and feeds[0]["errors"] == 1
+    assert [r.getMessage().split(": skipped input: ")[1] for r in caplog.records] == [
+        "bad frame: ValueError: not a frame I know bad"
+    ] * 2
