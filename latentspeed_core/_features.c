@@ -679,12 +679,317 @@ static PyTypeObject TopicType = {
     .tp_members = Topic_members,
 };
 
+
+/* ---- PipelineCore ---- */
+
+/* The base of marketstream.pipeline.Pipeline: its FeedSink entry points, on_book and on_trade, for
+ * their usual case (a book's top levels as lists of float pairs that a compiled Topic takes, a
+ * trade of float price and amount); every other case, before anything changed, is the Python of
+ * pipeline._PipelineCorePy, called with the same arguments. Why: on_book was ~54 bytecodes and a
+ * frame per book on every path (marketstream, the engine's in-process feeds, backtests). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *depth_levels, *books, *trades, *emit_book, *emit_trade;
+} PipelineCore;
+
+static PyObject *py_pipe_book, *py_pipe_trade; /* the Python rule */
+static PyObject *k_book_method, *k_trade_method;
+static PyTypeObject *snap_type;                /* book.SnapshotBook, and its two list slots */
+static Py_ssize_t o_snap_bids, o_snap_asks;
+static PyObject *s_top_bids, *s_top_asks, *s_exchange_attr, *s_book_state, *s_trade_state, *s_refused, *s_stats,
+    *s_publish_drops, *s_topic, *s_timestamp_attr, *s_receipt_attr, *s_side_attr, *s_trade_id_attr, *s_symbol_attr;
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static PyObject *
+pipe_fallback(PyObject *fn, PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *stack[8];
+    if (!fn || nargs > 7) {
+        PyErr_SetString(PyExc_RuntimeError, "_features: bind_pipeline() was not called");
+        return NULL;
+    }
+    stack[0] = self;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        stack[i + 1] = args[i];
+    return PyObject_Vectorcall(fn, stack, nargs + 1, NULL);
+}
+
+/* book.top_bids(n) / top_asks(n); a SnapshotBook holding its decoded lists: their first n, as its
+ * Python method gives them, without calling it. */
+static PyObject *
+top_of(PyObject *book, PyObject *name, Py_ssize_t off, PyObject *n, Py_ssize_t nn)
+{
+    if (snap_type && Py_IS_TYPE(book, snap_type)) {
+        PyObject *l = SLOT(book, off);
+        if (l && PyList_CheckExact(l))
+            return PyList_GetSlice(l, 0, nn);
+    }
+    PyObject *call[2] = {book, n};
+    return PyObject_VectorcallMethod(name, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* feed.stats.publish_drops += 1 */
+static int
+count_drop(PyObject *feed)
+{
+    PyObject *stats = PyObject_GetAttr(feed, s_stats);
+    PyObject *old = stats ? PyObject_GetAttr(stats, s_publish_drops) : NULL;
+    PyObject *one = old ? PyLong_FromLong(1) : NULL;
+    PyObject *sum = one ? PyNumber_Add(old, one) : NULL;
+    int rc = sum ? PyObject_SetAttr(stats, s_publish_drops, sum) : -1;
+    Py_XDECREF(stats);
+    Py_XDECREF(old);
+    Py_XDECREF(one);
+    Py_XDECREF(sum);
+    return rc;
+}
+
+/* emit(topic, msg); a False result is a dropped message. */
+static PyObject *
+emit(PyObject *fn, PyObject *st, PyObject *msg, PyObject *feed)
+{
+    if (!fn) {
+        PyErr_SetString(PyExc_AttributeError, "emit");
+        return NULL;
+    }
+    PyObject *topic = Py_IS_TYPE(st, &TopicType) ? Py_XNewRef(((Topic *)st)->topic) : PyObject_GetAttr(st, s_topic);
+    if (!topic)
+        return NULL;
+    PyObject *call[2] = {topic, msg};
+    PyObject *r = PyObject_Vectorcall(fn, call, 2, NULL);
+    Py_DECREF(topic);
+    if (!r)
+        return NULL;
+    int dropped = r == Py_False;
+    Py_DECREF(r);
+    if (dropped && count_drop(feed) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The topic state of (feed.exchange, symbol) in states, made by self.<make>(exchange, symbol) the
+ * first time. New reference. */
+static PyObject *
+state_of(PyObject *self, PyObject *states, PyObject *make, PyObject *feed, PyObject *symbol)
+{
+    PyObject *exchange = PyObject_GetAttr(feed, s_exchange_attr);
+    if (!exchange)
+        return NULL;
+    PyObject *key = PyTuple_Pack(2, exchange, symbol), *st = NULL;
+    if (key) {
+        st = Py_XNewRef(PyDict_GetItemWithError(states, key));
+        if (!st && !PyErr_Occurred())
+            st = PyObject_CallMethodObjArgs(self, make, exchange, symbol, NULL);
+        Py_DECREF(key);
+    }
+    Py_DECREF(exchange);
+    return st;
+}
+
+/* on_book(feed, symbol, book, timestamp_ns, receipt_ns): see pipeline._PipelineCorePy.on_book. */
+static PyObject *
+Pipe_on_book(PipelineCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t nn;
+    if (nargs != 5 || !self->depth_levels || !PyLong_CheckExact(self->depth_levels) || !self->books ||
+        !PyDict_CheckExact(self->books) || (nn = PyLong_AsSsize_t(self->depth_levels)) < 0) {
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        return pipe_fallback(py_pipe_book, (PyObject *)self, args, nargs);
+    }
+    PyObject *feed = args[0], *symbol = args[1], *book = args[2], *n = self->depth_levels;
+    PyObject *bids = top_of(book, s_top_bids, o_snap_bids, n, nn), *asks = NULL, *st = NULL, *msg = NULL, *ret = NULL;
+    if (!bids)
+        return NULL;
+    int have = PyList_CheckExact(bids) ? PyList_GET_SIZE(bids) > 0 : PyObject_IsTrue(bids);
+    if (have <= 0) {
+        Py_DECREF(bids);
+        return have < 0 ? NULL : Py_NewRef(Py_None); /* no book message while a side is empty */
+    }
+    asks = top_of(book, s_top_asks, o_snap_asks, n, nn);
+    if (!asks)
+        goto done;
+    have = PyList_CheckExact(asks) ? PyList_GET_SIZE(asks) > 0 : PyObject_IsTrue(asks);
+    if (have <= 0) {
+        if (!have)
+            ret = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (!(st = state_of((PyObject *)self, self->books, s_book_state, feed, symbol)))
+        goto done;
+    PyObject *bargs[4] = {bids, asks, args[3], args[4]};
+    msg = Py_IS_TYPE(st, &TopicType) ? Topic_book((Topic *)st, bargs, 4)
+                                     : PyObject_VectorcallMethod(k_book_method, (PyObject *[]){st, bids, asks, args[3], args[4]},
+                                                                 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (!msg)
+        goto done;
+    if (msg == Py_None) {
+        Py_DECREF(msg);
+        msg = PyObject_CallMethodObjArgs((PyObject *)self, s_refused, feed, st, symbol, bids, asks, args[3], args[4],
+                                         NULL);
+        if (!msg)
+            goto done;
+        if (msg == Py_None) {
+            ret = msg;
+            msg = NULL;
+            goto done;
+        }
+    }
+    ret = emit(self->emit_book, st, msg, feed);
+done:
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    Py_XDECREF(st);
+    Py_XDECREF(msg);
+    return ret;
+}
+
+/* on_trade(feed, trade): see pipeline._PipelineCorePy.on_trade. */
+static PyObject *
+Pipe_on_trade(PipelineCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *price = NULL, *amount = NULL;
+    if (nargs == 2 && self->trades && PyDict_CheckExact(self->trades)) {
+        price = PyObject_GetAttr(args[1], k_price);
+        amount = price ? PyObject_GetAttr(args[1], k_amount) : NULL;
+    }
+    if (!amount || !PyFloat_CheckExact(price) || !PyFloat_CheckExact(amount) || !(PyFloat_AS_DOUBLE(price) > 0.0) ||
+        !(PyFloat_AS_DOUBLE(amount) > 0.0)) {
+        Py_XDECREF(price);
+        Py_XDECREF(amount);
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        return pipe_fallback(py_pipe_trade, (PyObject *)self, args, nargs);
+    }
+    PyObject *feed = args[0], *trade = args[1], *ret = NULL, *st = NULL, *msg = NULL;
+    PyObject *f[5] = {NULL, NULL, NULL, NULL, NULL}; /* symbol, timestamp_ns, receipt_ns, side, trade_id */
+    PyObject *names[5] = {s_symbol_attr, s_timestamp_attr, s_receipt_attr, s_side_attr, s_trade_id_attr};
+    /* read in the Python's order: the symbol, the topic state (made the first time), the rest */
+    if (!(f[0] = PyObject_GetAttr(trade, names[0])) ||
+        !(st = state_of((PyObject *)self, self->trades, s_trade_state, feed, f[0])))
+        goto done;
+    for (int i = 1; i < 5; i++)
+        if (!(f[i] = PyObject_GetAttr(trade, names[i])))
+            goto done;
+    PyObject *targs[6] = {f[1], f[2], price, amount, f[3], f[4]};
+    msg = Py_IS_TYPE(st, &TopicType)
+              ? Topic_trade((Topic *)st, targs, 6)
+              : PyObject_VectorcallMethod(k_trade_method, (PyObject *[]){st, f[1], f[2], price, amount, f[3], f[4]},
+                                          7 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (msg)
+        ret = emit(self->emit_trade, st, msg, feed);
+done:
+    for (int i = 0; i < 5; i++)
+        Py_XDECREF(f[i]);
+    Py_DECREF(price);
+    Py_DECREF(amount);
+    Py_XDECREF(st);
+    Py_XDECREF(msg);
+    return ret;
+}
+
+static int
+Pipe_traverse(PipelineCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->depth_levels);
+    Py_VISIT(self->books);
+    Py_VISIT(self->trades);
+    Py_VISIT(self->emit_book);
+    Py_VISIT(self->emit_trade);
+    return 0;
+}
+
+static int
+Pipe_clear(PipelineCore *self)
+{
+    Py_CLEAR(self->depth_levels);
+    Py_CLEAR(self->books);
+    Py_CLEAR(self->trades);
+    Py_CLEAR(self->emit_book);
+    Py_CLEAR(self->emit_trade);
+    return 0;
+}
+
+static void
+Pipe_dealloc(PipelineCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    Pipe_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Pipe_members[] = {
+    {"depth_levels", T_OBJECT_EX, offsetof(PipelineCore, depth_levels), 0, "Levels per side in a book message."},
+    {"_books", T_OBJECT_EX, offsetof(PipelineCore, books), 0, NULL},
+    {"_trades", T_OBJECT_EX, offsetof(PipelineCore, trades), 0, NULL},
+    {"emit_book", T_OBJECT_EX, offsetof(PipelineCore, emit_book), 0, "emit(topic, message) for books."},
+    {"emit_trade", T_OBJECT_EX, offsetof(PipelineCore, emit_trade), 0, "emit(topic, message) for trades."},
+    {NULL},
+};
+
+static PyMethodDef Pipe_methods[] = {
+    {"on_book", (PyCFunction)(void (*)(void))Pipe_on_book, METH_FASTCALL,
+     "on_book(feed, symbol, book, timestamp_ns, receipt_ns) (see pipeline._PipelineCorePy)"},
+    {"on_trade", (PyCFunction)(void (*)(void))Pipe_on_trade, METH_FASTCALL,
+     "on_trade(feed, trade) (see pipeline._PipelineCorePy)"},
+    {NULL},
+};
+
+static PyTypeObject PipeType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "latentspeed_core._features.PipelineCore",
+    .tp_basicsize = sizeof(PipelineCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The Pipeline's FeedSink entry points and the state they touch (pipeline.Pipeline's base).",
+    .tp_dealloc = (destructor)Pipe_dealloc,
+    .tp_traverse = (traverseproc)Pipe_traverse,
+    .tp_clear = (inquiry)Pipe_clear,
+    .tp_new = PyType_GenericNew,
+    .tp_methods = Pipe_methods,
+    .tp_members = Pipe_members,
+};
+
+static int
+snap_slot(PyTypeObject *t, const char *name, Py_ssize_t *off)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)t, name);
+    if (!d)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok)
+        *off = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    if (!ok)
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", t->tp_name, name);
+    return ok ? 0 : -1;
+}
+
+/* bind_pipeline(on_book, on_trade, SnapshotBook): the Python rule, and the book type whose lists
+ * on_book reads itself. */
+static PyObject *
+bind_pipeline(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_pipeline(on_book, on_trade, SnapshotBook)");
+        return NULL;
+    }
+    PyTypeObject *t = (PyTypeObject *)args[2];
+    if (snap_slot(t, "_snap_bids", &o_snap_bids) < 0 || snap_slot(t, "_snap_asks", &o_snap_asks) < 0)
+        return NULL;
+    Py_XSETREF(py_pipe_book, Py_NewRef(args[0]));
+    Py_XSETREF(py_pipe_trade, Py_NewRef(args[1]));
+    Py_XSETREF(snap_type, (PyTypeObject *)Py_NewRef(t));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"top_of_book", make_top_of_book, METH_NOARGS, "midpoint, relative_spread, breadth, imbalance_lvl1"},
     {"depth", make_depth, METH_NOARGS, "bid_depth_n, ask_depth_n, depth_n"},
     {"volatility", make_volatility, METH_VARARGS, "volatility(window, source, field)"},
     {"ofi", make_ofi, METH_O, "ofi(window): ofi_rolling"},
     {"trade_value", make_trade_value, METH_NOARGS, "transaction_price, trading_volume"},
+    {"bind_pipeline", (PyCFunction)(void (*)(void))bind_pipeline, METH_FASTCALL,
+     "bind_pipeline(on_book, on_trade, SnapshotBook): what PipelineCore falls back to and reads"},
     {NULL},
 };
 
@@ -695,7 +1000,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__features(void)
 {
-    if (PyType_Ready(&UpdaterType) < 0 || PyType_Ready(&TopicType) < 0)
+    if (PyType_Ready(&UpdaterType) < 0 || PyType_Ready(&TopicType) < 0 || PyType_Ready(&PipeType) < 0)
         return NULL;
     PyObject *math = PyImport_ImportModule("math");
     if (!math)
@@ -731,10 +1036,25 @@ PyInit__features(void)
     KEY(window_size)
     KEY(schema_version)
 #undef KEY
+    struct {
+        PyObject **s;
+        const char *v;
+    } names[] = {
+        {&s_top_bids, "top_bids"},   {&s_top_asks, "top_asks"},         {&s_exchange_attr, "exchange"},
+        {&s_book_state, "_book_state"}, {&s_trade_state, "_trade_state"}, {&s_refused, "_refused"},
+        {&s_stats, "stats"},         {&s_publish_drops, "publish_drops"}, {&s_topic, "topic"},
+        {&s_timestamp_attr, "timestamp_ns"}, {&s_receipt_attr, "receipt_ns"}, {&s_side_attr, "side"},
+        {&s_trade_id_attr, "trade_id"}, {&s_symbol_attr, "symbol"},   {&k_book_method, "book"},
+        {&k_trade_method, "trade"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!(*names[i].s = PyUnicode_InternFromString(names[i].v)))
+            return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Topic", (PyObject *)&TopicType) < 0) {
+    if (PyModule_AddObjectRef(m, "Topic", (PyObject *)&TopicType) < 0 ||
+        PyModule_AddObjectRef(m, "PipelineCore", (PyObject *)&PipeType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

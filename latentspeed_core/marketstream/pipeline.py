@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ..book import SnapshotBook
 from .features import _compiled as _compiled_features
 
 if TYPE_CHECKING:
@@ -122,7 +123,56 @@ def _book_message(st, bids, asks, timestamp_ns: int, receipt_ns: int) -> dict:
 _Topic = _compiled_features.Topic if _compiled_features is not None else _PyTopic
 
 
-class Pipeline:
+class _PipelineCorePy:
+    """The Pipeline's FeedSink entry points: the rule, in Python.
+
+    ``_features.PipelineCore`` (C) is this for the usual case (levels the compiled topic state
+    reads, trades of float price and amount), with the state these touch in its own fields, and
+    calls these before changing anything for every other case; without the extension
+    :class:`Pipeline` is built on this class instead."""
+
+    # -- FeedSink --------------------------------------------------------------
+    def on_book(self, feed: Feed, symbol: str, book: L2Book, timestamp_ns: int, receipt_ns: int) -> None:
+        n = self.depth_levels
+        bids = book.top_bids(n)
+        if not bids:
+            return  # no book message while a side is empty (issue 5)
+        asks = book.top_asks(n)
+        if not asks:
+            return
+        st = self._books.get((feed.exchange, symbol))
+        if st is None:
+            st = self._book_state(feed.exchange, symbol)
+        msg = st.book(bids, asks, timestamp_ns, receipt_ns)
+        if msg is None:
+            msg = self._refused(feed, st, symbol, bids, asks, timestamp_ns, receipt_ns)
+            if msg is None:
+                return
+        if self.emit_book(st.topic, msg) is False:
+            feed.stats.publish_drops += 1
+
+    def on_trade(self, feed: Feed, trade: Trade) -> None:
+        price = trade.price
+        amount = trade.amount
+        if not (price > 0.0 and amount > 0.0):  # also rejects NaN
+            feed.error(f"{trade.symbol}: trade with non-positive price or amount", (price, amount))
+            return
+        st = self._trades.get((feed.exchange, trade.symbol))
+        if st is None:
+            st = self._trade_state(feed.exchange, trade.symbol)
+        msg = st.trade(trade.timestamp_ns, trade.receipt_ns, price, amount, trade.side, trade.trade_id)
+        if self.emit_trade(st.topic, msg) is False:
+            feed.stats.publish_drops += 1
+
+
+if _compiled_features is not None:
+    _compiled_features.bind_pipeline(_PipelineCorePy.on_book, _PipelineCorePy.on_trade, SnapshotBook)
+    _PipelineCore: type = _compiled_features.PipelineCore
+else:
+    _PipelineCore = _PipelineCorePy
+
+
+class Pipeline(_PipelineCore):
     """FeedSink building issue-5 book and trade messages and handing them to emitters."""
 
     def __init__(
@@ -162,39 +212,6 @@ class Pipeline:
     def book_seq(self, exchange: str, symbol: str) -> int:
         st = self._books.get((exchange, symbol))
         return st.seq if st else 0
-
-    # -- FeedSink --------------------------------------------------------------
-    def on_book(self, feed: Feed, symbol: str, book: L2Book, timestamp_ns: int, receipt_ns: int) -> None:
-        n = self.depth_levels
-        bids = book.top_bids(n)
-        if not bids:
-            return  # no book message while a side is empty (issue 5)
-        asks = book.top_asks(n)
-        if not asks:
-            return
-        st = self._books.get((feed.exchange, symbol))
-        if st is None:
-            st = self._book_state(feed.exchange, symbol)
-        msg = st.book(bids, asks, timestamp_ns, receipt_ns)
-        if msg is None:
-            msg = self._refused(feed, st, symbol, bids, asks, timestamp_ns, receipt_ns)
-            if msg is None:
-                return
-        if self.emit_book(st.topic, msg) is False:
-            feed.stats.publish_drops += 1
-
-    def on_trade(self, feed: Feed, trade: Trade) -> None:
-        price = trade.price
-        amount = trade.amount
-        if not (price > 0.0 and amount > 0.0):  # also rejects NaN
-            feed.error(f"{trade.symbol}: trade with non-positive price or amount", (price, amount))
-            return
-        st = self._trades.get((feed.exchange, trade.symbol))
-        if st is None:
-            st = self._trade_state(feed.exchange, trade.symbol)
-        msg = st.trade(trade.timestamp_ns, trade.receipt_ns, price, amount, trade.side, trade.trade_id)
-        if self.emit_trade(st.topic, msg) is False:
-            feed.stats.publish_drops += 1
 
     # -- bad books -------------------------------------------------------------
     def _refused(

@@ -1,0 +1,141 @@
+"""The Pipeline's compiled FeedSink entry points (``_features.PipelineCore``) do what the Python does.
+
+``Pipeline.on_book`` and ``Pipeline.on_trade`` run in C for their usual case (a SnapshotBook's
+decoded lists read directly, a compiled topic state called directly) and call the Python rule
+(``pipeline._PipelineCorePy``) for every other one. Two pipelines, one on each, get the same random
+books (compiled and snapshot books, empty sides, crossed and locked books, non-positive and integer
+prices) and trades (bad prices and amounts, integer prices) from two feeds, with emitters that
+sometimes drop; they must emit the same messages and count the same drops, errors, crossed books and
+resyncs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentspeed_core.book import L2Book, SnapshotBook
+from latentspeed_core.marketstream import pipeline as pipeline_mod
+from latentspeed_core.marketstream.features import build_calculators
+from latentspeed_core.marketstream.pipeline import Pipeline, _PipelineCorePy
+from latentspeed_core.plugins import load_registry
+from latentspeed_core.types import Trade
+
+compiled = _PipelineCorePy not in Pipeline.__mro__
+
+
+class PythonPipeline(*(() if not compiled else (_PipelineCorePy,)), Pipeline):
+    """The Pipeline with its entry points in Python (the state stays in the compiled base's fields)."""
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.publish_drops = 0
+        self.errors = 0
+
+
+class FakeFeed:
+    """What the Pipeline reads of a feed: its name and exchange, stats, error() and resync()."""
+
+    def __init__(self, name: str) -> None:
+        self.name = self.exchange = name
+        self.stats = Stats()
+        self.said: list[tuple] = []
+
+    def error(self, reason: str, data=None) -> None:
+        self.stats.errors += 1
+        self.said.append(("error", reason, repr(data)))
+
+    def resync(self, symbol: str, reason: str) -> None:
+        self.said.append(("resync", symbol, reason))
+
+
+prices = st.one_of(
+    st.floats(90.0, 110.0).map(lambda x: round(x, 1)), st.sampled_from([0.0, -1.0, 100, 100.0])
+)  # fmt: skip
+levels = st.lists(st.tuples(prices, st.sampled_from([0.5, 1.0, 2.0])), max_size=4)
+
+
+@st.composite
+def inputs(draw) -> tuple:
+    feed = draw(st.sampled_from(["alpha", "beta"]))
+    symbol = draw(st.sampled_from(["X-Y", "Z-W"]))
+    if draw(st.integers(0, 3)):
+        kind = draw(st.sampled_from(["snapshot", "snapshot-loaded", "book"]))
+        bids = sorted({p: q for p, q in draw(levels)}.items(), reverse=True)
+        asks = sorted({p: q for p, q in draw(levels)}.items())
+        return ("book", feed, symbol, kind, [list(b) for b in bids], [list(a) for a in asks], draw(st.booleans()))
+    return ("trade", feed, symbol, draw(prices), draw(st.sampled_from([0.5, 0.0, -1.0, 2])),
+            draw(st.sampled_from(["buy", "sell"])), draw(st.booleans()))  # fmt: skip
+
+
+def make_book(kind: str, symbol: str, bids: list, asks: list):
+    if kind == "book":  # the compiled book (its top_bids is a C method): positive prices only
+        book = L2Book(symbol)
+        book.load_snapshot([b for b in bids if b[0] > 0], [a for a in asks if a[0] > 0])
+        return book
+    book = SnapshotBook(symbol)
+    if kind == "snapshot":  # lists kept as decoded: top_bids is their slice
+        book.load_sorted([list(b) for b in bids], [list(a) for a in asks])
+    else:  # a snapshot loaded into the ordinary book: top_bids is L2Book's
+        book.load_snapshot([b for b in bids if b[0] > 0], [a for a in asks if a[0] > 0])
+    return book
+
+
+REGISTRY = load_registry()
+
+
+def run(cls: type[Pipeline], script: list) -> list:
+    registry = REGISTRY
+    emitted: list = []
+    drop = [False]
+
+    def emit(topic: str, msg: dict):
+        emitted.append((topic, dict(msg)))
+        return False if drop[0] else None
+
+    pipe = cls(20, 3, build_calculators(registry, 20, 3), emit, emit)
+    feeds = {name: FakeFeed(name) for name in ("alpha", "beta")}
+    for step in script:
+        feed = feeds[step[1]]
+        if step[0] == "book":
+            _, _, symbol, kind, bids, asks, dropping = step
+            drop[0] = dropping
+            try:
+                book = make_book(kind, symbol, bids, asks)
+            except ValueError:  # levels the book refuses: not this test's subject
+                continue
+            pipe.on_book(feed, symbol, book, 1, 2)
+        else:
+            _, _, symbol, price, amount, side, dropping = step
+            drop[0] = dropping
+            pipe.on_trade(feed, Trade(feed.exchange, symbol, 1, 2, price, amount, side, "t1"))
+    return [emitted, {n: (f.stats.publish_drops, f.stats.errors, f.said) for n, f in feeds.items()}, pipe.crossed]
+
+
+@settings(max_examples=300, deadline=None)
+@given(script=st.lists(inputs(), max_size=25))
+def test_compiled_entry_points_emit_and_count_as_the_python(script):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline_mod.time, "monotonic", lambda: 1000.0)  # the crossed-book log and resync clock
+        assert run(Pipeline, script) == run(PythonPipeline, script)
+
+
+@pytest.mark.skipif(not compiled, reason="the compiled pipeline core was not built (no C compiler)")
+def test_the_pipeline_is_built_on_the_compiled_core():
+    assert PythonPipeline.on_book is _PipelineCorePy.on_book
+    assert Pipeline.on_book is not _PipelineCorePy.on_book
+
+
+def test_a_snapshot_book_is_published_from_its_decoded_lists():
+    for cls in (Pipeline, PythonPipeline):
+        out = []
+        pipe = cls(20, 2, [], lambda t, m, out=out: out.append((t, m)), lambda t, m: None)
+        book = SnapshotBook("X-Y")
+        book.load_sorted([[100.0, 1.0], [99.0, 2.0], [98.0, 3.0]], [[101.0, 1.0]])
+        pipe.on_book(FakeFeed("alpha"), "X-Y", book, 5, 6)
+        ((topic, msg),) = out
+        assert topic == "ALPHA-preprocessed_book-X-Y"
+        assert msg["bids"] == [[100.0, 1.0], [99.0, 2.0]] and msg["asks"] == [[101.0, 1.0]]
+        assert (msg["timestamp_ns"], msg["receipt_timestamp_ns"], msg["seq"]) == (5, 6, 1)
