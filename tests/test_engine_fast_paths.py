@@ -8,7 +8,7 @@ import pytest
 
 from latentspeed_core.book import L2Book, SnapshotBook
 from latentspeed_core.engine.core import Engine
-from latentspeed_core.engine.orders import OrderManager, OrderState
+from latentspeed_core.engine.orders import OPEN, OrderManager, OrderState
 from latentspeed_core.engine.risk import LimitConfig, MaxPosition, RiskEngine
 from latentspeed_core.engine.strategy import Strategy
 from latentspeed_core.types import ExecType, ExecutionReport, OrdType, RejectReason, Side, TimeInForce
@@ -44,7 +44,7 @@ def _report(st: OrderState, et: ExecType, cum: float, leaves: float, px: float =
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_open_qty_kept_incrementally_equals_the_sum_over_open_orders(seed):
+def test_open_qty_and_is_open_kept_incrementally_equal_what_they_summarise(seed):
     rng = random.Random(seed)
     om = OrderManager()
     symbols = ("BTC-USD", "ETH-USD")
@@ -81,6 +81,8 @@ def test_open_qty_kept_incrementally_equals_the_sum_over_open_orders(seed):
         for sym in symbols:
             for side in (Side.BUY, Side.SELL):
                 assert om.open_qty(sym, side) == pytest.approx(brute(sym, side), abs=1e-9), (step, sym, side)
+        # is_open is an attribute kept with every status change (strategies read it on every book)
+        assert all(o.is_open == (o.status in OPEN) for o in om.orders.values()), step
 
 
 class _CorkVenue(Venue):

@@ -89,6 +89,7 @@ class OrderState:
         "first_fill_ns",
         "final_ns",
         "recorded",
+        "is_open",
     )
 
     def __init__(
@@ -130,10 +131,10 @@ class OrderState:
         self.first_fill_ns: int | None = None
         self.final_ns = 0
         self.recorded = False
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN
+        #: ``status in OPEN``: the order may still rest on the venue. Kept by the order manager with
+        #: every status change (an attribute, not a property: strategies read it on every book, and
+        #: a property is a call).
+        self.is_open = True
 
     @property
     def status_name(self) -> str:
@@ -330,7 +331,7 @@ class OrderManager:
                 self._retire(st.cl_ord_id)
             elif old == UNKNOWN:
                 self.open[st.cl_ord_id] = st
-        new_open = st.status in OPEN
+        new_open = st.is_open = st.status in OPEN
         if old_open or new_open:
             dq = (st.leaves_qty if new_open else 0.0) - (old_leaves if old_open else 0.0)
             if dq or old_open != new_open:
@@ -346,6 +347,7 @@ class OrderManager:
         lost = list(self.open.values())
         for st in lost:
             st.status = UNKNOWN
+            st.is_open = False
             st.final_ns = now_ns
             st.cancel_pending = False
         self.open.clear()
