@@ -255,7 +255,14 @@ class PaperVenue(_PaperCore, Venue):
             due, _seq, fn, args = pop(heap)
             saved = self.now
             self.now = due  # the action happens at its own time (reports stamp it, sends leave then)
-            fn(*args)
+            if fn is None:  # a report reaching the engine (most actions), stamped with its arrival
+                args.receipt_ns = due
+                self.reports += 1
+                listener = self._listener
+                if listener is not None:
+                    listener.on_execution_report(args)
+            else:
+                fn(*args)
             self.now = saved if saved > due else due
 
     def _schedule(self, due: int, fn, *args) -> None:
@@ -365,16 +372,9 @@ class PaperVenue(_PaperCore, Venue):
         self._last_due = due
         # _schedule, inlined (one report per ack, fill and cancel)
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, self._deliver, (report,)))
+        heapq.heappush(self._heap, (due, self._seq, None, report))  # None: a report (see _run_due)
         if self._loop is not None and self._timer is None:
             self._arm(self._loop)
-
-    def _deliver(self, report: ExecutionReport) -> None:
-        report.receipt_ns = self.now
-        self.reports += 1
-        listener = self._listener
-        if listener is not None:
-            listener.on_execution_report(report)
 
 
 def _fixed(levels) -> list[list[int]]:
