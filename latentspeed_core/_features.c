@@ -757,7 +757,9 @@ emit(PyObject *fn, PyObject *st, PyObject *msg, PyObject *feed)
     if (!topic)
         return NULL;
     PyObject *call[2] = {topic, msg};
+    Py_INCREF(fn); /* held through the call, as Python holds it: the emitter may be replaced meanwhile */
     PyObject *r = PyObject_Vectorcall(fn, call, 2, NULL);
+    Py_DECREF(fn);
     Py_DECREF(topic);
     if (!r)
         return NULL;
@@ -798,14 +800,15 @@ Pipe_on_book(PipelineCore *self, PyObject *const *args, Py_ssize_t nargs)
             PyErr_Clear();
         return pipe_fallback(py_pipe_book, (PyObject *)self, args, nargs);
     }
-    PyObject *feed = args[0], *symbol = args[1], *book = args[2], *n = self->depth_levels;
+    PyObject *feed = args[0], *symbol = args[1], *book = args[2], *n = Py_NewRef(self->depth_levels);
     PyObject *bids = top_of(book, s_top_bids, o_snap_bids, n, nn), *asks = NULL, *st = NULL, *msg = NULL, *ret = NULL;
     if (!bids)
-        return NULL;
+        goto done;
     int have = PyList_CheckExact(bids) ? PyList_GET_SIZE(bids) > 0 : PyObject_IsTrue(bids);
     if (have <= 0) {
-        Py_DECREF(bids);
-        return have < 0 ? NULL : Py_NewRef(Py_None); /* no book message while a side is empty */
+        if (!have)
+            ret = Py_NewRef(Py_None); /* no book message while a side is empty */
+        goto done;
     }
     asks = top_of(book, s_top_asks, o_snap_asks, n, nn);
     if (!asks)
@@ -838,6 +841,7 @@ Pipe_on_book(PipelineCore *self, PyObject *const *args, Py_ssize_t nargs)
     }
     ret = emit(self->emit_book, st, msg, feed);
 done:
+    Py_DECREF(n);
     Py_XDECREF(bids);
     Py_XDECREF(asks);
     Py_XDECREF(st);

@@ -139,3 +139,22 @@ def test_a_snapshot_book_is_published_from_its_decoded_lists():
         assert topic == "ALPHA-preprocessed_book-X-Y"
         assert msg["bids"] == [[100.0, 1.0], [99.0, 2.0]] and msg["asks"] == [[101.0, 1.0]]
         assert (msg["timestamp_ns"], msg["receipt_timestamp_ns"], msg["seq"]) == (5, 6, 1)
+
+
+def test_an_emitter_that_replaces_itself_while_called_is_kept_alive_through_the_call():
+    """The compiled on_book holds the emitter while calling it, as Python does: an emitter that swaps
+    the pipeline's emitter (dropping the last reference to itself) returns normally."""
+    out = []
+
+    class Once:
+        def __call__(self, topic, msg):
+            pipe.emit_book = lambda t, m: out.append("second")
+            junk = [object() for _ in range(1000)]  # reuse the freed memory, were it freed
+            out.append(("first", len(junk), type(self).__name__))
+
+    pipe = Pipeline(20, 2, [], Once(), lambda t, m: None)
+    book = SnapshotBook("X-Y")
+    for _ in range(2):
+        book.load_sorted([[100.0, 1.0]], [[101.0, 1.0]])
+        pipe.on_book(FakeFeed("alpha"), "X-Y", book, 1, 2)
+    assert out == [("first", 1000, "Once"), "second"]
