@@ -235,12 +235,16 @@ def run_backtest(
     # The compiled merge takes the usual records itself (frames between timers and samples: what
     # this loop does with them, without a Python turn each); the loop below owns every other rule.
     run_frames = getattr(merged, "frames", None)
-    # A feed that records nothing and keeps Feed.deliver_frame gets it inlined by the merge.
-    fns = [
-        (f.on_frame, f) if f.recorder is None and type(f).deliver_frame is Feed.deliver_frame else frame_of[name]
-        for name, _path in sources
-        for f in (by_name[name],)
-    ]
+
+    def frame_input(name: str):
+        """What Merge.frames() calls with a feed's frames: (on_frame, feed) has it inline
+        Feed.deliver_frame, for a feed that records nothing and does not override it."""
+        f = by_name[name]
+        if f.recorder is None and type(f).deliver_frame is Feed.deliver_frame:
+            return (f.on_frame, f)
+        return frame_of[name]
+
+    fns = [frame_input(name) for name, _path in sources]
     lo = t_from if t_from is not None else -(1 << 63)
     hi = t_to if t_to is not None else (1 << 63) - 1
     for t, name, rec in merged:
