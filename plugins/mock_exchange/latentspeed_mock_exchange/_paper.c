@@ -17,6 +17,8 @@
  *   after the usual case (running due actions, a book or trade that fills), is the Python of
  *   paper._PaperCorePy, called with the same arguments (what the C did first is idempotent: the
  *   clock moved to the message's time, due actions run, a symbol's stale marks dropped).
+ *   Also send_report (matching.Owner's): a report built and scheduled for the engine, for constant
+ *   latencies; anything else is _PaperCorePy.send_report before anything is done.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -379,10 +381,16 @@ book_moved(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 typedef struct {
     PyObject_HEAD
     PyObject *now, *matcher, *heap, *symbols, *stale, *partial, *pending, *latencies, *queue, *skip_front;
+    /* what send_report touches */
+    PyObject *by_id, *response_ns, *response, *last_due, *seq, *loop, *timer;
 } CoreObject;
 
 /* paper._PaperCorePy's advance, on_book_message and on_trade_message: the rule for every case. */
-static PyObject *py_advance, *py_on_book, *py_on_trade;
+static PyObject *py_advance, *py_on_book, *py_on_trade, *py_send_report;
+/* send_report's ExecutionReport: the class, its 14 slots in field order, and the enum tuples */
+static PyTypeObject *report_type;
+static Py_ssize_t o_report[14];
+static PyObject *sides, *exec_types, *reasons, *heappush, *str_arm;
 static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *str_side, *str_amount, *str_buy,
     *str_run_due, *str_fills_resting, *str_on_trade;
 
@@ -601,6 +609,121 @@ core_on_trade(CoreObject *self, PyObject *msg)
     Py_RETURN_NONE;
 }
 
+/* matching.Owner.send_report: a report built and scheduled to reach the engine after the response
+ * latency, in the order the venue made it (see paper._PaperCorePy.send_report, the rule for every
+ * case this does not take: drawn latencies, numbers beyond 2**53, anything of another type). The
+ * ExecutionReport's slots are set directly: its dataclass __init__ only assigns them. */
+static PyObject *
+core_send_report(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t sid, side, et, reason, px, lq, leaves, cum, now, response, last, seq;
+    if (nargs != 13 || !report_type || !heappush || self->latencies != Py_None || !self->by_id ||
+        !PyList_CheckExact(self->by_id) || !self->heap || !PyList_CheckExact(self->heap) ||
+        as_i64(args[3], &sid) < 0 || as_i64(args[4], &side) < 0 || as_i64(args[5], &et) < 0 ||
+        small_int(args[6], &px) < 0 || small_int(args[7], &lq) < 0 || small_int(args[8], &leaves) < 0 ||
+        small_int(args[9], &cum) < 0 || as_i64(args[10], &reason) < 0 || as_i64(args[11], &now) < 0 ||
+        as_i64(self->response_ns, &response) < 0 || as_i64(self->last_due, &last) < 0 ||
+        as_i64(self->seq, &seq) < 0 || et < 0 || et >= PyTuple_GET_SIZE(exec_types) || reason < 0 ||
+        reason >= PyTuple_GET_SIZE(reasons) || (response > 0 && now > INT64_MAX - response) ||
+        (response < 0 && now < INT64_MIN - response) || seq == INT64_MAX) {
+        if (!py_send_report) {
+            PyErr_SetString(PyExc_RuntimeError, "_paper: bind_core() was not called");
+            return NULL;
+        }
+        PyObject *stack[14];
+        if (nargs > 13) {
+            PyErr_SetString(PyExc_TypeError, "send_report takes 13 arguments");
+            return NULL;
+        }
+        stack[0] = (PyObject *)self;
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            stack[i + 1] = args[i];
+        return PyObject_Vectorcall(py_send_report, stack, nargs + 1, NULL);
+    }
+    PyObject *name = NULL;
+    if (0 < sid && sid < PyList_GET_SIZE(self->by_id)) {
+        PyObject *sym = PyList_GET_ITEM(self->by_id, sid);
+        if (!sym_type || !Py_IS_TYPE(sym, sym_type) || !(name = SLOT(sym, o_name))) {
+            PyErr_SetString(PyExc_TypeError, "send_report: the symbol table holds something else");
+            return NULL;
+        }
+    }
+    PyObject *v[14] = {
+        Py_NewRef(args[0]), Py_NewRef(args[1]), Py_NewRef(args[2]),
+        name ? Py_NewRef(name) : PyUnicode_FromStringAndSize("", 0),
+        Py_NewRef(PyTuple_GET_ITEM(sides, side & 1)), Py_NewRef(PyTuple_GET_ITEM(exec_types, et)),
+        PyFloat_FromDouble((double)px / scale), PyFloat_FromDouble((double)lq / scale),
+        PyFloat_FromDouble((double)leaves / scale), PyFloat_FromDouble((double)cum / scale),
+        Py_NewRef(PyTuple_GET_ITEM(reasons, reason)), Py_NewRef(args[11]), PyLong_FromLong(0), Py_NewRef(args[12]),
+    };  /* clang-format: the ExecutionReport fields, in order */
+    PyObject *report = NULL;
+    int ok = 1;
+    for (int i = 0; i < 14; i++)
+        ok &= v[i] != NULL;
+    if (ok)
+        report = report_type->tp_alloc(report_type, 0);
+    if (!report) {
+        for (int i = 0; i < 14; i++)
+            Py_XDECREF(v[i]);
+        return NULL;
+    }
+    for (int i = 0; i < 14; i++)
+        SLOT(report, o_report[i]) = v[i]; /* the references move into the slots */
+    /* reports leave in the order the venue made them (one stream, as a venue's connection is) */
+    int64_t due = now + response;
+    if (due < last)
+        due = last;
+    PyObject *due_o = PyLong_FromLongLong(due), *seq_o = PyLong_FromLongLong(seq + 1), *entry = NULL, *r = NULL;
+    if (due_o && seq_o)
+        entry = PyTuple_Pack(4, due_o, seq_o, Py_None, report);
+    if (entry) {
+        Py_SETREF(self->last_due, Py_NewRef(due_o));
+        Py_SETREF(self->seq, Py_NewRef(seq_o));
+        PyObject *call[2] = {self->heap, entry};
+        r = PyObject_Vectorcall(heappush, call, 2, NULL);
+    }
+    Py_XDECREF(due_o);
+    Py_XDECREF(seq_o);
+    Py_XDECREF(entry);
+    Py_DECREF(report);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    if (self->loop && self->loop != Py_None && self->timer == Py_None) {
+        PyObject *loop = Py_NewRef(self->loop);
+        r = PyObject_CallMethodOneArg((PyObject *)self, str_arm, loop);
+        Py_DECREF(loop);
+        if (!r)
+            return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+/* bind_report(ExecutionReport, sides, exec_types, reasons, heappush): what send_report builds with. */
+static PyObject *
+bind_report(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 2 ||
+        !PyTuple_CheckExact(args[2]) || !PyTuple_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "bind_report(ExecutionReport, sides, exec_types, reasons, heappush)");
+        return NULL;
+    }
+    static const char *fields[14] = {"cl_ord_id", "order_id", "exec_id", "symbol", "side", "exec_type", "last_px",
+                                     "last_qty", "leaves_qty", "cum_qty", "reject_reason", "timestamp_ns",
+                                     "receipt_ns", "liquidity"};
+    PyTypeObject *t = (PyTypeObject *)args[0];
+    for (int i = 0; i < 14; i++)
+        if (slot_offset(t, fields[i], &o_report[i]) < 0)
+            return NULL;
+    Py_XSETREF(report_type, (PyTypeObject *)Py_NewRef(t));
+    Py_XSETREF(sides, Py_NewRef(args[1]));
+    Py_XSETREF(exec_types, Py_NewRef(args[2]));
+    Py_XSETREF(reasons, Py_NewRef(args[3]));
+    Py_XSETREF(heappush, Py_NewRef(args[4]));
+    Py_RETURN_NONE;
+}
+
 static int
 core_traverse(CoreObject *self, visitproc visit, void *arg)
 {
@@ -614,6 +737,13 @@ core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->latencies);
     Py_VISIT(self->queue);
     Py_VISIT(self->skip_front);
+    Py_VISIT(self->by_id);
+    Py_VISIT(self->response_ns);
+    Py_VISIT(self->response);
+    Py_VISIT(self->last_due);
+    Py_VISIT(self->seq);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->timer);
     return 0;
 }
 
@@ -630,6 +760,13 @@ core_clear(CoreObject *self)
     Py_CLEAR(self->latencies);
     Py_CLEAR(self->queue);
     Py_CLEAR(self->skip_front);
+    Py_CLEAR(self->by_id);
+    Py_CLEAR(self->response_ns);
+    Py_CLEAR(self->response);
+    Py_CLEAR(self->last_due);
+    Py_CLEAR(self->seq);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->timer);
     return 0;
 }
 
@@ -652,6 +789,13 @@ static PyMemberDef core_members[] = {
     {"_latencies", T_OBJECT_EX, offsetof(CoreObject, latencies), 0, NULL},
     {"_queue", T_OBJECT_EX, offsetof(CoreObject, queue), 0, NULL},
     {"_skip_front", T_OBJECT_EX, offsetof(CoreObject, skip_front), 0, NULL},
+    {"_by_id", T_OBJECT_EX, offsetof(CoreObject, by_id), 0, NULL},
+    {"_response_ns", T_OBJECT_EX, offsetof(CoreObject, response_ns), 0, NULL},
+    {"_response", T_OBJECT_EX, offsetof(CoreObject, response), 0, NULL},
+    {"_last_due", T_OBJECT_EX, offsetof(CoreObject, last_due), 0, NULL},
+    {"_seq", T_OBJECT_EX, offsetof(CoreObject, seq), 0, NULL},
+    {"_loop", T_OBJECT_EX, offsetof(CoreObject, loop), 0, NULL},
+    {"_timer", T_OBJECT_EX, offsetof(CoreObject, timer), 0, NULL},
     {NULL},
 };
 
@@ -659,6 +803,8 @@ static PyMethodDef core_methods[] = {
     {"advance", (PyCFunction)core_advance, METH_O, "Simulated time moves to now_ns (see paper._PaperCorePy)."},
     {"on_book_message", (PyCFunction)core_on_book, METH_O, "A book message, before the engine sees it."},
     {"on_trade_message", (PyCFunction)core_on_trade, METH_O, "A trade message, before the engine sees it."},
+    {"send_report", (PyCFunction)(void (*)(void))core_send_report, METH_FASTCALL,
+     "matching.Owner.send_report (see paper._PaperCorePy)."},
     {NULL},
 };
 
@@ -678,19 +824,23 @@ static PyTypeObject CoreType = {
 static PyObject *
 bind_core(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "bind_core(advance, on_book_message, on_trade_message)");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "bind_core(advance, on_book_message, on_trade_message, send_report)");
         return NULL;
     }
     Py_XSETREF(py_advance, Py_NewRef(args[0]));
     Py_XSETREF(py_on_book, Py_NewRef(args[1]));
     Py_XSETREF(py_on_trade, Py_NewRef(args[2]));
+    Py_XSETREF(py_send_report, Py_NewRef(args[3]));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"bind_core", (PyCFunction)(void (*)(void))bind_core, METH_FASTCALL,
-     "bind_core(advance, on_book_message, on_trade_message): the Python each entry point falls back to."},
+     "bind_core(advance, on_book_message, on_trade_message, send_report): the Python each entry point falls "
+     "back to."},
+    {"bind_report", (PyCFunction)(void (*)(void))bind_report, METH_FASTCALL,
+     "bind_report(ExecutionReport, sides, exec_types, reasons, heappush): what send_report builds with."},
     {"fixed", fixed, METH_O,
      "fixed(levels) -> [[round(price * scale), round(qty * scale)], ...], or None (not handled)."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
@@ -718,7 +868,7 @@ PyInit__paper(void)
         {&str_receipt, "receipt_timestamp_ns"}, {&str_symbol, "symbol"}, {&str_bids, "bids"}, {&str_asks, "asks"},
         {&str_price, "price"}, {&str_side, "side"}, {&str_amount, "amount"}, {&str_buy, "buy"},
         {&str_run_due, "_run_due"}, {&str_fills_resting, "_fills_resting"}, {&str_on_trade, "on_trade"},
-        {&str_depth, "depth"},
+        {&str_depth, "depth"}, {&str_arm, "_arm"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!*names[i].s && !(*names[i].s = PyUnicode_InternFromString(names[i].v)))

@@ -35,6 +35,7 @@ try:
         raise ImportError("LATENTSPEED_PURE_PYTHON is set")
     from ._paper import PaperCore as _CompiledCore
     from ._paper import bind_core as _bind_core
+    from ._paper import bind_report as _bind_report
 except ImportError:  # built without a C compiler: _PaperCorePy, the same results
     _CompiledCore = None
 
@@ -45,11 +46,12 @@ _REASONS = tuple(RejectReason)
 
 
 class _PaperCorePy:
-    """The paper venue's market-data entry points: the rule, in Python.
+    """The paper venue's market-data entry points and its report scheduling: the rule, in Python.
 
     ``_paper.PaperCore`` (C) is this for the usual case, with the state these touch in its own
     fields, and calls these for every other case (they repeat what it did first, which is
-    idempotent); without the extension :class:`PaperVenue` is built on this class instead."""
+    idempotent; ``send_report`` hands over before doing anything); without the extension
+    :class:`PaperVenue` is built on this class instead."""
 
     def advance(self, now_ns: int) -> None:
         """Simulated time moves to ``now_ns`` (backtests; live, the wall-clock timer)."""
@@ -112,8 +114,29 @@ class _PaperCorePy:
                         self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_SELL)
 
 
+    # -- matching.Owner ------------------------------------------------------------------------------
+    def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity) -> None:
+        by_id = self._by_id
+        sym = by_id[sid] if 0 < sid < len(by_id) else None
+        report = ExecutionReport(
+            cl, oid, xid, sym.name if sym is not None else "", _SIDES[side & 1], _EXEC_TYPES[et], px / _SCALE,
+            lq / _SCALE, leaves / _SCALE, cum / _SCALE, _REASONS[reason], now, 0, liquidity,
+        )  # fmt: skip
+        # Reports leave in the order the venue made them (one stream, as a venue's connection is).
+        due = now + (self._response if self._latencies is not None else self._response_ns)
+        if due < self._last_due:
+            due = self._last_due
+        self._last_due = due
+        # _schedule, inlined (one report per ack, fill and cancel)
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, None, report))  # None: a report (see _run_due)
+        if self._loop is not None and self._timer is None:
+            self._arm(self._loop)
+
+
 if _CompiledCore is not None:
-    _bind_core(_PaperCorePy.advance, _PaperCorePy.on_book_message, _PaperCorePy.on_trade_message)
+    _bind_core(_PaperCorePy.advance, _PaperCorePy.on_book_message, _PaperCorePy.on_trade_message, _PaperCorePy.send_report)
+    _bind_report(ExecutionReport, _SIDES, _EXEC_TYPES, _REASONS, heapq.heappush)
     _PaperCore = _CompiledCore
 else:
     _PaperCore = _PaperCorePy
@@ -135,6 +158,10 @@ class PaperVenue(_PaperCore, Venue):
         self._latencies = load_latencies(cfg.latency_file) if cfg.latency_file else None
         self._entry_ns = round(cfg.entry_latency_us * 1000)
         self._response_ns = round(cfg.response_latency_us * 1000)
+        #: Response latency of the action being handled (an arrival's, or one drawn per market event).
+        self._response = 0
+        #: When the last report reaches the engine: reports never overtake one another.
+        self._last_due = 0
         # Pending actions: (due_ns, seq, fn, args); seq keeps equal times in the order they were made.
         self._heap: list = []
         self._seq = 0
@@ -345,11 +372,7 @@ class PaperVenue(_PaperCore, Venue):
     #: The per-book work compiled (``matching.book_moved_compiled``), or None: Matcher.book_moved.
     _book_moved_compiled = staticmethod(book_moved_compiled) if book_moved_compiled is not None else None
 
-    # -- matching.Owner ------------------------------------------------------------------------------
-    #: Response latency of the action being handled (an arrival's, or one drawn per market event).
-    _response = 0
-    _last_due = 0
-
+    # -- matching.Owner (send_report: _PaperCorePy) ---------------------------------------------------
     def claim_id(self, cl_ord_id: int) -> bool:
         ids = self._ids
         hi = ids.hi
@@ -357,24 +380,6 @@ class PaperVenue(_PaperCore, Venue):
             ids.hi = cl_ord_id  # UsedIds.claim's usual case (the next id), inlined
             return True
         return ids.claim(cl_ord_id)
-
-    def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity) -> None:
-        by_id = self._by_id
-        sym = by_id[sid] if 0 < sid < len(by_id) else None
-        report = ExecutionReport(
-            cl, oid, xid, sym.name if sym is not None else "", _SIDES[side & 1], _EXEC_TYPES[et], px / _SCALE,
-            lq / _SCALE, leaves / _SCALE, cum / _SCALE, _REASONS[reason], now, 0, liquidity,
-        )  # fmt: skip
-        # Reports leave in the order the venue made them (one stream, as a venue's connection is).
-        due = now + (self._response if self._latencies is not None else self._response_ns)
-        if due < self._last_due:
-            due = self._last_due
-        self._last_due = due
-        # _schedule, inlined (one report per ack, fill and cancel)
-        self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, None, report))  # None: a report (see _run_due)
-        if self._loop is not None and self._timer is None:
-            self._arm(self._loop)
 
 
 def _fixed(levels) -> list[list[int]]:
