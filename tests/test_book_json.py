@@ -72,6 +72,33 @@ def test_real_venue_shapes(parse):
     assert parse(memoryview(b'[["3","4"]]')) == [(3.0, 4.0)]
 
 
+def test_one_load_numbers_read_as_float_at_every_length():
+    """The compiled reader takes a quoted number with up to 7 digits before the point and 8 after in
+    one load per part (both parts in one conversion when 8 digits hold them), where the bytes after
+    it can be read; every length around those limits, leading zeros, and each place the array can
+    end (fewer bytes left than a load) read exactly as float() does."""
+    texts = []
+    for n in range(0, 10):
+        for f in [None, *range(0, 11)]:
+            whole = "".join(str((i * 7 + 3) % 10) for i in range(n))
+            for lead in ("", "0"):
+                t = lead + whole + ("" if f is None else "." + "".join(str((i * 3 + 1) % 10) for i in range(f)))
+                texts.append(t)
+    texts += ["0", "0.0", "0.00000001", "9999999.99999999", "10000000.5", "1.123456789", "00", "01.5", "."]
+    for t in texts:
+        for raw in (f'[["{t}","{t}"],["1","2"]]', f'[["1","{t}"]]', f'[["{t}","1"]]', f'[["{t}",  "1"]]'):
+            try:
+                want = [(float(p), float(q)) for p, q in json.loads(raw)]
+            except ValueError:
+                want = None
+            for parse in PARSERS:
+                try:
+                    got = parse(raw.encode())
+                except ValueError:
+                    got = None
+                assert got == want, (parse, raw)
+
+
 @pytest.mark.parametrize("parse", PARSERS)
 @pytest.mark.parametrize(
     "raw",
