@@ -187,6 +187,12 @@ typedef struct {
     Py_ssize_t wlen;
     double edge; /* +inf: every level is in the window */
     int neg;     /* 1 for bids */
+    /* top_of's last answer: its [price, qty] lists and their keys, ascending. An unchanged level is
+     * the same list in the next answer (checked intact), not a new one: a book message's levels
+     * are mostly the previous message's. */
+    PyObject **pairs;
+    double *pair_keys;
+    Py_ssize_t npairs, pairs_cap;
 } Side;
 
 /* In-place sorting and selection of doubles (no comparator callback: ~5x faster than qsort). */
@@ -919,6 +925,13 @@ side_free(Side *s)
     map_free(&s->map);
     PyMem_Free(s->win);
     s->win = NULL;
+    for (Py_ssize_t i = 0; i < s->npairs; i++)
+        Py_DECREF(s->pairs[i]);
+    PyMem_Free(s->pairs);
+    PyMem_Free(s->pair_keys);
+    s->pairs = NULL;
+    s->pair_keys = NULL;
+    s->npairs = s->pairs_cap = 0;
 }
 
 static void
@@ -1542,6 +1555,38 @@ Book_best_ask(BookObject *self, PyObject *unused)
     return best_of(&self->asks);
 }
 
+/* top_of answers at most this deep are kept for the next one (a message's depth is ~10) */
+#define TOP_CACHE_MAX 64
+
+/* A fresh [p, q]. */
+static PyObject *
+new_pair(double p, double q)
+{
+    PyObject *lv = PyList_New(2);
+    if (!lv)
+        return NULL;
+    PyObject *po = PyFloat_FromDouble(p), *qo = PyFloat_FromDouble(q);
+    if (po)
+        PyList_SET_ITEM(lv, 0, po);
+    if (qo)
+        PyList_SET_ITEM(lv, 1, qo);
+    if (!po || !qo) {
+        Py_DECREF(lv);
+        return NULL;
+    }
+    return lv;
+}
+
+/* lv is still exactly [p, q] (a consumer may have changed a list it was given: then it is not reused). */
+static inline int
+pair_holds(PyObject *lv, double p, double q)
+{
+    if (!PyList_CheckExact(lv) || PyList_GET_SIZE(lv) != 2)
+        return 0;
+    PyObject *a = PyList_GET_ITEM(lv, 0), *b = PyList_GET_ITEM(lv, 1);
+    return PyFloat_CheckExact(a) && PyFloat_CheckExact(b) && PyFloat_AS_DOUBLE(a) == p && PyFloat_AS_DOUBLE(b) == q;
+}
+
 static PyObject *
 top_of(Side *s, PyObject *arg)
 {
@@ -1552,6 +1597,7 @@ top_of(Side *s, PyObject *arg)
         n = 0;
     const double *keys = s->win;
     double *sorted = NULL;
+    PyObject *out = NULL;
     Py_ssize_t have = s->wlen;
     if (n > have && s->edge != INFINITY) { /* deeper than the window: sort (rare, correct) */
         sorted = side_sorted_keys(s);
@@ -1562,23 +1608,51 @@ top_of(Side *s, PyObject *arg)
     }
     if (n > have)
         n = have;
-    PyObject *out = PyList_New(n);
-    if (!out)
+    if (!(out = PyList_New(n)))
         goto fail;
+    if (n > TOP_CACHE_MAX) { /* a deep read (an export, a snapshot): nothing to keep */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double p = key_price(s, keys[i]);
+            PyObject *lv = new_pair(p, side_qty(s, p));
+            if (!lv)
+                goto fail;
+            PyList_SET_ITEM(out, i, lv);
+        }
+        PyMem_Free(sorted);
+        return out;
+    }
+    if (n > s->pairs_cap) {
+        PyObject **pv = PyMem_Realloc(s->pairs, sizeof(PyObject *) * (size_t)n);
+        if (pv)
+            s->pairs = pv;
+        double *kv = pv ? PyMem_Realloc(s->pair_keys, sizeof(double) * (size_t)n) : NULL;
+        if (!kv) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        s->pair_keys = kv;
+        s->pairs_cap = n;
+    }
+    Py_ssize_t j = 0, old_n = s->npairs;
     for (Py_ssize_t i = 0; i < n; i++) {
-        double p = key_price(s, keys[i]);
-        PyObject *lv = PyList_New(2);
-        if (!lv)
+        double k = keys[i], p = key_price(s, k), q = side_qty(s, p);
+        PyObject *lv = NULL;
+        while (j < old_n && s->pair_keys[j] < k)
+            j++;
+        if (j < old_n && s->pair_keys[j] == k && pair_holds(s->pairs[j], p, q))
+            lv = Py_NewRef(s->pairs[j]);
+        else if (!(lv = new_pair(p, q)))
             goto fail;
         PyList_SET_ITEM(out, i, lv);
-        PyObject *po = PyFloat_FromDouble(p), *qo = PyFloat_FromDouble(side_qty(s, p));
-        if (po)
-            PyList_SET_ITEM(lv, 0, po);
-        if (qo)
-            PyList_SET_ITEM(lv, 1, qo);
-        if (!po || !qo)
-            goto fail;
     }
+    /* the new answer becomes the cache */
+    for (Py_ssize_t i = 0; i < old_n; i++)
+        Py_DECREF(s->pairs[i]);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        s->pairs[i] = Py_NewRef(PyList_GET_ITEM(out, i));
+        s->pair_keys[i] = keys[i];
+    }
+    s->npairs = n;
     PyMem_Free(sorted);
     return out;
 fail:

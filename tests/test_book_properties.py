@@ -128,3 +128,47 @@ def test_clear_and_reload(cls, ops):
     check(book, Ref())
     book.load_snapshot([(1.0, 2.0), (1.5, 0.0)], [(2.0, 1.0)])
     check(book, Ref([(1.0, 2.0)], [(2.0, 1.0)]))
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+@settings(max_examples=60, deadline=None)
+@given(bids=levels, asks=levels, ops=updates, n=st.sampled_from([1, 3, 10, 64]), spoil=st.integers(0, 6))
+def test_top_levels_after_every_update_even_when_a_consumer_changed_them(cls, bids, asks, ops, n, spoil):
+    """The compiled book answers top_bids/top_asks with the previous answer's [price, qty] lists for
+    levels that did not change (a message's levels are mostly the last one's). Every answer is still
+    the book's, whatever a consumer did to the lists it was given before."""
+    book, ref = cls("X-Y"), Ref(bids, asks)
+    book.load_snapshot(bids, asks)
+    last_b, last_a = book.top_bids(n), book.top_asks(n)
+    for i, (is_bid, p, q) in enumerate(ops):
+        book.set(is_bid, p, q)
+        ref.set(is_bid, p, q)
+        got_b, got_a = book.top_bids(n), book.top_asks(n)
+        assert got_b == [list(x) for x in sorted(ref.bids.items(), reverse=True)[:n]]
+        assert got_a == [list(x) for x in sorted(ref.asks.items())[:n]]
+        if cls is not PyL2Book:  # unchanged levels are the same lists; changed ones are new
+            for got, last in ((got_b, last_b), (got_a, last_a)):
+                before = {id(lv): tuple(lv) for lv in last}
+                for lv in got:
+                    assert before.get(id(lv), tuple(lv)) == tuple(lv)
+        if got_b and i % 7 == spoil:  # a consumer changes what it was given
+            got_b[0][1] = -1.0
+            if len(got_b) > 1:
+                got_b[1].append(0.0)
+        last_b, last_a = got_b, got_a
+    assert book.top_bids(n) == [list(x) for x in sorted(ref.bids.items(), reverse=True)[:n]]
+
+
+def test_unchanged_top_levels_are_the_previous_answers_lists():
+    if CL2Book is None:
+        pytest.skip("no compiled book in this build")
+    book = CL2Book("X-Y")
+    book.load_snapshot([(100.0, 1.0), (99.0, 2.0), (98.0, 3.0)], [(101.0, 1.0)])
+    first = book.top_bids(3)
+    book.set_bid(99.0, 5.0)
+    second = book.top_bids(3)
+    assert second == [[100.0, 1.0], [99.0, 5.0], [98.0, 3.0]]
+    assert second[0] is first[0] and second[2] is first[2] and second[1] is not first[1]
+    second[0][1] = 7.0  # changed by a consumer: not handed out again
+    third = book.top_bids(3)
+    assert third == [[100.0, 1.0], [99.0, 5.0], [98.0, 3.0]] and third[0] is not second[0]
