@@ -47,9 +47,6 @@ class MarketMaker(Strategy):
         self._quotes = {s: _Quote() for s in self.symbols}
 
     def on_book(self, msg: dict) -> None:
-        ctx = self.ctx
-        if not ctx.ready:
-            return
         sym = msg["symbol"]
         mid = msg.get("midpoint")
         if not mid:
@@ -60,6 +57,9 @@ class MarketMaker(Strategy):
         ask_live = q.ask is not None and q.ask.is_open
         moved = abs(mid - q.mid) * 10_000.0 >= p.requote_bps * mid if q.mid else True
         if bid_live and ask_live and not moved:
+            return  # both quotes rest where they should (most books)
+        ctx = self.ctx
+        if not ctx.ready:  # venue down or trading halted: change nothing until it is back
             return
         pos = ctx.position(sym).qty
         tick, lot = ctx.instrument(sym)

@@ -23,6 +23,29 @@ def test_market_maker_quotes_both_sides_around_mid(make_engine, md):
     assert [o.price for o in venue.orders[2:]] == [pytest.approx(99.99), pytest.approx(102.01)]
 
 
+def test_market_maker_changes_nothing_while_not_ready_and_quotes_when_back(make_engine, md):
+    """Venue down or trading halted: no order, no cancel, and the quotes are not moved in its mind
+    either: once ready, the next book requotes from where it last quoted."""
+    mm = MarketMaker(MarketMakerParams(qty=0.5, half_spread_bps=100, requote_bps=50, skew_bps=0))
+    engine, venue = make_engine(mm)
+    venue.connected = False
+    engine.on_book(md.book(bid=99.0, ask=101.0))
+    assert not venue.orders and not venue.cancels
+    venue.connected = True
+    engine.on_book(md.book(bid=99.0, ask=101.0))
+    bid, ask = venue.orders
+    venue.connected = False
+    engine.on_book(md.book(bid=100.0, ask=102.0))  # moved ~100 bps, but the venue is down
+    assert len(venue.orders) == 2 and not venue.cancels
+    venue.connected = True
+    engine.on_book(md.book(bid=100.0, ask=102.0))  # back: the move is seen now
+    assert sorted(venue.cancels) == sorted([bid.cl_ord_id, ask.cl_ord_id])
+    assert [o.price for o in venue.orders[2:]] == [pytest.approx(99.99), pytest.approx(102.01)]
+    engine.trading_enabled = False  # halted (the kill switch's flag)
+    engine.on_book(md.book(bid=110.0, ask=112.0))
+    assert len(venue.orders) == 4 and len(venue.cancels) == 2
+
+
 def test_market_maker_skews_against_inventory_and_respects_max_position(make_engine, md):
     mm = MarketMaker(
         MarketMakerParams(qty=1.0, half_spread_bps=100, requote_bps=10, skew_bps=50, max_position=1.0)
