@@ -1645,14 +1645,18 @@ top_of(Side *s, PyObject *arg)
             goto fail;
         PyList_SET_ITEM(out, i, lv);
     }
-    /* the new answer becomes the cache */
-    for (Py_ssize_t i = 0; i < old_n; i++)
-        Py_DECREF(s->pairs[i]);
+    /* the new answer becomes the cache; the old one is released only then (a list freed here may
+     * run arbitrary code, which must find the cache whole) */
+    PyObject *old[TOP_CACHE_MAX];
+    if (old_n)
+        memcpy(old, s->pairs, sizeof(PyObject *) * (size_t)old_n);
     for (Py_ssize_t i = 0; i < n; i++) {
         s->pairs[i] = Py_NewRef(PyList_GET_ITEM(out, i));
         s->pair_keys[i] = keys[i];
     }
     s->npairs = n;
+    for (Py_ssize_t i = 0; i < old_n; i++)
+        Py_DECREF(old[i]);
     PyMem_Free(sorted);
     return out;
 fail:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -172,3 +176,36 @@ def test_unchanged_top_levels_are_the_previous_answers_lists():
     second[0][1] = 7.0  # changed by a consumer: not handed out again
     third = book.top_bids(3)
     assert third == [[100.0, 1.0], [99.0, 5.0], [98.0, 3.0]] and third[0] is not second[0]
+
+
+_REENTRANT = """
+from latentspeed_core.book import CL2Book
+book = CL2Book("X-Y")
+book.load_snapshot([(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0)])
+seen = []
+
+
+class Reader:
+    def __del__(self):
+        seen.append(book.top_bids(2))
+
+
+# The consumer spoils the second level's list and drops the answer: the book alone holds both lists,
+# and releases them when it next answers (the first freed before the second runs the consumer's code).
+book.top_bids(2)[1].append(Reader())
+book.set_bid(100.0, 4.0)
+assert book.top_bids(2) == [[100.0, 4.0], [99.0, 2.0]]
+assert seen == [[[100.0, 4.0], [99.0, 2.0]]], seen
+print("ok")
+"""
+
+
+def test_a_list_freed_by_the_next_answer_may_read_the_book_again():
+    """A consumer's object in a handed-out list runs code when the book lets go of that list (its next
+    answer); that code may read the same book, and must find it whole. Run under the debug allocator,
+    which turns a read of a freed list into a crash rather than a quiet wrong answer."""
+    if CL2Book is None:
+        pytest.skip("no compiled book in this build")
+    env = {**os.environ, "PYTHONMALLOC": "debug"}
+    done = subprocess.run([sys.executable, "-X", "dev", "-c", _REENTRANT], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr[-2000:]
