@@ -181,6 +181,9 @@ map_remove(Map *m, double key)
 
 /* ---- one side: map + sorted window of keys ---- */
 
+/* top_of answers at most this deep are kept for the next one (a message's depth is ~10) */
+#define TOP_CACHE_MAX 64
+
 typedef struct {
     Map map;
     double *win; /* keys ascending (key = -price for bids, price for asks), all <= edge */
@@ -190,9 +193,9 @@ typedef struct {
     /* top_of's last answer: its [price, qty] lists and their keys, ascending. An unchanged level is
      * the same list in the next answer (checked intact), not a new one: a book message's levels
      * are mostly the previous message's. */
-    PyObject **pairs;
-    double *pair_keys;
-    Py_ssize_t npairs, pairs_cap;
+    PyObject *pairs[TOP_CACHE_MAX];
+    double pair_keys[TOP_CACHE_MAX];
+    Py_ssize_t npairs;
 } Side;
 
 /* In-place sorting and selection of doubles (no comparator callback: ~5x faster than qsort). */
@@ -925,13 +928,10 @@ side_free(Side *s)
     map_free(&s->map);
     PyMem_Free(s->win);
     s->win = NULL;
-    for (Py_ssize_t i = 0; i < s->npairs; i++)
+    Py_ssize_t n = s->npairs;
+    s->npairs = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
         Py_DECREF(s->pairs[i]);
-    PyMem_Free(s->pairs);
-    PyMem_Free(s->pair_keys);
-    s->pairs = NULL;
-    s->pair_keys = NULL;
-    s->npairs = s->pairs_cap = 0;
 }
 
 static void
@@ -1555,9 +1555,6 @@ Book_best_ask(BookObject *self, PyObject *unused)
     return best_of(&self->asks);
 }
 
-/* top_of answers at most this deep are kept for the next one (a message's depth is ~10) */
-#define TOP_CACHE_MAX 64
-
 /* A fresh [p, q]. */
 static PyObject *
 new_pair(double p, double q)
@@ -1621,40 +1618,40 @@ top_of(Side *s, PyObject *arg)
         PyMem_Free(sorted);
         return out;
     }
-    if (n > s->pairs_cap) {
-        PyObject **pv = PyMem_Realloc(s->pairs, sizeof(PyObject *) * (size_t)n);
-        if (pv)
-            s->pairs = pv;
-        double *kv = pv ? PyMem_Realloc(s->pair_keys, sizeof(double) * (size_t)n) : NULL;
-        if (!kv) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-        s->pair_keys = kv;
-        s->pairs_cap = n;
-    }
+    /* The cache is checked out for this call: its references are ours until the end, and a call
+     * this one leads to (code run by a collection an allocation starts) finds none. */
+    PyObject *old[TOP_CACHE_MAX];
+    double old_keys[TOP_CACHE_MAX];
     Py_ssize_t j = 0, old_n = s->npairs;
+    memcpy(old, s->pairs, sizeof(PyObject *) * (size_t)old_n);
+    memcpy(old_keys, s->pair_keys, sizeof(double) * (size_t)old_n);
+    s->npairs = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         double k = keys[i], p = key_price(s, k), q = side_qty(s, p);
         PyObject *lv = NULL;
-        while (j < old_n && s->pair_keys[j] < k)
+        while (j < old_n && old_keys[j] < k)
             j++;
-        if (j < old_n && s->pair_keys[j] == k && pair_holds(s->pairs[j], p, q))
-            lv = Py_NewRef(s->pairs[j]);
-        else if (!(lv = new_pair(p, q)))
+        if (j < old_n && old_keys[j] == k && pair_holds(old[j], p, q))
+            lv = Py_NewRef(old[j]);
+        else if (!(lv = new_pair(p, q))) {
+            for (Py_ssize_t m = 0; m < old_n; m++)
+                Py_DECREF(old[m]);
             goto fail;
+        }
         PyList_SET_ITEM(out, i, lv);
     }
-    /* the new answer becomes the cache; the old one is released only then (a list freed here may
-     * run arbitrary code, which must find the cache whole) */
-    PyObject *old[TOP_CACHE_MAX];
-    if (old_n)
-        memcpy(old, s->pairs, sizeof(PyObject *) * (size_t)old_n);
+    /* This answer becomes the cache (replacing one such a call may have left); what it replaces is
+     * released last: freeing a list can run code, which must find the cache whole. */
+    PyObject *other[TOP_CACHE_MAX];
+    Py_ssize_t other_n = s->npairs;
+    memcpy(other, s->pairs, sizeof(PyObject *) * (size_t)other_n);
     for (Py_ssize_t i = 0; i < n; i++) {
         s->pairs[i] = Py_NewRef(PyList_GET_ITEM(out, i));
         s->pair_keys[i] = keys[i];
     }
     s->npairs = n;
+    for (Py_ssize_t i = 0; i < other_n; i++)
+        Py_DECREF(other[i]);
     for (Py_ssize_t i = 0; i < old_n; i++)
         Py_DECREF(old[i]);
     PyMem_Free(sorted);

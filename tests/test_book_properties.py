@@ -196,6 +196,35 @@ book.top_bids(2)[1].append(Reader())
 book.set_bid(100.0, 4.0)
 assert book.top_bids(2) == [[100.0, 4.0], [99.0, 2.0]]
 assert seen == [[[100.0, 4.0], [99.0, 2.0]]], seen
+
+# A collection started by one of top_bids' own allocations runs code that reads the book again
+# (a gc callback here; a finaliser in the wild): every answer must still be the book's.
+import gc
+
+inner = []
+
+
+def during_collection(phase, info):
+    if phase == "start" and not inner:
+        inner.append(1)
+        try:
+            seen.append(len(book.top_bids(1)))  # shallower than the answer being built; dropped
+        finally:
+            inner.pop()
+
+
+book.load_snapshot([(100.0 - i, 1.0 + i) for i in range(5)], [(101.0, 1.0)])
+gc.callbacks.append(during_collection)
+gc.set_threshold(1)
+try:
+    for step in range(200):
+        book.set_bid(100.0 - step % 5, 1.0 + step % 7)
+        want = [[p, book.bid_qty(p)] for p in book.bid_prices()[:3]]
+        assert book.top_bids(3) == want, step  # (the answer is dropped at once: the cache alone holds its lists)
+finally:
+    gc.set_threshold(700)
+    gc.callbacks.remove(during_collection)
+assert set(seen[1:]) == {1} and len(seen) > 100
 print("ok")
 """
 
