@@ -1618,40 +1618,39 @@ top_of(Side *s, PyObject *arg)
         PyMem_Free(sorted);
         return out;
     }
-    /* The cache is checked out for this call: its references are ours until the end, and a call
-     * this one leads to (code run by a collection an allocation starts) finds none. */
-    PyObject *old[TOP_CACHE_MAX];
-    double old_keys[TOP_CACHE_MAX];
+    /* First the levels the cache holds unchanged, with no allocation (so no code can run and
+     * change the cache meanwhile); then fresh lists for the rest, whose allocations may run code
+     * that reads this book again: it finds the cache as it was, or as such a call left it. */
     Py_ssize_t j = 0, old_n = s->npairs;
-    memcpy(old, s->pairs, sizeof(PyObject *) * (size_t)old_n);
-    memcpy(old_keys, s->pair_keys, sizeof(double) * (size_t)old_n);
-    s->npairs = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        double k = keys[i], p = key_price(s, k), q = side_qty(s, p);
-        PyObject *lv = NULL;
-        while (j < old_n && old_keys[j] < k)
+        double k = keys[i];
+        while (j < old_n && s->pair_keys[j] < k)
             j++;
-        if (j < old_n && old_keys[j] == k && pair_holds(old[j], p, q))
-            lv = Py_NewRef(old[j]);
-        else if (!(lv = new_pair(p, q))) {
-            for (Py_ssize_t m = 0; m < old_n; m++)
-                Py_DECREF(old[m]);
-            goto fail;
+        if (j < old_n && s->pair_keys[j] == k) {
+            double p = key_price(s, k);
+            if (pair_holds(s->pairs[j], p, side_qty(s, p)))
+                PyList_SET_ITEM(out, i, Py_NewRef(s->pairs[j]));
         }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyList_GET_ITEM(out, i))
+            continue;
+        double p = key_price(s, keys[i]);
+        PyObject *lv = new_pair(p, side_qty(s, p));
+        if (!lv)
+            goto fail;
         PyList_SET_ITEM(out, i, lv);
     }
-    /* This answer becomes the cache (replacing one such a call may have left); what it replaces is
-     * released last: freeing a list can run code, which must find the cache whole. */
-    PyObject *other[TOP_CACHE_MAX];
-    Py_ssize_t other_n = s->npairs;
-    memcpy(other, s->pairs, sizeof(PyObject *) * (size_t)other_n);
+    /* This answer becomes the cache; what it replaces is released last: freeing a list can run
+     * code, which must find the cache whole. */
+    PyObject *old[TOP_CACHE_MAX];
+    old_n = s->npairs;
+    memcpy(old, s->pairs, sizeof(PyObject *) * (size_t)old_n);
     for (Py_ssize_t i = 0; i < n; i++) {
         s->pairs[i] = Py_NewRef(PyList_GET_ITEM(out, i));
         s->pair_keys[i] = keys[i];
     }
     s->npairs = n;
-    for (Py_ssize_t i = 0; i < other_n; i++)
-        Py_DECREF(other[i]);
     for (Py_ssize_t i = 0; i < old_n; i++)
         Py_DECREF(old[i]);
     PyMem_Free(sorted);
