@@ -18,7 +18,9 @@
  *   paper._PaperCorePy, called with the same arguments (what the C did first is idempotent: the
  *   clock moved to the message's time, due actions run, a symbol's stale marks dropped).
  *   Also send_report (matching.Owner's): a report built and scheduled for the engine, for constant
- *   latencies; anything else is _PaperCorePy.send_report before anything is done.
+ *   latencies; anything else is _PaperCorePy.send_report before anything is done. And _run_due, the
+ *   loop that delivers reports and runs arrivals when they fall due (an entry of another shape
+ *   hands the rest of the run to _PaperCorePy._run_due).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -383,16 +385,19 @@ typedef struct {
     PyObject *now, *matcher, *heap, *symbols, *stale, *partial, *pending, *latencies, *queue, *skip_front;
     /* what send_report touches */
     PyObject *by_id, *response_ns, *response, *last_due, *seq, *loop, *timer;
+    /* what _run_due touches */
+    PyObject *listener;
+    Py_ssize_t reports;
 } CoreObject;
 
 /* paper._PaperCorePy's advance, on_book_message and on_trade_message: the rule for every case. */
-static PyObject *py_advance, *py_on_book, *py_on_trade, *py_send_report;
+static PyObject *py_advance, *py_on_book, *py_on_trade, *py_send_report, *py_run_due;
 /* send_report's ExecutionReport: the class, its 14 slots in field order, and the enum tuples */
 static PyTypeObject *report_type;
 static Py_ssize_t o_report[14];
-static PyObject *sides, *exec_types, *reasons, *heappush, *str_arm;
+static PyObject *sides, *exec_types, *reasons, *heappush, *heappop, *str_arm;
 static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *str_side, *str_amount, *str_buy,
-    *str_run_due, *str_fills_resting, *str_on_trade;
+    *str_run_due, *str_fills_resting, *str_on_trade, *str_on_execution_report;
 
 /* An exact int that fits in int64, or -1 (no error set). */
 static inline int
@@ -452,6 +457,94 @@ core_advance(CoreObject *self, PyObject *t)
     if (r > 0)
         return fallback(py_advance, self, t);
     Py_RETURN_NONE;
+}
+
+/* _PaperCorePy._run_due: the actions due by `until` (default: now), each at its own time, in time
+ * order. Every action is a heap entry (due, seq, fn, args); fn None: a report reaching the engine
+ * (most of them), stamped with its arrival. An entry of any other shape, or a clock that is not a
+ * plain int, hands the rest of the run to the Python, with the same limit. */
+static PyObject *
+core_run_due(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "_run_due takes at most one argument");
+        return NULL;
+    }
+    if (!py_run_due) {
+        PyErr_SetString(PyExc_RuntimeError, "_paper: bind_core() was not called");
+        return NULL;
+    }
+    int64_t limit, due, now;
+    int have_limit = 0;
+    if (!heappop || !report_type || as_i64(nargs && args[0] != Py_None ? args[0] : self->now, &limit) < 0)
+        goto python;
+    have_limit = 1;
+    for (;;) {
+        PyObject *heap = self->heap;
+        if (!heap || !PyList_CheckExact(heap))
+            goto python;
+        if (!PyList_GET_SIZE(heap))
+            break;
+        PyObject *top = PyList_GET_ITEM(heap, 0), *fn, *a;
+        if (!PyTuple_CheckExact(top) || PyTuple_GET_SIZE(top) != 4 || as_i64(PyTuple_GET_ITEM(top, 0), &due) < 0)
+            goto python;
+        if (due > limit)
+            break;
+        fn = PyTuple_GET_ITEM(top, 2);
+        a = PyTuple_GET_ITEM(top, 3);
+        if ((fn == Py_None ? !Py_IS_TYPE(a, report_type) : !PyTuple_CheckExact(a)) || as_i64(self->now, &now) < 0)
+            goto python;
+        Py_INCREF(heap);
+        PyObject *entry = PyObject_Vectorcall(heappop, &heap, 1, NULL);
+        Py_DECREF(heap);
+        if (!entry)
+            return NULL;
+        if (entry != top) { /* (heappop gives the top it was shown) */
+            Py_DECREF(entry);
+            PyErr_SetString(PyExc_RuntimeError, "_run_due: the heap changed under it");
+            return NULL;
+        }
+        PyObject *due_o = PyTuple_GET_ITEM(entry, 0), *saved = self->now, *r;
+        self->now = Py_NewRef(due_o); /* the action happens at its own time; saved keeps the reference */
+        if (fn == Py_None) {
+            Py_XSETREF(SLOT(a, o_report[12]), Py_NewRef(due_o)); /* receipt_ns */
+            self->reports++;
+            PyObject *listener = self->listener;
+            if (listener && listener != Py_None) {
+                Py_INCREF(listener);
+                r = PyObject_CallMethodOneArg(listener, str_on_execution_report, a);
+                Py_DECREF(listener);
+            }
+            else
+                r = Py_NewRef(Py_None);
+        }
+        else
+            r = PyObject_Call(fn, a, NULL);
+        if (!r) {
+            Py_DECREF(saved);
+            Py_DECREF(entry);
+            return NULL;
+        }
+        Py_DECREF(r);
+        /* self.now = saved if saved > due else due (whatever the action did to it) */
+        Py_SETREF(self->now, now > due ? saved : Py_NewRef(due_o));
+        if (now <= due)
+            Py_DECREF(saved);
+        Py_DECREF(entry);
+    }
+    Py_RETURN_NONE;
+python:;
+    if (!have_limit) { /* not an int we take: the Python's own rule for it */
+        PyObject *stack[2] = {(PyObject *)self, nargs ? args[0] : Py_None};
+        return PyObject_Vectorcall(py_run_due, stack, 2, NULL);
+    }
+    PyObject *lim = PyLong_FromLongLong(limit), *r = NULL;
+    if (lim) {
+        PyObject *stack[2] = {(PyObject *)self, lim};
+        r = PyObject_Vectorcall(py_run_due, stack, 2, NULL);
+        Py_DECREF(lim);
+    }
+    return r;
 }
 
 /* The common start of both messages: the clock and due actions, the symbol. 0: *sym set (borrowed;
@@ -704,9 +797,9 @@ core_send_report(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 bind_report(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 2 ||
+    if (nargs != 6 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 2 ||
         !PyTuple_CheckExact(args[2]) || !PyTuple_CheckExact(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "bind_report(ExecutionReport, sides, exec_types, reasons, heappush)");
+        PyErr_SetString(PyExc_TypeError, "bind_report(ExecutionReport, sides, exec_types, reasons, heappush, heappop)");
         return NULL;
     }
     static const char *fields[14] = {"cl_ord_id", "order_id", "exec_id", "symbol", "side", "exec_type", "last_px",
@@ -721,6 +814,7 @@ bind_report(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(exec_types, Py_NewRef(args[2]));
     Py_XSETREF(reasons, Py_NewRef(args[3]));
     Py_XSETREF(heappush, Py_NewRef(args[4]));
+    Py_XSETREF(heappop, Py_NewRef(args[5]));
     Py_RETURN_NONE;
 }
 
@@ -744,6 +838,7 @@ core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->seq);
     Py_VISIT(self->loop);
     Py_VISIT(self->timer);
+    Py_VISIT(self->listener);
     return 0;
 }
 
@@ -767,6 +862,7 @@ core_clear(CoreObject *self)
     Py_CLEAR(self->seq);
     Py_CLEAR(self->loop);
     Py_CLEAR(self->timer);
+    Py_CLEAR(self->listener);
     return 0;
 }
 
@@ -796,6 +892,8 @@ static PyMemberDef core_members[] = {
     {"_seq", T_OBJECT_EX, offsetof(CoreObject, seq), 0, NULL},
     {"_loop", T_OBJECT_EX, offsetof(CoreObject, loop), 0, NULL},
     {"_timer", T_OBJECT_EX, offsetof(CoreObject, timer), 0, NULL},
+    {"_listener", T_OBJECT_EX, offsetof(CoreObject, listener), 0, NULL},
+    {"reports", T_PYSSIZET, offsetof(CoreObject, reports), 0, "Reports delivered to the engine."},
     {NULL},
 };
 
@@ -805,6 +903,8 @@ static PyMethodDef core_methods[] = {
     {"on_trade_message", (PyCFunction)core_on_trade, METH_O, "A trade message, before the engine sees it."},
     {"send_report", (PyCFunction)(void (*)(void))core_send_report, METH_FASTCALL,
      "matching.Owner.send_report (see paper._PaperCorePy)."},
+    {"_run_due", (PyCFunction)(void (*)(void))core_run_due, METH_FASTCALL,
+     "Run the actions due by until (default: now), in time order (see paper._PaperCorePy)."},
     {NULL},
 };
 
@@ -824,23 +924,25 @@ static PyTypeObject CoreType = {
 static PyObject *
 bind_core(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "bind_core(advance, on_book_message, on_trade_message, send_report)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "bind_core(advance, on_book_message, on_trade_message, send_report, _run_due)");
         return NULL;
     }
     Py_XSETREF(py_advance, Py_NewRef(args[0]));
     Py_XSETREF(py_on_book, Py_NewRef(args[1]));
     Py_XSETREF(py_on_trade, Py_NewRef(args[2]));
     Py_XSETREF(py_send_report, Py_NewRef(args[3]));
+    Py_XSETREF(py_run_due, Py_NewRef(args[4]));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"bind_core", (PyCFunction)(void (*)(void))bind_core, METH_FASTCALL,
-     "bind_core(advance, on_book_message, on_trade_message, send_report): the Python each entry point falls "
-     "back to."},
+     "bind_core(advance, on_book_message, on_trade_message, send_report, _run_due): the Python each entry "
+     "point falls back to."},
     {"bind_report", (PyCFunction)(void (*)(void))bind_report, METH_FASTCALL,
-     "bind_report(ExecutionReport, sides, exec_types, reasons, heappush): what send_report builds with."},
+     "bind_report(ExecutionReport, sides, exec_types, reasons, heappush, heappop): what send_report builds "
+     "with and _run_due pops with."},
     {"fixed", fixed, METH_O,
      "fixed(levels) -> [[round(price * scale), round(qty * scale)], ...], or None (not handled)."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
@@ -868,7 +970,7 @@ PyInit__paper(void)
         {&str_receipt, "receipt_timestamp_ns"}, {&str_symbol, "symbol"}, {&str_bids, "bids"}, {&str_asks, "asks"},
         {&str_price, "price"}, {&str_side, "side"}, {&str_amount, "amount"}, {&str_buy, "buy"},
         {&str_run_due, "_run_due"}, {&str_fills_resting, "_fills_resting"}, {&str_on_trade, "on_trade"},
-        {&str_depth, "depth"}, {&str_arm, "_arm"},
+        {&str_depth, "depth"}, {&str_arm, "_arm"}, {&str_on_execution_report, "on_execution_report"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!*names[i].s && !(*names[i].s = PyUnicode_InternFromString(names[i].v)))

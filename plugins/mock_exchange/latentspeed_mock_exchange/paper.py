@@ -114,6 +114,25 @@ class _PaperCorePy:
                         self.matcher.on_trade(sym, px, round(msg["amount"] * _SCALE), P.SIDE_SELL)
 
 
+    def _run_due(self, until: int | None = None) -> None:
+        """Run the actions due by ``until`` (default: now), each at its own time, in time order."""
+        heap = self._heap
+        pop = heapq.heappop
+        limit = self.now if until is None else until
+        while heap and heap[0][0] <= limit:
+            due, _seq, fn, args = pop(heap)
+            saved = self.now
+            self.now = due  # the action happens at its own time (reports stamp it, sends leave then)
+            if fn is None:  # a report reaching the engine (most actions), stamped with its arrival
+                args.receipt_ns = due
+                self.reports += 1
+                listener = self._listener
+                if listener is not None:
+                    listener.on_execution_report(args)
+            else:
+                fn(*args)
+            self.now = saved if saved > due else due
+
     # -- matching.Owner ------------------------------------------------------------------------------
     def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity) -> None:
         by_id = self._by_id
@@ -135,8 +154,11 @@ class _PaperCorePy:
 
 
 if _CompiledCore is not None:
-    _bind_core(_PaperCorePy.advance, _PaperCorePy.on_book_message, _PaperCorePy.on_trade_message, _PaperCorePy.send_report)
-    _bind_report(ExecutionReport, _SIDES, _EXEC_TYPES, _REASONS, heapq.heappush)
+    _bind_core(
+        _PaperCorePy.advance, _PaperCorePy.on_book_message, _PaperCorePy.on_trade_message, _PaperCorePy.send_report,
+        _PaperCorePy._run_due,
+    )  # fmt: skip
+    _bind_report(ExecutionReport, _SIDES, _EXEC_TYPES, _REASONS, heapq.heappush, heapq.heappop)
     _PaperCore = _CompiledCore
 else:
     _PaperCore = _PaperCorePy
@@ -272,25 +294,6 @@ class PaperVenue(_PaperCore, Venue):
         """Run every pending action, advancing time to each (the end of a backtest)."""
         while self._heap:
             self.advance(self._heap[0][0])
-
-    def _run_due(self, until: int | None = None) -> None:
-        """Run the actions due by ``until`` (default: now), each at its own time, in time order."""
-        heap = self._heap
-        pop = heapq.heappop
-        limit = self.now if until is None else until
-        while heap and heap[0][0] <= limit:
-            due, _seq, fn, args = pop(heap)
-            saved = self.now
-            self.now = due  # the action happens at its own time (reports stamp it, sends leave then)
-            if fn is None:  # a report reaching the engine (most actions), stamped with its arrival
-                args.receipt_ns = due
-                self.reports += 1
-                listener = self._listener
-                if listener is not None:
-                    listener.on_execution_report(args)
-            else:
-                fn(*args)
-            self.now = saved if saved > due else due
 
     def _schedule(self, due: int, fn, *args) -> None:
         self._seq += 1

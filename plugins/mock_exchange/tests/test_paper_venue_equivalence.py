@@ -304,3 +304,28 @@ def test_the_compiled_core_hands_unusual_messages_to_python():
         assert not sym.resting  # filled by the trade
         with pytest.raises(KeyError):
             venue.on_book_message({"symbol": SYM, "bids": [], "asks": []})  # no receipt time: Python's error
+
+
+@pytest.mark.parametrize("cls", [PaperVenue, PythonVenue])
+def test_due_actions_of_any_shape_run_in_time_order(cls):
+    """The compiled ``_run_due`` takes reports and (fn, tuple) actions; an entry of another shape (here
+    a list of arguments) and a limit that is not an int go to the Python rule, which finishes the run:
+    every action in time order, each at its own time, and the clock never goes back."""
+    venue = cls(PaperVenueConfig())
+    out = Reports()
+    venue.attach(out)
+    seen = []
+    venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 1, "bids": [[100.0, 5.0]], "asks": [[101.0, 5.0]]})
+    venue.send_new_order(Order(1, SYM, Side.BUY, 1.0, 99.0, OrdType.LIMIT, TimeInForce.GTC))  # arrives at 1 ms + 1
+    venue._schedule(MS, lambda *a: seen.append((venue.now, a)), "tuple")
+    venue._heap.append((3 * MS, 10**9, lambda *a: seen.append((venue.now, a)), ["list"]))  # (the largest: a heap)
+    venue._schedule(4 * MS, lambda *a: seen.append((venue.now, a)), "late")
+    venue._run_due(3 * MS)
+    assert seen == [(MS, ("tuple",)), (3 * MS, ("list",))]
+    assert [(r.exec_type, r.receipt_ns) for r in out.got] == [(0, 2 * MS + 1)]  # the ack, stamped on arrival
+    assert venue.now == 3 * MS and venue.reports == 1
+    venue._run_due(4.5 * MS)  # a float limit: Python's comparison
+    assert seen[-1] == (4 * MS, ("late",)) and not venue._heap and venue.now == 4 * MS
+    venue.advance(10 * MS)
+    venue._run_due()  # nothing due: nothing happens
+    assert venue.now == 10 * MS and venue.reports == 1
