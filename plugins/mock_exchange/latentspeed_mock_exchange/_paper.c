@@ -20,7 +20,8 @@
  *   Also send_report (matching.Owner's): a report built and scheduled for the engine, for constant
  *   latencies; anything else is _PaperCorePy.send_report before anything is done. And _run_due, the
  *   loop that delivers reports and runs arrivals when they fall due (an entry of another shape
- *   hands the rest of the run to _PaperCorePy._run_due).
+ *   hands the rest of the run to _PaperCorePy._run_due); and _arrive, an order reaching the venue,
+ *   for a GTC limit order that rests (see "an order's arrival" below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -388,6 +389,8 @@ typedef struct {
     /* what _run_due touches */
     PyObject *listener;
     Py_ssize_t reports;
+    /* what _arrive touches: matching.Owner's resting orders and used ids */
+    PyObject *orders, *ids;
 } CoreObject;
 
 /* paper._PaperCorePy's advance, on_book_message and on_trade_message: the rule for every case. */
@@ -397,7 +400,8 @@ static PyTypeObject *report_type;
 static Py_ssize_t o_report[14];
 static PyObject *sides, *exec_types, *reasons, *heappush, *heappop, *str_arm;
 static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *str_side, *str_amount, *str_buy,
-    *str_run_due, *str_fills_resting, *str_on_trade, *str_on_execution_report;
+    *str_run_due, *str_fills_resting, *str_on_trade, *str_on_execution_report, *str_log_orders, *str_next_order_id,
+    *str_next_exec_id, *str_stats, *str_max_open, *str_orders, *str_new_order;
 
 /* An exact int that fits in int64, or -1 (no error set). */
 static inline int
@@ -545,6 +549,480 @@ python:;
         Py_DECREF(lim);
     }
     return r;
+}
+
+
+/* ---- an order's arrival (paper._PaperCorePy._arrive; matching.Matcher.new_order) -------------------
+ *
+ * The usual order of a backtest, a GTC limit order of PaperVenue itself (not a subclass: they may
+ * change the rules) that does not cross the book when it arrives, is acknowledged and rests here:
+ * the pending book converted as deep as the order reads it (PaperVenue._current), then
+ * Matcher.new_order's checks, its NEW report, its queue position and its place in the price-time
+ * index. Everything else is the Python: an unusual order, symbol or book before anything is changed
+ * (_PaperCorePy._arrive), an order the book crosses or that is refused after the conversion
+ * (Matcher.new_order with the same arguments), a level that is not a pair of floats in the middle of
+ * a conversion (paper._convert from there on). */
+
+static PyObject *core_send_report(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* Order slots */
+static Py_ssize_t oo_cl, oo_symbol, oo_side, oo_qty, oo_price, oo_type, oo_tif;
+/* SimSymbol slots beyond book_moved's */
+static Py_ssize_t o_sid, o_tick, o_lot, o_bids, o_asks, o_update_no;
+/* SimOrder slots, in matching.SimOrder.__init__'s order */
+enum { S_CL, S_OID, S_OWNER, S_SYM, S_SIDE, S_PRICE, S_QTY, S_LEAVES, S_CUM, S_DECISION, S_CROSSED, S_AHEAD,
+       S_LEVEL_QTY, S_TRADED, S_HINT, S_N };
+static Py_ssize_t so[S_N];
+/* UsedIds slots */
+static Py_ssize_t o_ids_lo, o_ids_hi, o_ids_rest;
+static PyTypeObject *order_in_type, *ids_type, *matcher_type, *venue_type;
+static PyObject *insort, *py_arrive, *py_convert;
+
+static PyObject *
+bind_arrive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2]) ||
+        !PyType_Check(args[3]) || !sym_type || !order_type) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bind_arrive(Order, UsedIds, Matcher, PaperVenue, insort, _arrive, _convert), after bind()");
+        return NULL;
+    }
+    static const char *order_fields[S_N] = {"cl_ord_id", "order_id", "owner", "sym", "side", "price", "qty",
+                                            "leaves", "cum", "decision", "crossed_update", "ahead", "level_qty",
+                                            "traded", "hint"};
+    PyTypeObject *o = (PyTypeObject *)args[0], *ids = (PyTypeObject *)args[1];
+    if (slot_offset(o, "cl_ord_id", &oo_cl) || slot_offset(o, "symbol", &oo_symbol) ||
+        slot_offset(o, "side", &oo_side) || slot_offset(o, "qty", &oo_qty) || slot_offset(o, "price", &oo_price) ||
+        slot_offset(o, "ord_type", &oo_type) || slot_offset(o, "tif", &oo_tif) ||
+        slot_offset(sym_type, "sid", &o_sid) || slot_offset(sym_type, "tick", &o_tick) ||
+        slot_offset(sym_type, "lot", &o_lot) || slot_offset(sym_type, "bids", &o_bids) ||
+        slot_offset(sym_type, "asks", &o_asks) || slot_offset(sym_type, "update_no", &o_update_no) ||
+        slot_offset(ids, "lo", &o_ids_lo) || slot_offset(ids, "hi", &o_ids_hi) || slot_offset(ids, "rest", &o_ids_rest))
+        return NULL;
+    for (int i = 0; i < S_N; i++)
+        if (slot_offset(order_type, order_fields[i], &so[i]) < 0)
+            return NULL;
+    Py_XSETREF(order_in_type, (PyTypeObject *)Py_NewRef(o));
+    Py_XSETREF(ids_type, (PyTypeObject *)Py_NewRef(ids));
+    Py_XSETREF(matcher_type, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(venue_type, (PyTypeObject *)Py_NewRef(args[3]));
+    Py_XSETREF(insort, Py_NewRef(args[4]));
+    Py_XSETREF(py_arrive, Py_NewRef(args[5]));
+    Py_XSETREF(py_convert, Py_NewRef(args[6]));
+    Py_RETURN_NONE;
+}
+
+/* A new [a, b] list of two ints. */
+static PyObject *
+int_pair(int64_t a, int64_t b)
+{
+    PyObject *lv = PyList_New(2);
+    if (!lv)
+        return NULL;
+    PyObject *x = PyLong_FromLongLong(a), *y = x ? PyLong_FromLongLong(b) : NULL;
+    if (!y) {
+        Py_XDECREF(x);
+        Py_DECREF(lv);
+        return NULL;
+    }
+    PyList_SET_ITEM(lv, 0, x);
+    PyList_SET_ITEM(lv, 1, y);
+    return lv;
+}
+
+/* paper._convert(levels, i, out, sign, beyond): levels[i:] appended to out in fixed point, up to and
+ * including the first level whose sign * price * scale exceeds beyond; the new i, or -1 (error). A
+ * level that is not a pair of floats, or too large, and paper._convert goes on from there. */
+static Py_ssize_t
+convert_levels(PyObject *levels, Py_ssize_t i, PyObject *out, double sign, double beyond)
+{
+    Py_ssize_t n = PyList_GET_SIZE(levels);
+    while (i < n) {
+        double p, q, x, y;
+        if (level_at(levels, i, &p, &q) < 0 || scaled(p, &x) < 0 || scaled(q, &y) < 0)
+            goto python;
+        PyObject *lv = int_pair((int64_t)nearbyint(x), (int64_t)nearbyint(y));
+        if (!lv)
+            return -1;
+        int r = PyList_Append(out, lv);
+        Py_DECREF(lv);
+        if (r < 0)
+            return -1;
+        i++;
+        if (sign * x > beyond)
+            break;
+    }
+    return i;
+python:;
+    PyObject *io = PyLong_FromSsize_t(i), *so_ = PyFloat_FromDouble(sign), *bo = PyFloat_FromDouble(beyond), *r = NULL;
+    if (io && so_ && bo) {
+        PyObject *stack[5] = {levels, io, out, so_, bo};
+        r = PyObject_Vectorcall(py_convert, stack, 5, NULL);
+    }
+    Py_XDECREF(io);
+    Py_XDECREF(so_);
+    Py_XDECREF(bo);
+    if (!r)
+        return -1;
+    Py_ssize_t k = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    return k == -1 && PyErr_Occurred() ? -1 : k;
+}
+
+/* An exact list of [int, int] levels, read as int64 by level_int; -1 for anything else. */
+static inline int
+level_int(PyObject *levels, Py_ssize_t i, int64_t *p, int64_t *q)
+{
+    PyObject *lv = PyList_GET_ITEM(levels, i);
+    if (!PyList_CheckExact(lv) || PyList_GET_SIZE(lv) != 2 || small_int(PyList_GET_ITEM(lv, 0), p) < 0 ||
+        small_int(PyList_GET_ITEM(lv, 1), q) < 0)
+        return -1;
+    return 0;
+}
+
+/* The usual case of Matcher.new_order for a GTC limit order: 1 handled (acknowledged and resting),
+ * 0 not the usual case (nothing changed: the Python decides), -1 error. */
+static int
+rest_order(CoreObject *self, PyObject *sym, PyObject *cl, int64_t side, int64_t price, int64_t qty)
+{
+    PyObject *matcher = self->matcher, *ids = self->ids, *orders = self->orders;
+    int64_t sid, tick, lot, v, hi, max_open, p, q, oid, xid;
+    if (!matcher || !Py_IS_TYPE(matcher, matcher_type) || !ids || !Py_IS_TYPE(ids, ids_type) || !orders ||
+        !PyDict_CheckExact(orders) || small_int(cl, &v) < 0 || small_int(SLOT(sym, o_sid), &sid) < 0 ||
+        small_int(SLOT(sym, o_tick), &tick) < 0 || small_int(SLOT(sym, o_lot), &lot) < 0 || tick <= 0 || lot <= 0)
+        return 0;
+    /* the owner's claim_id, its usual case: the next id of the run, nothing held apart (or the first
+     * id of all, which starts the run) */
+    PyObject *rest = SLOT(ids, o_ids_rest);
+    int64_t lo;
+    if (small_int(SLOT(ids, o_ids_hi), &hi) < 0 || small_int(SLOT(ids, o_ids_lo), &lo) < 0 || !rest ||
+        !PySet_CheckExact(rest) || PySet_GET_SIZE(rest) || (hi < 0 ? lo != -1 || hi != -1 || v < 0 : v != hi + 1))
+        return 0;
+    if (qty <= 0 || qty % lot || price <= 0 || price % tick || side < 0 || side > 1)
+        return 0;
+    PyObject *bids = SLOT(sym, o_bids), *asks = SLOT(sym, o_asks), *resting = SLOT(sym, o_resting);
+    PyObject *keys = SLOT(sym, side == 0 ? o_buy_keys : o_sell_keys);
+    if (!bids || !asks || !PyList_CheckExact(bids) || !PyList_CheckExact(asks) || !resting ||
+        !PyDict_CheckExact(resting) || !keys || !PyList_CheckExact(keys))
+        return 0;
+    /* the matcher's state, read before anything changes */
+    PyObject *log_orders = NULL, *stats = NULL, *n_orders = NULL, *next_oid = NULL, *next_xid = NULL, *mo = NULL;
+    int usual = 0;
+    if (!(log_orders = PyObject_GetAttr(matcher, str_log_orders)) || !(stats = PyObject_GetAttr(matcher, str_stats)) ||
+        !(next_oid = PyObject_GetAttr(matcher, str_next_order_id)) ||
+        !(next_xid = PyObject_GetAttr(matcher, str_next_exec_id)) || !(mo = PyObject_GetAttr(matcher, str_max_open))) {
+        usual = -1;
+        goto out;
+    }
+    if (log_orders != Py_False || !PyDict_CheckExact(stats) || small_int(next_oid, &oid) < 0 ||
+        small_int(next_xid, &xid) < 0 || small_int(mo, &max_open) < 0 || PyDict_GET_SIZE(orders) >= max_open ||
+        oid >= (1LL << 52) || xid >= (1LL << 52))
+        goto unusual;
+    n_orders = PyDict_GetItemWithError(stats, str_orders);
+    if (!n_orders) {
+        usual = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    Py_INCREF(n_orders);
+    if (!PyLong_CheckExact(n_orders))
+        goto unusual;
+    /* marketable: the best opposite level with size crosses the price (then Python sweeps it) */
+    PyObject *opp = side == 0 ? asks : bids, *own = side == 0 ? bids : asks;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(opp); i++) {
+        if (level_int(opp, i, &p, &q) < 0)
+            goto unusual;
+        if (q > 0) {
+            if (side == 0 ? p <= price : p >= price)
+                goto unusual;
+            break;
+        }
+    }
+    /* its queue: the visible size at its price, joined at the back */
+    PyObject *lq = NULL;
+    if (self->queue && self->queue != Py_None) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(own); i++) {
+            if (level_int(own, i, &p, &q) < 0)
+                goto unusual;
+            if (p == price) {
+                lq = PyList_GET_ITEM(PyList_GET_ITEM(own, i), 1);
+                break;
+            }
+        }
+    }
+    usual = 1;
+    Py_INCREF(sym);
+    PyObject *o = NULL, *pr = NULL, *qo = NULL, *oido = NULL, *xido = NULL, *so_ = NULL, *sido = NULL, *key = NULL;
+    PyObject *np = NULL, *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1), *r = NULL;
+    Py_XINCREF(lq);
+    usual = -1; /* from here on: changed, so handled, or an error */
+    /* stats["orders"] += 1 */
+    if (!zero || !one || !(np = PyNumber_Add(n_orders, one)) || PyDict_SetItem(stats, str_orders, np) < 0)
+        goto fail;
+    if (!(oido = PyLong_FromLongLong(oid)) || !(xido = PyLong_FromLongLong(xid)) ||
+        !(pr = PyLong_FromLongLong(price)) || !(qo = PyLong_FromLongLong(qty)) || !(so_ = PyLong_FromLongLong(side)) ||
+        !(sido = PyLong_FromLongLong(sid)))
+        goto fail;
+    {
+        PyObject *next = PyLong_FromLongLong(oid + 1);
+        int rc = next ? PyObject_SetAttr(matcher, str_next_order_id, next) : -1;
+        Py_XDECREF(next);
+        if (rc < 0)
+            goto fail;
+    }
+    if (!(o = order_type->tp_alloc(order_type, 0)))
+        goto fail;
+    PyObject *init[S_N] = {cl, oido, (PyObject *)self, sym, so_, pr, qo, qo, zero, Py_False, NULL, NULL,
+                           lq ? lq : zero, zero, zero};
+    PyObject *crossed = PyLong_FromLong(-2), *ahead = PyFloat_FromDouble(lq ? PyLong_AsDouble(lq) : 0.0);
+    if (!crossed || !ahead) {
+        Py_XDECREF(crossed);
+        Py_XDECREF(ahead);
+        goto fail;
+    }
+    init[S_CROSSED] = crossed;
+    init[S_AHEAD] = ahead;
+    for (int i = 0; i < S_N; i++)
+        SLOT(o, so[i]) = i == S_CROSSED || i == S_AHEAD ? init[i] : Py_NewRef(init[i]);
+    {
+        PyObject *next = PyLong_FromLongLong(xid + 1);
+        int rc = next ? PyObject_SetAttr(matcher, str_next_exec_id, next) : -1;
+        Py_XDECREF(next);
+        if (rc < 0)
+            goto fail;
+    }
+    /* owner.send_report(cl, order_id, exec_id, sid, side, EXEC_NEW, 0, 0, qty, 0, 0, now, 0) */
+    {
+        PyObject *rargs[13] = {cl, oido, xido, sido, so_, zero, zero, zero, qo, zero, zero, self->now, zero};
+        Py_INCREF(self->now);
+        r = core_send_report(self, rargs, 13);
+        Py_DECREF(rargs[11]);
+        if (!r)
+            goto fail;
+        Py_DECREF(r);
+    }
+    /* the claim (UsedIds: the run grows by one), then rest: owner.orders, sym.resting, the index */
+    if (hi < 0)
+        Py_SETREF(SLOT(ids, o_ids_lo), Py_NewRef(cl));
+    Py_SETREF(SLOT(ids, o_ids_hi), Py_NewRef(cl));
+    if (PyDict_SetItem(orders, cl, o) < 0 || PyDict_SetItem(resting, oido, o) < 0)
+        goto fail;
+    if (side == 0) {
+        PyObject *neg = PyLong_FromLongLong(-price);
+        key = neg ? PyTuple_Pack(2, neg, oido) : NULL;
+        Py_XDECREF(neg);
+    }
+    else
+        key = PyTuple_Pack(2, pr, oido);
+    if (!key)
+        goto fail;
+    {
+        PyObject *iargs[2] = {keys, key};
+        r = PyObject_Vectorcall(insort, iargs, 2, NULL);
+        if (!r)
+            goto fail;
+        Py_DECREF(r);
+    }
+    usual = 1;
+fail:
+    Py_XDECREF(o);
+    Py_XDECREF(pr);
+    Py_XDECREF(qo);
+    Py_XDECREF(oido);
+    Py_XDECREF(xido);
+    Py_XDECREF(so_);
+    Py_XDECREF(sido);
+    Py_XDECREF(key);
+    Py_XDECREF(np);
+    Py_XDECREF(zero);
+    Py_XDECREF(one);
+    Py_XDECREF(lq);
+    Py_DECREF(sym);
+    goto out;
+unusual:
+    usual = 0;
+out:
+    Py_XDECREF(log_orders);
+    Py_XDECREF(stats);
+    Py_XDECREF(n_orders);
+    Py_XDECREF(next_oid);
+    Py_XDECREF(next_xid);
+    Py_XDECREF(mo);
+    return usual;
+}
+
+
+/* Order fields that are ints (IntEnum members included): their value, or -1 (not an int we take). */
+static inline int
+int_value(PyObject *v, int64_t *out)
+{
+    if (!v || !PyLong_Check(v))
+        return -1;
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* PaperCore._arrive(order, response_ns): see above. */
+static PyObject *
+core_arrive(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_arrive(order, response_ns)");
+        return NULL;
+    }
+    if (!py_arrive) {
+        PyErr_SetString(PyExc_RuntimeError, "_paper: bind_arrive() was not called");
+        return NULL;
+    }
+    PyObject *order = args[0], *sym, *name, *pending, *part = NULL, *bids, *asks, *r;
+    int64_t side, ot, tif, price, qty, nb = 0, na = 0;
+    double x, y;
+    if (!venue_type || !Py_IS_TYPE(self, venue_type) || !Py_IS_TYPE(order, order_in_type) || !self->symbols ||
+        !PyDict_CheckExact(self->symbols) || !self->pending || !PyDict_CheckExact(self->pending) || !self->partial ||
+        !PyDict_CheckExact(self->partial) || int_value(SLOT(order, oo_side), &side) < 0 ||
+        int_value(SLOT(order, oo_type), &ot) < 0 || int_value(SLOT(order, oo_tif), &tif) < 0 || side < 0 ||
+        side > 1 || ot != 0 || tif != 0) /* a GTC limit order (protocol.ORD_LIMIT, TIF_GTC) */
+        goto python;
+    PyObject *symbol = SLOT(order, oo_symbol), *po = SLOT(order, oo_price), *qo = SLOT(order, oo_qty);
+    if (!symbol || !PyUnicode_CheckExact(symbol) || !po || !PyFloat_CheckExact(po) || !qo || !PyFloat_CheckExact(qo) ||
+        scaled(PyFloat_AS_DOUBLE(po), &x) < 0 || scaled(PyFloat_AS_DOUBLE(qo), &y) < 0)
+        goto python;
+    price = (int64_t)nearbyint(x); /* round(order.price * SCALE): half to even */
+    qty = (int64_t)nearbyint(y);
+    sym = PyDict_GetItemWithError(self->symbols, symbol);
+    if (!sym) {
+        if (PyErr_Occurred())
+            return NULL;
+        goto python;
+    }
+    if (!Py_IS_TYPE(sym, sym_type) || !(name = SLOT(sym, o_name)) || !PyUnicode_CheckExact(name))
+        goto python;
+    /* PaperVenue._current(sym, price): read and checked first, then changed */
+    pending = PyDict_GetItemWithError(self->pending, name);
+    if (pending) {
+        if (!PyDict_CheckExact(pending))
+            goto python;
+        bids = PyDict_GetItemWithError(pending, str_bids);
+        asks = bids ? PyDict_GetItemWithError(pending, str_asks) : NULL;
+        if (!asks) {
+            if (PyErr_Occurred())
+                return NULL;
+            goto python;
+        }
+        if (!PyList_CheckExact(bids) || !PyList_CheckExact(asks))
+            goto python;
+    }
+    else {
+        if (PyErr_Occurred())
+            return NULL;
+        part = PyDict_GetItemWithError(self->partial, name);
+        if (!part && PyErr_Occurred())
+            return NULL;
+        if (part) {
+            if (!PyList_CheckExact(part) || PyList_GET_SIZE(part) != 4 ||
+                !PyList_CheckExact(bids = PyList_GET_ITEM(part, 0)) || !PyList_CheckExact(asks = PyList_GET_ITEM(part, 2)) ||
+                small_int(PyList_GET_ITEM(part, 1), &nb) < 0 || small_int(PyList_GET_ITEM(part, 3), &na) < 0 ||
+                nb < 0 || na < 0 || !PyList_CheckExact(SLOT(sym, o_bids)) || !PyList_CheckExact(SLOT(sym, o_asks)))
+                goto python;
+        }
+    }
+    Py_INCREF(sym);
+    if (pending) {
+        PyObject *nb_list = PyList_New(0), *na_list = PyList_New(0), *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1);
+        PyObject *un = NULL;
+        if (nb_list && na_list && zero && one)
+            part = PyList_New(4);
+        if (part) {
+            PyList_SET_ITEM(part, 0, Py_NewRef(bids));
+            PyList_SET_ITEM(part, 1, Py_NewRef(zero));
+            PyList_SET_ITEM(part, 2, Py_NewRef(asks));
+            PyList_SET_ITEM(part, 3, Py_NewRef(zero));
+            Py_INCREF(pending); /* (bids and asks are the message's: kept by part) */
+            if (PyDict_DelItem(self->pending, name) < 0 || !(un = PyNumber_Add(SLOT(sym, o_update_no), one))) {
+                Py_CLEAR(part);
+            }
+            else {
+                Py_XSETREF(SLOT(sym, o_bids), Py_NewRef(nb_list));
+                Py_XSETREF(SLOT(sym, o_asks), Py_NewRef(na_list));
+                Py_XSETREF(SLOT(sym, o_update_no), un);
+            }
+            Py_DECREF(pending);
+        }
+        Py_XDECREF(nb_list);
+        Py_XDECREF(na_list);
+        Py_XDECREF(zero);
+        Py_XDECREF(one);
+        if (!part)
+            goto error;
+    }
+    else
+        Py_XINCREF(part);
+    if (part) { /* a limit order reads the bids down to the first below price - 0.5, the asks up to the
+                 * first above price + 0.5 */
+        nb = convert_levels(bids, nb, SLOT(sym, o_bids), -1.0, -((double)price - 0.5));
+        na = nb < 0 ? -1 : convert_levels(asks, na, SLOT(sym, o_asks), 1.0, (double)price + 0.5);
+        if (na < 0)
+            goto error_part;
+        if (nb == PyList_GET_SIZE(bids) && na == PyList_GET_SIZE(asks)) {
+            if (PyDict_GetItemWithError(self->partial, name)) {
+                if (PyDict_DelItem(self->partial, name) < 0)
+                    goto error_part;
+            }
+            else if (PyErr_Occurred())
+                goto error_part;
+        }
+        else {
+            PyObject *a = PyLong_FromLongLong(nb), *b = PyLong_FromLongLong(na);
+            if (!a || !b) {
+                Py_XDECREF(a);
+                Py_XDECREF(b);
+                goto error_part;
+            }
+            PyList_SetItem(part, 1, a); /* (part is the list _partial keeps; the references move) */
+            PyList_SetItem(part, 3, b);
+            if (PyDict_SetItem(self->partial, name, part) < 0)
+                goto error_part;
+        }
+        Py_DECREF(part);
+    }
+    Py_SETREF(self->response, Py_NewRef(args[1]));
+    /* self.matcher.new_order(self, order.cl_ord_id, sym.sid, side, ord_type, tif, price, qty) */
+    PyObject *cl = SLOT(order, oo_cl);
+    int done = cl ? rest_order(self, sym, cl, side, price, qty) : 0;
+    if (done < 0)
+        goto error;
+    if (!done) {
+        PyObject *v[5] = {PyLong_FromLongLong(side), PyLong_FromLongLong(ot), PyLong_FromLongLong(tif),
+                          PyLong_FromLongLong(price), PyLong_FromLongLong(qty)};
+        r = NULL;
+        if (v[0] && v[1] && v[2] && v[3] && v[4] && self->matcher) {
+            PyObject *stack[9] = {self->matcher, (PyObject *)self, cl ? cl : Py_None, SLOT(sym, o_sid), v[0], v[1],
+                                  v[2], v[3], v[4]};
+            r = PyObject_VectorcallMethod(str_new_order, stack, 9, NULL);
+        }
+        else if (!self->matcher)
+            PyErr_SetString(PyExc_AttributeError, "matcher");
+        for (int i = 0; i < 5; i++)
+            Py_XDECREF(v[i]);
+        if (!r)
+            goto error;
+        Py_DECREF(r);
+    }
+    Py_DECREF(sym);
+    Py_RETURN_NONE;
+error_part:
+    Py_DECREF(part);
+error:
+    Py_DECREF(sym);
+    return NULL;
+python:;
+    PyObject *stack[3] = {(PyObject *)self, args[0], args[1]};
+    return PyObject_Vectorcall(py_arrive, stack, 3, NULL);
 }
 
 /* The common start of both messages: the clock and due actions, the symbol. 0: *sym set (borrowed;
@@ -839,6 +1317,8 @@ core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->loop);
     Py_VISIT(self->timer);
     Py_VISIT(self->listener);
+    Py_VISIT(self->orders);
+    Py_VISIT(self->ids);
     return 0;
 }
 
@@ -863,6 +1343,8 @@ core_clear(CoreObject *self)
     Py_CLEAR(self->loop);
     Py_CLEAR(self->timer);
     Py_CLEAR(self->listener);
+    Py_CLEAR(self->orders);
+    Py_CLEAR(self->ids);
     return 0;
 }
 
@@ -894,6 +1376,8 @@ static PyMemberDef core_members[] = {
     {"_timer", T_OBJECT_EX, offsetof(CoreObject, timer), 0, NULL},
     {"_listener", T_OBJECT_EX, offsetof(CoreObject, listener), 0, NULL},
     {"reports", T_PYSSIZET, offsetof(CoreObject, reports), 0, "Reports delivered to the engine."},
+    {"orders", T_OBJECT_EX, offsetof(CoreObject, orders), 0, "cl_ord_id -> the engine's resting order (matching.Owner)."},
+    {"_ids", T_OBJECT_EX, offsetof(CoreObject, ids), 0, NULL},
     {NULL},
 };
 
@@ -905,6 +1389,8 @@ static PyMethodDef core_methods[] = {
      "matching.Owner.send_report (see paper._PaperCorePy)."},
     {"_run_due", (PyCFunction)(void (*)(void))core_run_due, METH_FASTCALL,
      "Run the actions due by until (default: now), in time order (see paper._PaperCorePy)."},
+    {"_arrive", (PyCFunction)(void (*)(void))core_arrive, METH_FASTCALL,
+     "An order reaches the venue: matched as the book is now (see paper._PaperCorePy)."},
     {NULL},
 };
 
@@ -945,6 +1431,9 @@ static PyMethodDef methods[] = {
      "with and _run_due pops with."},
     {"fixed", fixed, METH_O,
      "fixed(levels) -> [[round(price * scale), round(qty * scale)], ...], or None (not handled)."},
+    {"bind_arrive", (PyCFunction)(void (*)(void))bind_arrive, METH_FASTCALL,
+     "bind_arrive(Order, UsedIds, Matcher, PaperVenue, insort, _arrive, _convert): what _arrive works on, and "
+     "the Python it falls back to."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
      "bind(SimSymbol, SimOrder, RiskAverseQueue, scale): the classes and scale book_moved works on."},
     {"book_moved", (PyCFunction)(void (*)(void))book_moved, METH_FASTCALL,
@@ -971,6 +1460,8 @@ PyInit__paper(void)
         {&str_price, "price"}, {&str_side, "side"}, {&str_amount, "amount"}, {&str_buy, "buy"},
         {&str_run_due, "_run_due"}, {&str_fills_resting, "_fills_resting"}, {&str_on_trade, "on_trade"},
         {&str_depth, "depth"}, {&str_arm, "_arm"}, {&str_on_execution_report, "on_execution_report"},
+        {&str_log_orders, "log_orders"}, {&str_next_order_id, "_next_order_id"}, {&str_next_exec_id, "_next_exec_id"},
+        {&str_stats, "stats"}, {&str_max_open, "max_open_orders"}, {&str_orders, "orders"}, {&str_new_order, "new_order"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!*names[i].s && !(*names[i].s = PyUnicode_InternFromString(names[i].v)))

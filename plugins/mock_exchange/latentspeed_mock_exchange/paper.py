@@ -22,6 +22,7 @@ import heapq
 import os
 import random
 import time
+from bisect import insort
 
 from latentspeed_core.types import ExecType, ExecutionReport, Order, RejectReason, Side
 from latentspeed_core.venue import Instrument, Venue, VenueListener
@@ -34,6 +35,7 @@ try:
     if os.environ.get("LATENTSPEED_PURE_PYTHON"):
         raise ImportError("LATENTSPEED_PURE_PYTHON is set")
     from ._paper import PaperCore as _CompiledCore
+    from ._paper import bind_arrive as _bind_arrive
     from ._paper import bind_core as _bind_core
     from ._paper import bind_report as _bind_report
 except ImportError:  # built without a C compiler: _PaperCorePy, the same results
@@ -132,6 +134,17 @@ class _PaperCorePy:
             else:
                 fn(*args)
             self.now = saved if saved > due else due
+
+    def _arrive(self, order: Order, response_ns: int) -> None:
+        sym = self._symbols.get(order.symbol)
+        price = round(order.price * _SCALE)
+        if sym is not None:
+            self._current(sym, 0 if int(order.ord_type) == P.ORD_MARKET else price)
+        self._response = response_ns
+        self.matcher.new_order(
+            self, order.cl_ord_id, sym.sid if sym is not None else 0, int(order.side), int(order.ord_type),
+            int(order.tif), price, round(order.qty * _SCALE),
+        )  # fmt: skip
 
     # -- matching.Owner ------------------------------------------------------------------------------
     def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity) -> None:
@@ -350,17 +363,6 @@ class PaperVenue(_PaperCore, Venue):
             self._arm(self._loop)
         self.cancels_sent += 1
 
-    def _arrive(self, order: Order, response_ns: int) -> None:
-        sym = self._symbols.get(order.symbol)
-        price = round(order.price * _SCALE)
-        if sym is not None:
-            self._current(sym, 0 if int(order.ord_type) == P.ORD_MARKET else price)
-        self._response = response_ns
-        self.matcher.new_order(
-            self, order.cl_ord_id, sym.sid if sym is not None else 0, int(order.side), int(order.ord_type),
-            int(order.tif), price, round(order.qty * _SCALE),
-        )  # fmt: skip
-
     def _arrive_cancel(self, cl_ord_id: int, orig: int, symbol: str, response_ns: int) -> None:
         self.claim_id(cl_ord_id)  # one id sequence: keeps the used ids one run (bounded memory)
         sym = self._symbols.get(symbol)
@@ -408,3 +410,8 @@ def _convert(levels: list, i: int, out: list, sign: float, beyond: float) -> int
         if sign * x > beyond:
             break
     return i
+
+
+if _CompiledCore is not None:
+    # (PaperVenue exactly: a subclass may change the rules _arrive compiles; it gets _PaperCorePy._arrive)
+    _bind_arrive(Order, UsedIds, Matcher, PaperVenue, insort, _PaperCorePy._arrive, _convert)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -329,3 +330,89 @@ def test_due_actions_of_any_shape_run_in_time_order(cls):
     venue.advance(10 * MS)
     venue._run_due()  # nothing due: nothing happens
     assert venue.now == 10 * MS and venue.reports == 1
+
+
+def _state(venue) -> tuple:
+    """Everything an arrival changes: the resting orders (every field), the index, the books, the
+    counters and the used ids."""
+    m = venue.matcher
+    sym = m.symbols.get(SYM)
+    orders = [
+        tuple(getattr(o, f) for f in matching.SimOrder.__slots__ if f not in ("owner", "sym"))
+        for o in (sym.resting.values() if sym else ())
+    ]  # fmt: skip
+    book = (sym.bids, sym.asks, sym.buy_keys, sym.sell_keys, sym.update_no) if sym else None
+    ids = (venue._ids.lo, venue._ids.hi, sorted(venue._ids.rest))
+    return (orders, book, sorted(venue.orders), dict(m.stats), m._next_order_id, m._next_exec_id, ids,
+            {k: v[1::2] for k, v in venue._partial.items()}, sorted(venue._pending_book))  # fmt: skip
+
+
+def _arrivals(cls, orders, setup=None, log_orders=False):
+    venue = cls(PaperVenueConfig())
+    out = Reports()
+    venue.attach(out)
+    venue.matcher.log_orders = log_orders
+    venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 1, "bids": [[100.0, 5.0], [99.5, 2.0], [99.0, 3.0]],
+                           "asks": [[101.0, 5.0], [101.5, 1.0], [102.0, 4.0]]})  # fmt: skip
+    if setup is not None:
+        setup(venue)
+    calls = []
+
+    def profile(frame, event, arg):
+        if event == "call":
+            calls.append(frame.f_code.co_name)
+
+    for o in orders:
+        venue.send_new_order(o)
+    sys.setprofile(profile)
+    try:
+        venue.advance(MS + 5)  # every order arrives (its report is still on the way)
+    finally:
+        sys.setprofile(None)
+    assert all(fn is None for _t, _s, fn, _r in venue._heap)
+    reports = [(t, r.cl_ord_id, r.order_id, r.exec_id, r.exec_type, r.last_px, r.last_qty, r.leaves_qty, r.cum_qty,
+                r.reject_reason, r.timestamp_ns, r.liquidity) for t, _s, _fn, r in sorted(venue._heap)]  # fmt: skip
+    return _state(venue), reports, calls
+
+
+def _lim(cl, side, qty, px, ord_type=OrdType.LIMIT, tif=TimeInForce.GTC, symbol=SYM):
+    return Order(cl, symbol, side, qty, px, ord_type, tif)
+
+
+@compiled
+def test_the_usual_order_arrives_compiled_and_rests_as_in_python():
+    """Resting GTC limit orders (a price with a level, one without, both sides, a deeper one reading
+    more of the pending book): no Python runs for them, and everything is as the Python leaves it."""
+    orders = [_lim(1, Side.BUY, 1.0, 99.5), _lim(2, Side.SELL, 2.0, 101.25), _lim(3, Side.BUY, 0.5, 98.0),
+              _lim(4, Side.SELL, 1.0, 101.0)]  # fmt: skip
+    c_state, c_reports, c_calls = _arrivals(PaperVenue, orders)
+    py_state, py_reports, py_calls = _arrivals(PythonVenue, orders)
+    assert (c_state, c_reports) == (py_state, py_reports)
+    assert len(c_state[0]) == 4 and [r[4] for r in c_reports] == [0, 0, 0, 0]  # four acks, four resting
+    assert c_calls == [] and "new_order" in py_calls
+
+
+@compiled
+@pytest.mark.parametrize(
+    ("orders", "setup", "log_orders"),
+    [
+        ([_lim(1, Side.BUY, 1.0, 101.0)], None, False),  # marketable: the Python sweeps
+        ([_lim(1, Side.SELL, 9.0, 99.0)], None, False),  # marketable through levels
+        ([_lim(1, Side.BUY, 1.0, 99.0, tif=TimeInForce.IOC)], None, False),
+        ([_lim(1, Side.BUY, 1.0, 0.0, ord_type=OrdType.MARKET)], None, False),
+        ([_lim(1, Side.BUY, 1.0, 99.123456789)], None, False),  # not on the tick: rejected
+        ([_lim(1, Side.BUY, 0.0, 99.0)], None, False),  # no quantity: rejected
+        ([_lim(1, Side.BUY, 1.0, 99.0), _lim(1, Side.SELL, 1.0, 102.0)], None, False),  # a duplicate id
+        ([_lim(3, Side.BUY, 1.0, 99.0), _lim(1, Side.BUY, 1.0, 98.0)], None, False),  # ids out of order
+        ([_lim(1, Side.BUY, 1.0, 99.0, symbol="ETH-USDT")], None, False),  # unknown symbol
+        ([_lim(1, Side.BUY, 1.0, 99)], None, False),  # an int price
+        ([_lim(1, Side.BUY, 1.0, 99.0)], None, True),  # orders logged
+        ([_lim(1, Side.BUY, 1.0, 99.0), _lim(2, Side.BUY, 1.0, 98.5)], lambda v: setattr(v.matcher, "max_open_orders", 1), False),
+        ([_lim(1, Side.BUY, 1.0, 99.0), _lim(2, Side.SELL, 1.0, 101.5)],
+         lambda v: v.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 2, "bids": [[100, 5.0]], "asks": [[101.0, 5.0]]}), False),
+    ],  # fmt: skip
+)
+def test_unusual_arrivals_are_the_pythons(orders, setup, log_orders):
+    c = _arrivals(PaperVenue, orders, setup, log_orders)
+    py = _arrivals(PythonVenue, orders, setup, log_orders)
+    assert c[:2] == py[:2]
