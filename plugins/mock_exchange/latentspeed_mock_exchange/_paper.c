@@ -401,7 +401,7 @@ static Py_ssize_t o_report[14];
 static PyObject *sides, *exec_types, *reasons, *heappush, *heappop, *str_arm;
 static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *str_side, *str_amount, *str_buy,
     *str_run_due, *str_fills_resting, *str_on_trade, *str_on_execution_report, *str_log_orders, *str_next_order_id,
-    *str_next_exec_id, *str_stats, *str_max_open, *str_orders, *str_new_order;
+    *str_next_exec_id, *str_stats, *str_max_open, *str_orders, *str_new_order, *str_cancels, *str_rejects;
 
 /* An exact int that fits in int64, or -1 (no error set). */
 static inline int
@@ -576,15 +576,15 @@ static Py_ssize_t so[S_N];
 /* UsedIds slots */
 static Py_ssize_t o_ids_lo, o_ids_hi, o_ids_rest;
 static PyTypeObject *order_in_type, *ids_type, *matcher_type, *venue_type;
-static PyObject *insort, *py_arrive, *py_convert;
+static PyObject *insort, *bisect_left, *py_arrive, *py_convert, *py_arrive_cancel;
 
 static PyObject *
 bind_arrive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2]) ||
+    if (nargs != 9 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2]) ||
         !PyType_Check(args[3]) || !sym_type || !order_type) {
-        PyErr_SetString(PyExc_TypeError,
-                        "bind_arrive(Order, UsedIds, Matcher, PaperVenue, insort, _arrive, _convert), after bind()");
+        PyErr_SetString(PyExc_TypeError, "bind_arrive(Order, UsedIds, Matcher, PaperVenue, insort, bisect_left, "
+                                         "_arrive, _convert, _arrive_cancel), after bind()");
         return NULL;
     }
     static const char *order_fields[S_N] = {"cl_ord_id", "order_id", "owner", "sym", "side", "price", "qty",
@@ -607,9 +607,55 @@ bind_arrive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(matcher_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_XSETREF(venue_type, (PyTypeObject *)Py_NewRef(args[3]));
     Py_XSETREF(insort, Py_NewRef(args[4]));
-    Py_XSETREF(py_arrive, Py_NewRef(args[5]));
-    Py_XSETREF(py_convert, Py_NewRef(args[6]));
+    Py_XSETREF(bisect_left, Py_NewRef(args[5]));
+    Py_XSETREF(py_arrive, Py_NewRef(args[6]));
+    Py_XSETREF(py_convert, Py_NewRef(args[7]));
+    Py_XSETREF(py_arrive_cancel, Py_NewRef(args[8]));
     Py_RETURN_NONE;
+}
+
+/* An owner's claim_id, its usual case (the next id of the run, nothing held apart, or the first id
+ * of all): 1 (then *hi is where the run ends now), 0 not the usual case. Read only; claim() makes it. */
+static int
+claim_usual(PyObject *ids, PyObject *cl, int64_t *hi)
+{
+    int64_t v, lo;
+    if (!ids || !Py_IS_TYPE(ids, ids_type))
+        return 0;
+    PyObject *rest = SLOT(ids, o_ids_rest);
+    if (small_int(cl, &v) < 0 || small_int(SLOT(ids, o_ids_hi), hi) < 0 ||
+        small_int(SLOT(ids, o_ids_lo), &lo) < 0 || !rest || !PySet_CheckExact(rest) || PySet_GET_SIZE(rest) ||
+        (*hi < 0 ? lo != -1 || *hi != -1 || v < 0 : v != *hi + 1))
+        return 0;
+    return 1;
+}
+
+static void
+claim(PyObject *ids, PyObject *cl, int64_t hi)
+{
+    if (hi < 0)
+        Py_SETREF(SLOT(ids, o_ids_lo), Py_NewRef(cl));
+    Py_SETREF(SLOT(ids, o_ids_hi), Py_NewRef(cl));
+}
+
+/* d[key] += 1 for an int d[key] of a dict: 0, or -1 (error). */
+static int
+count_up(PyObject *d, PyObject *key)
+{
+    PyObject *n = PyDict_GetItemWithError(d, key), *one = NULL, *m = NULL;
+    if (!n) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, key);
+        return -1;
+    }
+    Py_INCREF(n);
+    int r = -1;
+    if ((one = PyLong_FromLong(1)) && (m = PyNumber_Add(n, one)))
+        r = PyDict_SetItem(d, key, m);
+    Py_DECREF(n);
+    Py_XDECREF(one);
+    Py_XDECREF(m);
+    return r;
 }
 
 /* A new [a, b] list of two ints. */
@@ -691,12 +737,7 @@ rest_order(CoreObject *self, PyObject *sym, PyObject *cl, int64_t side, int64_t 
         !PyDict_CheckExact(orders) || small_int(cl, &v) < 0 || small_int(SLOT(sym, o_sid), &sid) < 0 ||
         small_int(SLOT(sym, o_tick), &tick) < 0 || small_int(SLOT(sym, o_lot), &lot) < 0 || tick <= 0 || lot <= 0)
         return 0;
-    /* the owner's claim_id, its usual case: the next id of the run, nothing held apart (or the first
-     * id of all, which starts the run) */
-    PyObject *rest = SLOT(ids, o_ids_rest);
-    int64_t lo;
-    if (small_int(SLOT(ids, o_ids_hi), &hi) < 0 || small_int(SLOT(ids, o_ids_lo), &lo) < 0 || !rest ||
-        !PySet_CheckExact(rest) || PySet_GET_SIZE(rest) || (hi < 0 ? lo != -1 || hi != -1 || v < 0 : v != hi + 1))
+    if (!claim_usual(ids, cl, &hi))
         return 0;
     if (qty <= 0 || qty % lot || price <= 0 || price % tick || side < 0 || side > 1)
         return 0;
@@ -801,9 +842,7 @@ rest_order(CoreObject *self, PyObject *sym, PyObject *cl, int64_t side, int64_t 
         Py_DECREF(r);
     }
     /* the claim (UsedIds: the run grows by one), then rest: owner.orders, sym.resting, the index */
-    if (hi < 0)
-        Py_SETREF(SLOT(ids, o_ids_lo), Py_NewRef(cl));
-    Py_SETREF(SLOT(ids, o_ids_hi), Py_NewRef(cl));
+    claim(ids, cl, hi);
     if (PyDict_SetItem(orders, cl, o) < 0 || PyDict_SetItem(resting, oido, o) < 0)
         goto fail;
     if (side == 0) {
@@ -1023,6 +1062,181 @@ error:
 python:;
     PyObject *stack[3] = {(PyObject *)self, args[0], args[1]};
     return PyObject_Vectorcall(py_arrive, stack, 3, NULL);
+}
+
+
+
+/* Matcher.cancel of an order that is not resting (filled or cancelled before the request came, or
+ * never ours): its _reject, REJECT_UNKNOWN_ORDER reported under the order's id with order_id 0.
+ * Python (_PaperCorePy._arrive_cancel) for anything unusual, before anything changes. */
+static PyObject *
+cancel_unknown(CoreObject *self, PyObject *sym, PyObject *cl, PyObject *orig, PyObject *symbol, int64_t hi,
+               PyObject *response)
+{
+    PyObject *matcher = self->matcher, *log_orders = NULL, *stats = NULL, *next_xid = NULL, *r = NULL;
+    int64_t xid, sid;
+    if (!Py_IS_TYPE(sym, sym_type) || small_int(SLOT(sym, o_sid), &sid) < 0 || !PyLong_CheckExact(orig))
+        goto python;
+    if (!(log_orders = PyObject_GetAttr(matcher, str_log_orders)) || !(stats = PyObject_GetAttr(matcher, str_stats)) ||
+        !(next_xid = PyObject_GetAttr(matcher, str_next_exec_id)))
+        goto done;
+    if (log_orders != Py_False || !PyDict_CheckExact(stats) || small_int(next_xid, &xid) < 0 || xid >= (1LL << 52))
+        goto python_clean;
+    PyObject *hold = Py_NewRef(sym);
+    claim(self->ids, cl, hi);
+    Py_SETREF(self->response, Py_NewRef(response));
+    if (count_up(stats, str_rejects) == 0) {
+        PyObject *zero = PyLong_FromLong(0), *xido = PyLong_FromLongLong(xid), *next = PyLong_FromLongLong(xid + 1);
+        PyObject *four = PyLong_FromLong(4); /* protocol.EXEC_REJECTED, REJECT_UNKNOWN_ORDER */
+        if (zero && xido && next && four && PyObject_SetAttr(matcher, str_next_exec_id, next) == 0) {
+            PyObject *now = Py_NewRef(self->now);
+            PyObject *rargs[13] = {orig, zero, xido, SLOT(hold, o_sid), zero, four, zero, zero, zero, zero, four, now,
+                                   zero};
+            r = core_send_report(self, rargs, 13);
+            Py_DECREF(now);
+        }
+        Py_XDECREF(zero);
+        Py_XDECREF(xido);
+        Py_XDECREF(next);
+        Py_XDECREF(four);
+    }
+    Py_DECREF(hold);
+done:
+    Py_XDECREF(log_orders);
+    Py_XDECREF(stats);
+    Py_XDECREF(next_xid);
+    return r;
+python_clean:
+    Py_XDECREF(log_orders);
+    Py_XDECREF(stats);
+    Py_XDECREF(next_xid);
+python:;
+    PyObject *stack[5] = {(PyObject *)self, cl, orig, symbol, response};
+    return PyObject_Vectorcall(py_arrive_cancel, stack, 5, NULL);
+}
+
+/* PaperCore._arrive_cancel(cl_ord_id, orig_cl_ord_id, symbol, response_ns): a cancel request reaches
+ * the venue (_PaperCorePy._arrive_cancel, Matcher.cancel). Compiled for a resting order of this
+ * symbol of PaperVenue itself; anything else (an order that is gone: the venue's reject) is the
+ * Python, before anything changes. */
+static PyObject *
+core_arrive_cancel(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "_arrive_cancel(cl_ord_id, orig_cl_ord_id, symbol, response_ns)");
+        return NULL;
+    }
+    if (!py_arrive_cancel) {
+        PyErr_SetString(PyExc_RuntimeError, "_paper: bind_arrive() was not called");
+        return NULL;
+    }
+    PyObject *cl = args[0], *orig = args[1], *matcher = self->matcher, *orders = self->orders, *sym, *o;
+    PyObject *log_orders = NULL, *stats = NULL, *next_xid = NULL, *oido = NULL, *key = NULL, *pos = NULL, *r = NULL;
+    int64_t hi, xid, sid, osid, side, i;
+    if (!venue_type || !Py_IS_TYPE(self, venue_type) || !matcher || !Py_IS_TYPE(matcher, matcher_type) || !orders ||
+        !PyDict_CheckExact(orders) || !self->symbols || !PyDict_CheckExact(self->symbols) ||
+        !PyUnicode_CheckExact(args[2]) || !claim_usual(self->ids, cl, &hi))
+        goto python;
+    if (!(sym = PyDict_GetItemWithError(self->symbols, args[2]))) {
+        if (PyErr_Occurred())
+            return NULL;
+        goto python;
+    }
+    if (!(o = PyDict_GetItemWithError(orders, orig))) {
+        if (PyErr_Occurred())
+            return NULL;
+        return cancel_unknown(self, sym, cl, orig, args[2], hi, args[3]);
+    }
+    PyObject *osym = SLOT(o, so[S_SYM]);
+    if (!Py_IS_TYPE(sym, sym_type) || !Py_IS_TYPE(o, order_type) || !osym || !Py_IS_TYPE(osym, sym_type) ||
+        SLOT(o, so[S_OWNER]) != (PyObject *)self || small_int(SLOT(sym, o_sid), &sid) < 0 ||
+        small_int(SLOT(osym, o_sid), &osid) < 0 || sid != osid || small_int(SLOT(o, so[S_SIDE]), &side) < 0 ||
+        side < 0 || side > 1 || !SLOT(o, so[S_OID]) || !SLOT(o, so[S_PRICE]) || !SLOT(o, so[S_CL]) ||
+        !SLOT(o, so[S_CUM]))
+        goto python;
+    PyObject *resting = SLOT(osym, o_resting), *keys = SLOT(osym, side == 0 ? o_buy_keys : o_sell_keys);
+    if (!resting || !PyDict_CheckExact(resting) || !keys || !PyList_CheckExact(keys))
+        goto python;
+    if (!(log_orders = PyObject_GetAttr(matcher, str_log_orders)) || !(stats = PyObject_GetAttr(matcher, str_stats)) ||
+        !(next_xid = PyObject_GetAttr(matcher, str_next_exec_id)))
+        goto error;
+    if (log_orders != Py_False || !PyDict_CheckExact(stats) || small_int(next_xid, &xid) < 0 || xid >= (1LL << 52))
+        goto python_clean;
+    /* its key in the price-time index: (-price, order_id) for a buy, (price, order_id) for a sell */
+    oido = Py_NewRef(SLOT(o, so[S_OID]));
+    if (side == 0) {
+        PyObject *neg = PyNumber_Negative(SLOT(o, so[S_PRICE]));
+        key = neg ? PyTuple_Pack(2, neg, oido) : NULL;
+        Py_XDECREF(neg);
+    }
+    else
+        key = PyTuple_Pack(2, SLOT(o, so[S_PRICE]), oido);
+    if (!key)
+        goto error;
+    {
+        PyObject *bargs[2] = {keys, key};
+        if (!(pos = PyObject_Vectorcall(bisect_left, bargs, 2, NULL)))
+            goto error;
+    }
+    if ((i = PyLong_AsSsize_t(pos)) < 0 && PyErr_Occurred())
+        goto error;
+    /* the changes, in the Python's order */
+    Py_INCREF(o);
+    Py_INCREF(sym);
+    claim(self->ids, cl, hi);
+    Py_SETREF(self->response, Py_NewRef(args[3]));
+    int ok = PyDict_DelItem(orders, orig) == 0 && PyDict_DelItem(resting, oido) == 0;
+    if (ok && i < PyList_GET_SIZE(keys)) {
+        int eq = PyObject_RichCompareBool(PyList_GET_ITEM(keys, i), key, Py_EQ);
+        ok = eq >= 0 && (!eq || PyList_SetSlice(keys, i, i + 1, NULL) == 0);
+    }
+    ok = ok && count_up(stats, str_cancels) == 0;
+    if (ok) {
+        PyObject *zero = PyLong_FromLong(0), *xido = PyLong_FromLongLong(xid), *next = PyLong_FromLongLong(xid + 1);
+        ok = zero && xido && next && PyObject_SetAttr(matcher, str_next_exec_id, next) == 0;
+        if (ok) {
+            Py_SETREF(SLOT(o, so[S_LEAVES]), Py_NewRef(zero));
+            /* o.owner.send_report(o.cl_ord_id, o.order_id, exec_id, o.sym.sid, o.side, EXEC_CANCELED, 0, 0, 0,
+             * o.cum, 0, now, 0) */
+            PyObject *three = PyLong_FromLong(3), *now = Py_NewRef(self->now);
+            PyObject *rargs[13] = {SLOT(o, so[S_CL]), oido, xido, SLOT(osym, o_sid), SLOT(o, so[S_SIDE]), three,
+                                   zero, zero, zero, SLOT(o, so[S_CUM]), zero, now, zero};
+            r = three ? core_send_report(self, rargs, 13) : NULL;
+            Py_XDECREF(three);
+            Py_DECREF(now);
+            ok = r != NULL;
+            Py_XDECREF(r);
+        }
+        Py_XDECREF(zero);
+        Py_XDECREF(xido);
+        Py_XDECREF(next);
+    }
+    Py_DECREF(o);
+    Py_DECREF(sym);
+    if (!ok)
+        goto error;
+    Py_DECREF(log_orders);
+    Py_DECREF(stats);
+    Py_DECREF(next_xid);
+    Py_DECREF(oido);
+    Py_DECREF(key);
+    Py_DECREF(pos);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(log_orders);
+    Py_XDECREF(stats);
+    Py_XDECREF(next_xid);
+    Py_XDECREF(oido);
+    Py_XDECREF(key);
+    Py_XDECREF(pos);
+    return NULL;
+python_clean:
+    Py_XDECREF(log_orders);
+    Py_XDECREF(stats);
+    Py_XDECREF(next_xid);
+python:;
+    PyObject *stack[5] = {(PyObject *)self, args[0], args[1], args[2], args[3]};
+    return PyObject_Vectorcall(py_arrive_cancel, stack, 5, NULL);
 }
 
 /* The common start of both messages: the clock and due actions, the symbol. 0: *sym set (borrowed;
@@ -1391,6 +1605,8 @@ static PyMethodDef core_methods[] = {
      "Run the actions due by until (default: now), in time order (see paper._PaperCorePy)."},
     {"_arrive", (PyCFunction)(void (*)(void))core_arrive, METH_FASTCALL,
      "An order reaches the venue: matched as the book is now (see paper._PaperCorePy)."},
+    {"_arrive_cancel", (PyCFunction)(void (*)(void))core_arrive_cancel, METH_FASTCALL,
+     "A cancel request reaches the venue (see paper._PaperCorePy)."},
     {NULL},
 };
 
@@ -1432,8 +1648,8 @@ static PyMethodDef methods[] = {
     {"fixed", fixed, METH_O,
      "fixed(levels) -> [[round(price * scale), round(qty * scale)], ...], or None (not handled)."},
     {"bind_arrive", (PyCFunction)(void (*)(void))bind_arrive, METH_FASTCALL,
-     "bind_arrive(Order, UsedIds, Matcher, PaperVenue, insort, _arrive, _convert): what _arrive works on, and "
-     "the Python it falls back to."},
+     "bind_arrive(Order, UsedIds, Matcher, PaperVenue, insort, bisect_left, _arrive, _convert, _arrive_cancel): "
+     "what _arrive and _arrive_cancel work on, and the Python they fall back to."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
      "bind(SimSymbol, SimOrder, RiskAverseQueue, scale): the classes and scale book_moved works on."},
     {"book_moved", (PyCFunction)(void (*)(void))book_moved, METH_FASTCALL,
@@ -1461,7 +1677,7 @@ PyInit__paper(void)
         {&str_run_due, "_run_due"}, {&str_fills_resting, "_fills_resting"}, {&str_on_trade, "on_trade"},
         {&str_depth, "depth"}, {&str_arm, "_arm"}, {&str_on_execution_report, "on_execution_report"},
         {&str_log_orders, "log_orders"}, {&str_next_order_id, "_next_order_id"}, {&str_next_exec_id, "_next_exec_id"},
-        {&str_stats, "stats"}, {&str_max_open, "max_open_orders"}, {&str_orders, "orders"}, {&str_new_order, "new_order"},
+        {&str_stats, "stats"}, {&str_max_open, "max_open_orders"}, {&str_orders, "orders"}, {&str_new_order, "new_order"}, {&str_cancels, "cancels"}, {&str_rejects, "rejects"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!*names[i].s && !(*names[i].s = PyUnicode_InternFromString(names[i].v)))

@@ -22,7 +22,7 @@ import heapq
 import os
 import random
 import time
-from bisect import insort
+from bisect import bisect_left, insort
 
 from latentspeed_core.types import ExecType, ExecutionReport, Order, RejectReason, Side
 from latentspeed_core.venue import Instrument, Venue, VenueListener
@@ -145,6 +145,12 @@ class _PaperCorePy:
             self, order.cl_ord_id, sym.sid if sym is not None else 0, int(order.side), int(order.ord_type),
             int(order.tif), price, round(order.qty * _SCALE),
         )  # fmt: skip
+
+    def _arrive_cancel(self, cl_ord_id: int, orig: int, symbol: str, response_ns: int) -> None:
+        self.claim_id(cl_ord_id)  # one id sequence: keeps the used ids one run (bounded memory)
+        sym = self._symbols.get(symbol)
+        self._response = response_ns
+        self.matcher.cancel(self, cl_ord_id, orig, sym.sid if sym is not None else 0)
 
     # -- matching.Owner ------------------------------------------------------------------------------
     def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity) -> None:
@@ -363,12 +369,6 @@ class PaperVenue(_PaperCore, Venue):
             self._arm(self._loop)
         self.cancels_sent += 1
 
-    def _arrive_cancel(self, cl_ord_id: int, orig: int, symbol: str, response_ns: int) -> None:
-        self.claim_id(cl_ord_id)  # one id sequence: keeps the used ids one run (bounded memory)
-        sym = self._symbols.get(symbol)
-        self._response = response_ns
-        self.matcher.cancel(self, cl_ord_id, orig, sym.sid if sym is not None else 0)
-
     def queue_ahead(self, cl_ord_id: int) -> float | None:
         """The estimated visible size ahead of a resting order (dashboards), or None."""
         o = self.orders.get(cl_ord_id)
@@ -414,4 +414,7 @@ def _convert(levels: list, i: int, out: list, sign: float, beyond: float) -> int
 
 if _CompiledCore is not None:
     # (PaperVenue exactly: a subclass may change the rules _arrive compiles; it gets _PaperCorePy._arrive)
-    _bind_arrive(Order, UsedIds, Matcher, PaperVenue, insort, _PaperCorePy._arrive, _convert)
+    _bind_arrive(
+        Order, UsedIds, Matcher, PaperVenue, insort, bisect_left, _PaperCorePy._arrive, _convert,
+        _PaperCorePy._arrive_cancel,
+    )  # fmt: skip

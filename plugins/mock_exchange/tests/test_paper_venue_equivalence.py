@@ -362,17 +362,24 @@ def _arrivals(cls, orders, setup=None, log_orders=False):
         if event == "call":
             calls.append(frame.f_code.co_name)
 
+    cancels = [o for o in orders if isinstance(o, tuple)]
     for o in orders:
-        venue.send_new_order(o)
+        if not isinstance(o, tuple):
+            venue.send_new_order(o)
+    if cancels:  # after the orders have arrived (their acks still on the way)
+        venue.advance(MS + 5)
+        for cl, orig, symbol in cancels:
+            venue.send_cancel(cl, orig, symbol)
     sys.setprofile(profile)
     try:
-        venue.advance(MS + 5)  # every order arrives (its report is still on the way)
+        venue.advance(2 * MS + 10 if cancels else MS + 5)  # every order (and cancel) arrives
     finally:
         sys.setprofile(None)
     assert all(fn is None for _t, _s, fn, _r in venue._heap)
+    reports = [(r.receipt_ns, r) for r in out.got] + [(t, r) for t, _s, _fn, r in sorted(venue._heap)]
     reports = [(t, r.cl_ord_id, r.order_id, r.exec_id, r.exec_type, r.last_px, r.last_qty, r.leaves_qty, r.cum_qty,
-                r.reject_reason, r.timestamp_ns, r.liquidity) for t, _s, _fn, r in sorted(venue._heap)]  # fmt: skip
-    return _state(venue), reports, calls
+                r.reject_reason, r.timestamp_ns, r.liquidity) for t, r in reports]  # fmt: skip
+    return _state(venue), reports, [c for c in calls if c != "on_execution_report"]  # (the test's listener)
 
 
 def _lim(cl, side, qty, px, ord_type=OrdType.LIMIT, tif=TimeInForce.GTC, symbol=SYM):
@@ -415,4 +422,37 @@ def test_the_usual_order_arrives_compiled_and_rests_as_in_python():
 def test_unusual_arrivals_are_the_pythons(orders, setup, log_orders):
     c = _arrivals(PaperVenue, orders, setup, log_orders)
     py = _arrivals(PythonVenue, orders, setup, log_orders)
+    assert c[:2] == py[:2]
+
+
+@compiled
+def test_the_usual_cancel_is_compiled_and_leaves_what_python_leaves():
+    """Cancels of resting orders (buys and sells, at prices shared with another order) and of one that
+    is not there: no Python runs for them; the orders, index, counters, ids and reports are the Python's."""
+    orders = [_lim(1, Side.BUY, 1.0, 99.5), _lim(2, Side.BUY, 1.0, 99.5), _lim(3, Side.SELL, 2.0, 101.5),
+              _lim(4, Side.SELL, 1.0, 102.0), (5, 2, SYM), (6, 3, SYM), (7, 9, SYM)]  # fmt: skip
+    c_state, c_reports, c_calls = _arrivals(PaperVenue, orders)
+    py_state, py_reports, py_calls = _arrivals(PythonVenue, orders)
+    assert (c_state, c_reports) == (py_state, py_reports)
+    assert [o[0] for o in c_state[0]] == [1, 4]
+    assert [(r[1], r[4], r[9]) for r in c_reports][-3:] == [(2, 3, 0), (3, 3, 0), (9, 4, 4)]  # CANCELED, REJECTED
+    assert c_calls == [] and "cancel" in py_calls
+
+
+@compiled
+@pytest.mark.parametrize(
+    ("orders", "log_orders"),
+    [
+        ([_lim(1, Side.BUY, 1.0, 99.5), (2, 7, SYM)], False),  # no such order: the venue's reject
+        ([_lim(1, Side.BUY, 1.0, 99.5), (2, 1, "ETH-USDT")], False),  # another symbol
+        ([_lim(1, Side.BUY, 1.0, 99.5), (2, 1, SYM), (3, 1, SYM)], False),  # cancelled twice
+        ([_lim(1, Side.BUY, 1.0, 99.5), (1, 1, SYM)], False),  # the cancel reuses the order's id
+        ([_lim(1, Side.BUY, 1.0, 99.5), (5, 1, SYM)], False),  # ids out of order
+        ([_lim(1, Side.BUY, 1.0, 99.5), (2, 1, SYM)], True),  # logged
+        ([_lim(1, Side.BUY, 1.0, 101.0), (2, 1, SYM)], False),  # it filled on arrival: nothing to cancel
+    ],
+)
+def test_cancels_of_every_kind_give_the_pythons_results(orders, log_orders):
+    c = _arrivals(PaperVenue, orders, log_orders=log_orders)
+    py = _arrivals(PythonVenue, orders, log_orders=log_orders)
     assert c[:2] == py[:2]
