@@ -22,6 +22,8 @@ typedef struct {
         *trading_enabled, *breach;
     /* counters Python reads only for its statistics */
     Py_ssize_t rx_packets, trades_rx;
+    /* what on_execution_report touches */
+    PyObject *orders, *round_trip, *latency, *wants_updates;
 } CoreObject;
 
 /* core._EngineCorePy's on_book and on_trade: the rule for every case. */
@@ -264,6 +266,242 @@ core_on_trade(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
     Py_RETURN_NONE;
 }
 
+
+/* ---- execution reports ------------------------------------------------------------------------
+ *
+ * on_execution_report(r) for the usual reports of a paper session or a backtest, an order's NEW
+ * acknowledgement (PENDING_NEW -> NEW) and its CANCELED (an open order -> CANCELED), reported under
+ * its own id to an engine whose strategy does not want order updates: OrderManager.apply and the
+ * engine's part of it, on the __slots__ of ExecutionReport, OrderState and ReportOutcome. The
+ * samples, the latency log and the retirement of final orders stay the Python's (called). Anything
+ * else (fills, rejects, repeats, cancel answers under the cancel's id, reports without a receipt
+ * stamp) is core._EngineCorePy.on_execution_report before anything changes. */
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static PyTypeObject *report_type, *state_type, *outcome_type, *manager_type;
+static Py_ssize_t r_cl, r_oid, r_et, r_receipt;
+static Py_ssize_t s_cl, s_symbol, s_side, s_status, s_oid, s_leaves, s_ack, s_sent, s_final, s_cancel_pending,
+    s_is_open, s_strategy;
+static Py_ssize_t q_order, q_fill_qty, q_status_changed, q_final;
+static PyObject *et_new, *et_canceled, *status_pending, *status_new, *status_partial, *status_canceled;
+static PyObject *py_on_report, *float_zero;
+static PyObject *str_orders, *str_open, *str_by_order_id, *str_out, *str_open_qty, *str_open_n, *str_retire,
+    *str_add, *str_order;
+
+static int
+slot_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)t, name);
+    if (!d)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok)
+        *off = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", t->tp_name, name);
+        return -1;
+    }
+    return 0;
+}
+
+/* bind_reports(ExecutionReport, OrderState, ReportOutcome, OrderManager, (ExecType.NEW, ExecType.CANCELED),
+ * (PENDING_NEW, NEW, PARTIALLY_FILLED, CANCELED), on_execution_report) */
+static PyObject *
+bind_reports(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2]) ||
+        !PyType_Check(args[3]) || !PyTuple_CheckExact(args[4]) || PyTuple_GET_SIZE(args[4]) != 2 ||
+        !PyTuple_CheckExact(args[5]) || PyTuple_GET_SIZE(args[5]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "bind_reports(ExecutionReport, OrderState, ReportOutcome, OrderManager, "
+                                         "exec_types, statuses, on_execution_report)");
+        return NULL;
+    }
+    PyTypeObject *r = (PyTypeObject *)args[0], *st = (PyTypeObject *)args[1], *q = (PyTypeObject *)args[2];
+    if (slot_offset(r, "cl_ord_id", &r_cl) || slot_offset(r, "order_id", &r_oid) ||
+        slot_offset(r, "exec_type", &r_et) || slot_offset(r, "receipt_ns", &r_receipt) ||
+        slot_offset(st, "cl_ord_id", &s_cl) || slot_offset(st, "symbol", &s_symbol) ||
+        slot_offset(st, "side", &s_side) || slot_offset(st, "status", &s_status) ||
+        slot_offset(st, "order_id", &s_oid) || slot_offset(st, "leaves_qty", &s_leaves) ||
+        slot_offset(st, "ack_ns", &s_ack) || slot_offset(st, "sent_ns", &s_sent) ||
+        slot_offset(st, "final_ns", &s_final) || slot_offset(st, "cancel_pending", &s_cancel_pending) ||
+        slot_offset(st, "is_open", &s_is_open) || slot_offset(st, "strategy", &s_strategy) ||
+        slot_offset(q, "order", &q_order) || slot_offset(q, "fill_qty", &q_fill_qty) ||
+        slot_offset(q, "status_changed", &q_status_changed) || slot_offset(q, "final", &q_final))
+        return NULL;
+    Py_XSETREF(report_type, (PyTypeObject *)Py_NewRef(r));
+    Py_XSETREF(state_type, (PyTypeObject *)Py_NewRef(st));
+    Py_XSETREF(outcome_type, (PyTypeObject *)Py_NewRef(q));
+    Py_XSETREF(manager_type, (PyTypeObject *)Py_NewRef(args[3]));
+    Py_XSETREF(et_new, Py_NewRef(PyTuple_GET_ITEM(args[4], 0)));
+    Py_XSETREF(et_canceled, Py_NewRef(PyTuple_GET_ITEM(args[4], 1)));
+    Py_XSETREF(status_pending, Py_NewRef(PyTuple_GET_ITEM(args[5], 0)));
+    Py_XSETREF(status_new, Py_NewRef(PyTuple_GET_ITEM(args[5], 1)));
+    Py_XSETREF(status_partial, Py_NewRef(PyTuple_GET_ITEM(args[5], 2)));
+    Py_XSETREF(status_canceled, Py_NewRef(PyTuple_GET_ITEM(args[5], 3)));
+    Py_XSETREF(py_on_report, Py_NewRef(args[6]));
+    Py_RETURN_NONE;
+}
+
+/* OrderManager._shift(side, symbol, dq, -1) for an order that stops being open. 0, or -1 (error). */
+static int
+shift_closed(PyObject *open_n, PyObject *open_qty, long side, PyObject *symbol, PyObject *dq)
+{
+    PyObject *counts = PyTuple_GET_ITEM(open_n, side), *qtys = PyTuple_GET_ITEM(open_qty, side);
+    PyObject *c = PyDict_GetItemWithError(counts, symbol), *minus = NULL, *n = NULL, *q = NULL, *v = NULL;
+    if (!c && PyErr_Occurred())
+        return -1;
+    int r = -1;
+    if (!(minus = PyLong_FromLong(-1)) || !(n = PyNumber_Add(c ? c : zero, minus)) || PyDict_SetItem(counts, symbol, n) < 0)
+        goto done;
+    int positive = PyObject_RichCompareBool(n, zero, Py_GT);
+    if (positive < 0)
+        goto done;
+    if (positive) {
+        if (!(q = PyDict_GetItemWithError(qtys, symbol)) && PyErr_Occurred())
+            goto done;
+        if (!(v = PyNumber_Add(q ? q : float_zero, dq)))
+            goto done;
+    }
+    else
+        v = Py_NewRef(float_zero);
+    r = PyDict_SetItem(qtys, symbol, v);
+done:
+    Py_XDECREF(minus);
+    Py_XDECREF(n);
+    Py_XDECREF(v);
+    return r;
+}
+
+static PyObject *
+core_on_report(CoreObject *self, PyObject *r)
+{
+    PyObject *om = self->orders, *orders = NULL, *open = NULL, *by_oid = NULL, *out = NULL, *open_qty = NULL,
+             *open_n = NULL, *ret = NULL, *st, *dq = NULL;
+    if (!py_on_report) {
+        PyErr_SetString(PyExc_RuntimeError, "_engine: bind_reports() was not called");
+        return NULL;
+    }
+    if (!report_type || !Py_IS_TYPE(r, report_type) || !om || !Py_IS_TYPE(om, manager_type) ||
+        !self->wants_updates || !PySet_CheckExact(self->wants_updates) || !self->round_trip || !self->latency)
+        goto python;
+    PyObject *et = SLOT(r, r_et), *cl = SLOT(r, r_cl), *receipt = SLOT(r, r_receipt), *roid = SLOT(r, r_oid);
+    int cancel = et == et_canceled;
+    if (!(et == et_new || cancel) || !cl || !receipt || !PyLong_CheckExact(receipt) || !roid ||
+        !PyLong_CheckExact(roid) || !PyObject_IsTrue(receipt))
+        goto python; /* (a receipt stamp of 0: the engine's clock decides) */
+    if (!(orders = PyObject_GetAttr(om, str_orders)) || !(open = PyObject_GetAttr(om, str_open)) ||
+        !(by_oid = PyObject_GetAttr(om, str_by_order_id)) || !(out = PyObject_GetAttr(om, str_out)) ||
+        !(open_qty = PyObject_GetAttr(om, str_open_qty)) || !(open_n = PyObject_GetAttr(om, str_open_n)))
+        goto done;
+    if (!PyDict_CheckExact(orders) || !PyDict_CheckExact(open) || !PyDict_CheckExact(by_oid) ||
+        !Py_IS_TYPE(out, outcome_type) || !PyTuple_CheckExact(open_qty) || PyTuple_GET_SIZE(open_qty) != 2 ||
+        !PyTuple_CheckExact(open_n) || PyTuple_GET_SIZE(open_n) != 2 ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(open_qty, 0)) || !PyDict_CheckExact(PyTuple_GET_ITEM(open_qty, 1)) ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(open_n, 0)) || !PyDict_CheckExact(PyTuple_GET_ITEM(open_n, 1)))
+        goto python_clean;
+    if (!(st = PyDict_GetItemWithError(orders, cl))) {
+        if (PyErr_Occurred())
+            goto done;
+        goto python_clean; /* a cancel answer under the cancel's id, or an unknown order */
+    }
+    PyObject *old = SLOT(st, s_status);
+    if (!Py_IS_TYPE(st, state_type) ||
+        (cancel ? !(old == status_pending || old == status_new || old == status_partial) : old != status_pending))
+        goto python_clean;
+    PyObject *sid = SLOT(st, s_strategy), *soid = SLOT(st, s_oid), *ack = SLOT(st, s_ack), *scl = SLOT(st, s_cl),
+             *side = SLOT(st, s_side), *symbol = SLOT(st, s_symbol), *leaves = SLOT(st, s_leaves),
+             *sent = SLOT(st, s_sent);
+    if (!sid || !soid || !ack || !scl || !side || !symbol || !leaves || !sent || !PyLong_Check(side))
+        goto python_clean;
+    long sv = PyLong_AsLong(side);
+    if (sv == -1 && PyErr_Occurred())
+        goto done;
+    if (sv < 0 || sv > 1)
+        goto python_clean;
+    int wants = PySet_Contains(self->wants_updates, sid);
+    if (wants < 0)
+        goto done;
+    if (wants)
+        goto python_clean; /* its strategy is called on every change: the Python does that */
+    int set_oid = PyObject_IsTrue(roid) > 0 && PyObject_Not(soid) > 0;
+    if (cancel && !(dq = PyNumber_Subtract(float_zero, leaves))) /* 0.0 - the open quantity it had */
+        goto done;
+    /* OrderManager.apply */
+    Py_INCREF(st);
+    Py_XSETREF(SLOT(out, q_fill_qty), Py_NewRef(float_zero));
+    Py_XSETREF(SLOT(out, q_status_changed), Py_NewRef(Py_True));
+    Py_XSETREF(SLOT(out, q_final), Py_NewRef(cancel ? Py_True : Py_False));
+    Py_XSETREF(SLOT(out, q_order), Py_NewRef(st));
+    int ok = 1;
+    if (set_oid) {
+        Py_SETREF(SLOT(st, s_oid), Py_NewRef(roid));
+        ok = PyDict_SetItem(by_oid, roid, scl) == 0;
+    }
+    int had_ack = ack != Py_None;
+    if (!had_ack)
+        Py_SETREF(SLOT(st, s_ack), Py_NewRef(receipt));
+    if (ok && !cancel) {
+        Py_SETREF(SLOT(st, s_status), Py_NewRef(status_new));
+        Py_SETREF(SLOT(st, s_is_open), Py_NewRef(Py_True));
+    }
+    else if (ok) {
+        Py_SETREF(SLOT(st, s_status), Py_NewRef(status_canceled));
+        Py_SETREF(SLOT(st, s_leaves), Py_NewRef(float_zero));
+        Py_SETREF(SLOT(st, s_final), Py_NewRef(receipt));
+        Py_SETREF(SLOT(st, s_cancel_pending), Py_NewRef(Py_False));
+        PyObject *gone = PyDict_GetItemWithError(open, scl);
+        ok = gone ? PyDict_DelItem(open, scl) == 0 : !PyErr_Occurred();
+        if (ok) {
+            PyObject *x = PyObject_CallMethodOneArg(om, str_retire, scl);
+            ok = x != NULL;
+            Py_XDECREF(x);
+        }
+        if (ok) {
+            Py_SETREF(SLOT(st, s_is_open), Py_NewRef(Py_False));
+            ok = shift_closed(open_n, open_qty, sv, symbol, dq) == 0;
+        }
+    }
+    /* the engine's part: the round trip of the first answer, the latency record of a final order */
+    if (ok && !had_ack) {
+        PyObject *ack_ns = SLOT(st, s_ack), *sent_ns = SLOT(st, s_sent);
+        PyObject *rt = ack_ns && sent_ns ? PyNumber_Subtract(ack_ns, sent_ns) : NULL;
+        PyObject *x = rt ? PyObject_CallMethodOneArg(self->round_trip, str_add, rt) : NULL;
+        ok = x != NULL;
+        Py_XDECREF(rt);
+        Py_XDECREF(x);
+    }
+    if (ok && cancel) {
+        PyObject *x = PyObject_CallMethodOneArg(self->latency, str_order, st);
+        ok = x != NULL;
+        Py_XDECREF(x);
+    }
+    Py_DECREF(st);
+    if (ok)
+        ret = Py_NewRef(Py_None);
+    goto done;
+python_clean:
+    Py_CLEAR(orders);
+    Py_CLEAR(open);
+    Py_CLEAR(by_oid);
+    Py_CLEAR(out);
+    Py_CLEAR(open_qty);
+    Py_CLEAR(open_n);
+python:;
+    PyObject *stack[2] = {(PyObject *)self, r};
+    return PyObject_Vectorcall(py_on_report, stack, 2, NULL);
+done:
+    Py_XDECREF(orders);
+    Py_XDECREF(open);
+    Py_XDECREF(by_oid);
+    Py_XDECREF(out);
+    Py_XDECREF(open_qty);
+    Py_XDECREF(open_n);
+    Py_XDECREF(dq);
+    return ret;
+}
+
 static int
 core_traverse(CoreObject *self, visitproc visit, void *arg)
 {
@@ -277,6 +515,10 @@ core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->md_receipt_ns);
     Py_VISIT(self->trading_enabled);
     Py_VISIT(self->breach);
+    Py_VISIT(self->orders);
+    Py_VISIT(self->round_trip);
+    Py_VISIT(self->latency);
+    Py_VISIT(self->wants_updates);
     return 0;
 }
 
@@ -293,6 +535,10 @@ core_clear(CoreObject *self)
     Py_CLEAR(self->md_receipt_ns);
     Py_CLEAR(self->trading_enabled);
     Py_CLEAR(self->breach);
+    Py_CLEAR(self->orders);
+    Py_CLEAR(self->round_trip);
+    Py_CLEAR(self->latency);
+    Py_CLEAR(self->wants_updates);
     return 0;
 }
 
@@ -316,6 +562,10 @@ static PyMemberDef core_members[] = {
     {"rx_packets", T_PYSSIZET, offsetof(CoreObject, rx_packets), 0, "Market-data messages received."},
     {"trades_rx", T_PYSSIZET, offsetof(CoreObject, trades_rx), 0, "Trade messages received."},
     {"trading_enabled", T_OBJECT_EX, offsetof(CoreObject, trading_enabled), 0, NULL},
+    {"orders", T_OBJECT_EX, offsetof(CoreObject, orders), 0, "The order manager."},
+    {"round_trip", T_OBJECT_EX, offsetof(CoreObject, round_trip), 0, "Order round trips (sent to first answer), ns."},
+    {"latency", T_OBJECT_EX, offsetof(CoreObject, latency), 0, "The latency log."},
+    {"_wants_updates", T_OBJECT_EX, offsetof(CoreObject, wants_updates), 0, NULL},
     {"_breach", T_OBJECT_EX, offsetof(CoreObject, breach), 0, NULL},
     {NULL},
 };
@@ -325,6 +575,8 @@ static PyMethodDef core_methods[] = {
      "on_book(msg, receipt_ns=0, act=True): a book message (see core._EngineCorePy)."},
     {"on_trade", (PyCFunction)(void (*)(void))core_on_trade, METH_FASTCALL | METH_KEYWORDS,
      "on_trade(msg, receipt_ns=0): a trade message (see core._EngineCorePy)."},
+    {"on_execution_report", (PyCFunction)core_on_report, METH_O,
+     "on_execution_report(report): the venue's word on an order (see core._EngineCorePy)."},
     {NULL},
 };
 
@@ -434,6 +686,10 @@ bind_core(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef methods[] = {
+    {"bind_reports", (PyCFunction)(void (*)(void))bind_reports, METH_FASTCALL,
+     "bind_reports(ExecutionReport, OrderState, ReportOutcome, OrderManager, (ExecType.NEW, ExecType.CANCELED), "
+     "(PENDING_NEW, NEW, PARTIALLY_FILLED, CANCELED), on_execution_report): what on_execution_report works on, and "
+     "the Python it falls back to."},
     {"bind_core", (PyCFunction)(void (*)(void))bind_core, METH_FASTCALL,
      "bind_core(on_book, on_trade): the Python each entry point falls back to."},
     {NULL},
@@ -461,11 +717,18 @@ PyInit__engine(void)
         {&str_self, "__self__"},         {&str_on_book, "on_book"},
         {&str_on_trade, "on_trade"},     {&str_book, "book"},
         {&str_trade, "trade"},           {&str_timer, "timer"},
+        {&str_orders, "orders"},         {&str_open, "open"},
+        {&str_by_order_id, "_by_order_id"}, {&str_out, "_out"},
+        {&str_open_qty, "_open_qty"},    {&str_open_n, "_open_n"},
+        {&str_retire, "_retire"},        {&str_add, "add"},
+        {&str_order, "order"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!*names[i].s && !(*names[i].s = PyUnicode_InternFromString(names[i].v)))
             return NULL;
     if (!zero && !(zero = PyLong_FromLong(0)))
+        return NULL;
+    if (!float_zero && !(float_zero = PyFloat_FromDouble(0.0)))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)

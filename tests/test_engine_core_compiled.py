@@ -184,3 +184,133 @@ def test_a_strategy_error_is_counted_and_the_next_strategy_still_runs():
         assert engine.strategy_errors == 2
         assert [c[0] for c in first.calls] == [c[0] for c in second.calls] == ["book"]
         assert engine._trigger == "timer" and engine._md_receipt_ns == 5
+
+
+# -- execution reports --------------------------------------------------------------------------------
+# The compiled on_execution_report takes an order's NEW and its CANCELED under its own id; every other
+# report goes to the Python. Two engines get the same orders and the same random reports (every type,
+# known, unknown and cancel ids, repeats, receipt stamps of 0, order ids of 0) and must end equal.
+
+from latentspeed_core.engine.latency import LatencyLog  # noqa: E402
+from latentspeed_core.engine.orders import OrderState  # noqa: E402
+from latentspeed_core.types import ExecType, ExecutionReport, RejectReason, Side  # noqa: E402
+
+
+class Taker(Venue):
+    """A connected venue that takes every order and cancel (the reports come from the script)."""
+
+    name = "TAKER"
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.connected = True
+
+    async def run(self, listener) -> None:  # pragma: no cover - never run
+        raise NotImplementedError
+
+    def send_new_order(self, order) -> None:
+        pass
+
+    def send_cancel(self, cl_ord_id, orig_cl_ord_id, symbol) -> None:
+        pass
+
+
+class Updates(Strategy):
+    """Takes order updates and fills (the engine calls it on every change)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple] = []
+
+    def on_order_update(self, order) -> None:
+        self.seen.append(("update", order.cl_ord_id, order.status))
+
+    def on_fill(self, fill) -> None:
+        self.seen.append(("fill", fill.cl_ord_id, fill.qty))
+
+
+reports = st.tuples(
+    st.sampled_from(["order", "cancel", "report", "report", "report", "report"]),
+    st.integers(1, 8),  # which order (or cancel id) the step is about
+    st.sampled_from(list(ExecType)),
+    st.sampled_from([0, 5, 10**9 + 7]),  # receipt_ns (0: the engine's clock)
+    st.sampled_from([0, 0, 1, 2]),  # qty step of a fill
+    st.booleans(),  # order_id given
+)
+
+
+def run_reports(cls, script, updates: bool) -> list:
+    t = [1000]
+
+    def clock():
+        t[0] += 10
+        return t[0]
+
+    engine = cls(Taker(), RiskEngine([]), clock=clock, latency=LatencyLog(None))
+    strategy = Updates() if updates else Recorder()
+    engine.add_strategy("s", strategy, ["A"])
+    out = []
+    cum: dict[int, float] = {}
+    for kind, n, et, receipt, step, with_oid in script:
+        if kind == "order":
+            st_ = engine.submit("s", "A", Side.BUY if n % 2 else Side.SELL, 3.0, 100.0 + n)
+            out.append(st_.cl_ord_id if st_ is not None else None)
+        elif kind == "cancel":
+            out.append(engine.cancel(n))
+        else:
+            c = cum.get(n, 0.0) + (step if et in (ExecType.PARTIAL_FILL, ExecType.FILL) else 0.0)
+            cum[n] = c
+            r = ExecutionReport(
+                n, 50 + n if with_oid else 0, len(out), "A", Side.BUY if n % 2 else Side.SELL, et, 100.0, float(step),
+                max(3.0 - c, 0.0), c, RejectReason.NONE if et != ExecType.REJECTED else RejectReason.UNKNOWN_ORDER,
+                7, receipt,
+            )  # fmt: skip
+            engine.on_execution_report(r)
+            out.append(None)
+    om = engine.orders
+    states = {
+        cid: tuple(getattr(s, f) for f in OrderState.__slots__) for cid, s in sorted(om.orders.items())
+    }  # fmt: skip
+    return [
+        out, states, sorted(om.open), dict(om._by_order_id), dict(om._cancels), [dict(d) for d in om._open_qty],
+        [dict(d) for d in om._open_n], [c for _t, c in om._retired], om.unmatched_reports, om.duplicate_reports,
+        om.cancel_rejects, engine.round_trip.data.tolist(), engine.fills, engine.venue_rejects,
+        [(p.qty, p.avg_price, p.fees) for p in engine.portfolio.positions.values()], getattr(strategy, "seen", None),
+        (om._out.order.cl_ord_id if om._out.order else None, om._out.fill_qty, om._out.status_changed, om._out.final),
+    ]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(script=st.lists(reports, max_size=40), updates=st.booleans())
+@example(  # the usual life of two orders: NEW, then CANCELED; and a FILL
+    script=[("order", 1, ExecType.NEW, 0, 0, False), ("order", 2, ExecType.NEW, 0, 0, False),
+            ("report", 1, ExecType.NEW, 5, 0, True), ("report", 2, ExecType.NEW, 5, 0, True),
+            ("cancel", 1, ExecType.NEW, 0, 0, False), ("report", 1, ExecType.CANCELED, 9, 0, True),
+            ("report", 2, ExecType.FILL, 9, 2, True), ("report", 2, ExecType.CANCELED, 9, 0, True)],
+    updates=False,
+)  # fmt: skip
+def test_compiled_reports_end_in_the_same_state_as_the_python(script, updates):
+    assert run_reports(Engine, script, updates) == run_reports(PythonEngine, script, updates)
+
+
+@pytest.mark.skipif(not compiled, reason="the compiled engine core was not built (no C compiler)")
+def test_acks_and_cancels_are_compiled():
+    """Not vacuous: NEW and CANCELED of an engine without order updates run no Python apply."""
+    import sys
+
+    engine = Engine(Taker(), RiskEngine([]), clock=lambda: 1, latency=LatencyLog(None))
+    engine.add_strategy("s", Recorder(), ["A"])
+    engine.submit("s", "A", Side.BUY, 1.0, 100.0)
+    calls = []
+    sys.setprofile(lambda frame, event, arg: calls.append(frame.f_code.co_name) if event == "call" else None)
+    try:
+        for et in (ExecType.NEW, ExecType.CANCELED):
+            engine.on_execution_report(
+                ExecutionReport(1, 9, 1, "A", Side.BUY, et, 0.0, 0.0, 0.0, 0.0, RejectReason.NONE, 5, 6)
+            )
+    finally:
+        sys.setprofile(None)
+    assert "apply" not in calls and "on_execution_report" not in calls
+    st_ = engine.orders.orders[1]
+    assert (st_.status_name, st_.order_id, st_.ack_ns, st_.final_ns, st_.is_open) == ("canceled", 9, 6, 6, False)
+    assert engine.round_trip.data.tolist() == [6 - st_.sent_ns] and not engine.orders.open

@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Callable
 
 from ..logs import RateLimitedLog
-from ..types import ExecutionReport, Fill, Order, OrderStatus, OrdType, Side, TimeInForce
+from ..types import ExecType, ExecutionReport, Fill, Order, OrderStatus, OrdType, Side, TimeInForce
 from ..venue import BatchingVenue, InstrumentVenue, Venue
 from .latency import LatencyLog, Samples
-from .orders import OrderManager, OrderState
+from .orders import OrderManager, OrderState, ReportOutcome
 from .positions import Portfolio
 from .risk import RiskEngine
 from .strategy import Strategy, StrategyContext
@@ -36,10 +36,11 @@ _REJECTED = OrderStatus.REJECTED
 
 
 class _EngineCorePy:
-    """The engine's market-data entry points: the rule, in Python.
+    """The engine's market-data entry points and its execution reports: the rule, in Python.
 
     ``_engine.EngineCore`` (C) is this for the usual case (a dict with a ``symbol``, and for a book a
-    ``midpoint`` that is not None), with the state these touch in its own fields, and calls these
+    ``midpoint`` that is not None; an order's NEW or CANCELED under its own id, for a strategy that
+    does not take order updates), with the state these touch in its own fields, and calls these
     before changing anything for every other case; without the extension :class:`Engine` is built
     on this class instead."""
 
@@ -86,6 +87,58 @@ class _EngineCorePy:
         if handlers and self.trading_enabled:
             self._dispatch(handlers, "on_trade", "trade", msg, receipt_ns)
 
+    # -- VenueListener (hot path) ----------------------------------------------
+    def on_execution_report(self, r: ExecutionReport) -> None:
+        now = r.receipt_ns or self.clock()
+        had_ack = None
+        st0 = self.orders.orders.get(r.cl_ord_id)
+        if st0 is not None:
+            had_ack = st0.ack_ns
+        out = self.orders.apply(r, now)
+        st = out.order
+        if st is None:
+            self._rlog("unmatched", logging.WARNING, "execution report for unknown cl_ord_id %d", r.cl_ord_id)
+            return
+        if st0 is st and had_ack is None and st.ack_ns is not None:
+            self.round_trip.add(st.ack_ns - st.sent_ns)
+        sid = st.strategy
+        if out.fill_qty > 0.0:
+            qty = out.fill_qty
+            px = out.fill_px
+            # The venue's word on maker/taker when it gives one; else marketability at decision time.
+            liq = r.liquidity
+            taker = liq == 2 if liq else st.taker
+            fee = qty * px * (self.taker_fee if taker else self.maker_fee)
+            pos = self.portfolio.get(st.symbol)
+            if pos.mark == 0.0:  # first fill on a symbol no strategy lists: mark it at the known mid
+                pos.mark = self._mids.get(st.symbol, 0.0)
+            pos.apply_fill(st.side, px, qty, fee)
+            self.fills += 1
+            fill = Fill(st.cl_ord_id, st.symbol, st.side, px, qty, fee, now, 2 if taker else 1)
+            self.recent_fills.append(fill)
+            if sid in self._wants_fills:
+                strategy = self.strategies.get(sid)
+                if strategy is not None:
+                    self._on_report_callback(sid, strategy.on_fill, fill, now)
+        if out.status_changed:
+            if st.status == _REJECTED:
+                self.venue_rejects += 1
+                self._rlog(
+                    "venue_reject",
+                    logging.WARNING,
+                    "venue rejected order %d: %s",
+                    st.cl_ord_id,
+                    st.reject_reason.name,
+                )
+            if out.final:
+                self.latency.order(st)
+            if sid in self._wants_updates:
+                strategy = self.strategies.get(sid)
+                if strategy is not None:
+                    self._on_report_callback(sid, strategy.on_order_update, st, now)
+        if out.fill_qty > 0.0 and self._breach:
+            self._check_breach()
+
 
 try:
     if os.environ.get("LATENTSPEED_PURE_PYTHON"):
@@ -93,6 +146,7 @@ try:
     from .._engine import EngineCore as _CompiledCore
     from .._engine import Fanout
     from .._engine import bind_core as _bind_core
+    from .._engine import bind_reports as _bind_reports
 except ImportError:  # built without a C compiler: _EngineCorePy, the same results
     _EngineCore: type = _EngineCorePy
     #: ``Fanout(first, second)``: an emitter ``(topic, msg)`` calling ``first(msg)``, then
@@ -100,6 +154,11 @@ except ImportError:  # built without a C compiler: _EngineCorePy, the same resul
     Fanout = None
 else:
     _bind_core(_EngineCorePy.on_book, _EngineCorePy.on_trade)
+    _bind_reports(
+        ExecutionReport, OrderState, ReportOutcome, OrderManager, (ExecType.NEW, ExecType.CANCELED),
+        (OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELED),
+        _EngineCorePy.on_execution_report,
+    )  # fmt: skip
     _EngineCore = _CompiledCore
 
 
@@ -380,57 +439,6 @@ class Engine(_EngineCore):
         return n
 
     # -- VenueListener ---------------------------------------------------------
-    def on_execution_report(self, r: ExecutionReport) -> None:
-        now = r.receipt_ns or self.clock()
-        had_ack = None
-        st0 = self.orders.orders.get(r.cl_ord_id)
-        if st0 is not None:
-            had_ack = st0.ack_ns
-        out = self.orders.apply(r, now)
-        st = out.order
-        if st is None:
-            self._rlog("unmatched", logging.WARNING, "execution report for unknown cl_ord_id %d", r.cl_ord_id)
-            return
-        if st0 is st and had_ack is None and st.ack_ns is not None:
-            self.round_trip.add(st.ack_ns - st.sent_ns)
-        sid = st.strategy
-        if out.fill_qty > 0.0:
-            qty = out.fill_qty
-            px = out.fill_px
-            # The venue's word on maker/taker when it gives one; else marketability at decision time.
-            liq = r.liquidity
-            taker = liq == 2 if liq else st.taker
-            fee = qty * px * (self.taker_fee if taker else self.maker_fee)
-            pos = self.portfolio.get(st.symbol)
-            if pos.mark == 0.0:  # first fill on a symbol no strategy lists: mark it at the known mid
-                pos.mark = self._mids.get(st.symbol, 0.0)
-            pos.apply_fill(st.side, px, qty, fee)
-            self.fills += 1
-            fill = Fill(st.cl_ord_id, st.symbol, st.side, px, qty, fee, now, 2 if taker else 1)
-            self.recent_fills.append(fill)
-            if sid in self._wants_fills:
-                strategy = self.strategies.get(sid)
-                if strategy is not None:
-                    self._on_report_callback(sid, strategy.on_fill, fill, now)
-        if out.status_changed:
-            if st.status == _REJECTED:
-                self.venue_rejects += 1
-                self._rlog(
-                    "venue_reject",
-                    logging.WARNING,
-                    "venue rejected order %d: %s",
-                    st.cl_ord_id,
-                    st.reject_reason.name,
-                )
-            if out.final:
-                self.latency.order(st)
-            if sid in self._wants_updates:
-                strategy = self.strategies.get(sid)
-                if strategy is not None:
-                    self._on_report_callback(sid, strategy.on_order_update, st, now)
-        if out.fill_qty > 0.0 and self._breach:
-            self._check_breach()
-
     def _on_report_callback(self, sid: str, fn, arg, receipt_ns: int) -> None:
         """A strategy callback on an execution report: its orders are triggered by the report (trigger
         ``fill``, ``md_receipt_ns`` = the report's receipt), never counted against the last tick."""
