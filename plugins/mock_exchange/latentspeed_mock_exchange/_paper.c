@@ -403,11 +403,11 @@ static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *st
     *str_run_due, *str_fills_resting, *str_on_trade, *str_on_execution_report, *str_log_orders, *str_next_order_id,
     *str_next_exec_id, *str_stats, *str_max_open, *str_orders, *str_new_order, *str_cancels, *str_rejects;
 
-/* An exact int that fits in int64, or -1 (no error set). */
+/* An int (IntEnum members included) that fits in int64, or -1 (no error set). */
 static inline int
-as_i64(PyObject *v, int64_t *out)
+any_i64(PyObject *v, int64_t *out)
 {
-    if (!v || !PyLong_CheckExact(v))
+    if (!v || !PyLong_Check(v))
         return -1;
     int overflow;
     long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
@@ -417,6 +417,13 @@ as_i64(PyObject *v, int64_t *out)
     }
     *out = x;
     return 0;
+}
+
+/* An exact int that fits in int64, or -1 (no error set). */
+static inline int
+as_i64(PyObject *v, int64_t *out)
+{
+    return v && PyLong_CheckExact(v) ? any_i64(v, out) : -1;
 }
 
 /* The clock moves to t (never back) and what is due by then runs: 0 done, 1 not the usual case
@@ -890,22 +897,6 @@ out:
 }
 
 
-/* Order fields that are ints (IntEnum members included): their value, or -1 (not an int we take). */
-static inline int
-int_value(PyObject *v, int64_t *out)
-{
-    if (!v || !PyLong_Check(v))
-        return -1;
-    int overflow;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    if (overflow || (x == -1 && PyErr_Occurred())) {
-        PyErr_Clear();
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 /* PaperCore._arrive(order, response_ns): see above. */
 static PyObject *
 core_arrive(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -923,8 +914,8 @@ core_arrive(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     double x, y;
     if (!venue_type || !Py_IS_TYPE(self, venue_type) || !Py_IS_TYPE(order, order_in_type) || !self->symbols ||
         !PyDict_CheckExact(self->symbols) || !self->pending || !PyDict_CheckExact(self->pending) || !self->partial ||
-        !PyDict_CheckExact(self->partial) || int_value(SLOT(order, oo_side), &side) < 0 ||
-        int_value(SLOT(order, oo_type), &ot) < 0 || int_value(SLOT(order, oo_tif), &tif) < 0 || side < 0 ||
+        !PyDict_CheckExact(self->partial) || any_i64(SLOT(order, oo_side), &side) < 0 ||
+        any_i64(SLOT(order, oo_type), &ot) < 0 || any_i64(SLOT(order, oo_tif), &tif) < 0 || side < 0 ||
         side > 1 || ot != 0 || tif != 0) /* a GTC limit order (protocol.ORD_LIMIT, TIF_GTC) */
         goto python;
     PyObject *symbol = SLOT(order, oo_symbol), *po = SLOT(order, oo_price), *qo = SLOT(order, oo_qty);
