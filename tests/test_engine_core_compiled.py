@@ -196,17 +196,10 @@ from latentspeed_core.engine.orders import OrderState  # noqa: E402
 from latentspeed_core.types import ExecType, ExecutionReport, RejectReason, Side  # noqa: E402
 
 
-class Taker(Venue):
+class Taker(Wire):
     """A connected venue that takes every order and cancel (the reports come from the script)."""
 
     name = "TAKER"
-
-    def __init__(self) -> None:
-        super().__init__(None)
-        self.connected = True
-
-    async def run(self, listener) -> None:  # pragma: no cover - never run
-        raise NotImplementedError
 
     def send_new_order(self, order) -> None:
         pass
