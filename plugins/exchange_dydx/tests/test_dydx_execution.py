@@ -467,9 +467,12 @@ def test_a_sequence_mismatch_resyncs_and_stateful_orders_never_collide(kit):
                 assert emu.txs[0].gtbt > 0 and emu.txs[0].gtb == 0
                 emu.bump_sequence(2)  # another client of this account sent two transactions
                 second = engine.submit("manual", SYMBOL, Side.BUY, QTY, 3381.0)
+                # The order's NEW may come from the indexer's stream before the broadcast's answer
+                # (which moves the venue's sequence on) is read: wait for both.
                 await async_wait_for(
-                    lambda: second.status == OrderStatus.NEW, 15, "the second order after a resync"
-                )
+                    lambda: second.status == OrderStatus.NEW and venue.sequence == emu.sequence, 15,
+                    "the second order after a resync",
+                )  # fmt: skip
                 assert [(t.sequence, t.code) for t in emu.txs[1:]] == [(6, 32), (8, 0)]
                 assert venue.sequence_resyncs == 1 and venue.sequence == emu.sequence == 9
                 # A burst: each stateful transaction gets the next sequence, none collides.
