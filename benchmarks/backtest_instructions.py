@@ -6,7 +6,10 @@ Wall and CPU times on this VM move by ±20 % over hours; instruction counts do n
 benchmark's capture (``benchmarks/backtest.py``, ``--repeat`` Binance sessions), then runs
 ``valgrind --tool=callgrind`` twice on a child that backtests it in memory once and twice: the
 difference is one warm backtest (imports, set-up and the first, cold run cancel out). Last line:
-JSON ``{"events": N, "instructions_per_event": X, "fill_digest": "..."}``.
+JSON ``{"events": N, "instructions_per_event": X, "fill_digest": "..."}``, and
+``loop_instructions_per_event``: the part in the compiled merge's ``frames()`` loop, what the
+benchmark's ``events_per_s`` times (the rest is the set-up and the report of a run; absent without
+the compiled merge or ``callgrind_annotate``).
 
 Needs valgrind (Debian package). Takes about a minute per 10 repeats.
 """
@@ -58,6 +61,19 @@ def collected(capture: str, runs: int, tmp: Path) -> tuple[int, dict]:
     return int(m.group(1)), json.loads(out.read_text())
 
 
+def inclusive(path: Path, function: str) -> int | None:
+    """Instructions spent in ``function`` and what it called (callgrind_annotate), or None."""
+    try:
+        out = subprocess.run(
+            ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(path)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    m = re.search(r"^\s*([\d,]+)\s.*:" + re.escape(function) + r"(?:'\d+)? ", out, re.M)
+    return int(m.group(1).replace(",", "")) if m else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=20, help="repeats of the Binance session in the capture")
@@ -77,6 +93,7 @@ def main() -> None:
             B.build_capture(Path(capture), args.repeat, 100.0)
         one, r1 = collected(capture, 1, tmp)
         two, r2 = collected(capture, 2, tmp)
+        loops = [inclusive(tmp / f"cg.{n}", "merge_frames") for n in (1, 2)]
         if args.keep:
             keep = Path(args.keep)
             keep.mkdir(parents=True, exist_ok=True)
@@ -86,7 +103,10 @@ def main() -> None:
         raise SystemExit(f"the two runs differ: {r1} vs {r2}")
     per = (two - one) / r2["events"]
     print(f"one warm backtest: {two - one:,} instructions, {r2['events']:,} events", file=sys.stderr)
-    print(json.dumps({**r2, "instructions_per_event": round(per, 1)}))
+    extra = {}
+    if None not in loops:
+        extra["loop_instructions_per_event"] = round((loops[1] - loops[0]) / r2["events"], 1)
+    print(json.dumps({**r2, "instructions_per_event": round(per, 1), **extra}))
 
 
 if __name__ == "__main__":
