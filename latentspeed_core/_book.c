@@ -1074,26 +1074,31 @@ scan_plain_string(const char **pp, const char *end, const char **start, Py_ssize
     return 0;
 }
 
-#define SCAN_MAX_KEYS 8
+#define SCAN_MAX_KEYS 16
+#define SCAN_MAX_TAGS 4
 
 typedef struct {
     const char *name[SCAN_MAX_KEYS];
     Py_ssize_t len[SCAN_MAX_KEYS];
     Py_ssize_t n;
+    signed char one[128]; /* a one-letter key's index by its letter (-1: none): most venue keys are one */
 } KeySet;
 
 static int
 keyset_init(KeySet *k, PyObject *keys)
 {
     if (!PyTuple_Check(keys) || PyTuple_GET_SIZE(keys) > SCAN_MAX_KEYS) {
-        PyErr_SetString(PyExc_TypeError, "keys must be a tuple of at most 8 str");
+        PyErr_SetString(PyExc_TypeError, "keys must be a tuple of at most 16 str");
         return -1;
     }
     k->n = PyTuple_GET_SIZE(keys);
-    for (Py_ssize_t i = 0; i < k->n; i++) {
+    memset(k->one, -1, sizeof k->one);
+    for (Py_ssize_t i = k->n - 1; i >= 0; i--) { /* the first of equal keys wins, as in the scan */
         k->name[i] = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(keys, i), &k->len[i]);
         if (!k->name[i])
             return -1;
+        if (k->len[i] == 1 && (unsigned char)k->name[i][0] < 128)
+            k->one[(unsigned char)k->name[i][0]] = (signed char)i;
     }
     return 0;
 }
@@ -1101,6 +1106,8 @@ keyset_init(KeySet *k, PyObject *keys)
 static inline Py_ssize_t
 keyset_find(const KeySet *k, const char *s, Py_ssize_t len)
 {
+    if (len == 1)
+        return (unsigned char)s[0] < 128 ? k->one[(unsigned char)s[0]] : -1;
     for (Py_ssize_t i = 0; i < k->n; i++)
         if (k->len[i] == len && memcmp(k->name[i], s, (size_t)len) == 0)
             return i;
@@ -1108,8 +1115,9 @@ keyset_find(const KeySet *k, const char *s, Py_ssize_t len)
 }
 
 /* A scalar value at *pp: a plain string (-> str), a non-negative integer of at most 18 digits without
- * a leading zero, fraction or exponent (-> int), or true/false/null (skipped: *out stays NULL).
- * `want`: build the object. -1 for anything else (no Python error set, except on memory). */
+ * a leading zero, fraction or exponent (-> int), true/false (-> bool) or null (-1 when wanted).
+ * `want`: build the object (else *out stays NULL). -1 for anything else (no Python error set, except
+ * on memory). */
 static int
 scan_scalar(const char **pp, const char *end, int want, PyObject **out)
 {
@@ -1122,8 +1130,11 @@ scan_scalar(const char **pp, const char *end, int want, PyObject **out)
         Py_ssize_t n;
         if (scan_plain_string(&p, end, &s0, &n) < 0)
             return -1;
-        if (want && !(*out = PyUnicode_FromStringAndSize(s0, n)))
-            return -2;
+        if (want) { /* plain ASCII (scan_plain_string): no decoding */
+            if (!(*out = PyUnicode_New(n, 127)))
+                return -2;
+            memcpy(PyUnicode_DATA(*out), s0, (size_t)n);
+        }
     }
     else if ((unsigned)(*p - '0') < 10u) {
         const char *d0 = p;
@@ -1135,14 +1146,19 @@ scan_scalar(const char **pp, const char *end, int want, PyObject **out)
         if (want && !(*out = PyLong_FromUnsignedLongLong(v)))
             return -2;
     }
-    else if (end - p >= 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0)) {
+    else if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
+        if (want)
+            *out = Py_NewRef(Py_True);
+        p += 4;
+    }
+    else if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
         if (want)
             return -1;
         p += 4;
     }
     else if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
         if (want)
-            return -1;
+            *out = Py_NewRef(Py_False);
         p += 5;
     }
     else {
@@ -1152,22 +1168,119 @@ scan_scalar(const char **pp, const char *end, int want, PyObject **out)
     return 0;
 }
 
-/* scan_book_frame(data, top_keys, inner_key, inner_keys, tag) -> tuple or None.
+/* scan_book_frame(data, top_keys, inner_key, inner_keys, tag[, decimals]) -> tuple or None.
  *
- * One pass over a venue's book frame, `{top..., inner_key: {inner..., "b": [...], "a": [...]}}`, for
+ * One pass over a venue's frame, `{top..., inner_key: {inner..., "b": [...], "a": [...]}}`, for
  * frames of the plainest form only: every key and string plain ASCII without escapes, every other
  * value a non-negative integer (at most 18 digits), a plain string, true, false or null, every level
  * quoted and possible (as apply_json takes it), no key of interest twice, nothing after the object.
- * Returns the values of top_keys then inner_keys (str or int; None where absent), then the levels
- * (an opaque bytes object for apply_parsed/load_parsed; None unless both "b" and "a" came). Returns
- * None for any other frame, and as soon as the inner key tag[0] has a value other than tag[1]: the
- * caller's general decoder (msgspec), which accepts all of these frames with the same values, decides.
- * So the levels are parsed once, straight from the frame, with no second scan to find where they end. */
+ * "b" and "a" are the book's sides when their value is an array; otherwise plain values like any other
+ * (a trade's "a": its id). The inner keys named in `decimals` must hold a quoted plain decimal
+ * ("61837.63"), returned as the float parse_number gives. Returns the values of top_keys then
+ * inner_keys (str, int, bool or float; None where absent), then the levels (an opaque bytes object
+ * for apply_parsed/load_parsed; None unless both "b" and "a" came as arrays). Returns None for any
+ * other frame, for one without the inner key tag[0] (when a tag is given), and as soon as that key has a
+ * value other than tag[1] (a str, or a tuple of at most 4 accepted ones): the caller's general decoder (msgspec), which accepts all of these
+ * frames with the same values, decides. So the levels are parsed once, straight from the frame, with
+ * no second scan to find where they end, and a trade's fields come with no decoder object between. */
+/* scan_book_frame's arguments after the frame, read once: a feed passes the same objects every call. */
+typedef struct {
+    PyObject *args[5]; /* top_keys, inner_key, inner_keys, tag, decimals: held, so their ids stay theirs */
+    KeySet top, inner;
+    const char *inner_name;
+    Py_ssize_t inner_len, tag_i, ntags, tag_len[SCAN_MAX_TAGS];
+    const char *tag_val[SCAN_MAX_TAGS];
+    PyObject *tag_obj[SCAN_MAX_TAGS]; /* the accepted values, returned for the tag's key as they are */
+    unsigned dec_mask;                /* inner keys whose value is a quoted decimal, as a float */
+} ScanSpec;
+
+#define SCAN_SPECS 4
+static ScanSpec scan_specs[SCAN_SPECS];
+static int scan_specs_next;
+
+static int
+spec_init(ScanSpec *sp, PyObject *const *a)
+{
+    if (!(sp->inner_name = PyUnicode_AsUTF8AndSize(a[1], &sp->inner_len)) || keyset_init(&sp->top, a[0]) < 0 ||
+        keyset_init(&sp->inner, a[2]) < 0)
+        return -1;
+    sp->tag_i = -1;
+    sp->ntags = 0;
+    if (a[3] != Py_None) {
+        PyObject *tv = PyTuple_Check(a[3]) && PyTuple_GET_SIZE(a[3]) == 2 ? PyTuple_GET_ITEM(a[3], 1) : NULL;
+        PyObject *one[1] = {tv};
+        PyObject *const *vs = one;
+        Py_ssize_t nt = 1;
+        if (tv && PyTuple_Check(tv)) {
+            vs = &PyTuple_GET_ITEM(tv, 0);
+            nt = PyTuple_GET_SIZE(tv);
+        }
+        if (!tv || nt < 1 || nt > SCAN_MAX_TAGS) {
+            PyErr_SetString(PyExc_TypeError, "tag must be None or a (key, value or tuple of at most 4 values) tuple");
+            return -1;
+        }
+        Py_ssize_t kl;
+        const char *k = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(a[3], 0), &kl);
+        if (!k)
+            return -1;
+        for (Py_ssize_t t = 0; t < nt; t++) {
+            if (!PyUnicode_CheckExact(vs[t]) || !(sp->tag_val[t] = PyUnicode_AsUTF8AndSize(vs[t], &sp->tag_len[t]))) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "tag values must be str");
+                return -1;
+            }
+            sp->tag_obj[t] = vs[t];
+        }
+        sp->ntags = nt;
+        sp->tag_i = keyset_find(&sp->inner, k, kl);
+    }
+    sp->dec_mask = 0;
+    if (a[4] != Py_None) {
+        KeySet dec;
+        if (keyset_init(&dec, a[4]) < 0)
+            return -1;
+        for (Py_ssize_t d = 0; d < dec.n; d++) {
+            Py_ssize_t i = keyset_find(&sp->inner, dec.name[d], dec.len[d]);
+            if (i < 0) {
+                PyErr_SetString(PyExc_ValueError, "decimals must name inner keys");
+                return -1;
+            }
+            sp->dec_mask |= 1u << i;
+        }
+    }
+    for (int i = 0; i < 5; i++)
+        sp->args[i] = Py_NewRef(a[i]);
+    return 0;
+}
+
+/* The spec of these arguments: a cached one when the same objects come again, else read now. */
+static const ScanSpec *
+spec_of(PyObject *const *a)
+{
+    for (int i = 0; i < SCAN_SPECS; i++) {
+        ScanSpec *sp = &scan_specs[i];
+        if (sp->args[0] == a[0] && sp->args[1] == a[1] && sp->args[2] == a[2] && sp->args[3] == a[3] &&
+            sp->args[4] == a[4])
+            return sp;
+    }
+    ScanSpec fresh;
+    if (spec_init(&fresh, a) < 0)
+        return NULL;
+    ScanSpec *sp = &scan_specs[scan_specs_next];
+    scan_specs_next = (scan_specs_next + 1) % SCAN_SPECS;
+    PyObject *old[5];
+    memcpy(old, sp->args, sizeof old);
+    *sp = fresh;
+    for (int i = 0; i < 5; i++) /* released last: freeing can run code */
+        Py_XDECREF(old[i]);
+    return sp;
+}
+
 static PyObject *
 scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "scan_book_frame(data, top_keys, inner_key, inner_keys, tag)");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "scan_book_frame(data, top_keys, inner_key, inner_keys, tag[, decimals])");
         return NULL;
     }
     PyObject *data = args[0];
@@ -1187,32 +1300,20 @@ scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     }
     const char *end = p + size;
-    KeySet top, inner;
-    Py_ssize_t inner_len;
-    const char *inner_name = PyUnicode_AsUTF8AndSize(args[2], &inner_len);
-    if (!inner_name || keyset_init(&top, args[1]) < 0 || keyset_init(&inner, args[3]) < 0)
+    PyObject *spec_args[5] = {args[1], args[2], args[3], args[4], nargs == 6 ? args[5] : Py_None};
+    const ScanSpec *sp = spec_of(spec_args);
+    if (!sp)
         return NULL;
-    Py_ssize_t tag_i = -1, tag_len = 0;
-    const char *tag_val = NULL;
-    if (args[4] != Py_None) {
-        if (!PyTuple_Check(args[4]) || PyTuple_GET_SIZE(args[4]) != 2) {
-            PyErr_SetString(PyExc_TypeError, "tag must be None or a (key, value) tuple");
-            return NULL;
-        }
-        Py_ssize_t kl;
-        const char *k = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(args[4], 0), &kl);
-        tag_val = k ? PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(args[4], 1), &tag_len) : NULL;
-        if (!tag_val)
-            return NULL;
-        tag_i = keyset_find(&inner, k, kl);
-    }
-    Py_ssize_t nt = top.n, ni = inner.n, nout = nt + ni + 1;
+    const KeySet *top = &sp->top, *inner = &sp->inner;
+    const Py_ssize_t inner_len = sp->inner_len, tag_i = sp->tag_i;
+    const char *inner_name = sp->inner_name;
+    Py_ssize_t nt = top->n, ni = inner->n, nout = nt + ni + 1;
     PyObject *vals[2 * SCAN_MAX_KEYS + 1] = {NULL};
     LevelBuf lb[2];
     lb_init(&lb[0]);
     lb_init(&lb[1]);
     lb[0].quoted = lb[1].quoted = 1;
-    int seen_levels[2] = {0, 0}, seen_inner = 0, rc = -1;
+    int seen_side[2] = {0, 0}, got_levels[2] = {0, 0}, seen_inner = 0, rc = -1;
     PyObject *result = NULL;
 
     p = skip_ws(p, end);
@@ -1250,23 +1351,37 @@ scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                         goto out;
                     p = skip_ws(p + 1, end);
                     int side = ikl == 1 && (*ik == 'b' || *ik == 'a') ? (*ik == 'a') : -1;
-                    if (side >= 0) {
-                        if (seen_levels[side]++)
-                            goto out;
+                    if (side >= 0 && seen_side[side]++)
+                        goto out; /* twice, in whatever form */
+                    if (side >= 0 && p < end && *p == '[') {
+                        got_levels[side] = 1;
                         if (lb_parse_array(&lb[side], &p, end) < 0)
                             goto out; /* a ValueError: cleared below, the general decoder decides */
                     }
                     else {
-                        Py_ssize_t i = keyset_find(&inner, ik, ikl);
+                        Py_ssize_t i = keyset_find(inner, ik, ikl);
                         if (i >= 0 && vals[nt + i])
                             goto out; /* twice */
-                        const char *v0 = p;
-                        int r = scan_scalar(&p, end, i >= 0, i >= 0 ? &vals[nt + i] : &(PyObject *){NULL});
-                        if (r < 0)
+                        if (i >= 0 && i == tag_i) {
+                            const char *tv;
+                            Py_ssize_t tl, t = 0;
+                            if (scan_plain_string(&p, end, &tv, &tl) < 0)
+                                goto out;
+                            while (t < sp->ntags && (tl != sp->tag_len[t] || memcmp(tv, sp->tag_val[t], (size_t)tl) != 0))
+                                t++;
+                            if (t == sp->ntags)
+                                goto out; /* another event type: the general decoder's */
+                            vals[nt + i] = Py_NewRef(sp->tag_obj[t]);
+                        }
+                        else if (i >= 0 && (sp->dec_mask >> i & 1)) {
+                            double d;
+                            if (quoted_plain(&p, end, &d) < 0)
+                                goto out;
+                            if (!(vals[nt + i] = PyFloat_FromDouble(d)))
+                                goto out;
+                        }
+                        else if (scan_scalar(&p, end, i >= 0, i >= 0 ? &vals[nt + i] : &(PyObject *){NULL}) < 0)
                             goto out;
-                        if (i >= 0 && i == tag_i && (p - v0 != tag_len + 2 || *v0 != '"' ||
-                                                     memcmp(v0 + 1, tag_val, (size_t)tag_len) != 0))
-                            goto out; /* another event type: the general decoder's */
                     }
                     p = skip_ws(p, end);
                     if (p < end && *p == ',') {
@@ -1282,7 +1397,7 @@ scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         else {
-            Py_ssize_t i = keyset_find(&top, k, kl);
+            Py_ssize_t i = keyset_find(top, k, kl);
             if (i >= 0 && vals[i])
                 goto out;
             PyObject *ignored = NULL;
@@ -1301,9 +1416,9 @@ scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         goto out;
     }
 closed:
-    if (skip_ws(p, end) != end)
-        goto out;
-    if (seen_levels[0] && seen_levels[1]) {
+    if (skip_ws(p, end) != end || (tag_i >= 0 && !vals[nt + tag_i]))
+        goto out; /* trailing bytes, or no event type: the general decoder's */
+    if (got_levels[0] && got_levels[1]) {
         Py_ssize_t nb = lb[0].n, na = lb[1].n;
         PyObject *lv = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * 2 * (1 + nb + na));
         if (!lv)
@@ -1845,7 +1960,7 @@ parse_levels(PyObject *mod, PyObject *raw)
 
 static PyMethodDef module_methods[] = {
     {"scan_book_frame", (PyCFunction)(void (*)(void))scan_book_frame, METH_FASTCALL,
-     "scan_book_frame(data, top_keys, inner_key, inner_keys, tag) -> (values..., levels) for a venue's book "
+     "scan_book_frame(data, top_keys, inner_key, inner_keys, tag[, decimals]) -> (values..., levels) for a venue's "
      "frame in its plainest form, else None (see _book.c)."},
     {"parse_levels", parse_levels, METH_O,
      "Raw JSON [[\"price\",\"qty\"], ...] (bytes-like) -> [(price, qty), ...] floats (ValueError if malformed)."},

@@ -21,10 +21,13 @@ import time
 
 from latentspeed_core.book import L2Book, scan_book_frame
 from latentspeed_core.feed import Feed
+from latentspeed_core.types import Trade
 from latentspeed_core.ws import WsFeed
 
 from .config import BinanceConfig
 from .parsing import (
+    _INF,
+    EXCHANGE,
     AggTradeEvent,
     Depth,
     ServerShutdown,
@@ -47,14 +50,17 @@ log = logging.getLogger(__name__)
 
 SKIPPED, APPLIED, RESYNCED = 0, 1, 2
 
-#: The compiled one-pass reader of book frames (None in a pure-Python build). It takes only depth events
-#: that ``decode_combined`` reads with the same values (plain JSON: no escapes, floats or nesting beyond
-#: the event), and parses and checks their levels in the same pass; anything else is None, or (a trade,
-#: a request's answer) stops at the event type: the decoders below decide, as before.
+#: The compiled one-pass reader of frames (None in a pure-Python build). It takes only depth and trade
+#: events that ``decode_combined`` reads with the same values (plain JSON: no escapes, floats or nesting
+#: beyond the event; a trade's price and quantity quoted decimals), parses and checks a depth event's
+#: levels in the same pass, and gives a trade's fields as values; anything else is None, or (a request's
+#: answer, bookTicker) stops at the event type: the decoders below decide, as before.
 _scan = scan_book_frame
 _TOP_KEYS = ("stream",)
-_DEPTH_KEYS = ("e", "s", "U", "u", "E", "T", "pu")
-_DEPTH_TAG = ("e", "depthUpdate")
+#: Depth (e s U u E T pu), then a trade's (t p q m) and an aggTrade's id (a); T is both's.
+_KEYS = ("e", "s", "U", "u", "E", "T", "pu", "t", "p", "q", "m", "a")
+_TAGS = ("e", ("depthUpdate", "trade", "aggTrade"))
+_DECIMALS = ("p", "q")
 
 
 def _event(data: bytes | str) -> Depth:
@@ -213,31 +219,59 @@ class BinanceFeed(WsFeed):
             st.reset()
 
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
-        if _scan is not None:  # a depth event in its plainest form, levels parsed in the same pass
-            scanned = _scan(data, _TOP_KEYS, "data", _DEPTH_KEYS, _DEPTH_TAG)
+        if _scan is not None:  # a depth or trade event in its plainest form, read in one pass
+            scanned = _scan(data, _TOP_KEYS, "data", _KEYS, _TAGS, _DECIMALS)
             if scanned is not None:
-                stream, e, s, U, u, E, T, pu, levels = scanned
+                stream, e, s, U, u, E, T, pu, t, p, q, m, a, levels = scanned
                 st = self._syms.get(s)
-                if (
-                    st is not None
-                    and st.synced
-                    and levels is not None
-                    and e is not None
-                    and type(stream) is str
-                    and type(U) is int
-                    and type(u) is int
-                    and (E is None or type(E) is int)
-                    and (T is None or type(T) is int)
-                    and (pu is None or type(pu) is int)
-                ):
-                    # what decode_combined would give: Depth(s, U, u, b, a, E=0, T=0, pu=-1)
-                    pu = -1 if pu is None else pu
-                    if self._apply_seq(st, U, u, pu, None, levels, data, receipt_ns) == APPLIED:
-                        self.stats.books += 1
+                if st is None or type(stream) is not str:
+                    pass  # the decoders below decide (and count the error)
+                elif e == "depthUpdate":
+                    if (
+                        st.synced
+                        and levels is not None
+                        and type(U) is int
+                        and type(u) is int
+                        and (E is None or type(E) is int)
+                        and (T is None or type(T) is int)
+                        and (pu is None or type(pu) is int)
+                    ):
+                        # what decode_combined would give: Depth(s, U, u, b, a, E=0, T=0, pu=-1)
+                        pu = -1 if pu is None else pu
+                        if self._apply_seq(st, U, u, pu, None, levels, data, receipt_ns) == APPLIED:
+                            self.stats.books += 1
+                            sink = self.sink
+                            if sink is not None:
+                                sink.on_book(self, st.symbol, st.book, (T or E or 0) * 1_000_000, receipt_ns)
+                        return
+                else:  # trade or aggTrade: parse_trade of what decode_combined would give
+                    tid = t if e == "trade" else a
+                    if (
+                        type(tid) is int
+                        and type(T) is int
+                        and type(m) is bool
+                        and p is not None  # floats when present
+                        and q is not None
+                        and 0.0 < p < _INF
+                        and 0.0 < q < _INF
+                    ):
+                        self.stats.trades += 1
                         sink = self.sink
                         if sink is not None:
-                            sink.on_book(self, st.symbol, st.book, (T or E or 0) * 1_000_000, receipt_ns)
-                    return
+                            sink.on_trade(
+                                self,
+                                Trade(
+                                    EXCHANGE,
+                                    st.symbol,
+                                    T * 1_000_000,
+                                    receipt_ns,
+                                    p,
+                                    q,
+                                    "sell" if m else "buy",
+                                    str(tid),
+                                ),
+                            )
+                        return
         # parsing.decode() inlined, and the publication of an applied depth event below: on the hot
         # path each Python call saved is ~0.1 µs (docs/performance.md, marketstream).
         try:

@@ -1,6 +1,6 @@
-"""The one-pass reader of depth events (``scan_book_frame``) changes speed, not behaviour: the feed with it
-and the feed without it (msgspec's typed decoding alone) publish the same books and trades, count the same
-errors, resync and buffer alike, on the recorded sessions and on frames mangled every way."""
+"""The one-pass reader of depth and trade events (``scan_book_frame``) changes speed, not behaviour: the feed
+with it and the feed without it (msgspec's typed decoding alone) publish the same books and trades, count the
+same errors, resync and buffer alike, on the recorded sessions and on frames mangled every way."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from latentspeed_exchange_binance.config import BinanceConfig
 from latentspeed_exchange_binance.feed import BinanceFeed
+from latentspeed_exchange_binance.parsing import Depth, TradeEvent, ValidationError, decode_combined
 
 from latentspeed_core.book import scan_book_frame
 from latentspeed_core.config import validate
@@ -70,8 +71,49 @@ def test_the_reader_takes_the_recorded_depth_events(session):
     assert [t is not None for t in taken] == [b'"depthUpdate"' in f for f in frames]
 
 
+def test_the_feeds_reader_takes_depth_and_trade_events_with_msgspecs_values(session):
+    _market, frames, _snapshot = session
+    for f in frames:
+        taken = feed_mod._scan(
+            f, feed_mod._TOP_KEYS, "data", feed_mod._KEYS, feed_mod._TAGS, feed_mod._DECIMALS
+        )
+        try:
+            kind = decode_combined(f).data
+        except ValidationError:  # bookTicker: no event type
+            kind = None
+        assert (taken is not None) == (type(kind) in (Depth, TradeEvent))
+        if type(kind) is TradeEvent:
+            stream, e, s, *_, T, _pu, t, p, q, m, a, levels = taken
+            assert (e, s, T, t, p, q, m, a, levels) == (
+                "trade",
+                kind.s,
+                kind.T,
+                kind.t,
+                kind.p,
+                kind.q,
+                kind.m,
+                None,
+                None,
+            )
+
+
 def _small_depth_index(frames: list) -> list[int]:
-    return [i for i, f in enumerate(frames) if b'"depthUpdate"' in f and i >= BEFORE][:3]
+    """The first frame, three depth events and two trades after the snapshot: the frames mangled."""
+    depth = [i for i, f in enumerate(frames) if b'"depthUpdate"' in f and i >= BEFORE][:3]
+    return depth + [i for i, f in enumerate(frames) if b'"e":"trade"' in f and i >= BEFORE][:2]
+
+
+def as_agg_trade(frame: bytes) -> bytes:
+    """A recorded trade event as the aggTrade event USD-M sends (its id in "a", first/last trade ids added)."""
+    return frame.replace(b'"e":"trade"', b'"e":"aggTrade"').replace(b'"t":', b'"f":1,"l":2,"a":')
+
+
+def test_aggregate_trades_read_the_same(session):
+    market, frames, snapshot = session
+    frames = [as_agg_trade(f) if b'"e":"trade"' in f else f for f in frames[:FRAMES]]
+    with_scan = play(market, frames, snapshot, True)
+    assert with_scan == play(market, frames, snapshot, False)
+    assert len(with_scan[1]) == sum(b'"aggTrade"' in f for f in frames) > 5
 
 
 VARIANTS = [
@@ -107,6 +149,26 @@ VARIANTS = [
     lambda s: s + b"x",
     lambda s: s.decode(),
     lambda s: s.replace(b"BTCUSDT", "BTCUSDT\u00e9".encode()),
+    # (trade events)
+    lambda s: s.replace(b'"p":"', b'"p":').replace(b'","q"', b',"q"'),
+    lambda s: s.replace(b'"p":"', b'"p":"nan","x":"'),
+    lambda s: s.replace(b'"p":"', b'"p":"0","x":"'),
+    lambda s: s.replace(b'"q":"', b'"q":"-1","x":"'),
+    lambda s: s.replace(b'"q":"', b'"q":"1e5","x":"'),
+    lambda s: s.replace(b'"q":"', b'"q":"01.5","x":"'),
+    lambda s: s.replace(b'"p":"', b'"p":"1.","x":"'),
+    lambda s: s.replace(b'"q":"', b'"q":"123456789012345678901234","x":"'),
+    lambda s: s.replace(b'"m":true', b'"m":"true"').replace(b'"m":false', b'"m":"false"'),
+    lambda s: s.replace(b'"m":true', b'"m":1').replace(b'"m":false', b'"m":0'),
+    lambda s: s.replace(b'"m":', b'"m":null,"x":'),
+    lambda s: s.replace(b'"t":', b'"t":"1","x":'),
+    lambda s: s.replace(b'"t":', b'"x":'),
+    lambda s: s.replace(b'"t":', b'"a":7,"t":'),
+    lambda s: s.replace(b'"e":"trade"', b'"e":"aggTrade"'),
+    lambda s: s.replace(b'"data":{', b'"data":{"b":[["1","1"]],"a":[["2","1"]],'),
+    lambda s: s.replace(b'"data":{', b'"data":{"b":5,'),
+    lambda s: s.replace(b'"data":{', b'"data":{"p":"1",'),
+    lambda s: s.replace(b'"T":', b'"T":true,"x":'),
 ]
 
 
@@ -124,7 +186,7 @@ _ALPHABET = list(b'[]{}",:.-+eE0123456789 \n\tnaiftrulpx\\\x00\x01\xc3')
 
 @settings(max_examples=300, deadline=None)
 @given(
-    which=st.integers(0, 3),
+    which=st.integers(0, 5),
     edits=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 300), st.sampled_from(_ALPHABET)), max_size=4),
 )
 def test_mangled_frames_read_the_same(session, which, edits):
