@@ -1060,6 +1060,24 @@ scan_plain_string(const char **pp, const char *end, const char **start, Py_ssize
     if (p >= end || *p != '"')
         return -1;
     const char *s0 = ++p;
+#ifdef SWAR_DIGITS
+    /* Eight bytes a step up to the first that is '"', '\\', a control character or not ASCII: each
+     * test's lowest flagged byte is exact (borrows only carry upward), so the first flag is one. */
+    while (end - p >= 8) {
+        uint64_t x, q, b;
+        memcpy(&x, p, 8);
+        q = x ^ 0x2222222222222222ULL;
+        b = x ^ 0x5C5C5C5C5C5C5C5CULL;
+        uint64_t t = (((q - 0x0101010101010101ULL) & ~q) | ((b - 0x0101010101010101ULL) & ~b) |
+                      ((x - 0x2020202020202020ULL) & ~x) | x) &
+                     0x8080808080808080ULL;
+        if (t) {
+            p += __builtin_ctzll(t) >> 3;
+            break;
+        }
+        p += 8;
+    }
+#endif
     while (p < end && *p != '"') {
         unsigned char c = (unsigned char)*p;
         if (c < 0x20 || c >= 0x80 || c == '\\')
@@ -1139,8 +1157,7 @@ scan_scalar(const char **pp, const char *end, int want, PyObject **out)
     else if ((unsigned)(*p - '0') < 10u) {
         const char *d0 = p;
         uint64_t v = 0;
-        while (p < end && (unsigned)(*p - '0') < 10u)
-            v = v * 10 + (uint64_t)(*p++ - '0');
+        p = parse_digits(p, end, &v);
         if (p - d0 > 18 || (*d0 == '0' && p - d0 > 1) || (p < end && (*p == '.' || *p == 'e' || *p == 'E')))
             return -1;
         if (want && !(*out = PyLong_FromUnsignedLongLong(v)))

@@ -96,3 +96,22 @@ def test_a_feed_may_alternate_more_key_sets_than_are_kept():
 def test_bad_arguments_are_clear_errors(args, error):
     with pytest.raises(error):
         scan(frame(), *args)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=40), st.integers(0, 10**18 - 1))
+def test_strings_and_integers_of_any_length(raw, n):
+    """A string is taken as it is only when plain ASCII with no escape or control character (the rest
+    goes to the general decoder), wherever the first such byte sits in the eight-byte steps."""
+    text = raw.replace(b'"', b"").decode("latin-1")
+    f = (
+        frame()
+        .replace(b'"s":"BTCUSDT"', b'"s":"' + text.encode("latin-1") + b'"')
+        .replace(b'"t":37', b'"t":%d' % n)
+    )
+    got = scan(f, TOP, "data", KEYS, TAGS, DECIMALS)
+    plain = all(0x20 <= ord(c) < 0x80 and c != "\\" for c in text)
+    if plain:
+        assert got[2:4] == (text, n)
+    else:
+        assert got is None
