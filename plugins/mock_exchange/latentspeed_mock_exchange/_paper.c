@@ -21,7 +21,8 @@
  *   latencies; anything else is _PaperCorePy.send_report before anything is done. And _run_due, the
  *   loop that delivers reports and runs arrivals when they fall due (an entry of another shape
  *   hands the rest of the run to _PaperCorePy._run_due); and _arrive, an order reaching the venue,
- *   for a GTC limit order that rests (see "an order's arrival" below).
+ *   for a GTC limit order that rests (see "an order's arrival" below); and a book that fills resting
+ *   orders (see "a book that fills resting orders").
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -401,7 +402,8 @@ static Py_ssize_t o_report[14];
 static PyObject *sides, *exec_types, *reasons, *heappush, *heappop, *str_arm;
 static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *str_side, *str_amount, *str_buy,
     *str_run_due, *str_fills_resting, *str_on_trade, *str_on_execution_report, *str_log_orders, *str_next_order_id,
-    *str_next_exec_id, *str_stats, *str_max_open, *str_orders, *str_new_order, *str_cancels, *str_rejects;
+    *str_next_exec_id, *str_stats, *str_max_open, *str_orders, *str_new_order, *str_cancels, *str_rejects, *str_fills,
+    *str_fill_threshold, *str_queue_model, *str_front_is_final, *str_on_print, *str_clock;
 
 /* An int (IntEnum members included) that fits in int64, or -1 (no error set). */
 static inline int
@@ -1252,6 +1254,346 @@ message_start(CoreObject *self, PyObject *msg, PyObject **symbol, PyObject **sym
     return Py_IS_TYPE(*sym, sym_type) ? 0 : 1;
 }
 
+/* ---- a book that fills resting orders (paper._PaperCorePy._fills_resting; Matcher.set_book) --------
+ *
+ * The book converted to fixed point becomes the symbol's, queue positions move by what happened at
+ * each resting order's price (Matcher._requeue), and the orders it crosses fill against its levels
+ * in price-time priority (_match_resting, _fill_resting, _fill, _report, _unrest): for PaperVenue
+ * itself with its own orders, a matcher that fills every crossing (fill_prob 100), no order log and
+ * no print listener, and orders and levels of plain ints; anything else is the Python, before
+ * anything changes. Same rules and arithmetic (all integers), same reports in the same order. */
+
+#define EXEC_PARTIAL_FILL 1
+#define EXEC_FILL 2
+#define LIQ_MAKER 1
+
+typedef struct {
+    PyObject *o;
+    int64_t side, price, leaves, cum, crossed, level_qty, traded;
+} Resting;
+
+/* keys[i] of a price-time key list as (first, oid): 0, or -1 for anything but a 2-tuple of ints */
+static inline int
+key_at(PyObject *keys, Py_ssize_t i, int64_t *first, PyObject **oid)
+{
+    PyObject *k = PyList_GET_ITEM(keys, i);
+    if (!PyTuple_CheckExact(k) || PyTuple_GET_SIZE(k) != 2 || as_i64(PyTuple_GET_ITEM(k, 0), first) < 0)
+        return -1;
+    *oid = PyTuple_GET_ITEM(k, 1);
+    return 0;
+}
+
+/* One fill of a resting order (Matcher._fill with _report inlined): 0, or -1 (error). */
+static int
+fill_one(CoreObject *self, PyObject *matcher, PyObject *stats, int64_t *xid, PyObject *o, PyObject *sid,
+         int64_t px, int64_t qty, int64_t leaves, int64_t cum, PyObject *now)
+{
+    PyObject *lv = PyLong_FromLongLong(leaves), *cu = lv ? PyLong_FromLongLong(cum) : NULL;
+    if (!cu) {
+        Py_XDECREF(lv);
+        return -1;
+    }
+    Py_SETREF(SLOT(o, so[S_LEAVES]), lv);
+    Py_SETREF(SLOT(o, so[S_CUM]), cu);
+    if (count_up(stats, str_fills) < 0)
+        return -1;
+    PyObject *xo = PyLong_FromLongLong(*xid), *next = xo ? PyLong_FromLongLong(*xid + 1) : NULL;
+    int rc = next ? PyObject_SetAttr(matcher, str_next_exec_id, next) : -1;
+    Py_XDECREF(next);
+    if (rc < 0) {
+        Py_XDECREF(xo);
+        return -1;
+    }
+    (*xid)++;
+    PyObject *et = PyLong_FromLong(leaves ? EXEC_PARTIAL_FILL : EXEC_FILL), *pxo = PyLong_FromLongLong(px),
+             *qo = PyLong_FromLongLong(qty), *zero = PyLong_FromLong(0), *liq = PyLong_FromLong(LIQ_MAKER);
+    PyObject *r = NULL;
+    if (et && pxo && qo && zero && liq) {
+        PyObject *rargs[13] = {SLOT(o, so[S_CL]), SLOT(o, so[S_OID]), xo, sid, SLOT(o, so[S_SIDE]), et, pxo, qo,
+                               SLOT(o, so[S_LEAVES]), SLOT(o, so[S_CUM]), zero, now, liq};
+        for (int i = 0; i < 13; i++)
+            Py_INCREF(rargs[i]);
+        r = core_send_report(self, rargs, 13);
+        for (int i = 0; i < 13; i++)
+            Py_DECREF(rargs[i]);
+    }
+    Py_XDECREF(xo);
+    Py_XDECREF(et);
+    Py_XDECREF(pxo);
+    Py_XDECREF(qo);
+    Py_XDECREF(zero);
+    Py_XDECREF(liq);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Matcher._unrest and the owner's forgetting of a filled order: 0, or -1 (error). */
+static int
+unrest_one(CoreObject *self, PyObject *sym, PyObject *o, int64_t side, int64_t price)
+{
+    PyObject *oid = SLOT(o, so[S_OID]), *keys = SLOT(sym, side == 0 ? o_buy_keys : o_sell_keys);
+    Py_INCREF(o);
+    int rc = -1;
+    PyObject *pk = NULL, *key = NULL, *at = NULL;
+    if (PyDict_DelItem(SLOT(sym, o_resting), oid) < 0 || !(pk = PyLong_FromLongLong(side == 0 ? -price : price)) ||
+        !(key = PyTuple_Pack(2, pk, oid)))
+        goto out;
+    PyObject *bargs[2] = {keys, key};
+    if (!(at = PyObject_Vectorcall(bisect_left, bargs, 2, NULL)))
+        goto out;
+    Py_ssize_t i = PyLong_AsSsize_t(at);
+    if (i == -1 && PyErr_Occurred())
+        goto out;
+    if (i < PyList_GET_SIZE(keys)) {
+        int eq = PyObject_RichCompareBool(PyList_GET_ITEM(keys, i), key, Py_EQ);
+        if (eq < 0 || (eq && PySequence_DelItem(keys, i) < 0))
+            goto out;
+    }
+    /* o.owner.orders.pop(o.cl_ord_id, None) */
+    PyObject *cl = SLOT(o, so[S_CL]), *had = PyDict_GetItemWithError(self->orders, cl);
+    if (!had && PyErr_Occurred())
+        goto out;
+    if (had && PyDict_DelItem(self->orders, cl) < 0)
+        goto out;
+    rc = 0;
+out:
+    Py_XDECREF(pk);
+    Py_XDECREF(key);
+    Py_XDECREF(at);
+    Py_DECREF(o);
+    return rc;
+}
+
+/* fb/fa: the book in fixed point (new lists of [int, int]); 1 handled, 0 not the usual case (nothing
+ * changed), -1 error (after changes: as the Python would have raised midway). */
+static int
+fills_resting(CoreObject *self, PyObject *symbol, PyObject *sym, PyObject *fb, PyObject *fa)
+{
+    PyObject *matcher = self->matcher, *names[8] = {str_log_orders, str_stats, str_fill_threshold, str_queue_model,
+                                                     str_front_is_final, str_on_print, str_clock, str_next_exec_id};
+    PyObject *v[8] = {NULL};
+    Resting rs[MAX_ORDERS];
+    Py_ssize_t n = 0;
+    int64_t update_no, xid, p, q;
+    int usual = 0;
+    if (!Py_IS_TYPE(self, venue_type) || !matcher || !Py_IS_TYPE(matcher, matcher_type) || !self->orders ||
+        !PyDict_CheckExact(self->orders) || !self->pending || !PyDict_CheckExact(self->pending))
+        return 0;
+    for (int i = 0; i < 8; i++)
+        if (!(v[i] = PyObject_GetAttr(matcher, names[i]))) {
+            usual = -1;
+            goto out;
+        }
+    PyObject *stats = v[1], *model = v[3], *fills;
+    PyObject *resting = SLOT(sym, o_resting), *buy_keys = SLOT(sym, o_buy_keys), *sell_keys = SLOT(sym, o_sell_keys),
+             *sid = SLOT(sym, o_sid);
+    if (v[0] != Py_False || !PyDict_CheckExact(stats) || !PyFloat_CheckExact(v[2]) || PyFloat_AS_DOUBLE(v[2]) < 1.0 ||
+        !(v[4] == Py_True || v[4] == Py_False) || v[5] != Py_None || as_i64(v[7], &xid) < 0 || xid >= (1LL << 52) ||
+        !resting || !PyDict_CheckExact(resting) || !buy_keys || !PyList_CheckExact(buy_keys) || !sell_keys ||
+        !PyList_CheckExact(sell_keys) || !sid || as_i64(SLOT(sym, o_update_no), &update_no) < 0 ||
+        PyDict_GET_SIZE(resting) > MAX_ORDERS)
+        goto out;
+    if (!(fills = PyDict_GetItemWithError(stats, str_fills))) {
+        usual = PyErr_Occurred() ? -1 : 0;
+        goto out;
+    }
+    if (!PyLong_CheckExact(fills))
+        goto out;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fb) + PyList_GET_SIZE(fa); i++) /* (fixed() made them: ints) */
+        if (i < PyList_GET_SIZE(fb) ? level_int(fb, i, &p, &q) < 0 : level_int(fa, i - PyList_GET_SIZE(fb), &p, &q) < 0)
+            goto out;
+    {
+        Py_ssize_t pos = 0;
+        PyObject *k, *o;
+        while (PyDict_Next(resting, &pos, &k, &o)) {
+            Resting *r = &rs[n];
+            if (!Py_IS_TYPE(o, order_type) || SLOT(o, so[S_OWNER]) != (PyObject *)self || SLOT(o, so[S_SYM]) != sym ||
+                !SLOT(o, so[S_AHEAD]) || !SLOT(o, so[S_DECISION]) || !SLOT(o, so[S_CL]) || !SLOT(o, so[S_OID]) ||
+                as_i64(SLOT(o, so[S_SIDE]), &r->side) < 0 || r->side < 0 || r->side > 1 ||
+                as_i64(SLOT(o, so[S_PRICE]), &r->price) < 0 || as_i64(SLOT(o, so[S_LEAVES]), &r->leaves) < 0 ||
+                as_i64(SLOT(o, so[S_CUM]), &r->cum) < 0 || as_i64(SLOT(o, so[S_CROSSED]), &r->crossed) < 0 ||
+                as_i64(SLOT(o, so[S_LEVEL_QTY]), &r->level_qty) < 0 || as_i64(SLOT(o, so[S_TRADED]), &r->traded) < 0)
+                goto out;
+            r->o = o;
+            n++;
+        }
+    }
+    /* the usual case: from here on the book changes */
+    usual = -1;
+    {
+        PyObject *had = PyDict_GetItemWithError(self->pending, symbol); /* self._pending_book.pop(symbol, None) */
+        if ((!had && PyErr_Occurred()) || (had && PyDict_DelItem(self->pending, symbol) < 0))
+            goto out;
+        PyObject *un = PyLong_FromLongLong(++update_no);
+        if (!un)
+            goto out;
+        Py_XSETREF(SLOT(sym, o_bids), Py_NewRef(fb));
+        Py_XSETREF(SLOT(sym, o_asks), Py_NewRef(fa));
+        Py_XSETREF(SLOT(sym, o_update_no), un);
+    }
+    if (!n) {
+        usual = 1;
+        goto out;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) /* held: a fill's report may run code */
+        Py_INCREF(rs[i].o);
+    /* Matcher._requeue */
+    if (model != Py_None) {
+        for (Py_ssize_t j = 0; j < n; j++) {
+            Resting *r = &rs[j];
+            PyObject *o = r->o;
+            if (v[4] == Py_True) {
+                int t = PyObject_IsTrue(SLOT(o, so[S_AHEAD]));
+                if (t < 0)
+                    goto held;
+                if (!t)
+                    continue;
+            }
+            PyObject *levels = r->side == 0 ? fb : fa;
+            Py_ssize_t nl = PyList_GET_SIZE(levels);
+            int64_t nq = -1;
+            int found = 0;
+            for (Py_ssize_t i = 0; i < nl; i++) {
+                level_int(levels, i, &p, &q);
+                if (p == r->price) {
+                    nq = q; /* no break: a repeated price counts as its last entry */
+                    found = 1;
+                }
+            }
+            if (!found) {
+                if (!nl)
+                    continue;
+                level_int(levels, nl - 1, &p, &q);
+                if (r->side == 0 ? r->price < p : r->price > p)
+                    continue;
+                nq = 0;
+            }
+            if (nq == r->level_qty)
+                continue;
+            PyObject *nqo = PyLong_FromLongLong(nq), *ahead = SLOT(o, so[S_AHEAD]), *front;
+            if (!nqo)
+                goto held;
+            if (Py_IS_TYPE(model, risk_averse_type)) { /* its depth(), inlined */
+                int lt = PyObject_RichCompareBool(ahead, nqo, Py_LT);
+                if (lt < 0) {
+                    Py_DECREF(nqo);
+                    goto held;
+                }
+                front = Py_NewRef(lt ? ahead : nqo);
+            }
+            else {
+                PyObject *call[5] = {model, ahead, SLOT(o, so[S_LEVEL_QTY]), nqo, SLOT(o, so[S_TRADED])};
+                if (!(front = PyObject_VectorcallMethod(str_depth, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL))) {
+                    Py_DECREF(nqo);
+                    goto held;
+                }
+            }
+            Py_SETREF(SLOT(o, so[S_AHEAD]), front);
+            Py_SETREF(SLOT(o, so[S_LEVEL_QTY]), nqo);
+            Py_SETREF(SLOT(o, so[S_TRADED]), PyLong_FromLong(0)); /* a cached small int: cannot fail */
+            r->level_qty = nq;
+            r->traded = 0;
+        }
+    }
+    /* Matcher._match_resting: its clock read once, then each side's crossed orders in price-time order */
+    PyObject *now = PyObject_CallNoArgs(v[6]);
+    if (!now)
+        goto held;
+    for (int side = 0; side < 2; side++) {
+        PyObject *levels = side == 0 ? fa : fb, *keys = side == 0 ? buy_keys : sell_keys;
+        int64_t best = 0;
+        int have = 0;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(levels); i++) {
+            level_int(levels, i, &p, &q);
+            if (q > 0) {
+                best = p;
+                have = 1;
+                break;
+            }
+        }
+        if (!have || !PyList_GET_SIZE(keys))
+            continue;
+        Resting *crossed[MAX_ORDERS];
+        Py_ssize_t nc = 0;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys) && nc < n; i++) {
+            int64_t first;
+            PyObject *oid, *o;
+            if (key_at(keys, i, &first, &oid) < 0) {
+                PyErr_SetString(PyExc_TypeError, "price-time keys must be (int, order_id) tuples");
+                goto now_held;
+            }
+            if (side == 0 ? -first < best : first > best)
+                break;
+            if (!(o = PyDict_GetItemWithError(resting, oid))) {
+                if (!PyErr_Occurred())
+                    PyErr_SetObject(PyExc_KeyError, oid);
+                goto now_held;
+            }
+            Py_ssize_t j = 0;
+            while (j < n && rs[j].o != o)
+                j++;
+            if (j == n) { /* not a resting order read above: the index and the orders disagree */
+                PyErr_SetString(PyExc_RuntimeError, "paper venue: a price-time key without its resting order");
+                goto now_held;
+            }
+            crossed[nc++] = &rs[j];
+        }
+        for (Py_ssize_t c = 0; c < nc; c++) {
+            /* Matcher._fill_resting(o, levels, now) */
+            Resting *r = crossed[c];
+            PyObject *o = r->o;
+            if (r->crossed != update_no - 1) { /* a new crossing: fill_prob 100 always fills */
+                Py_SETREF(SLOT(o, so[S_DECISION]), Py_NewRef(Py_True));
+            }
+            PyObject *cu = PyLong_FromLongLong(update_no);
+            if (!cu)
+                goto now_held;
+            Py_SETREF(SLOT(o, so[S_CROSSED]), cu);
+            r->crossed = update_no;
+            int t = PyObject_IsTrue(SLOT(o, so[S_DECISION]));
+            if (t < 0)
+                goto now_held;
+            if (!t)
+                continue;
+            int64_t rem = r->leaves, take = 0;
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(levels); i++) {
+                level_int(levels, i, &p, &q);
+                if ((r->side == 0 ? p > r->price : p < r->price) || !rem)
+                    break;
+                int64_t used = q < rem ? q : rem;
+                if (used) {
+                    PyObject *left = PyLong_FromLongLong(q - used);
+                    if (!left)
+                        goto now_held;
+                    PyList_SetItem(PyList_GET_ITEM(levels, i), 1, left);
+                }
+                rem -= used;
+                take += used;
+            }
+            if (!take)
+                continue;
+            r->leaves -= take;
+            r->cum += take;
+            if (fill_one(self, matcher, stats, &xid, o, sid, r->price, take, r->leaves, r->cum, now) < 0)
+                goto now_held;
+            if (!r->leaves && unrest_one(self, sym, o, r->side, r->price) < 0)
+                goto now_held;
+        }
+    }
+    usual = 1;
+now_held:
+    Py_DECREF(now);
+held:
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_DECREF(rs[i].o);
+out:
+    for (int i = 0; i < 8; i++)
+        Py_XDECREF(v[i]);
+    return usual;
+}
+
 static PyObject *
 core_on_book(CoreObject *self, PyObject *msg)
 {
@@ -1300,8 +1642,16 @@ core_on_book(CoreObject *self, PyObject *msg)
     if (moved == Py_None)
         res = fallback(py_on_book, self, msg);
     else if (moved == Py_True) { /* it fills resting orders: the core needs the whole book, now */
-        PyObject *args[5] = {(PyObject *)self, symbol, sym, bids, asks};
-        res = PyObject_VectorcallMethod(str_fills_resting, args, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *fb = fixed(NULL, bids), *fa = fb && fb != Py_None ? fixed(NULL, asks) : NULL;
+        int r = fa && fa != Py_None ? fills_resting(self, symbol, sym, fb, fa) : fb ? 0 : -1;
+        if (r == 0 && !PyErr_Occurred()) {
+            PyObject *args[5] = {(PyObject *)self, symbol, sym, bids, asks};
+            res = PyObject_VectorcallMethod(str_fills_resting, args, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        else if (r > 0)
+            res = Py_NewRef(Py_None);
+        Py_XDECREF(fb);
+        Py_XDECREF(fa);
     }
     else if (PyDict_SetItem(self->pending, symbol, msg) == 0)
         res = Py_NewRef(Py_None);
@@ -1669,6 +2019,8 @@ PyInit__paper(void)
         {&str_depth, "depth"}, {&str_arm, "_arm"}, {&str_on_execution_report, "on_execution_report"},
         {&str_log_orders, "log_orders"}, {&str_next_order_id, "_next_order_id"}, {&str_next_exec_id, "_next_exec_id"},
         {&str_stats, "stats"}, {&str_max_open, "max_open_orders"}, {&str_orders, "orders"}, {&str_new_order, "new_order"}, {&str_cancels, "cancels"}, {&str_rejects, "rejects"},
+        {&str_fills, "fills"}, {&str_fill_threshold, "_fill_threshold"}, {&str_queue_model, "queue_model"},
+        {&str_front_is_final, "_front_is_final"}, {&str_on_print, "on_print"}, {&str_clock, "clock"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!*names[i].s && !(*names[i].s = PyUnicode_InternFromString(names[i].v)))

@@ -248,7 +248,8 @@ class PaperVenue(_PaperCore, Venue):
 
     # -- market data (before the engine sees it) ---------------------------------------------------
     def _fills_resting(self, symbol: str, sym: SimSymbol, bids, asks) -> None:
-        """A book that fills resting orders: the core needs the whole book, now."""
+        """A book that fills resting orders: the core needs the whole book, now. (``_paper.PaperCore``
+        does this, and the matcher's fills, in C for PaperVenue's usual case.)"""
         self._pending_book.pop(symbol, None)
         self.matcher.set_book(sym, _fixed(bids), _fixed(asks))
 

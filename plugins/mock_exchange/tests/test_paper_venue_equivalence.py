@@ -249,7 +249,9 @@ def test_many_resting_orders_are_left_to_python():
     books = [[100.0, 5.0], [99.0, 4.0], [90.0, 1.0]]
     assert matching.book_moved_compiled(sym, books, [[101.0, 5.0]], venue._queue, venue._skip_front) is None
     # and the venue still moves their queues (Python): the order at 99 sees its level shrink to 4
-    venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 20 * MS, "bids": books, "asks": [[101.0, 5.0]]})
+    venue.on_book_message(
+        {"symbol": SYM, "receipt_timestamp_ns": 20 * MS, "bids": books, "asks": [[101.0, 5.0]]}
+    )
     at_99 = [o for o in sym.resting.values() if o.price == 99 * S]
     assert at_99 and at_99[0].ahead == 4 * S
 
@@ -258,13 +260,18 @@ def test_many_resting_orders_are_left_to_python():
 def test_a_crossing_book_changes_nothing_and_says_so():
     venue, sym = _resting_symbol([(100.0, 1.0)])
     before = _queues(sym)
-    assert matching.book_moved_compiled(sym, [[99.0, 1.0]], [[100.0, 2.0]], venue._queue, venue._skip_front) is True
+    assert (
+        matching.book_moved_compiled(sym, [[99.0, 1.0]], [[100.0, 2.0]], venue._queue, venue._skip_front)
+        is True
+    )
     assert _queues(sym) == before
     assert venue.matcher.book_moved(sym, [[99.0, 1.0]], [[100.0, 2.0]], S) is True
 
 
 half_units = st.integers(-(10**12), 10**12).map(lambda i: i / 2e8)  # exact halves of a unit: ties
-level_float = st.one_of(st.floats(0, 1e6, allow_nan=False), half_units, st.sampled_from([0.1 + 0.2, 99.99999999]))
+level_float = st.one_of(
+    st.floats(0, 1e6, allow_nan=False), half_units, st.sampled_from([0.1 + 0.2, 99.99999999])
+)
 
 
 @compiled
@@ -295,11 +302,15 @@ def test_the_compiled_core_hands_unusual_messages_to_python():
             venue.send_new_order(Order(1, SYM, Side.BUY, 1.0, 100.0, OrdType.LIMIT, TimeInForce.GTC))
             venue.advance(10 * MS)
             sym = venue.matcher.symbols[SYM]
-        venue.on_book_message(Msg(symbol="ETH-USDT", receipt_timestamp_ns=11 * MS, bids=[[1.0, 1.0]], asks=[[2.0, 1.0]]))
+        venue.on_book_message(
+            Msg(symbol="ETH-USDT", receipt_timestamp_ns=11 * MS, bids=[[1.0, 1.0]], asks=[[2.0, 1.0]])
+        )
         assert "ETH-USDT" in venue.matcher.symbols and venue.now == 11 * MS
         venue.on_trade_message({"symbol": SYM, "receipt_timestamp_ns": 12 * MS, "price": 100, "amount": 3.0,
                                 "side": "sell"})  # fmt: skip
-        assert [o.ahead for o in sym.resting.values()] == [2 * S] and venue.now == 12 * MS  # 5 ahead, 3 traded
+        assert [o.ahead for o in sym.resting.values()] == [
+            2 * S
+        ] and venue.now == 12 * MS  # 5 ahead, 3 traded
         venue.on_trade_message({"symbol": SYM, "receipt_timestamp_ns": 13 * MS, "price": 100.0, "amount": 9.0,
                                 "side": "sell"})  # fmt: skip
         assert not sym.resting  # filled by the trade
@@ -316,10 +327,16 @@ def test_due_actions_of_any_shape_run_in_time_order(cls):
     out = Reports()
     venue.attach(out)
     seen = []
-    venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 1, "bids": [[100.0, 5.0]], "asks": [[101.0, 5.0]]})
-    venue.send_new_order(Order(1, SYM, Side.BUY, 1.0, 99.0, OrdType.LIMIT, TimeInForce.GTC))  # arrives at 1 ms + 1
+    venue.on_book_message(
+        {"symbol": SYM, "receipt_timestamp_ns": 1, "bids": [[100.0, 5.0]], "asks": [[101.0, 5.0]]}
+    )
+    venue.send_new_order(
+        Order(1, SYM, Side.BUY, 1.0, 99.0, OrdType.LIMIT, TimeInForce.GTC)
+    )  # arrives at 1 ms + 1
     venue._schedule(MS, lambda *a: seen.append((venue.now, a)), "tuple")
-    venue._heap.append((3 * MS, 10**9, lambda *a: seen.append((venue.now, a)), ["list"]))  # (the largest: a heap)
+    venue._heap.append(
+        (3 * MS, 10**9, lambda *a: seen.append((venue.now, a)), ["list"])
+    )  # (the largest: a heap)
     venue._schedule(4 * MS, lambda *a: seen.append((venue.now, a)), "late")
     venue._run_due(3 * MS)
     assert seen == [(MS, ("tuple",)), (3 * MS, ("list",))]
@@ -414,9 +431,18 @@ def test_the_usual_order_arrives_compiled_and_rests_as_in_python():
         ([_lim(1, Side.BUY, 1.0, 99.0, symbol="ETH-USDT")], None, False),  # unknown symbol
         ([_lim(1, Side.BUY, 1.0, 99)], None, False),  # an int price
         ([_lim(1, Side.BUY, 1.0, 99.0)], None, True),  # orders logged
-        ([_lim(1, Side.BUY, 1.0, 99.0), _lim(2, Side.BUY, 1.0, 98.5)], lambda v: setattr(v.matcher, "max_open_orders", 1), False),
-        ([_lim(1, Side.BUY, 1.0, 99.0), _lim(2, Side.SELL, 1.0, 101.5)],
-         lambda v: v.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 2, "bids": [[100, 5.0]], "asks": [[101.0, 5.0]]}), False),
+        (
+            [_lim(1, Side.BUY, 1.0, 99.0), _lim(2, Side.BUY, 1.0, 98.5)],
+            lambda v: setattr(v.matcher, "max_open_orders", 1),
+            False,
+        ),
+        (
+            [_lim(1, Side.BUY, 1.0, 99.0), _lim(2, Side.SELL, 1.0, 101.5)],
+            lambda v: v.on_book_message(
+                {"symbol": SYM, "receipt_timestamp_ns": 2, "bids": [[100, 5.0]], "asks": [[101.0, 5.0]]}
+            ),
+            False,
+        ),
     ],  # fmt: skip
 )
 def test_unusual_arrivals_are_the_pythons(orders, setup, log_orders):
@@ -435,7 +461,11 @@ def test_the_usual_cancel_is_compiled_and_leaves_what_python_leaves():
     py_state, py_reports, py_calls = _arrivals(PythonVenue, orders)
     assert (c_state, c_reports) == (py_state, py_reports)
     assert [o[0] for o in c_state[0]] == [1, 4]
-    assert [(r[1], r[4], r[9]) for r in c_reports][-3:] == [(2, 3, 0), (3, 3, 0), (9, 4, 4)]  # CANCELED, REJECTED
+    assert [(r[1], r[4], r[9]) for r in c_reports][-3:] == [
+        (2, 3, 0),
+        (3, 3, 0),
+        (9, 4, 4),
+    ]  # CANCELED, REJECTED
     assert c_calls == [] and "cancel" in py_calls
 
 
@@ -456,3 +486,94 @@ def test_cancels_of_every_kind_give_the_pythons_results(orders, log_orders):
     c = _arrivals(PaperVenue, orders, log_orders=log_orders)
     py = _arrivals(PythonVenue, orders, log_orders=log_orders)
     assert c[:2] == py[:2]
+
+
+def _crossings(cls, books, queue_model="risk_averse", setup=None):
+    """Resting orders on both sides, then ``books`` (bids, asks), each at its own time: the state after
+    each, every report, and the venue's and the matcher's Python calls made for the books."""
+    venue = cls(PaperVenueConfig(queue_model=queue_model))
+    out = Reports()
+    venue.attach(out)
+    venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": 1, "bids": [[100.0, 5.0], [99.5, 2.0], [99.0, 3.0]],
+                           "asks": [[101.0, 5.0], [101.5, 1.0], [102.0, 4.0]]})  # fmt: skip
+    for o in [_lim(1, Side.BUY, 1.0, 99.5), _lim(2, Side.BUY, 2.0, 99.5), _lim(3, Side.BUY, 3.0, 99.0),
+              _lim(4, Side.SELL, 1.0, 101.5), _lim(5, Side.SELL, 2.0, 102.0)]:  # fmt: skip
+        venue.send_new_order(o)
+    venue.advance(MS + 5)
+    if setup is not None:
+        setup(venue)
+    calls, states = [], []
+
+    def profile(frame, event, arg):
+        if event == "call" and "latentspeed_mock_exchange" in frame.f_code.co_filename:
+            calls.append(frame.f_code.co_name)
+
+    for i, (bids, asks) in enumerate(books):
+        t = 2 * MS + i * 10
+        venue.advance(t)
+        sys.setprofile(profile)
+        try:
+            venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": t, "bids": bids, "asks": asks})
+        finally:
+            sys.setprofile(None)
+        states.append(_state(venue))
+    venue.drain()
+    reports = [(r.receipt_ns, r.cl_ord_id, r.order_id, r.exec_id, r.exec_type, r.last_px, r.last_qty, r.leaves_qty,
+                r.cum_qty, r.reject_reason, r.timestamp_ns, r.liquidity) for r in out.got]  # fmt: skip
+    return states, reports, calls
+
+
+#: Books that cross the resting orders: the asks down to both buys at 99.5 (the first fills, the second
+#: in part), the same again (the liquidity is back: the second fills), the queue moved at 99.0, then
+#: the bids up through both sells, the second in part, then a book that crosses nothing.
+CROSSING = [
+    ([[99.0, 1.0]], [[99.5, 1.5], [100.0, 3.0]]),
+    ([[99.0, 2.0]], [[99.5, 1.5], [100.0, 3.0]]),
+    ([[101.0, 1.0], [99.0, 0.5]], [[103.0, 1.0]]),
+    ([[102.0, 1.5], [101.5, 1.0]], [[103.0, 1.0]]),
+    ([[100.0, 1.0]], [[103.0, 1.0]]),
+    ([[102.5, 9.0]], [[103.0, 1.0]]),
+]
+
+
+@compiled
+@pytest.mark.parametrize("queue_model", ["risk_averse", "probabilistic"])
+def test_books_that_fill_resting_orders_are_compiled_and_leave_what_python_leaves(queue_model):
+    """Fills in price-time priority, partial and whole, on both sides, the liquidity back at the next
+    book, queues moved first: no Python runs for the books; every state and report is the Python's."""
+    c_states, c_reports, c_calls = _crossings(PaperVenue, CROSSING, queue_model)
+    py_states, py_reports, py_calls = _crossings(PythonVenue, CROSSING, queue_model)
+    assert c_states == py_states
+    assert c_reports == py_reports
+    fills = [(r[1], r[4], r[6], r[7]) for r in c_reports if r[4] in (P.EXEC_FILL, P.EXEC_PARTIAL_FILL)]
+    assert fills == [(1, 2, 1.0, 0.0), (2, 1, 0.5, 1.5), (2, 2, 1.5, 0.0), (4, 2, 1.0, 0.0), (5, 1, 0.5, 1.5),
+                     (5, 2, 1.5, 0.0)]  # fmt: skip
+    assert all(r[11] == 1 for r in c_reports if r[4] in (P.EXEC_FILL, P.EXEC_PARTIAL_FILL))  # makers
+    assert "_fill_resting" in py_calls
+    # only the matcher's clock (and the probabilistic model's depth) are Python
+    assert set(c_calls) <= {"<lambda>", "depth"} and "<lambda>" in c_calls
+
+
+def _log(v):
+    v.matcher.log_orders = True
+
+
+@compiled
+@pytest.mark.parametrize(
+    "setup",
+    [
+        lambda v: setattr(v.matcher, "_fill_threshold", 0.5),  # fills drawn at random
+        lambda v: setattr(v.matcher, "on_print", lambda *a: None),  # a print listener
+        _log,  # orders logged
+        lambda v: (
+            v.matcher.symbols[SYM]
+            .resting[next(iter(v.matcher.symbols[SYM].resting))]
+            .__setattr__("leaves", 1.5)
+        ),
+    ],
+)
+def test_unusual_crossings_are_the_pythons(setup):
+    c = _crossings(PaperVenue, CROSSING, setup=setup)
+    py = _crossings(PythonVenue, CROSSING, setup=setup)
+    assert c[:2] == py[:2]
+    assert "_fills_resting" in c[2]
