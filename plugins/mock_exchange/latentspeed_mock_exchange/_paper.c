@@ -158,6 +158,34 @@ typedef struct {
         Py_RETURN_NONE; \
     } while (0)
 
+/* A resting order's level holds nq now (a reference handed over): its queue moves as the model says
+ * (Matcher._requeue: o.ahead = model.depth(o.ahead, o.level_qty, new, o.traded), risk_averse's
+ * inlined), then level_qty = nq, traded = 0. 0, or -1 (error, nq released, nothing changed). */
+static int
+requeue_one(PyObject *o, PyObject *model, PyObject *nq)
+{
+    PyObject *ahead = SLOT(o, o_ahead), *front;
+    if (Py_IS_TYPE(model, risk_averse_type)) { /* its depth(), inlined */
+        int lt = PyObject_RichCompareBool(ahead, nq, Py_LT);
+        if (lt < 0) {
+            Py_DECREF(nq);
+            return -1;
+        }
+        front = Py_NewRef(lt ? ahead : nq);
+    }
+    else {
+        PyObject *call[5] = {model, ahead, SLOT(o, o_level_qty), nq, SLOT(o, o_traded)};
+        if (!(front = PyObject_VectorcallMethod(str_depth, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL))) {
+            Py_DECREF(nq);
+            return -1;
+        }
+    }
+    Py_SETREF(SLOT(o, o_ahead), front);
+    Py_SETREF(SLOT(o, o_level_qty), nq);
+    Py_SETREF(SLOT(o, o_traded), PyLong_FromLong(0)); /* a cached small int: cannot fail */
+    return 0;
+}
+
 /* book_moved(sym, bids, asks, model, skip_front) -> True (the book fills a resting order: nothing
  * changed), False (it does not: queue positions moved) or None (not handled: nothing changed). */
 static PyObject *
@@ -298,28 +326,8 @@ book_moved_impl(PyObject *sym, PyObject *bids, PyObject *asks, PyObject *model, 
                 continue;
         }
         PyObject *nq = PyLong_FromLongLong(w->new_qty);
-        if (!nq)
+        if (!nq || requeue_one(o, model, nq) < 0)
             goto error;
-        PyObject *ahead = SLOT(o, o_ahead), *front;
-        if (Py_IS_TYPE(model, risk_averse_type)) { /* its depth(), inlined */
-            int lt = PyObject_RichCompareBool(ahead, nq, Py_LT);
-            if (lt < 0) {
-                Py_DECREF(nq);
-                goto error;
-            }
-            front = Py_NewRef(lt ? ahead : nq);
-        }
-        else {
-            PyObject *call[5] = {model, ahead, level_qty, nq, SLOT(o, o_traded)};
-            front = PyObject_VectorcallMethod(str_depth, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-            if (!front) {
-                Py_DECREF(nq);
-                goto error;
-            }
-        }
-        Py_SETREF(SLOT(o, o_ahead), front);
-        Py_SETREF(SLOT(o, o_level_qty), nq);
-        Py_SETREF(SLOT(o, o_traded), PyLong_FromLong(0)); /* a cached small int: cannot fail */
     }
     if (0) {
 error:
@@ -1472,27 +1480,9 @@ fills_resting(CoreObject *self, PyObject *symbol, PyObject *sym, PyObject *fb, P
             }
             if (nq == r->level_qty)
                 continue;
-            PyObject *nqo = PyLong_FromLongLong(nq), *ahead = SLOT(o, so[S_AHEAD]), *front;
-            if (!nqo)
+            PyObject *nqo = PyLong_FromLongLong(nq);
+            if (!nqo || requeue_one(o, model, nqo) < 0)
                 goto held;
-            if (Py_IS_TYPE(model, risk_averse_type)) { /* its depth(), inlined */
-                int lt = PyObject_RichCompareBool(ahead, nqo, Py_LT);
-                if (lt < 0) {
-                    Py_DECREF(nqo);
-                    goto held;
-                }
-                front = Py_NewRef(lt ? ahead : nqo);
-            }
-            else {
-                PyObject *call[5] = {model, ahead, SLOT(o, so[S_LEVEL_QTY]), nqo, SLOT(o, so[S_TRADED])};
-                if (!(front = PyObject_VectorcallMethod(str_depth, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL))) {
-                    Py_DECREF(nqo);
-                    goto held;
-                }
-            }
-            Py_SETREF(SLOT(o, so[S_AHEAD]), front);
-            Py_SETREF(SLOT(o, so[S_LEVEL_QTY]), nqo);
-            Py_SETREF(SLOT(o, so[S_TRADED]), PyLong_FromLong(0)); /* a cached small int: cannot fail */
             r->level_qty = nq;
             r->traded = 0;
         }
