@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 
 typedef struct {
@@ -38,6 +39,22 @@ typedef struct {
 static PyObject *str_feed, *str_receipt_ns;
 
 /* The next record of source k (new reference), NULL with no error at its end. */
+/* a == b for a record's feed name: str compared by length and bytes (the usual case, no rich
+ * comparison per record), anything else as Python compares it. 1, 0, or -1 (error). */
+static inline int
+same_str(PyObject *a, PyObject *b)
+{
+    if (a == b)
+        return 1;
+    if (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+        int kind = PyUnicode_KIND(a);
+        return n == PyUnicode_GET_LENGTH(b) && kind == PyUnicode_KIND(b) &&
+               memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * (size_t)kind) == 0;
+    }
+    return PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
 static PyObject *
 pull(MergeObject *m, Py_ssize_t k)
 {
@@ -90,7 +107,7 @@ pull(MergeObject *m, Py_ssize_t k)
             Source *o = &m->src[i];
             if (o->reader != s->reader)
                 continue;
-            int eq = o->name == owner ? 1 : PyObject_RichCompareBool(owner, o->name, Py_EQ);
+            int eq = same_str(owner, o->name);
             if (eq < 0) {
                 Py_DECREF(rec);
                 return NULL;
@@ -400,6 +417,12 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t seen = PyObject_Size(fills);
     if (seen < 0)
         return NULL;
+    /* the clock's `now` as a __slots__ member (SimClock): written in place, not by attribute look-up */
+    Py_ssize_t now_off = -1;
+    PyObject *d = _PyType_Lookup(Py_TYPE(clock), str_now);
+    if (Py_TYPE(clock)->tp_setattro == PyObject_GenericSetAttr && d && Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX &&
+        !(((PyMemberDescrObject *)d)->d_member->flags & READONLY))
+        now_off = ((PyMemberDescrObject *)d)->d_member->offset;
     Py_ssize_t n = 0;
     int64_t last = 0;
     PyObject *out = NULL;
@@ -428,7 +451,12 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
         PyObject *to = PyLong_FromLongLong(t), *r = NULL;
         if (to && (r = PyObject_Vectorcall(adv, &to, 1, NULL)) != NULL) {
             Py_DECREF(r);
-            if (PyObject_SetAttr(clock, str_now, to) == 0) {
+            int set = 0;
+            if (now_off >= 0) /* (a member descriptor's set: the old value released after) */
+                Py_XSETREF(*(PyObject **)((char *)clock + now_off), Py_NewRef(to));
+            else
+                set = PyObject_SetAttr(clock, str_now, to);
+            if (set == 0) {
                 PyObject *call[2] = {data ? data : empty_bytes, to}, *fn = PyList_GET_ITEM(fns, k);
                 r = PyTuple_CheckExact(fn) ? deliver_inline(fn, call, &counts[k]) : PyObject_Vectorcall(fn, call, 2, NULL);
                 Py_XDECREF(r);

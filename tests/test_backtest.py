@@ -355,3 +355,36 @@ def test_the_compiled_loop_reports_a_frame_the_feed_refuses_as_deliver_frame_doe
     assert [r.getMessage().split(": skipped input: ")[1] for r in caplog.records] == [
         "bad frame: ValueError: not a frame I know bad"
     ] * 2
+
+
+@pytest.mark.parametrize("kind", ["slots", "plain", "setattr"])
+def test_the_compiled_loop_moves_any_clock(kind):
+    """Merge.frames() writes SimClock's ``now`` slot in place; any other clock is set as Python sets an
+    attribute (a class's own ``__setattr__`` included): each frame sees its own time."""
+    from latentspeed_core import capture as capture_mod
+    from latentspeed_core.backtest import SimClock
+
+    if capture_mod._Merge is None:
+        pytest.skip("the compiled merge is not built (LATENTSPEED_PURE_PYTHON)")
+    set_by_hand = []
+
+    class Plain:
+        now = 0
+
+    class Watched:
+        __slots__ = ("now",)
+
+        def __setattr__(self, name, value):
+            set_by_hand.append(value)
+            object.__setattr__(self, name, value)
+
+    clock = {"slots": SimClock, "plain": Plain, "setattr": Watched}[kind]()
+    seen = []
+    records = [{"kind": "frame", "receipt_ns": t, "data": b"x"} for t in (5, 7, 9)]
+    merge = capture_mod._Merge(["f"], [iter(records)], [0], [False])
+    n, last = merge.frames(
+        [lambda data, t: seen.append((t, clock.now))], lambda t: None, clock, [], 100, 0, 100, 100
+    )
+    assert (n, last) == (3, 9)
+    assert seen == [(5, 5), (7, 7), (9, 9)]
+    assert set_by_hand == ([5, 7, 9] if kind == "setattr" else [])
