@@ -26,7 +26,6 @@ from latentspeed_core.ws import WsFeed
 
 from .config import BinanceConfig
 from .parsing import (
-    _INF,
     EXCHANGE,
     AggTradeEvent,
     Depth,
@@ -49,6 +48,7 @@ from .parsing import (
 log = logging.getLogger(__name__)
 
 SKIPPED, APPLIED, RESYNCED = 0, 1, 2
+_INF = float("inf")
 
 #: The compiled one-pass reader of frames (None in a pure-Python build). It takes only depth and trade
 #: events that ``decode_combined`` reads with the same values (plain JSON: no escapes, floats or nesting
