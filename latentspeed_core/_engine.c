@@ -32,6 +32,11 @@ static PyObject *str_symbol, *str_midpoint, *str_receipt, *str_mark, *str_qty, *
     *str_strategy_error, *str_self, *str_on_book, *str_on_trade, *str_book, *str_trade, *str_timer;
 static PyObject *zero;
 
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+/* positions.Position, and its slots on_book writes and reads (bind_positions) */
+static PyTypeObject *position_type;
+static Py_ssize_t p_mark, p_qty;
+
 /* The truth of a field (an unset one is an AttributeError, as in Python): 1, 0 or -1. */
 static inline int
 truth_of(PyObject *v, const char *name)
@@ -140,7 +145,7 @@ core_on_book(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
             PyErr_SetString(PyExc_AttributeError, "_mids");
             goto done;
         }
-        if (PyObject_SetItem(self->mids, sym, mid) < 0)
+        if ((PyDict_CheckExact(self->mids) ? PyDict_SetItem(self->mids, sym, mid) : PyObject_SetItem(self->mids, sym, mid)) < 0)
             goto done;
         if (!self->positions) {
             PyErr_SetString(PyExc_AttributeError, "_positions");
@@ -151,8 +156,17 @@ core_on_book(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         if (!pos && PyErr_Occurred())
             goto done;
         if (pos && pos != Py_None) {
-            int bad = PyObject_SetAttr(pos, str_mark, mid) < 0;
-            PyObject *qty = bad ? NULL : PyObject_GetAttr(pos, str_qty);
+            int bad;
+            PyObject *qty;
+            if (position_type && Py_IS_TYPE(pos, position_type) && SLOT(pos, p_qty)) { /* its slots, directly */
+                Py_XSETREF(SLOT(pos, p_mark), Py_NewRef(mid));
+                bad = 0;
+                qty = Py_NewRef(SLOT(pos, p_qty));
+            }
+            else {
+                bad = PyObject_SetAttr(pos, str_mark, mid) < 0;
+                qty = bad ? NULL : PyObject_GetAttr(pos, str_qty);
+            }
             int nonzero = !qty ? -1 : PyFloat_CheckExact(qty) ? PyFloat_AS_DOUBLE(qty) != 0.0
                                                               : PyObject_RichCompareBool(qty, zero, Py_NE);
             Py_XDECREF(qty);
@@ -277,7 +291,6 @@ core_on_trade(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
  * else (fills, rejects, repeats, cancel answers under the cancel's id, reports without a receipt
  * stamp) is core._EngineCorePy.on_execution_report before anything changes. */
 
-#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
 static PyTypeObject *report_type, *state_type, *outcome_type, *manager_type;
 static Py_ssize_t r_cl, r_oid, r_et, r_receipt;
@@ -673,6 +686,20 @@ static PyTypeObject FanoutType = {
     .tp_new = fanout_new,
 };
 
+/* bind_positions(Position): on_book marks a position at its slots (read and written as Python would). */
+static PyObject *
+bind_positions(PyObject *mod, PyObject *t)
+{
+    if (!PyType_Check(t)) {
+        PyErr_SetString(PyExc_TypeError, "bind_positions(Position)");
+        return NULL;
+    }
+    if (slot_offset((PyTypeObject *)t, "mark", &p_mark) || slot_offset((PyTypeObject *)t, "qty", &p_qty))
+        return NULL;
+    Py_XSETREF(position_type, (PyTypeObject *)Py_NewRef(t));
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 bind_core(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -690,6 +717,7 @@ static PyMethodDef methods[] = {
      "bind_reports(ExecutionReport, OrderState, ReportOutcome, OrderManager, (ExecType.NEW, ExecType.CANCELED), "
      "(PENDING_NEW, NEW, PARTIALLY_FILLED, CANCELED), on_execution_report): what on_execution_report works on, and "
      "the Python it falls back to."},
+    {"bind_positions", bind_positions, METH_O, "bind_positions(Position): the slots on_book marks a position at."},
     {"bind_core", (PyCFunction)(void (*)(void))bind_core, METH_FASTCALL,
      "bind_core(on_book, on_trade): the Python each entry point falls back to."},
     {NULL},

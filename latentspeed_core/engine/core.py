@@ -20,7 +20,7 @@ from ..types import ExecType, ExecutionReport, Fill, Order, OrderStatus, OrdType
 from ..venue import BatchingVenue, InstrumentVenue, Venue
 from .latency import LatencyLog, Samples
 from .orders import OrderManager, OrderState, ReportOutcome
-from .positions import Portfolio
+from .positions import Portfolio, Position
 from .risk import RiskEngine
 from .strategy import Strategy, StrategyContext
 
@@ -146,6 +146,7 @@ try:
     from .._engine import EngineCore as _CompiledCore
     from .._engine import Fanout
     from .._engine import bind_core as _bind_core
+    from .._engine import bind_positions as _bind_positions
     from .._engine import bind_reports as _bind_reports
 except ImportError:  # built without a C compiler: _EngineCorePy, the same results
     _EngineCore: type = _EngineCorePy
@@ -154,6 +155,7 @@ except ImportError:  # built without a C compiler: _EngineCorePy, the same resul
     Fanout = None
 else:
     _bind_core(_EngineCorePy.on_book, _EngineCorePy.on_trade)
+    _bind_positions(Position)
     _bind_reports(
         ExecutionReport, OrderState, ReportOutcome, OrderManager, (ExecType.NEW, ExecType.CANCELED),
         (OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELED),
