@@ -297,10 +297,12 @@ static Py_ssize_t r_cl, r_oid, r_et, r_receipt;
 static Py_ssize_t s_cl, s_symbol, s_side, s_status, s_oid, s_leaves, s_ack, s_sent, s_final, s_cancel_pending,
     s_is_open, s_strategy;
 static Py_ssize_t q_order, q_fill_qty, q_status_changed, q_final;
+/* OrderManager slots: its maps, read for every report */
+enum { M_ORDERS, M_OPEN, M_BY_OID, M_OUT, M_OPEN_QTY, M_OPEN_N, M_N };
+static Py_ssize_t m_off[M_N];
 static PyObject *et_new, *et_canceled, *status_pending, *status_new, *status_partial, *status_canceled;
 static PyObject *py_on_report, *float_zero;
-static PyObject *str_orders, *str_open, *str_by_order_id, *str_out, *str_open_qty, *str_open_n, *str_retire,
-    *str_add, *str_order;
+static PyObject *str_retire, *str_add, *str_order;
 
 static int
 slot_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
@@ -343,6 +345,10 @@ bind_reports(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         slot_offset(q, "order", &q_order) || slot_offset(q, "fill_qty", &q_fill_qty) ||
         slot_offset(q, "status_changed", &q_status_changed) || slot_offset(q, "final", &q_final))
         return NULL;
+    static const char *manager_slots[M_N] = {"orders", "open", "_by_order_id", "_out", "_open_qty", "_open_n"};
+    for (int i = 0; i < M_N; i++)
+        if (slot_offset((PyTypeObject *)args[3], manager_slots[i], &m_off[i]) < 0)
+            return NULL;
     Py_XSETREF(report_type, (PyTypeObject *)Py_NewRef(r));
     Py_XSETREF(state_type, (PyTypeObject *)Py_NewRef(st));
     Py_XSETREF(outcome_type, (PyTypeObject *)Py_NewRef(q));
@@ -404,10 +410,11 @@ core_on_report(CoreObject *self, PyObject *r)
     if (!(et == et_new || cancel) || !cl || !receipt || !PyLong_CheckExact(receipt) || !roid ||
         !PyLong_CheckExact(roid) || !PyObject_IsTrue(receipt))
         goto python; /* (a receipt stamp of 0: the engine's clock decides) */
-    if (!(orders = PyObject_GetAttr(om, str_orders)) || !(open = PyObject_GetAttr(om, str_open)) ||
-        !(by_oid = PyObject_GetAttr(om, str_by_order_id)) || !(out = PyObject_GetAttr(om, str_out)) ||
-        !(open_qty = PyObject_GetAttr(om, str_open_qty)) || !(open_n = PyObject_GetAttr(om, str_open_n)))
-        goto done;
+    /* (the manager's own type: its maps at their slots; one unset is the Python's AttributeError) */
+    if (!(orders = Py_XNewRef(SLOT(om, m_off[M_ORDERS]))) || !(open = Py_XNewRef(SLOT(om, m_off[M_OPEN]))) ||
+        !(by_oid = Py_XNewRef(SLOT(om, m_off[M_BY_OID]))) || !(out = Py_XNewRef(SLOT(om, m_off[M_OUT]))) ||
+        !(open_qty = Py_XNewRef(SLOT(om, m_off[M_OPEN_QTY]))) || !(open_n = Py_XNewRef(SLOT(om, m_off[M_OPEN_N]))))
+        goto python_clean;
     if (!PyDict_CheckExact(orders) || !PyDict_CheckExact(open) || !PyDict_CheckExact(by_oid) ||
         !Py_IS_TYPE(out, outcome_type) || !PyTuple_CheckExact(open_qty) || PyTuple_GET_SIZE(open_qty) != 2 ||
         !PyTuple_CheckExact(open_n) || PyTuple_GET_SIZE(open_n) != 2 ||
@@ -745,9 +752,6 @@ PyInit__engine(void)
         {&str_self, "__self__"},         {&str_on_book, "on_book"},
         {&str_on_trade, "on_trade"},     {&str_book, "book"},
         {&str_trade, "trade"},           {&str_timer, "timer"},
-        {&str_orders, "orders"},         {&str_open, "open"},
-        {&str_by_order_id, "_by_order_id"}, {&str_out, "_out"},
-        {&str_open_qty, "_open_qty"},    {&str_open_n, "_open_n"},
         {&str_retire, "_retire"},        {&str_add, "add"},
         {&str_order, "order"},
     };

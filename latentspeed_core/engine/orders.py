@@ -164,6 +164,27 @@ class OrderManager:
     """Owns client order ids (unique per session, from 1) and the state of every order that is
     open or recently final (see the module docstring for how long final ones are kept)."""
 
+    # (Slots: the compiled engine reads the maps of every report at their offsets, _engine.c.)
+    __slots__ = (
+        "_next_id",
+        "orders",
+        "open",
+        "_cancels",
+        "_by_order_id",
+        "unmatched_reports",
+        "duplicate_reports",
+        "cancel_rejects",
+        "_out",
+        "_open_qty",
+        "_open_n",
+        "_retired",
+        "_cancels_sent",
+        "retain_s",
+        "retain_max",
+        "_clock",
+        "forgotten",
+    )
+
     def __init__(
         self,
         retain_s: float = RETAIN_S,
