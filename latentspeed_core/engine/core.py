@@ -16,12 +16,30 @@ from collections import deque
 from collections.abc import Callable
 
 from ..logs import RateLimitedLog
-from ..types import ExecType, ExecutionReport, Fill, Order, OrderStatus, OrdType, Side, TimeInForce
+from ..types import (
+    ExecType,
+    ExecutionReport,
+    Fill,
+    Order,
+    OrderStatus,
+    OrdType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
 from ..venue import BatchingVenue, InstrumentVenue, Venue
 from .latency import LatencyLog, Samples
 from .orders import OrderManager, OrderState, ReportOutcome
 from .positions import Portfolio, Position
-from .risk import RiskEngine
+from .risk import (
+    MaxNotional,
+    MaxOpenOrders,
+    MaxOrderQty,
+    MaxOrdersPerSecond,
+    MaxPosition,
+    PriceBand,
+    RiskEngine,
+)
 from .strategy import Strategy, StrategyContext
 
 log = logging.getLogger("latentspeed.engine")
@@ -139,6 +157,93 @@ class _EngineCorePy:
         if out.fill_qty > 0.0 and self._breach:
             self._check_breach()
 
+    # -- orders (hot path) -----------------------------------------------------
+    def submit(
+        self,
+        strategy_id: str,
+        symbol: str,
+        side: Side,
+        qty: float,
+        price: float = 0.0,
+        ord_type: OrdType = _LIMIT,
+        tif: TimeInForce = _GTC,
+    ) -> OrderState | None:
+        return self._submit_at(self.clock(), strategy_id, symbol, side, qty, price, ord_type, tif)
+
+    def _submit_at(
+        self,
+        now: int,
+        strategy_id: str,
+        symbol: str,
+        side: Side,
+        qty: float,
+        price: float = 0.0,
+        ord_type: OrdType = _LIMIT,
+        tif: TimeInForce = _GTC,
+    ) -> OrderState | None:
+        """``submit`` decided at ``now`` (the compiled submit's way back, with the time it read)."""
+        if not self.trading_enabled:
+            return self._refuse(f"trading halted: {self.halt_reason}", None)
+        venue = self.venue
+        if not venue.connected:
+            self.blocked += 1
+            self.last_reject = "venue not connected"
+            return None
+        # A fresh Order per submit: a venue may keep it (queue it for an asynchronous send).
+        order = Order(0, symbol, side, qty, price, ord_type, tif)
+        reason = self.risk.check(order, self, now)
+        if reason is not None:
+            return self._refuse(reason, order)
+        orders = self.orders
+        cid = orders._next_id
+        orders._next_id = cid + 1
+        order.cl_ord_id = cid
+        # Maker or taker decides the fee: marketable at decision time against the last book.
+        taker = ord_type == _MARKET
+        if not taker:
+            book = self.books.get(symbol)
+            if book is not None:
+                if side == _BUY:
+                    opp = book["asks"]
+                    taker = bool(opp) and price >= opp[0][0]
+                else:
+                    opp = book["bids"]
+                    taker = bool(opp) and price <= opp[0][0]
+        st = OrderState(
+            cid, symbol, side, qty, price, ord_type, tif, strategy_id, taker, self._trigger,
+            self._md_receipt_ns, now,
+        )  # fmt: skip
+        orders.add(st)
+        try:
+            venue.send_new_order(order)
+        except (ConnectionError, ValueError) as exc:
+            return self._send_failed(cid, order, exc)
+        risk = self.risk
+        if risk._accept_fns:  # only now: an order the venue refused uses no rate-window slot
+            risk.sent(order, now)
+        self.orders_sent += 1
+        if self._corked:
+            self._unsent.append(st)  # sent_ns when the callback's one write has returned
+            return st
+        sent = self.clock()
+        st.sent_ns = sent
+        if self._trigger in _MD_TRIGGERS:  # a fill or a timer has no tick to count from
+            self.t2t.add(sent - st.md_receipt_ns)
+        return st
+
+    def cancel(self, cl_ord_id: int) -> bool:
+        st = self.orders.open.get(cl_ord_id)
+        if st is None or st.cancel_pending or not self.venue.connected:
+            return False
+        ccid = self.orders.new_cancel_id(cl_ord_id)
+        try:
+            self.venue.send_cancel(ccid, cl_ord_id, st.symbol)
+        except (ConnectionError, ValueError):
+            return False
+        st.cancel_pending = True
+        self.cancels_sent += 1
+        return True
+
 
 try:
     if os.environ.get("LATENTSPEED_PURE_PYTHON"):
@@ -146,6 +251,7 @@ try:
     from .._engine import EngineCore as _CompiledCore
     from .._engine import Fanout
     from .._engine import bind_core as _bind_core
+    from .._engine import bind_orders as _bind_orders
     from .._engine import bind_positions as _bind_positions
     from .._engine import bind_reports as _bind_reports
 except ImportError:  # built without a C compiler: _EngineCorePy, the same results
@@ -153,6 +259,7 @@ except ImportError:  # built without a C compiler: _EngineCorePy, the same resul
     #: ``Fanout(first, second)``: an emitter ``(topic, msg)`` calling ``first(msg)``, then
     #: ``second(msg)``, compiled; None without the extension (callers use a function).
     Fanout = None
+    _bind_orders = None
 else:
     _bind_core(_EngineCorePy.on_book, _EngineCorePy.on_trade)
     _bind_positions(Position)
@@ -321,73 +428,6 @@ class Engine(_EngineCore):
         finally:
             self._md_receipt_ns = md
 
-    # -- orders (hot path) -----------------------------------------------------
-    def submit(
-        self,
-        strategy_id: str,
-        symbol: str,
-        side: Side,
-        qty: float,
-        price: float = 0.0,
-        ord_type: OrdType = _LIMIT,
-        tif: TimeInForce = _GTC,
-    ) -> OrderState | None:
-        now = self.clock()
-        if not self.trading_enabled:
-            return self._refuse(f"trading halted: {self.halt_reason}", None)
-        venue = self.venue
-        if not venue.connected:
-            self.blocked += 1
-            self.last_reject = "venue not connected"
-            return None
-        # A fresh Order per submit: a venue may keep it (queue it for an asynchronous send).
-        order = Order(0, symbol, side, qty, price, ord_type, tif)
-        reason = self.risk.check(order, self, now)
-        if reason is not None:
-            return self._refuse(reason, order)
-        orders = self.orders
-        cid = orders._next_id
-        orders._next_id = cid + 1
-        order.cl_ord_id = cid
-        # Maker or taker decides the fee: marketable at decision time against the last book.
-        taker = ord_type == _MARKET
-        if not taker:
-            book = self.books.get(symbol)
-            if book is not None:
-                if side == _BUY:
-                    opp = book["asks"]
-                    taker = bool(opp) and price >= opp[0][0]
-                else:
-                    opp = book["bids"]
-                    taker = bool(opp) and price <= opp[0][0]
-        st = OrderState(
-            cid, symbol, side, qty, price, ord_type, tif, strategy_id, taker, self._trigger,
-            self._md_receipt_ns, now,
-        )  # fmt: skip
-        orders.add(st)
-        try:
-            venue.send_new_order(order)
-        except (ConnectionError, ValueError) as exc:
-            # Never reached the venue (down, or it cannot encode the order): forget it.
-            orders.discard(cid)
-            if isinstance(exc, ConnectionError):
-                self.blocked += 1
-                self.last_reject = f"venue: {exc}"
-                return None
-            return self._refuse(f"venue: {exc}", order)
-        risk = self.risk
-        if risk._accept_fns:  # only now: an order the venue refused uses no rate-window slot
-            risk.sent(order, now)
-        self.orders_sent += 1
-        if self._corked:
-            self._unsent.append(st)  # sent_ns when the callback's one write has returned
-            return st
-        sent = self.clock()
-        st.sent_ns = sent
-        if self._trigger in _MD_TRIGGERS:  # a fill or a timer has no tick to count from
-            self.t2t.add(sent - st.md_receipt_ns)
-        return st
-
     def _flush(self) -> None:
         """Write what the callback sent (one write) and stamp its orders' ``sent_ns``."""
         self._corked = False
@@ -412,24 +452,20 @@ class Engine(_EngineCore):
                     add(sent - st.md_receipt_ns)
             unsent.clear()
 
+    def _send_failed(self, cid: int, order: Order, exc: Exception) -> None:
+        """An order that never reached the venue (down, or it cannot encode the order): forgotten."""
+        self.orders.discard(cid)
+        if isinstance(exc, ConnectionError):
+            self.blocked += 1
+            self.last_reject = f"venue: {exc}"
+            return None
+        return self._refuse(f"venue: {exc}", order)
+
     def _refuse(self, reason: str, order: Order | None) -> None:
         self.risk_rejects += 1
         self.last_reject = reason
         self.risk.rejected(reason, order)
         return None
-
-    def cancel(self, cl_ord_id: int) -> bool:
-        st = self.orders.open.get(cl_ord_id)
-        if st is None or st.cancel_pending or not self.venue.connected:
-            return False
-        ccid = self.orders.new_cancel_id(cl_ord_id)
-        try:
-            self.venue.send_cancel(ccid, cl_ord_id, st.symbol)
-        except (ConnectionError, ValueError):
-            return False
-        st.cancel_pending = True
-        self.cancels_sent += 1
-        return True
 
     def cancel_all(self, symbol: str | None = None, strategy_id: str | None = None) -> int:
         n = 0
@@ -563,3 +599,11 @@ def _overrides(strategy: Strategy, name: str) -> bool:
 
 def _num(v: float | None) -> str:
     return "nan" if v is None else f"{v:.2f}"
+
+
+if _bind_orders is not None:
+    _bind_orders(
+        Order, Side, TimeInForce, (_LIMIT, _GTC, RejectReason.NONE), RiskEngine,
+        (MaxOrderQty, PriceBand, MaxNotional, MaxPosition, MaxOpenOrders, MaxOrdersPerSecond), Engine,
+        _EngineCorePy.submit, _EngineCorePy._submit_at, _EngineCorePy.cancel,
+    )  # fmt: skip

@@ -48,6 +48,9 @@ class RiskView(Protocol):
 
 
 class RiskCheck:
+    # (Slots in the standard checks: the compiled engine reads their limits at their offsets, and
+    # a subclass without __slots__ still has a __dict__.)
+    __slots__ = ()
     name: str = ""
 
     def check(self, order: Order, view: RiskView, now_ns: int) -> str | None:
@@ -72,6 +75,7 @@ class RateConfig(StrictModel):
 
 
 class MaxOrderQty(RiskCheck):
+    __slots__ = ("limit",)
     name = "max_order_qty"
 
     def __init__(self, cfg: LimitConfig) -> None:
@@ -84,6 +88,7 @@ class MaxOrderQty(RiskCheck):
 
 
 class MaxNotional(RiskCheck):
+    __slots__ = ("limit", "_max")
     name = "max_notional"
 
     def __init__(self, cfg: LimitConfig) -> None:
@@ -104,6 +109,7 @@ class MaxNotional(RiskCheck):
 class MaxPosition(RiskCheck):
     """Worst case: current position plus every open order on the same side plus this one."""
 
+    __slots__ = ("limit", "_max")
     name = "max_position"
 
     def __init__(self, cfg: LimitConfig) -> None:
@@ -125,6 +131,7 @@ class MaxPosition(RiskCheck):
 class PriceBand(RiskCheck):
     """Limit price within ``limit`` bps of mid; without a mid nothing can be checked, so refuse."""
 
+    __slots__ = ("frac", "limit", "_frac_max")
     name = "price_band_bps"
 
     def __init__(self, cfg: LimitConfig) -> None:
@@ -135,7 +142,7 @@ class PriceBand(RiskCheck):
 
     def check(self, order, view, now_ns):
         mid = view.mid(order.symbol)
-        if mid is None:
+        if not mid:  # (None, or a zero that no band can be measured from)
             return "no mid price yet"
         if order.ord_type == _MARKET:
             return None
@@ -147,6 +154,7 @@ class PriceBand(RiskCheck):
 class MaxOrdersPerSecond(RiskCheck):
     """Sliding one-second window over the send times of accepted orders."""
 
+    __slots__ = ("limit", "_sent")
     name = "max_orders_per_second"
 
     def __init__(self, cfg: RateConfig) -> None:
@@ -164,6 +172,7 @@ class MaxOrdersPerSecond(RiskCheck):
 
 
 class MaxOpenOrders(RiskCheck):
+    __slots__ = ("limit",)
     name = "max_open_orders"
 
     def __init__(self, cfg: RateConfig) -> None:
@@ -178,6 +187,7 @@ class MaxOpenOrders(RiskCheck):
 class MaxLoss(RiskCheck):
     """Kill switch: once PnL (net of fees, unrealized at mid) reaches -limit, trading stops."""
 
+    __slots__ = ("limit",)
     name = "max_loss"
 
     def __init__(self, cfg: LimitConfig) -> None:
@@ -212,6 +222,19 @@ def register_standard(register) -> None:
 
 class RiskEngine:
     """Runs the configured checks in priority order; counts and (rate-limited) logs refusals."""
+
+    __slots__ = (
+        "checks",
+        "_all",
+        "_with_accept",
+        "_check_fns",
+        "_accept_fns",
+        "_with_breach",
+        "has_kill_switch",
+        "rejects",
+        "_last_log",
+        "_suppressed",
+    )
 
     def __init__(self, checks: list[tuple[str, RiskCheck]]) -> None:
         self.checks = checks
