@@ -33,7 +33,7 @@ setup(
         Extension(
             "latentspeed_core._engine",
             ["latentspeed_core/_engine.c"],
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O3", "-ffp-contract=off"],
             optional=True,
         ),
     ]

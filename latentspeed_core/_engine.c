@@ -39,8 +39,8 @@ static PyObject *zero;
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 /* positions.Position, and its slots on_book writes and reads (bind_positions) */
-static PyTypeObject *position_type;
-static Py_ssize_t p_mark, p_qty;
+static PyTypeObject *position_type, *portfolio_type;
+static Py_ssize_t p_mark, p_qty, p_avg, p_realized, p_fees;
 
 /* The truth of a field (an unset one is an AttributeError, as in Python): 1, 0 or -1. */
 static inline int
@@ -548,7 +548,7 @@ done:
 static PyTypeObject *order_cls, *side_cls, *tif_cls, *risk_cls;
 static PyObject *ord_limit, *tif_gtc, *reject_none, *py_submit, *py_submit_at, *py_cancel, *one;
 static PyObject *str_connected, *str_send_new_order, *str_send_cancel, *str_send_failed, *str_sent,
-    *str_forget_cancels, *str_append, *str_asks, *str_bids;
+    *str_forget_cancels, *str_append, *str_asks, *str_bids, *str_positions, *str_pnl;
 enum { O_CL, O_SYMBOL, O_SIDE, O_QTY, O_PRICE, O_TYPE, O_TIF, O_N };
 static Py_ssize_t o_off[O_N];
 static const char *order_slots[O_N] = {"cl_ord_id", "symbol", "side", "qty", "price", "ord_type", "tif"};
@@ -1312,18 +1312,90 @@ static PyTypeObject FanoutType = {
     .tp_new = fanout_new,
 };
 
-/* bind_positions(Position): on_book marks a position at its slots (read and written as Python would). */
+/* bind_positions(Position, Portfolio): on_book marks a position at its slots (read and written as Python
+ * would); curve_point sums a Portfolio's positions at theirs. */
 static PyObject *
-bind_positions(PyObject *mod, PyObject *t)
+bind_positions(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!PyType_Check(t)) {
-        PyErr_SetString(PyExc_TypeError, "bind_positions(Position)");
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind_positions(Position, Portfolio)");
         return NULL;
     }
-    if (slot_offset((PyTypeObject *)t, "mark", &p_mark) || slot_offset((PyTypeObject *)t, "qty", &p_qty))
+    PyTypeObject *t = (PyTypeObject *)args[0];
+    if (slot_offset(t, "mark", &p_mark) || slot_offset(t, "qty", &p_qty) || slot_offset(t, "avg_price", &p_avg) ||
+        slot_offset(t, "realized", &p_realized) || slot_offset(t, "fees", &p_fees))
         return NULL;
     Py_XSETREF(position_type, (PyTypeObject *)Py_NewRef(t));
+    Py_XSETREF(portfolio_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_RETURN_NONE;
+}
+
+/* curve_point(t, portfolio) -> (t, portfolio.pnl, {symbol: position.qty}): a backtest's equity curve
+ * sample (after every fill), with Portfolio.pnl's sum done on the positions' slots in its order;
+ * positions of another type, or fields that are not floats, are read through Python. */
+static PyObject *
+curve_point(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "curve_point(t, portfolio)");
+        return NULL;
+    }
+    PyObject *positions = PyObject_GetAttr(args[1], str_positions), *qtys = NULL, *pnl = NULL, *k, *p;
+    if (!positions || !(qtys = PyDict_New()))
+        goto fail;
+    double total = 0.0;
+    int exact = PyDict_CheckExact(positions) && portfolio_type && Py_IS_TYPE(args[1], portfolio_type), any = 0;
+    Py_ssize_t i = 0;
+    while (exact && PyDict_Next(positions, &i, &k, &p)) {
+        double q, mark, avg, realized, fees;
+        if (!Py_IS_TYPE(p, position_type) || dbl(SLOT(p, p_qty), &q) < 0 || dbl(SLOT(p, p_mark), &mark) < 0 ||
+            dbl(SLOT(p, p_avg), &avg) < 0 || dbl(SLOT(p, p_realized), &realized) < 0 ||
+            dbl(SLOT(p, p_fees), &fees) < 0) {
+            exact = 0;
+            break;
+        }
+        total += realized + (q != 0.0 && mark != 0.0 ? q * (mark - avg) : 0.0) - fees;
+        any = 1;
+        if (PyDict_SetItem(qtys, k, SLOT(p, p_qty)) < 0)
+            goto fail;
+    }
+    if (exact)
+        pnl = any ? PyFloat_FromDouble(total) : PyLong_FromLong(0); /* (Python's sum starts at int 0) */
+    else { /* through Python */
+        PyDict_Clear(qtys);
+        PyObject *items = PyMapping_Items(positions);
+        if (!items)
+            goto fail;
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(items); j++) {
+            PyObject *kv = PyList_GET_ITEM(items, j), *q;
+            if (!PyTuple_Check(kv) || PyTuple_GET_SIZE(kv) != 2 || !(q = PyObject_GetAttr(PyTuple_GET_ITEM(kv, 1), str_qty))) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "positions.items() gives (symbol, position) pairs");
+                Py_DECREF(items);
+                goto fail;
+            }
+            int r = PyDict_SetItem(qtys, PyTuple_GET_ITEM(kv, 0), q);
+            Py_DECREF(q);
+            if (r < 0) {
+                Py_DECREF(items);
+                goto fail;
+            }
+        }
+        Py_DECREF(items);
+        pnl = PyObject_GetAttr(args[1], str_pnl);
+    }
+    if (!pnl)
+        goto fail;
+    PyObject *out = PyTuple_Pack(3, args[0], pnl, qtys);
+    Py_DECREF(positions);
+    Py_DECREF(pnl);
+    Py_DECREF(qtys);
+    return out;
+fail:
+    Py_XDECREF(positions);
+    Py_XDECREF(qtys);
+    Py_XDECREF(pnl);
+    return NULL;
 }
 
 static PyObject *
@@ -1347,7 +1419,10 @@ static PyMethodDef methods[] = {
      "bind_orders(Order, Side, TimeInForce, (LIMIT, GTC, RejectReason.NONE), RiskEngine, (MaxOrderQty, PriceBand, "
      "MaxNotional, MaxPosition, MaxOpenOrders, MaxOrdersPerSecond), Engine, submit, _submit_at, cancel): what submit "
      "and cancel work on, and the Python they fall back to."},
-    {"bind_positions", bind_positions, METH_O, "bind_positions(Position): the slots on_book marks a position at."},
+    {"bind_positions", (PyCFunction)(void (*)(void))bind_positions, METH_FASTCALL,
+     "bind_positions(Position, Portfolio): the slots on_book marks a position at, and curve_point sums."},
+    {"curve_point", (PyCFunction)(void (*)(void))curve_point, METH_FASTCALL,
+     "curve_point(t, portfolio) -> (t, portfolio.pnl, {symbol: qty}): an equity curve sample."},
     {"bind_core", (PyCFunction)(void (*)(void))bind_core, METH_FASTCALL,
      "bind_core(on_book, on_trade): the Python each entry point falls back to."},
     {NULL},
@@ -1381,7 +1456,8 @@ PyInit__engine(void)
         {&str_send_cancel, "send_cancel"}, {&str_send_failed, "_send_failed"},
         {&str_sent, "sent"},             {&str_forget_cancels, "_forget_cancels"},
         {&str_append, "append"},         {&str_asks, "asks"},
-        {&str_bids, "bids"},
+        {&str_bids, "bids"},             {&str_positions, "positions"},
+        {&str_pnl, "pnl"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!*names[i].s && !(*names[i].s = PyUnicode_InternFromString(names[i].v)))

@@ -24,7 +24,7 @@ import orjson
 from .capture import deliver, merged_records
 from .config import ConfigError
 from .engine.config import EngineSetup, resolve
-from .engine.core import Engine, Fanout
+from .engine.core import Engine, Fanout, curve_point
 from .engine.risk import build_risk
 from .feed import Feed
 from .types import Side
@@ -289,7 +289,7 @@ def run_backtest(
             deliver(by_name[name], rec, t)
         if len(fills) != fills_seen or t >= next_sample:
             fills_seen = len(fills)
-            curve.append((t, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))
+            curve.append(curve_point(t, portfolio))
             next_sample = t + SAMPLE_NS
         if progress is not None and not events % 4096:
             progress(events, t)
@@ -303,7 +303,7 @@ def run_backtest(
                 events += n
                 if len(fills) != fills_seen:
                     fills_seen = len(fills)
-                    curve.append((t, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))
+                    curve.append(curve_point(t, portfolio))
                     next_sample = t + SAMPLE_NS
                 if progress is not None and not events % 4096:
                     progress(events, t)
@@ -315,7 +315,7 @@ def run_backtest(
     result.trades = trades = engine.trades_rx - trades0
     result.books = engine.rx_packets - rx0 - trades
     result.last_ns = clock.now
-    curve.append((clock.now, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()}))
+    curve.append(curve_point(clock.now, portfolio))
     result.fills = [_fill_dict(f) for f in engine.recent_fills]
     s = engine.stats()
     s["market_data"] = {f.name: f.stats.as_dict() for f in feeds}

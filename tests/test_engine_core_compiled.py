@@ -10,6 +10,8 @@ saw), counters, books, mids, marks, errors and exceptions.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -311,3 +313,57 @@ def test_acks_and_cancels_are_compiled():
     st_ = engine.orders.orders[1]
     assert (st_.status_name, st_.order_id, st_.ack_ns, st_.final_ns, st_.is_open) == ("canceled", 9, 6, 6, False)
     assert engine.round_trip.data.tolist() == [6 - st_.sent_ns] and not engine.orders.open
+
+
+# -- the backtest's equity curve sample ------------------------------------------------------------------
+from latentspeed_core.engine.core import curve_point  # noqa: E402
+from latentspeed_core.engine.positions import Portfolio, Position  # noqa: E402
+
+floats = st.sampled_from([0.0, -0.0, 1.0, -2.5, 0.1, 1e-9, 3e5, math.inf, math.nan])
+
+
+class Held:
+    """A position of another type (read through Python)."""
+
+    def __init__(self, qty: float) -> None:
+        self.qty = qty
+        self.mark = self.avg_price = self.realized = self.fees = 1.0
+
+
+class OwnPnl(Portfolio):
+    @property
+    def pnl(self) -> float:
+        return 42.0
+
+
+def _reference(t, portfolio) -> tuple:
+    return (t, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()})
+
+
+def _key(v):
+    return ("nan", type(v)) if isinstance(v, float) and math.isnan(v) else (v, type(v))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.tuples(floats, floats, floats, floats, floats), max_size=5),
+    kind=st.sampled_from(["portfolio", "other-position", "int-qty", "own-pnl"]),
+)
+def test_curve_point_is_the_portfolio_sum_in_its_order(rows, kind):
+    portfolio = OwnPnl() if kind == "own-pnl" else Portfolio()
+    for i, (qty, mark, avg, realized, fees) in enumerate(rows):
+        p = portfolio.get(f"S{i}")
+        p.qty, p.mark, p.avg_price, p.realized, p.fees = qty, mark, avg, realized, fees
+    if rows and kind == "other-position":
+        portfolio.positions["X"] = Held(rows[0][0])
+    if rows and kind == "int-qty":
+        portfolio.positions["S0"].qty = 2
+    got, want = curve_point(7, portfolio), _reference(7, portfolio)
+    assert got[0] == 7 and _key(got[1]) == _key(want[1])
+    assert {s: _key(q) for s, q in got[2].items()} == {s: _key(q) for s, q in want[2].items()}
+    assert list(got[2]) == list(want[2])
+
+
+def test_curve_point_of_no_positions_is_an_int_zero_as_the_sum():
+    assert curve_point(1, Portfolio()) == (1, 0, {}) and type(curve_point(1, Portfolio())[1]) is int
+    assert isinstance(Position("A").qty, float)

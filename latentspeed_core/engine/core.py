@@ -249,7 +249,7 @@ try:
     if os.environ.get("LATENTSPEED_PURE_PYTHON"):
         raise ImportError("LATENTSPEED_PURE_PYTHON is set")
     from .._engine import EngineCore as _CompiledCore
-    from .._engine import Fanout
+    from .._engine import Fanout, curve_point
     from .._engine import bind_core as _bind_core
     from .._engine import bind_orders as _bind_orders
     from .._engine import bind_positions as _bind_positions
@@ -260,9 +260,14 @@ except ImportError:  # built without a C compiler: _EngineCorePy, the same resul
     #: ``second(msg)``, compiled; None without the extension (callers use a function).
     Fanout = None
     _bind_orders = None
+
+    def curve_point(t: int, portfolio: Portfolio) -> tuple[int, float, dict[str, float]]:
+        """An equity curve sample: ``(t, pnl, {symbol: position qty})`` (compiled: ``_engine``)."""
+        return (t, portfolio.pnl, {s: p.qty for s, p in portfolio.positions.items()})
+
 else:
     _bind_core(_EngineCorePy.on_book, _EngineCorePy.on_trade)
-    _bind_positions(Position)
+    _bind_positions(Position, Portfolio)
     _bind_reports(
         ExecutionReport, OrderState, ReportOutcome, OrderManager, (ExecType.NEW, ExecType.CANCELED),
         (OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELED),

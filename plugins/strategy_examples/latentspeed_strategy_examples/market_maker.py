@@ -42,6 +42,8 @@ class MarketMaker(Strategy):
     def __init__(self, params: MarketMakerParams) -> None:
         super().__init__(params)
         self._quotes: dict[str, _Quote] = {}
+        # Read on every book: a plain attribute (a pydantic model's field is a slower read).
+        self._requote_bps = params.requote_bps
 
     def on_start(self) -> None:
         self._quotes = {s: _Quote() for s in self.symbols}
@@ -52,12 +54,13 @@ class MarketMaker(Strategy):
         if not mid:
             return
         q = self._quotes[sym]
-        p = self.params
-        bid_live = q.bid is not None and q.bid.is_open
-        ask_live = q.ask is not None and q.ask.is_open
-        moved = abs(mid - q.mid) * 10_000.0 >= p.requote_bps * mid if q.mid else True
+        bid, ask = q.bid, q.ask
+        bid_live = bid is not None and bid.is_open
+        ask_live = ask is not None and ask.is_open
+        moved = abs(mid - q.mid) * 10_000.0 >= self._requote_bps * mid if q.mid else True
         if bid_live and ask_live and not moved:
             return  # both quotes rest where they should (most books)
+        p = self.params
         ctx = self.ctx
         if not ctx.ready:  # venue down or trading halted: change nothing until it is back
             return
@@ -72,10 +75,10 @@ class MarketMaker(Strategy):
         if moved:
             # Requote: pull what rests, place fresh quotes at the new prices.
             if bid_live:
-                ctx.cancel(q.bid.cl_ord_id)
+                ctx.cancel(bid.cl_ord_id)
                 bid_live = False
             if ask_live:
-                ctx.cancel(q.ask.cl_ord_id)
+                ctx.cancel(ask.cl_ord_id)
                 ask_live = False
             q.mid = mid
         if not bid_live and pos + qty <= p.max_position + 1e-12:
