@@ -195,7 +195,8 @@ def test_a_strategy_error_is_counted_and_the_next_strategy_still_runs():
 
 from latentspeed_core.engine.latency import LatencyLog  # noqa: E402
 from latentspeed_core.engine.orders import OrderState  # noqa: E402
-from latentspeed_core.types import ExecType, ExecutionReport, RejectReason, Side  # noqa: E402
+from latentspeed_core.engine.positions import Position  # noqa: E402
+from latentspeed_core.types import ExecType, ExecutionReport, Fill, RejectReason, Side  # noqa: E402
 
 
 class Taker(Wire):
@@ -241,9 +242,15 @@ def run_reports(cls, script, updates: bool) -> list:
         t[0] += 10
         return t[0]
 
-    engine = cls(Taker(), RiskEngine([]), clock=clock, latency=LatencyLog(None))
+    engine = cls(
+        Taker(), RiskEngine([]), clock=clock, latency=LatencyLog(None), maker_bps=-0.5, taker_bps=2.0
+    )
     strategy = Updates() if updates else Recorder()
     engine.add_strategy("s", strategy, ["A"])
+    # a book (some orders are marketable: taker when the venue does not say) and a mid (a first fill
+    # marks the position there)
+    engine.books["A"] = {"symbol": "A", "midpoint": 103.5, "bids": [[103.0, 1.0]], "asks": [[104.0, 1.0]]}
+    engine._mids["A"] = 103.5
     out = []
     cum: dict[int, float] = {}
     for kind, n, et, receipt, step, with_oid in script:
@@ -258,7 +265,7 @@ def run_reports(cls, script, updates: bool) -> list:
             r = ExecutionReport(
                 n, 50 + n if with_oid else 0, len(out), "A", Side.BUY if n % 2 else Side.SELL, et, 100.0, float(step),
                 max(3.0 - c, 0.0), c, RejectReason.NONE if et != ExecType.REJECTED else RejectReason.UNKNOWN_ORDER,
-                7, receipt,
+                7, receipt, n % 3,  # liquidity: unknown (the order's marketability decides), maker, taker
             )  # fmt: skip
             engine.on_execution_report(r)
             out.append(None)
@@ -270,7 +277,8 @@ def run_reports(cls, script, updates: bool) -> list:
         out, states, sorted(om.open), dict(om._by_order_id), dict(om._cancels), [dict(d) for d in om._open_qty],
         [dict(d) for d in om._open_n], [c for _t, c in om._retired], om.unmatched_reports, om.duplicate_reports,
         om.cancel_rejects, engine.round_trip.data.tolist(), engine.fills, engine.venue_rejects,
-        [(p.qty, p.avg_price, p.fees) for p in engine.portfolio.positions.values()], getattr(strategy, "seen", None),
+        [tuple(getattr(p, k) for k in Position.__slots__) for p in engine.portfolio.positions.values()],
+        getattr(strategy, "seen", None), [tuple(getattr(f, k) for k in Fill.__slots__) for f in engine.recent_fills],
         (om._out.order.cl_ord_id if om._out.order else None, om._out.fill_qty, om._out.status_changed, om._out.final),
     ]  # fmt: skip
 
@@ -282,6 +290,16 @@ def run_reports(cls, script, updates: bool) -> list:
             ("report", 1, ExecType.NEW, 5, 0, True), ("report", 2, ExecType.NEW, 5, 0, True),
             ("cancel", 1, ExecType.NEW, 0, 0, False), ("report", 1, ExecType.CANCELED, 9, 0, True),
             ("report", 2, ExecType.FILL, 9, 2, True), ("report", 2, ExecType.CANCELED, 9, 0, True)],
+    updates=False,
+)  # fmt: skip
+@example(  # a marketable order (cl 3: liquidity unknown, taker by the book) filled in two parts, then
+    # a cancel refused under the cancel's id and one under the order's own id
+    script=[("order", 1, ExecType.NEW, 0, 0, False), ("order", 2, ExecType.NEW, 0, 0, False),
+            ("order", 5, ExecType.NEW, 0, 0, False), ("report", 3, ExecType.NEW, 5, 0, True),
+            ("report", 3, ExecType.PARTIAL_FILL, 6, 1, True), ("cancel", 3, ExecType.NEW, 0, 0, False),
+            ("report", 3, ExecType.FILL, 7, 2, True), ("report", 4, ExecType.REJECTED, 8, 0, False),
+            ("report", 3, ExecType.REJECTED, 9, 0, True), ("report", 1, ExecType.NEW, 5, 0, True),
+            ("report", 1, ExecType.REJECTED, 9, 0, True)],  # (an acknowledged order rejected: a repeat)
     updates=False,
 )  # fmt: skip
 def test_compiled_reports_end_in_the_same_state_as_the_python(script, updates):
@@ -297,6 +315,7 @@ def test_acks_and_cancels_are_compiled():
     engine.add_strategy("s", Recorder(), ["A"])
     engine.submit("s", "A", Side.BUY, 1.0, 100.0)
     calls = []
+
     def profile(frame, event, arg):  # the engine's Python (not a gc callback's)
         if event == "call" and "latentspeed_core" in frame.f_code.co_filename:
             calls.append(frame.f_code.co_name)
@@ -311,13 +330,19 @@ def test_acks_and_cancels_are_compiled():
         sys.setprofile(None)
     assert "apply" not in calls and "on_execution_report" not in calls
     st_ = engine.orders.orders[1]
-    assert (st_.status_name, st_.order_id, st_.ack_ns, st_.final_ns, st_.is_open) == ("canceled", 9, 6, 6, False)
+    assert (st_.status_name, st_.order_id, st_.ack_ns, st_.final_ns, st_.is_open) == (
+        "canceled",
+        9,
+        6,
+        6,
+        False,
+    )
     assert engine.round_trip.data.tolist() == [6 - st_.sent_ns] and not engine.orders.open
 
 
 # -- the backtest's equity curve sample ------------------------------------------------------------------
 from latentspeed_core.engine.core import curve_point  # noqa: E402
-from latentspeed_core.engine.positions import Portfolio, Position  # noqa: E402
+from latentspeed_core.engine.positions import Portfolio  # noqa: E402
 
 floats = st.sampled_from([0.0, -0.0, 1.0, -2.5, 0.1, 1e-9, 3e5, math.inf, math.nan])
 

@@ -251,6 +251,7 @@ try:
     from .._engine import EngineCore as _CompiledCore
     from .._engine import Fanout, curve_point
     from .._engine import bind_core as _bind_core
+    from .._engine import bind_fills as _bind_fills
     from .._engine import bind_orders as _bind_orders
     from .._engine import bind_positions as _bind_positions
     from .._engine import bind_reports as _bind_reports
@@ -612,3 +613,4 @@ if _bind_orders is not None:
         (MaxOrderQty, PriceBand, MaxNotional, MaxPosition, MaxOpenOrders, MaxOrdersPerSecond), Engine,
         _EngineCorePy.submit, _EngineCorePy._submit_at, _EngineCorePy.cancel,
     )  # fmt: skip
+    _bind_fills(Fill, (ExecType.PARTIAL_FILL, ExecType.FILL, ExecType.REJECTED), OrderStatus.FILLED)
