@@ -15,6 +15,7 @@
 #include <structmember.h>
 #include <limits.h>
 #include <math.h>
+#include <string.h>
 
 typedef struct {
     PyObject_HEAD
@@ -316,6 +317,8 @@ static PyTypeObject *fill_cls;
 static PyObject *et_partial, *et_fill, *et_rejected;
 static int cancel_refused(PyObject *om, PyObject *r, PyObject *cl);
 static int fill_applied(CoreObject *self, PyObject *om, PyObject *r, PyObject *cl, PyObject *receipt, int full);
+static int retire(PyObject *om, PyObject *cl);
+static int sample_add(PyObject *samples, PyObject *ns);
 
 static int
 slot_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
@@ -497,11 +500,8 @@ core_on_report(CoreObject *self, PyObject *r)
         Py_SETREF(SLOT(st, s_cancel_pending), Py_NewRef(Py_False));
         PyObject *gone = PyDict_GetItemWithError(open, scl);
         ok = gone ? PyDict_DelItem(open, scl) == 0 : !PyErr_Occurred();
-        if (ok) {
-            PyObject *x = PyObject_CallMethodOneArg(om, str_retire, scl);
-            ok = x != NULL;
-            Py_XDECREF(x);
-        }
+        if (ok)
+            ok = retire(om, scl) == 0;
         if (ok) {
             Py_SETREF(SLOT(st, s_is_open), Py_NewRef(Py_False));
             ok = shift_closed(open_n, open_qty, sv, symbol, dq) == 0;
@@ -511,10 +511,8 @@ core_on_report(CoreObject *self, PyObject *r)
     if (ok && !had_ack) {
         PyObject *ack_ns = SLOT(st, s_ack), *sent_ns = SLOT(st, s_sent);
         PyObject *rt = ack_ns && sent_ns ? PyNumber_Subtract(ack_ns, sent_ns) : NULL;
-        PyObject *x = rt ? PyObject_CallMethodOneArg(self->round_trip, str_add, rt) : NULL;
-        ok = x != NULL;
+        ok = rt && sample_add(self->round_trip, rt) == 0;
         Py_XDECREF(rt);
-        Py_XDECREF(x);
     }
     if (ok && cancel) {
         PyObject *x = PyObject_CallMethodOneArg(self->latency, str_order, st);
@@ -581,10 +579,10 @@ static const char *state_slots[S_N] = {
     "cl_ord_id", "symbol", "side", "qty", "price", "ord_type", "tif", "strategy", "status", "order_id",
     "filled_qty", "avg_px", "leaves_qty", "reject_reason", "taker", "cancel_pending", "trigger",
     "md_receipt_ns", "decision_ns", "sent_ns", "ack_ns", "first_fill_ns", "final_ns", "recorded", "is_open"};
-enum { N_NEXT, N_CANCELS, N_CANCELS_SENT, N_CLOCK, N_RETAIN_S, N_RETAIN_MAX, N_N };
+enum { N_NEXT, N_CANCELS, N_CANCELS_SENT, N_CLOCK, N_RETAIN_S, N_RETAIN_MAX, N_RETIRED, N_N };
 static Py_ssize_t n_off[N_N];
 static const char *manager_order_slots[N_N] = {"_next_id", "_cancels", "_cancels_sent", "_clock", "retain_s",
-                                               "retain_max"};
+                                               "retain_max", "_retired"};
 static Py_ssize_t rk_check_fns, rk_accept_fns;
 /* the standard checks, in bind_orders' order; the slots each reads (-1: none) */
 enum { K_QTY, K_BAND, K_NOTIONAL, K_POSITION, K_OPEN, K_RATE, K_N };
@@ -647,6 +645,15 @@ dict_get(PyObject *d, PyObject *key, PyObject *dflt)
 {
     PyObject *v = PyDict_GetItemWithError(d, key);
     return v ? v : PyErr_Occurred() ? NULL : dflt;
+}
+
+/* Call obj.name(arg) and drop the result: 0, or -1. */
+static inline int
+call1(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *r = PyObject_CallMethodOneArg(obj, name, arg);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
 }
 
 /* The standard checks of `risk` all pass for this order: 1; a check refuses, or something is not
@@ -948,11 +955,10 @@ core_submit(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         PyObject *t2t = PyNumber_Subtract(sent, SLOT(st, st_off[S_MD_RECEIPT]));
         if (!t2t)
             goto done;
-        r = PyObject_CallMethodOneArg(self->t2t, str_add, t2t);
+        int bad = sample_add(self->t2t, t2t) < 0;
         Py_DECREF(t2t);
-        if (!r)
+        if (bad)
             goto done;
-        Py_DECREF(r);
     }
     ret = Py_NewRef(st);
     goto done;
@@ -1136,6 +1142,107 @@ bind_orders(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ---- a final order's retirement and a latency sample, without a Python frame ---------------------
+ *
+ * retire(): OrderManager._retire for the manager's own type (checked by the callers): the entry
+ * appended, and its usual case (nothing old enough to forget) decided here; forgetting is the
+ * Python's (_forget_cancels, _forget_retired). sample_add(): Samples.add while its buffer has room;
+ * after that (the reservoir's random replacement) and for any other type, the Python's. */
+
+static PyTypeObject *samples_cls;
+static Py_ssize_t sm_buf, sm_cap, sm_n;
+static PyObject *str_forget_retired;
+
+/* dq and (dq[0][0] < horizon or len(dq) > most): 1, 0, or -1. */
+static int
+stale(PyObject *dq, PyObject *horizon, PyObject *most)
+{
+    Py_ssize_t len = PyObject_Size(dq);
+    if (len <= 0)
+        return len < 0 ? -1 : 0;
+    PyObject *first = PySequence_GetItem(dq, 0), *t = first ? PySequence_GetItem(first, 0) : NULL;
+    Py_XDECREF(first);
+    if (!t)
+        return -1;
+    int r = PyObject_RichCompareBool(t, horizon, Py_LT);
+    Py_DECREF(t);
+    if (r)
+        return r;
+    PyObject *n = PyLong_FromSsize_t(len);
+    r = n ? PyObject_RichCompareBool(n, most, Py_GT) : -1;
+    Py_XDECREF(n);
+    return r;
+}
+
+static int
+retire(PyObject *om, PyObject *cl)
+{
+    PyObject *clock = SLOT(om, n_off[N_CLOCK]), *retired = SLOT(om, n_off[N_RETIRED]),
+             *retain_s = SLOT(om, n_off[N_RETAIN_S]), *retain_max = SLOT(om, n_off[N_RETAIN_MAX]),
+             *sent = SLOT(om, n_off[N_CANCELS_SENT]);
+    if (!py_submit || !clock || !retired || !retain_s || !retain_max || !sent)
+        return call1(om, str_retire, cl);
+    PyObject *now = PyObject_CallNoArgs(clock), *entry = NULL, *horizon = NULL;
+    int r = -1, old;
+    if (!now || !(entry = PyTuple_Pack(2, now, cl)) || call1(retired, str_append, entry) < 0 ||
+        !(horizon = PyNumber_Subtract(now, retain_s)) || (old = stale(retired, horizon, retain_max)) < 0)
+        goto done;
+    if (old) /* (Python: not (retired[0][0] >= horizon and ...): the same for the clock's numbers) */
+        r = call1(om, str_forget_retired, horizon);
+    else if ((old = stale(sent, horizon, retain_max)) >= 0)
+        r = old ? call1(om, str_forget_cancels, horizon) : 0;
+done:
+    Py_XDECREF(now);
+    Py_XDECREF(entry);
+    Py_XDECREF(horizon);
+    return r;
+}
+
+static int
+sample_add(PyObject *samples, PyObject *ns)
+{
+    long long n, cap, v;
+    PyObject *buf;
+    if (samples_cls && Py_IS_TYPE(samples, samples_cls) && (buf = SLOT(samples, sm_buf)) &&
+        i64(SLOT(samples, sm_n), &n) == 0 && i64(SLOT(samples, sm_cap), &cap) == 0 && n >= 0 && n < cap &&
+        i64(ns, &v) == 0) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
+            PyErr_Clear(); /* (the Python says why) */
+        else {
+            int ok = view.itemsize == 8 && view.format && strcmp(view.format, "q") == 0 && view.len >= (n + 1) * 8;
+            if (ok)
+                ((long long *)view.buf)[n] = v;
+            PyBuffer_Release(&view);
+            if (ok) {
+                PyObject *n1 = PyLong_FromLongLong(n + 1);
+                if (!n1)
+                    return -1;
+                Py_SETREF(SLOT(samples, sm_n), n1);
+                return 0;
+            }
+        }
+    }
+    return call1(samples, str_add, ns);
+}
+
+/* bind_samples(Samples) */
+static PyObject *
+bind_samples(PyObject *mod, PyObject *t)
+{
+    if (!PyType_Check(t)) {
+        PyErr_SetString(PyExc_TypeError, "bind_samples(Samples)");
+        return NULL;
+    }
+    if (slot_offset((PyTypeObject *)t, "_buf", &sm_buf) || slot_offset((PyTypeObject *)t, "cap", &sm_cap) ||
+        slot_offset((PyTypeObject *)t, "n", &sm_n))
+        return NULL;
+    if (!str_forget_retired && !(str_forget_retired = PyUnicode_InternFromString("_forget_retired")))
+        return NULL;
+    Py_XSETREF(samples_cls, (PyTypeObject *)Py_NewRef(t));
+    Py_RETURN_NONE;
+}
+
 /* ---- fills, and refused cancels --------------------------------------------------------------
  *
  * on_execution_report(r) for a fill (PARTIAL_FILL or FILL) under the order's own id that adds to
@@ -1159,14 +1266,6 @@ static const char *fill_slots[F_N] = {"cl_ord_id", "symbol", "side", "price", "q
 static PyObject *str_apply_fill;
 #define EPS 1e-12
 
-/* Call obj.name(arg) and drop the result: 0, or -1. */
-static inline int
-call1(PyObject *obj, PyObject *name, PyObject *arg)
-{
-    PyObject *r = PyObject_CallMethodOneArg(obj, name, arg);
-    Py_XDECREF(r);
-    return r ? 0 : -1;
-}
 
 /* A refused cancel (see above): 1 done, 0 not this case (nothing changed), -1. */
 static int
@@ -1300,7 +1399,7 @@ fill_applied(CoreObject *self, PyObject *om, PyObject *r, PyObject *cl, PyObject
             ok = gone ? PyDict_DelItem(open, scl) == 0 : !PyErr_Occurred();
             if (ok) {
                 Py_XSETREF(SLOT(out, q_final), Py_NewRef(Py_True));
-                ok = call1(om, str_retire, scl) == 0;
+                ok = retire(om, scl) == 0;
             }
         }
         else if (changed)
@@ -1328,7 +1427,7 @@ fill_applied(CoreObject *self, PyObject *om, PyObject *r, PyObject *cl, PyObject
     /* the engine's part */
     if (ok && !had_ack) {
         PyObject *rt = PyNumber_Subtract(receipt, sent);
-        ok = rt && call1(self->round_trip, str_add, rt) == 0;
+        ok = rt && sample_add(self->round_trip, rt) == 0;
         Py_XDECREF(rt);
     }
     if (ok && mark == 0.0) { /* first fill on a symbol no strategy lists: mark it at the known mid */
@@ -1712,6 +1811,7 @@ static PyMethodDef methods[] = {
      "bind_orders(Order, Side, TimeInForce, (LIMIT, GTC, RejectReason.NONE), RiskEngine, (MaxOrderQty, PriceBand, "
      "MaxNotional, MaxPosition, MaxOpenOrders, MaxOrdersPerSecond), Engine, submit, _submit_at, cancel): what submit "
      "and cancel work on, and the Python they fall back to."},
+    {"bind_samples", bind_samples, METH_O, "bind_samples(Samples): the slots a latency sample is added at."},
     {"bind_fills", (PyCFunction)(void (*)(void))bind_fills, METH_FASTCALL,
      "bind_fills(Fill, (PARTIAL_FILL, FILL, REJECTED), FILLED): what on_execution_report's fills work on."},
     {"bind_positions", (PyCFunction)(void (*)(void))bind_positions, METH_FASTCALL,

@@ -193,7 +193,7 @@ def test_a_strategy_error_is_counted_and_the_next_strategy_still_runs():
 # report goes to the Python. Two engines get the same orders and the same random reports (every type,
 # known, unknown and cancel ids, repeats, receipt stamps of 0, order ids of 0) and must end equal.
 
-from latentspeed_core.engine.latency import LatencyLog  # noqa: E402
+from latentspeed_core.engine.latency import LatencyLog, Samples  # noqa: E402
 from latentspeed_core.engine.orders import OrderState  # noqa: E402
 from latentspeed_core.engine.positions import Position  # noqa: E402
 from latentspeed_core.types import ExecType, ExecutionReport, Fill, RejectReason, Side  # noqa: E402
@@ -247,6 +247,10 @@ def run_reports(cls, script, updates: bool) -> list:
     )
     strategy = Updates() if updates else Recorder()
     engine.add_strategy("s", strategy, ["A"])
+    engine.orders.retain_max = 2  # final orders and cancel ids are forgotten too, by count
+    engine.orders._clock = lambda: float(t[0])  # and by age: a few of the engine's clock steps
+    engine.orders.retain_s = 25.0
+    engine.round_trip = Samples(cap=3, seed=1)  # and the samples' reservoir replaces some
     # a book (some orders are marketable: taker when the venue does not say) and a mid (a first fill
     # marks the position there)
     engine.books["A"] = {"symbol": "A", "midpoint": 103.5, "bids": [[103.0, 1.0]], "asks": [[104.0, 1.0]]}
@@ -276,7 +280,8 @@ def run_reports(cls, script, updates: bool) -> list:
     return [
         out, states, sorted(om.open), dict(om._by_order_id), dict(om._cancels), [dict(d) for d in om._open_qty],
         [dict(d) for d in om._open_n], [c for _t, c in om._retired], om.unmatched_reports, om.duplicate_reports,
-        om.cancel_rejects, engine.round_trip.data.tolist(), engine.fills, engine.venue_rejects,
+        om.cancel_rejects, engine.round_trip.data.tolist(), len(engine.round_trip), om.forgotten,
+        [c for _t, c in om._cancels_sent], engine.fills, engine.venue_rejects,
         [tuple(getattr(p, k) for k in Position.__slots__) for p in engine.portfolio.positions.values()],
         getattr(strategy, "seen", None), [tuple(getattr(f, k) for k in Fill.__slots__) for f in engine.recent_fills],
         (om._out.order.cl_ord_id if om._out.order else None, om._out.fill_qty, om._out.status_changed, om._out.final),
@@ -300,6 +305,21 @@ def run_reports(cls, script, updates: bool) -> list:
             ("report", 3, ExecType.FILL, 7, 2, True), ("report", 4, ExecType.REJECTED, 8, 0, False),
             ("report", 3, ExecType.REJECTED, 9, 0, True), ("report", 1, ExecType.NEW, 5, 0, True),
             ("report", 1, ExecType.REJECTED, 9, 0, True)],  # (an acknowledged order rejected: a repeat)
+    updates=False,
+)  # fmt: skip
+@example(  # four orders acknowledged and canceled, each cancel refused: more final orders and cancel
+    # ids than retain_max (2), so both are forgotten in the order they came
+    script=[("order", 1, ExecType.NEW, 0, 0, False)] * 4
+    + [("report", i, ExecType.NEW, 5, 0, True) for i in (1, 2, 3, 4)]
+    + [("cancel", i, ExecType.NEW, 0, 0, False) for i in (1, 2, 3, 4)]
+    + [("report", i, ExecType.CANCELED, 9, 0, True) for i in (1, 2, 3, 4)],
+    updates=False,
+)
+@example(  # a cancel id old enough to forget when the next order becomes final (by age, not count)
+    script=[("order", 1, ExecType.NEW, 0, 0, False), ("order", 2, ExecType.NEW, 0, 0, False),
+            ("report", 1, ExecType.NEW, 5, 0, True), ("cancel", 1, ExecType.NEW, 0, 0, False),
+            ("order", 3, ExecType.NEW, 0, 0, False), ("order", 4, ExecType.NEW, 0, 0, False),
+            ("report", 1, ExecType.CANCELED, 9, 0, True)],
     updates=False,
 )  # fmt: skip
 def test_compiled_reports_end_in_the_same_state_as_the_python(script, updates):

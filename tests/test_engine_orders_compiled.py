@@ -19,6 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from latentspeed_core.engine.core import Engine, _EngineCorePy
+from latentspeed_core.engine.latency import Samples
 from latentspeed_core.engine.orders import OrderState
 from latentspeed_core.engine.risk import (
     LimitConfig,
@@ -120,6 +121,7 @@ def build(cls, checks: list[str], batching: bool):
     engine = cls(venue, risk, clock=clock)
     engine.orders._clock = lambda: t[0] / 1e9  # the retention clock: seconds, as time.monotonic
     engine.orders.retain_max = 3  # the cancel ids' forgetting step runs too
+    engine.t2t = Samples(cap=3, seed=1)  # a full buffer: the reservoir's random replacement
     strategy = Quiet()
     engine.add_strategy("s", strategy, ["A", "B"])
     return engine, venue
@@ -205,7 +207,7 @@ def run(cls, checks: list[str], batching: bool, script: list) -> list:
         out, states, sorted(om.open), dict(om._cancels), [c for _t, c in om._cancels_sent], om._next_id,
         [dict(d) for d in om._open_qty], [dict(d) for d in om._open_n], [_same(x) for x in venue.got],
         engine.orders_sent, engine.cancels_sent, engine.blocked, engine.risk_rejects, engine.last_reject,
-        dict(engine.risk.rejects), engine.t2t.data.tolist(), engine._unsent,
+        dict(engine.risk.rejects), engine.t2t.data.tolist(), len(engine.t2t), engine._unsent,
     ]  # fmt: skip
 
 
@@ -283,9 +285,9 @@ def test_the_usual_order_and_its_cancel_run_no_python_of_the_engine():
     calls = _python_calls(
         lambda: engine.submit("s", "A", Side.BUY, 1.0, 100.0, OrdType.LIMIT, TimeInForce.GTC)
     )
-    # the rate check's accept hook (through the risk engine) and the tick-to-trade sample; no submit,
-    # no check, no OrderState.__init__, no OrderManager.add
-    assert calls == ["sent", "accepted", "add"]
+    # the rate check's accept hook (through the risk engine) only: no submit, no check, no
+    # OrderState.__init__, no OrderManager.add, no Samples.add (its buffer has room)
+    assert calls == ["sent", "accepted"]
     assert venue.got[0][:6] == ("new", 1, "A", Side.BUY, 1.0, 100.0)
     st_ = engine.orders.orders[1]
     assert (st_.status_name, st_.taker, st_.sent_ns - st_.decision_ns, engine.orders_sent) == (

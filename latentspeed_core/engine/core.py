@@ -255,6 +255,7 @@ try:
     from .._engine import bind_orders as _bind_orders
     from .._engine import bind_positions as _bind_positions
     from .._engine import bind_reports as _bind_reports
+    from .._engine import bind_samples as _bind_samples
 except ImportError:  # built without a C compiler: _EngineCorePy, the same results
     _EngineCore: type = _EngineCorePy
     #: ``Fanout(first, second)``: an emitter ``(topic, msg)`` calling ``first(msg)``, then
@@ -614,3 +615,4 @@ if _bind_orders is not None:
         _EngineCorePy.submit, _EngineCorePy._submit_at, _EngineCorePy.cancel,
     )  # fmt: skip
     _bind_fills(Fill, (ExecType.PARTIAL_FILL, ExecType.FILL, ExecType.REJECTED), OrderStatus.FILLED)
+    _bind_samples(Samples)

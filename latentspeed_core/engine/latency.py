@@ -85,6 +85,9 @@ class Samples:
     soak). ``len()`` counts every sample seen.
     """
 
+    # (Slots: the compiled engine adds a sample at their offsets while the buffer has room.)
+    __slots__ = ("_buf", "cap", "n", "_random")
+
     def __init__(self, cap: int = SAMPLES_CAP, seed: int | None = None) -> None:
         self._buf = array("q", bytes(8 * cap))
         self.cap = cap

@@ -393,6 +393,12 @@ class OrderManager:
             if sent and (sent[0][0] < horizon or len(sent) > self.retain_max):
                 self._forget_cancels(horizon)
             return
+        self._forget_retired(horizon)
+
+    def _forget_retired(self, horizon: float) -> None:
+        """Forget the final orders kept long enough (or beyond ``retain_max``), then old cancels.
+        (``_engine`` retires in C and calls this when there is something to forget.)"""
+        retired = self._retired
         while retired and (retired[0][0] < horizon or len(retired) > self.retain_max):
             cid = retired.popleft()[1]
             if cid in self.open:  # an unknown order a late report reopened: retired again when final
