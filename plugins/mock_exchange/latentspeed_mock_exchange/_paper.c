@@ -400,6 +400,9 @@ typedef struct {
     Py_ssize_t reports;
     /* what _arrive touches: matching.Owner's resting orders and used ids */
     PyObject *orders, *ids;
+    /* what send_new_order and send_cancel touch; the bound _arrive and _arrive_cancel, once */
+    PyObject *connected, *entry_ns, *arrive_m, *arrive_cancel_m;
+    Py_ssize_t orders_sent, cancels_sent;
 } CoreObject;
 
 /* paper._PaperCorePy's advance, on_book_message and on_trade_message: the rule for every case. */
@@ -1841,6 +1844,128 @@ bind_report(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ---- order entry: send_new_order, send_cancel ----------------------------------------------------
+ *
+ * For a connected venue with constant latencies: the arrival scheduled on the heap, the wake-up armed
+ * live, the count; anything else (not connected: the ConnectionError; a latency file) is
+ * paper._PaperCorePy's, called. Why: the engine sends every order and cancel through these (two
+ * Python frames an order before). */
+
+static PyObject *py_send_new_order, *py_send_cancel, *str_arrive, *str_arrive_cancel;
+
+/* heappush(heap, (now + entry, seq + 1, fn, args)) with seq advanced, then the live wake-up; 0 or -1.
+ * args is stolen. */
+static int
+schedule(CoreObject *self, int64_t due, int64_t seq, PyObject *fn, PyObject *args)
+{
+    PyObject *due_o = PyLong_FromLongLong(due), *seq_o = PyLong_FromLongLong(seq + 1), *entry = NULL, *r = NULL;
+    if (due_o && seq_o && args)
+        entry = PyTuple_Pack(4, due_o, seq_o, fn, args);
+    if (entry) {
+        Py_SETREF(self->seq, Py_NewRef(seq_o));
+        PyObject *call[2] = {self->heap, entry};
+        r = PyObject_Vectorcall(heappush, call, 2, NULL);
+    }
+    Py_XDECREF(due_o);
+    Py_XDECREF(seq_o);
+    Py_XDECREF(entry);
+    Py_XDECREF(args);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    if (self->loop && self->loop != Py_None && self->timer == Py_None) {
+        PyObject *loop = Py_NewRef(self->loop);
+        r = PyObject_CallMethodOneArg((PyObject *)self, str_arm, loop);
+        Py_DECREF(loop);
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* The usual case's numbers: 1 (now + entry and seq + 1 fit), 0 not the usual case. */
+static int
+entry_usual(CoreObject *self, int64_t *due, int64_t *seq)
+{
+    int64_t now, entry;
+    if (self->connected != Py_True || self->latencies != Py_None || !heappush || !self->heap ||
+        !PyList_CheckExact(self->heap) || !self->response_ns || as_i64(self->now, &now) < 0 ||
+        as_i64(self->entry_ns, &entry) < 0 || as_i64(self->seq, seq) < 0 || *seq == INT64_MAX ||
+        (entry > 0 && now > INT64_MAX - entry) || (entry < 0 && now < INT64_MIN - entry))
+        return 0;
+    *due = now + entry;
+    return 1;
+}
+
+static PyObject *
+core_send_new_order(CoreObject *self, PyObject *order)
+{
+    int64_t due, seq;
+    if (!py_send_new_order) {
+        PyErr_SetString(PyExc_RuntimeError, "_paper: bind_entry() was not called");
+        return NULL;
+    }
+    if (!entry_usual(self, &due, &seq)) {
+        PyObject *stack[2] = {(PyObject *)self, order};
+        return PyObject_Vectorcall(py_send_new_order, stack, 2, NULL);
+    }
+    if (!self->arrive_m && !(self->arrive_m = PyObject_GetAttr((PyObject *)self, str_arrive)))
+        return NULL;
+    PyObject *fn = Py_NewRef(self->arrive_m);
+    int r = schedule(self, due, seq, fn, PyTuple_Pack(2, order, self->response_ns));
+    Py_DECREF(fn);
+    if (r < 0)
+        return NULL;
+    self->orders_sent++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_send_cancel(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t due, seq;
+    if (!py_send_cancel) {
+        PyErr_SetString(PyExc_RuntimeError, "_paper: bind_entry() was not called");
+        return NULL;
+    }
+    if (nargs != 3 || !entry_usual(self, &due, &seq)) {
+        PyObject *stack[4] = {(PyObject *)self};
+        if (nargs > 3) {
+            PyErr_SetString(PyExc_TypeError, "send_cancel(cl_ord_id, orig_cl_ord_id, symbol)");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            stack[i + 1] = args[i];
+        return PyObject_Vectorcall(py_send_cancel, stack, nargs + 1, NULL);
+    }
+    if (!self->arrive_cancel_m && !(self->arrive_cancel_m = PyObject_GetAttr((PyObject *)self, str_arrive_cancel)))
+        return NULL;
+    PyObject *fn = Py_NewRef(self->arrive_cancel_m);
+    int r = schedule(self, due, seq, fn, PyTuple_Pack(4, args[0], args[1], args[2], self->response_ns));
+    Py_DECREF(fn);
+    if (r < 0)
+        return NULL;
+    self->cancels_sent++;
+    Py_RETURN_NONE;
+}
+
+/* bind_entry(send_new_order, send_cancel): the Python they fall back to. */
+static PyObject *
+bind_entry(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "bind_entry(send_new_order, send_cancel)");
+        return NULL;
+    }
+    if ((!str_arrive && !(str_arrive = PyUnicode_InternFromString("_arrive"))) ||
+        (!str_arrive_cancel && !(str_arrive_cancel = PyUnicode_InternFromString("_arrive_cancel"))))
+        return NULL;
+    Py_XSETREF(py_send_new_order, Py_NewRef(args[0]));
+    Py_XSETREF(py_send_cancel, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
 static int
 core_traverse(CoreObject *self, visitproc visit, void *arg)
 {
@@ -1864,6 +1989,10 @@ core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->listener);
     Py_VISIT(self->orders);
     Py_VISIT(self->ids);
+    Py_VISIT(self->connected);
+    Py_VISIT(self->entry_ns);
+    Py_VISIT(self->arrive_m);
+    Py_VISIT(self->arrive_cancel_m);
     return 0;
 }
 
@@ -1890,6 +2019,10 @@ core_clear(CoreObject *self)
     Py_CLEAR(self->listener);
     Py_CLEAR(self->orders);
     Py_CLEAR(self->ids);
+    Py_CLEAR(self->connected);
+    Py_CLEAR(self->entry_ns);
+    Py_CLEAR(self->arrive_m);
+    Py_CLEAR(self->arrive_cancel_m);
     return 0;
 }
 
@@ -1923,6 +2056,10 @@ static PyMemberDef core_members[] = {
     {"reports", T_PYSSIZET, offsetof(CoreObject, reports), 0, "Reports delivered to the engine."},
     {"orders", T_OBJECT_EX, offsetof(CoreObject, orders), 0, "cl_ord_id -> the engine's resting order (matching.Owner)."},
     {"_ids", T_OBJECT_EX, offsetof(CoreObject, ids), 0, NULL},
+    {"connected", T_OBJECT_EX, offsetof(CoreObject, connected), 0, "Orders can be sent (attached to an engine)."},
+    {"_entry_ns", T_OBJECT_EX, offsetof(CoreObject, entry_ns), 0, NULL},
+    {"orders_sent", T_PYSSIZET, offsetof(CoreObject, orders_sent), 0, "Orders the engine sent."},
+    {"cancels_sent", T_PYSSIZET, offsetof(CoreObject, cancels_sent), 0, "Cancels the engine sent."},
     {NULL},
 };
 
@@ -1938,6 +2075,10 @@ static PyMethodDef core_methods[] = {
      "An order reaches the venue: matched as the book is now (see paper._PaperCorePy)."},
     {"_arrive_cancel", (PyCFunction)(void (*)(void))core_arrive_cancel, METH_FASTCALL,
      "A cancel request reaches the venue (see paper._PaperCorePy)."},
+    {"send_new_order", (PyCFunction)core_send_new_order, METH_O,
+     "The engine sends an order: it arrives after the entry latency (see paper._PaperCorePy)."},
+    {"send_cancel", (PyCFunction)(void (*)(void))core_send_cancel, METH_FASTCALL,
+     "The engine sends a cancel: it arrives after the entry latency (see paper._PaperCorePy)."},
     {NULL},
 };
 
@@ -1970,6 +2111,8 @@ bind_core(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef methods[] = {
+    {"bind_entry", (PyCFunction)(void (*)(void))bind_entry, METH_FASTCALL,
+     "bind_entry(send_new_order, send_cancel): the Python the order entry falls back to."},
     {"bind_core", (PyCFunction)(void (*)(void))bind_core, METH_FASTCALL,
      "bind_core(advance, on_book_message, on_trade_message, send_report, _run_due): the Python each entry "
      "point falls back to."},

@@ -37,6 +37,7 @@ try:
     from ._paper import PaperCore as _CompiledCore
     from ._paper import bind_arrive as _bind_arrive
     from ._paper import bind_core as _bind_core
+    from ._paper import bind_entry as _bind_entry
     from ._paper import bind_report as _bind_report
 except ImportError:  # built without a C compiler: _PaperCorePy, the same results
     _CompiledCore = None
@@ -152,6 +153,35 @@ class _PaperCorePy:
         self._response = response_ns
         self.matcher.cancel(self, cl_ord_id, orig, sym.sid if sym is not None else 0)
 
+    # -- order entry (the engine) ------------------------------------------------------------------
+    def send_new_order(self, order: Order) -> None:
+        if not self.connected:
+            raise ConnectionError("paper venue: not attached")
+        if self._latencies is None:
+            # _schedule, inlined (one per order)
+            self._seq += 1
+            heapq.heappush(self._heap, (self.now + self._entry_ns, self._seq, self._arrive, (order, self._response_ns)))
+            if self._loop is not None and self._timer is None:
+                self._arm(self._loop)
+        else:
+            entry, response = self._latency()
+            self._schedule(self.now + entry, self._arrive, order, response)
+        self.orders_sent += 1
+
+    def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
+        if not self.connected:
+            raise ConnectionError("paper venue: not attached")
+        if self._latencies is None:
+            entry, response = self._entry_ns, self._response_ns
+        else:
+            entry, response = self._latency()
+        # _schedule, inlined (one per cancel)
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now + entry, self._seq, self._arrive_cancel, (cl_ord_id, orig_cl_ord_id, symbol, response)))
+        if self._loop is not None and self._timer is None:
+            self._arm(self._loop)
+        self.cancels_sent += 1
+
     # -- matching.Owner ------------------------------------------------------------------------------
     def send_report(self, cl, oid, xid, sid, side, et, px, lq, leaves, cum, reason, now, liquidity) -> None:
         by_id = self._by_id
@@ -178,6 +208,7 @@ if _CompiledCore is not None:
         _PaperCorePy._run_due,
     )  # fmt: skip
     _bind_report(ExecutionReport, _SIDES, _EXEC_TYPES, _REASONS, heapq.heappush, heapq.heappop)
+    _bind_entry(_PaperCorePy.send_new_order, _PaperCorePy.send_cancel)
     _PaperCore = _CompiledCore
 else:
     _PaperCore = _PaperCorePy
@@ -340,35 +371,6 @@ class PaperVenue(_PaperCore, Venue):
             return self._entry_ns, self._response_ns
         entry, response = self._rng.choice(self._latencies)
         return round(entry * 1000), round(response * 1000)
-
-    # -- order entry (the engine) ------------------------------------------------------------------
-    def send_new_order(self, order: Order) -> None:
-        if not self.connected:
-            raise ConnectionError("paper venue: not attached")
-        if self._latencies is None:
-            # _schedule, inlined (one per order)
-            self._seq += 1
-            heapq.heappush(self._heap, (self.now + self._entry_ns, self._seq, self._arrive, (order, self._response_ns)))
-            if self._loop is not None and self._timer is None:
-                self._arm(self._loop)
-        else:
-            entry, response = self._latency()
-            self._schedule(self.now + entry, self._arrive, order, response)
-        self.orders_sent += 1
-
-    def send_cancel(self, cl_ord_id: int, orig_cl_ord_id: int, symbol: str) -> None:
-        if not self.connected:
-            raise ConnectionError("paper venue: not attached")
-        if self._latencies is None:
-            entry, response = self._entry_ns, self._response_ns
-        else:
-            entry, response = self._latency()
-        # _schedule, inlined (one per cancel)
-        self._seq += 1
-        heapq.heappush(self._heap, (self.now + entry, self._seq, self._arrive_cancel, (cl_ord_id, orig_cl_ord_id, symbol, response)))
-        if self._loop is not None and self._timer is None:
-            self._arm(self._loop)
-        self.cancels_sent += 1
 
     def queue_ahead(self, cl_ord_id: int) -> float | None:
         """The estimated visible size ahead of a resting order (dashboards), or None."""

@@ -577,3 +577,94 @@ def test_unusual_crossings_are_the_pythons(setup):
     py = _crossings(PythonVenue, CROSSING, setup=setup)
     assert c[:2] == py[:2]
     assert "_fills_resting" in c[2]
+
+
+# -- order entry: send_new_order and send_cancel (compiled for a connected venue, constant latencies) ---
+entry_steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("order"), st.sampled_from([Side.BUY, Side.SELL]), st.sampled_from([100.0, 101.0, 99.0])
+        ),
+        st.tuples(st.just("cancel"), st.integers(1, 6)),
+        st.tuples(st.just("time"), st.integers(0, 3)),
+        st.tuples(st.just("connected"), st.booleans()),
+    ),
+    max_size=25,
+)
+
+
+def _entry(cls, steps, latency_file) -> list:
+    venue = cls(PaperVenueConfig(entry_latency_us=700, response_latency_us=300, latency_file=latency_file))
+    out = Reports()
+    venue.attach(out)
+    venue.on_book_message(
+        {"symbol": SYM, "receipt_timestamp_ns": 1, "bids": [[100.0, 5.0]], "asks": [[101.0, 5.0]]}
+    )
+    t, cl, raised = 1, 0, []
+    for step in steps:
+        if step[0] == "time":
+            t += step[1] * MS // 2
+            venue.advance(t)
+        elif step[0] == "connected":
+            venue.connected = step[1]
+        else:
+            cl += 1
+            try:
+                if step[0] == "order":
+                    venue.send_new_order(
+                        Order(cl, SYM, step[1], 1.0, step[2], OrdType.LIMIT, TimeInForce.GTC)
+                    )
+                else:
+                    venue.send_cancel(cl, step[1], SYM)
+            except ConnectionError as exc:
+                raised.append((cl, str(exc)))
+    heap = sorted((due, seq, getattr(fn, "__name__", None), args) for due, seq, fn, args in venue._heap)
+    pending = (heap, venue._seq, venue.orders_sent, venue.cancels_sent)
+    venue.connected = True
+    venue.drain()
+    reports = [(r.cl_ord_id, r.exec_type, r.last_qty, r.timestamp_ns, r.receipt_ns) for r in out.got]
+    return [raised, pending, reports]
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=entry_steps, with_file=st.booleans())
+def test_compiled_order_entry_schedules_as_the_python(steps, with_file, tmp_path_factory):
+    path = None
+    if with_file:  # drawn latencies: the Python's way (the compiled entry hands over)
+        path = tmp_path_factory.mktemp("lat") / "latencies.txt"
+        path.write_text("500 200\n900, 100\n")
+        path = str(path)
+    assert _entry(PaperVenue, steps, path) == _entry(PythonVenue, steps, path)
+
+
+def test_an_unattached_venue_refuses_orders_and_cancels():
+    venue = PaperVenue(PaperVenueConfig())
+    for send in (
+        lambda: venue.send_new_order(Order(1, SYM, Side.BUY, 1.0, 100.0)),
+        lambda: venue.send_cancel(2, 1, SYM),
+    ):
+        with pytest.raises(ConnectionError, match="not attached"):
+            send()
+    assert (venue.orders_sent, venue.cancels_sent, venue._heap) == (0, 0, [])
+
+
+@pytest.mark.skipif(
+    _PaperCorePy in PaperVenue.__mro__, reason="the compiled paper core was not built (no C compiler)"
+)
+def test_the_usual_order_and_cancel_are_scheduled_by_the_compiled_core():
+    """Not vacuous: no Python frame of the venue for an order or a cancel of an attached venue."""
+    venue = PaperVenue(PaperVenueConfig())
+    venue.attach(Reports())
+    calls = []
+
+    def profile(frame, event, arg):
+        if event == "call" and "latentspeed_mock_exchange" in frame.f_code.co_filename:
+            calls.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        venue.send_new_order(Order(1, SYM, Side.BUY, 1.0, 100.0))
+        venue.send_cancel(2, 1, SYM)
+    finally:
+        sys.setprofile(None)
+    assert calls == [] and (venue.orders_sent, venue.cancels_sent, len(venue._heap)) == (1, 1, 2)
