@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <structmember.h>
 #include <stdint.h>
 
@@ -392,13 +393,21 @@ add_counts(PyObject *fns, Py_ssize_t *counts, Py_ssize_t n)
 static PyObject *
 merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8 || !PyList_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "frames(fns, advance, clock, fills, stop, lo, hi, most)");
+    if (nargs < 8 || nargs > 9 || !PyList_CheckExact(args[0]) ||
+        (nargs == 9 && (!PyTuple_CheckExact(args[8]) || PyTuple_GET_SIZE(args[8]) != 5 ||
+                        !PyList_CheckExact(PyTuple_GET_ITEM(args[8], 0))))) {
+        PyErr_SetString(PyExc_TypeError, "frames(fns, advance, clock, fills, stop, lo, hi, most"
+                                         "[, (curve, point, portfolio, timer_at, every)])");
         return NULL;
     }
     PyObject *fns = args[0], *adv = args[1], *clock = args[2], *fills = args[3];
     long long stop = PyLong_AsLongLong(args[4]), lo = PyLong_AsLongLong(args[5]), hi = PyLong_AsLongLong(args[6]);
     Py_ssize_t most = PyLong_AsSsize_t(args[7]);
+    /* With a sampler, a frame that filled does not end the run: curve.append(point(t, portfolio)),
+     * and the run goes on to min(timer_at, t + every), as the Python loop would after its sample. */
+    PyObject *sampler = nargs == 9 ? args[8] : NULL;
+    long long timer_at = sampler ? PyLong_AsLongLong(PyTuple_GET_ITEM(sampler, 3)) : 0,
+              every = sampler ? PyLong_AsLongLong(PyTuple_GET_ITEM(sampler, 4)) : 0, sampled = -1;
     if (PyErr_Occurred())
         return NULL;
     if (PyList_GET_SIZE(fns) != m->n) {
@@ -425,7 +434,7 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
         now_off = ((PyMemberDescrObject *)d)->d_member->offset;
     Py_ssize_t n = 0;
     int64_t last = 0;
-    PyObject *out = NULL;
+    PyObject *out = NULL, *to_keep = NULL;
     while (n < most) {
         Py_ssize_t k = choose(m);
         if (k == -2)
@@ -464,9 +473,9 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
             else
                 r = NULL;
         }
-        Py_XDECREF(to);
         Py_XDECREF(data);
         Py_DECREF(rec);
+        to_keep = to; /* (the frame's time, for a sample) */
         if (!r)
             goto done;
         n++;
@@ -474,11 +483,29 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t now_fills = PyObject_Size(fills);
         if (now_fills < 0)
             goto done;
-        if (now_fills != seen)
-            break;
+        if (now_fills != seen) {
+            if (!sampler)
+                break;
+            PyObject *call[2] = {to_keep, PyTuple_GET_ITEM(sampler, 2)};
+            PyObject *pt = PyObject_Vectorcall(PyTuple_GET_ITEM(sampler, 1), call, 2, NULL);
+            Py_CLEAR(to_keep);
+            if (!pt)
+                goto done;
+            int bad = PyList_Append(PyTuple_GET_ITEM(sampler, 0), pt);
+            Py_DECREF(pt);
+            if (bad)
+                goto done;
+            seen = now_fills;
+            sampled = t;
+            stop = t > LLONG_MAX - every ? LLONG_MAX : t + every;
+            if (timer_at < stop)
+                stop = timer_at;
+        }
+        Py_CLEAR(to_keep);
     }
-    out = Py_BuildValue("(nL)", n, (long long)last);
+    out = sampler ? Py_BuildValue("(nLL)", n, (long long)last, sampled) : Py_BuildValue("(nL)", n, (long long)last);
 done:
+    Py_XDECREF(to_keep);
     if (inline_ && add_counts(fns, counts, m->n) < 0)
         Py_CLEAR(out);
     return out;
@@ -486,7 +513,8 @@ done:
 
 static PyMethodDef merge_methods[] = {
     {"frames", (PyCFunction)(void (*)(void))merge_frames, METH_FASTCALL,
-     "frames(fns, advance, clock, fills, stop, lo, hi, most) -> (n, last_t): the backtest's usual records."},
+     "frames(fns, advance, clock, fills, stop, lo, hi, most[, sampler]) -> (n, last_t[, last_sample_t]): the "
+     "backtest's usual records."},
     {NULL},
 };
 

@@ -294,17 +294,18 @@ def run_backtest(
         if progress is not None and not events % 4096:
             progress(events, t)
         if run_frames is not None and not warm:
-            # frames up to the next timer or sample, stopping after one that filled; then as above
-            n, t = run_frames(
+            # frames up to the next timer or sample; after one that filled, the curve's sample (as
+            # above) and on to the next timer or the sample after it
+            n, t, sampled = run_frames(
                 fns, advance, clock, fills, min(next_timer, next_sample), lo, hi,
                 4096 - events % 4096 if progress is not None else 1 << 62,
+                (curve, curve_point, portfolio, next_timer, SAMPLE_NS),
             )  # fmt: skip
             if n:
                 events += n
-                if len(fills) != fills_seen:
+                if sampled >= 0:
                     fills_seen = len(fills)
-                    curve.append(curve_point(t, portfolio))
-                    next_sample = t + SAMPLE_NS
+                    next_sample = sampled + SAMPLE_NS
                 if progress is not None and not events % 4096:
                     progress(events, t)
     # The end of the data: what is in flight still happens (acks, fills of orders already sent).

@@ -483,3 +483,43 @@ def test_merge_frames_takes_the_usual_records_and_leaves_the_rest_next():
         ("advance", 1), ("a", b"x", 1, 1), ("advance", 2), ("b", b"x", 2, 2), ("advance", 3), ("a", b"", 3, 3),
     ]  # fmt: skip
     assert [e[2] for e in log if e[0] != "advance"] == [1, 2, 3, 4, 6, 7, 8]
+
+
+def test_merge_frames_with_a_sampler_samples_each_fill_and_runs_on_to_the_next_sample_or_timer():
+    """Merge.frames(..., (curve, point, portfolio, timer_at, every)): a frame that fills appends
+    point(t, portfolio) and the run goes on to min(timer_at, t + every); the last sample's time is
+    returned third (-1: none)."""
+    from latentspeed_core import capture
+
+    if capture._Merge is None:
+        assert os.environ.get("LATENTSPEED_PURE_PYTHON"), "the compiled merge is not built"
+        pytest.skip("LATENTSPEED_PURE_PYTHON: the compiled merge is switched off on purpose")
+
+    class Clock:
+        __slots__ = ("now",)
+
+    recs = [{"feed": "a", "kind": "frame", "receipt_ns": t, "data": b"x"} for t in (1, 2, 3, 6, 7, 8, 20, 21)]
+    fills, clock, curve = [], Clock(), []
+
+    def deliver(data, t):
+        if t in (2, 3, 20):
+            fills.append(t)
+
+    def point(t, portfolio):
+        return (t, portfolio, len(fills))
+
+    m = capture._Merge(["a"], [iter(recs)], [0], [True])
+    big = 1 << 62
+
+    def frames(stop, timer_at, sampler=None):
+        sampler = sampler or (curve, point, "P", timer_at, 4)
+        return m.frames([deliver], lambda t: None, clock, fills, stop, 0, big, 99, sampler)
+
+    # fills at 2 and 3: each sampled; after 3 the run goes on to 3 + 4 = 7 (the timer at 50 is later)
+    assert frames(big, 50) == (4, 6, 3)
+    assert curve == [(2, "P", 1), (3, "P", 2)]
+    assert frames(8, 8) == (1, 7, -1)  # no fill: up to the stop given (the next timer, 8), no sample
+    assert frames(big, 21) == (2, 20, 20)  # a fill at 20 with the timer at 21: sampled, then the timer
+    assert curve[-1] == (20, "P", 3) and [r[0] for r in m] == [21]
+    with pytest.raises(TypeError, match="curve"):
+        frames(big, 1, ("not a list", point, "P", 1, 1))
