@@ -44,7 +44,7 @@ static PyObject *zero;
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 /* positions.Position, and its slots on_book writes and reads (bind_positions) */
 static PyTypeObject *position_type, *portfolio_type;
-static Py_ssize_t p_mark, p_qty, p_avg, p_realized, p_fees;
+static Py_ssize_t p_mark, p_qty, p_avg, p_realized, p_fees, p_volume, p_fills;
 
 /* The truth of a field (an unset one is an AttributeError, as in Python): 1, 0 or -1. */
 static inline int
@@ -1267,6 +1267,52 @@ static PyObject *str_apply_fill;
 #define EPS 1e-12
 
 
+/* Position.apply_fill(side, price, qty, fee) on its slots, in its order of operations (side 0: BUY):
+ * 1 done, 0 not the usual case (a field that is not a float, fills not an int, a zero new
+ * quantity to divide by: nothing changed, the Python decides), -1 error. */
+static int
+position_fill(PyObject *pos, long side, double price, double qty, double fee)
+{
+    double q, fees, volume, avg, realized;
+    long long fills;
+    if (dbl(SLOT(pos, p_qty), &q) < 0 || dbl(SLOT(pos, p_fees), &fees) < 0 || dbl(SLOT(pos, p_volume), &volume) < 0 ||
+        dbl(SLOT(pos, p_avg), &avg) < 0 || dbl(SLOT(pos, p_realized), &realized) < 0 ||
+        i64(SLOT(pos, p_fills), &fills) < 0 || fills == LLONG_MAX)
+        return 0;
+    double signed_qty = side == 0 ? qty : -qty, new_q = q + signed_qty;
+    int adding = q == 0.0 || (q > 0.0) == (signed_qty > 0.0);
+    if (adding && fabs(new_q) == 0.0)
+        return 0; /* (the Python's ZeroDivisionError) */
+    double out_avg = avg, out_q = new_q, out_realized = realized;
+    if (adding)
+        out_avg = (avg * fabs(q) + price * qty) / fabs(new_q);
+    else {
+        double closed = fabs(q) < qty ? fabs(q) : qty; /* min(qty, abs(q)) */
+        double direction = q > 0.0 ? 1.0 : -1.0;
+        out_realized = realized + closed * (price - avg) * direction;
+        if (fabs(new_q) < 1e-12)
+            out_q = out_avg = 0.0;
+        else if ((new_q > 0.0) != (q > 0.0))
+            out_avg = price;
+    }
+    PyObject *v[6] = {PyFloat_FromDouble(fees + fee), PyFloat_FromDouble(volume + qty * price),
+                      PyLong_FromLongLong(fills + 1), PyFloat_FromDouble(out_q),
+                      adding || out_avg != avg || out_q == 0.0 ? PyFloat_FromDouble(out_avg) : Py_NewRef(SLOT(pos, p_avg)),
+                      adding ? Py_NewRef(SLOT(pos, p_realized)) : PyFloat_FromDouble(out_realized)};
+    Py_ssize_t off[6] = {p_fees, p_volume, p_fills, p_qty, p_avg, p_realized};
+    int ok = 1;
+    for (int i = 0; i < 6; i++)
+        ok &= v[i] != NULL;
+    if (!ok) {
+        for (int i = 0; i < 6; i++)
+            Py_XDECREF(v[i]);
+        return -1;
+    }
+    for (int i = 0; i < 6; i++)
+        Py_SETREF(SLOT(pos, off[i]), v[i]);
+    return 1;
+}
+
 /* A refused cancel (see above): 1 done, 0 not this case (nothing changed), -1. */
 static int
 cancel_refused(PyObject *om, PyObject *r, PyObject *cl)
@@ -1435,11 +1481,15 @@ fill_applied(CoreObject *self, PyObject *om, PyObject *r, PyObject *cl, PyObject
         if ((ok = m != NULL))
             Py_SETREF(SLOT(pos, p_mark), Py_NewRef(m));
     }
-    if (ok) {
-        PyObject *call[5] = {pos, side, SLOT(r, r_px), fq, fv};
-        PyObject *x = PyObject_VectorcallMethod(str_apply_fill, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        ok = x != NULL;
-        Py_XDECREF(x);
+    if (ok) { /* Position.apply_fill: on its slots, or called */
+        int done = position_fill(pos, sv, px, delta, fee);
+        ok = done >= 0;
+        if (ok && !done) {
+            PyObject *call[5] = {pos, side, SLOT(r, r_px), fq, fv};
+            PyObject *x = PyObject_VectorcallMethod(str_apply_fill, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            ok = x != NULL;
+            Py_XDECREF(x);
+        }
     }
     if (ok) {
         self->fills++;
@@ -1715,7 +1765,8 @@ bind_positions(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     PyTypeObject *t = (PyTypeObject *)args[0];
     if (slot_offset(t, "mark", &p_mark) || slot_offset(t, "qty", &p_qty) || slot_offset(t, "avg_price", &p_avg) ||
-        slot_offset(t, "realized", &p_realized) || slot_offset(t, "fees", &p_fees))
+        slot_offset(t, "realized", &p_realized) || slot_offset(t, "fees", &p_fees) ||
+        slot_offset(t, "volume", &p_volume) || slot_offset(t, "fills", &p_fills))
         return NULL;
     Py_XSETREF(position_type, (PyTypeObject *)Py_NewRef(t));
     Py_XSETREF(portfolio_type, (PyTypeObject *)Py_NewRef(args[1]));

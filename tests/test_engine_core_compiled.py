@@ -412,3 +412,43 @@ def test_curve_point_is_the_portfolio_sum_in_its_order(rows, kind):
 def test_curve_point_of_no_positions_is_an_int_zero_as_the_sum():
     assert curve_point(1, Portfolio()) == (1, 0, {}) and type(curve_point(1, Portfolio())[1]) is int
     assert isinstance(Position("A").qty, float)
+
+
+# -- a fill's position update (Position.apply_fill, on its slots in the compiled report path) ----------
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.tuples(
+        st.sampled_from([0.0, 3.0, -3.0, 1.0, -1.0, 2.5, 1e-13, -0.0]),  # qty
+        st.sampled_from([0.0, 100.0, 99.5]),  # avg_price
+        st.sampled_from([0.0, 1.5]),  # realized
+    ),
+    fills=st.lists(
+        st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.sampled_from([1.0, 3.0, 0.5, 2.5]),
+                  st.sampled_from([100.0, 101.25, 98.0])),
+        min_size=1, max_size=4,
+    ),
+)  # fmt: skip
+def test_a_fill_moves_the_position_as_the_python_does(start, fills):
+    got = []
+    for cls in (Engine, PythonEngine):
+        engine = cls(Taker(), RiskEngine([]), clock=lambda: 1, latency=LatencyLog(None), taker_bps=2.0)
+        engine.add_strategy("s", Recorder(), ["A"])
+        pos = engine.portfolio.get("A")
+        pos.qty, pos.avg_price, pos.realized, pos.mark = start[0], start[1], start[2], 100.0
+        for i, (side, qty, px) in enumerate(fills, 1):
+            engine.submit("s", "A", side, qty, px)
+            engine.on_execution_report(
+                ExecutionReport(i, 0, 0, "A", side, ExecType.NEW, 0.0, 0.0, qty, 0.0, RejectReason.NONE, 7, 8)
+            )
+            engine.on_execution_report(
+                ExecutionReport(
+                    i, 0, 0, "A", side, ExecType.FILL, px, qty, 0.0, qty, RejectReason.NONE, 7, 9, 2
+                )
+            )
+        got.append(
+            (
+                tuple(getattr(pos, k) for k in Position.__slots__),
+                [tuple(getattr(f, k) for k in Fill.__slots__) for f in engine.recent_fills],
+            )
+        )
+    assert got[0] == got[1]
