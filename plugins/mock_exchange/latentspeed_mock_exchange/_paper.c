@@ -1728,6 +1728,37 @@ core_on_trade(CoreObject *self, PyObject *msg)
     Py_RETURN_NONE;
 }
 
+/* heappush(heap, (due, seq + 1, fn, args)) with the sequence advanced, then the live wake-up (the
+ * timer armed if there is a loop and none is armed): 0 or -1. args is stolen. */
+static int
+schedule(CoreObject *self, int64_t due, int64_t seq, PyObject *fn, PyObject *args)
+{
+    PyObject *due_o = PyLong_FromLongLong(due), *seq_o = PyLong_FromLongLong(seq + 1), *entry = NULL, *r = NULL;
+    if (due_o && seq_o && args)
+        entry = PyTuple_Pack(4, due_o, seq_o, fn, args);
+    if (entry) {
+        Py_SETREF(self->seq, Py_NewRef(seq_o));
+        PyObject *call[2] = {self->heap, entry};
+        r = PyObject_Vectorcall(heappush, call, 2, NULL);
+    }
+    Py_XDECREF(due_o);
+    Py_XDECREF(seq_o);
+    Py_XDECREF(entry);
+    Py_XDECREF(args);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    if (self->loop && self->loop != Py_None && self->timer == Py_None) {
+        PyObject *loop = Py_NewRef(self->loop);
+        r = PyObject_CallMethodOneArg((PyObject *)self, str_arm, loop);
+        Py_DECREF(loop);
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
 /* matching.Owner.send_report: a report built and scheduled to reach the engine after the response
  * latency, in the order the venue made it (see paper._PaperCorePy.send_report, the rule for every
  * case this does not take: drawn latencies, numbers beyond 2**53, anything of another type). The
@@ -1792,30 +1823,14 @@ core_send_report(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     int64_t due = now + response;
     if (due < last)
         due = last;
-    PyObject *due_o = PyLong_FromLongLong(due), *seq_o = PyLong_FromLongLong(seq + 1), *entry = NULL, *r = NULL;
-    if (due_o && seq_o)
-        entry = PyTuple_Pack(4, due_o, seq_o, Py_None, report);
-    if (entry) {
-        Py_SETREF(self->last_due, Py_NewRef(due_o));
-        Py_SETREF(self->seq, Py_NewRef(seq_o));
-        PyObject *call[2] = {self->heap, entry};
-        r = PyObject_Vectorcall(heappush, call, 2, NULL);
-    }
-    Py_XDECREF(due_o);
-    Py_XDECREF(seq_o);
-    Py_XDECREF(entry);
-    Py_DECREF(report);
-    if (!r)
+    PyObject *due_o = PyLong_FromLongLong(due);
+    if (!due_o) {
+        Py_DECREF(report);
         return NULL;
-    Py_DECREF(r);
-    if (self->loop && self->loop != Py_None && self->timer == Py_None) {
-        PyObject *loop = Py_NewRef(self->loop);
-        r = PyObject_CallMethodOneArg((PyObject *)self, str_arm, loop);
-        Py_DECREF(loop);
-        if (!r)
-            return NULL;
-        Py_DECREF(r);
     }
+    Py_SETREF(self->last_due, due_o);
+    if (schedule(self, due, seq, Py_None, report) < 0) /* (None: a report, see _run_due) */
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1852,37 +1867,6 @@ bind_report(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
  * Python frames an order before). */
 
 static PyObject *py_send_new_order, *py_send_cancel, *str_arrive, *str_arrive_cancel;
-
-/* heappush(heap, (now + entry, seq + 1, fn, args)) with seq advanced, then the live wake-up; 0 or -1.
- * args is stolen. */
-static int
-schedule(CoreObject *self, int64_t due, int64_t seq, PyObject *fn, PyObject *args)
-{
-    PyObject *due_o = PyLong_FromLongLong(due), *seq_o = PyLong_FromLongLong(seq + 1), *entry = NULL, *r = NULL;
-    if (due_o && seq_o && args)
-        entry = PyTuple_Pack(4, due_o, seq_o, fn, args);
-    if (entry) {
-        Py_SETREF(self->seq, Py_NewRef(seq_o));
-        PyObject *call[2] = {self->heap, entry};
-        r = PyObject_Vectorcall(heappush, call, 2, NULL);
-    }
-    Py_XDECREF(due_o);
-    Py_XDECREF(seq_o);
-    Py_XDECREF(entry);
-    Py_XDECREF(args);
-    if (!r)
-        return -1;
-    Py_DECREF(r);
-    if (self->loop && self->loop != Py_None && self->timer == Py_None) {
-        PyObject *loop = Py_NewRef(self->loop);
-        r = PyObject_CallMethodOneArg((PyObject *)self, str_arm, loop);
-        Py_DECREF(loop);
-        if (!r)
-            return -1;
-        Py_DECREF(r);
-    }
-    return 0;
-}
 
 /* The usual case's numbers: 1 (now + entry and seq + 1 fit), 0 not the usual case. */
 static int
