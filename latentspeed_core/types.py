@@ -6,6 +6,7 @@ edge (the mock protocol uses 8-decimal fixed point).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -72,6 +73,23 @@ class Trade:
     amount: float
     side: str
     trade_id: str
+
+
+def _compiled_new_trade():
+    """``_engine.new_trade`` bound to :class:`Trade`, or None (no extension, or pure Python asked)."""
+    if os.environ.get("LATENTSPEED_PURE_PYTHON"):
+        return None
+    try:
+        from ._engine import bind_trade, new_trade
+    except ImportError:
+        return None
+    bind_trade(Trade)
+    return new_trade
+
+
+#: ``new_trade(exchange, symbol, timestamp_ns, receipt_ns, price, amount, side, trade_id)``: a
+#: :class:`Trade`, built without a Python ``__init__`` frame when compiled (feeds make one per print).
+new_trade = _compiled_new_trade() or Trade
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ import time
 
 from latentspeed_core.book import L2Book, scan_book_frame
 from latentspeed_core.feed import Feed
-from latentspeed_core.types import Trade
+from latentspeed_core.types import new_trade
 from latentspeed_core.ws import WsFeed
 
 from .config import BinanceConfig
@@ -260,7 +260,7 @@ class BinanceFeed(WsFeed):
                         if sink is not None:
                             sink.on_trade(
                                 self,
-                                Trade(
+                                new_trade(
                                     EXCHANGE,
                                     st.symbol,
                                     T * 1_000_000,
