@@ -670,24 +670,29 @@ parse_number(const char **pp, const char *end, double *out, int plain)
                 num_end++;
         }
         Py_ssize_t len = num_end - start;
-        char tmp[64];
-        if (len <= 0 || len >= (Py_ssize_t)sizeof tmp) {
+        char small[64], *tmp = small; /* (a longer token, e.g. 60 significant digits: on the heap) */
+        if (len <= 0) {
             PyErr_SetString(PyExc_ValueError, "malformed number in levels");
+            return -1;
+        }
+        if (len >= (Py_ssize_t)sizeof small && !(tmp = PyMem_Malloc((size_t)len + 1))) {
+            PyErr_NoMemory();
             return -1;
         }
         memcpy(tmp, start, (size_t)len);
         tmp[len] = 0;
         char *stop;
         double v = PyOS_string_to_double(tmp, &stop, NULL);
-        if (v == -1.0 && PyErr_Occurred()) {
+        int bad = v == -1.0 && PyErr_Occurred();
+        if (bad)
             PyErr_Clear();
+        bad = bad || stop != tmp + len; /* the whole token, or it is not a number (an embedded NUL too) */
+        if (bad)
             PyErr_Format(PyExc_ValueError, "malformed number in levels: %.40s", tmp);
+        if (tmp != small)
+            PyMem_Free(tmp);
+        if (bad)
             return -1;
-        }
-        if (stop != tmp + len) { /* the whole token, or it is not a number (an embedded NUL too) */
-            PyErr_Format(PyExc_ValueError, "malformed number in levels: %.40s", tmp);
-            return -1;
-        }
         *out = v;
         p = num_end;
     }

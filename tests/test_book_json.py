@@ -11,7 +11,7 @@ import json
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from latentspeed_core import book as book_mod
@@ -37,6 +37,9 @@ decimal_text = st.one_of(
     pairs=st.lists(st.tuples(decimal_text, decimal_text), max_size=20),
     form=st.sampled_from(["compact", "spaced", "bare"]),
 )
+# a token of 64 characters and one of 300 (longer than the parser's stack buffer: read from the heap)
+@example(pairs=[("0E-8", "6.86080148601118237826449361483302231916855566323816415069204E-9")], form="compact")
+@example(pairs=[("1", "1" * 300)], form="bare")
 def test_numbers_parse_exactly_as_float(parse, pairs, form):
     """Compact quoted arrays are the venues' form (the compiled parser's one-pass path), spaced ones
     and bare numbers its general path."""
