@@ -850,13 +850,28 @@ done:
 }
 
 /* on_trade(feed, trade): see pipeline._PipelineCorePy.on_trade. */
+/* types.Trade (bind_trade) and its slots: a trade's fields read at their offsets, not by name. */
+static PyTypeObject *trade_type;
+enum { TF_SYMBOL, TF_TS, TF_RECEIPT, TF_SIDE, TF_ID, TF_PRICE, TF_AMOUNT, TF_N };
+static Py_ssize_t tf_off[TF_N];
+
+/* A field of a trade: at its slot for a types.Trade, else by name (a new reference, or NULL). */
+static inline PyObject *
+trade_field(PyObject *trade, int i, PyObject *name)
+{
+    PyObject *v;
+    if (trade_type && Py_IS_TYPE(trade, trade_type) && (v = SLOT(trade, tf_off[i])))
+        return Py_NewRef(v);
+    return PyObject_GetAttr(trade, name);
+}
+
 static PyObject *
 Pipe_on_trade(PipelineCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *price = NULL, *amount = NULL;
     if (nargs == 2 && self->trades && PyDict_CheckExact(self->trades)) {
-        price = PyObject_GetAttr(args[1], k_price);
-        amount = price ? PyObject_GetAttr(args[1], k_amount) : NULL;
+        price = trade_field(args[1], TF_PRICE, k_price);
+        amount = price ? trade_field(args[1], TF_AMOUNT, k_amount) : NULL;
     }
     if (!amount || !PyFloat_CheckExact(price) || !PyFloat_CheckExact(amount) || !(PyFloat_AS_DOUBLE(price) > 0.0) ||
         !(PyFloat_AS_DOUBLE(amount) > 0.0)) {
@@ -870,11 +885,11 @@ Pipe_on_trade(PipelineCore *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *f[5] = {NULL, NULL, NULL, NULL, NULL}; /* symbol, timestamp_ns, receipt_ns, side, trade_id */
     PyObject *names[5] = {s_symbol_attr, s_timestamp_attr, s_receipt_attr, s_side_attr, s_trade_id_attr};
     /* read in the Python's order: the symbol, the topic state (made the first time), the rest */
-    if (!(f[0] = PyObject_GetAttr(trade, names[0])) ||
+    if (!(f[0] = trade_field(trade, TF_SYMBOL, names[0])) ||
         !(st = state_of((PyObject *)self, self->trades, s_trade_state, feed, f[0])))
         goto done;
     for (int i = 1; i < 5; i++)
-        if (!(f[i] = PyObject_GetAttr(trade, names[i])))
+        if (!(f[i] = trade_field(trade, i, names[i])))
             goto done;
     PyObject *targs[6] = {f[1], f[2], price, amount, f[3], f[4]};
     msg = Py_IS_TYPE(st, &TopicType)
@@ -986,6 +1001,22 @@ bind_pipeline(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* bind_trade(Trade): the class whose fields on_trade reads at their slots. */
+static PyObject *
+bind_trade(PyObject *mod, PyObject *t)
+{
+    static const char *names[TF_N] = {"symbol", "timestamp_ns", "receipt_ns", "side", "trade_id", "price", "amount"};
+    if (!PyType_Check(t)) {
+        PyErr_SetString(PyExc_TypeError, "bind_trade(Trade)");
+        return NULL;
+    }
+    for (int i = 0; i < TF_N; i++)
+        if (snap_slot((PyTypeObject *)t, names[i], &tf_off[i]) < 0)
+            return NULL;
+    Py_XSETREF(trade_type, (PyTypeObject *)Py_NewRef(t));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"top_of_book", make_top_of_book, METH_NOARGS, "midpoint, relative_spread, breadth, imbalance_lvl1"},
     {"depth", make_depth, METH_NOARGS, "bid_depth_n, ask_depth_n, depth_n"},
@@ -994,6 +1025,7 @@ static PyMethodDef methods[] = {
     {"trade_value", make_trade_value, METH_NOARGS, "transaction_price, trading_volume"},
     {"bind_pipeline", (PyCFunction)(void (*)(void))bind_pipeline, METH_FASTCALL,
      "bind_pipeline(on_book, on_trade, SnapshotBook): what PipelineCore falls back to and reads"},
+    {"bind_trade", bind_trade, METH_O, "bind_trade(Trade): the class whose fields on_trade reads at their slots"},
     {NULL},
 };
 

@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..book import SnapshotBook
+from ..types import Trade
 from .features import _compiled as _compiled_features
 
 if TYPE_CHECKING:
     from ..book import L2Book
     from ..feed import Feed
-    from ..types import Trade
     from .features import FeatureCalculator
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ class _PipelineCorePy:
 
 if _compiled_features is not None:
     _compiled_features.bind_pipeline(_PipelineCorePy.on_book, _PipelineCorePy.on_trade, SnapshotBook)
+    _compiled_features.bind_trade(Trade)
     _PipelineCore: type = _compiled_features.PipelineCore
 else:
     _PipelineCore = _PipelineCorePy
