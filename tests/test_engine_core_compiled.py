@@ -20,6 +20,7 @@ from latentspeed_core.engine import core
 from latentspeed_core.engine.core import Engine, _EngineCorePy
 from latentspeed_core.engine.risk import MaxLoss, RiskEngine
 from latentspeed_core.engine.strategy import Strategy
+from latentspeed_core.testing import python_calls
 from latentspeed_core.venue import Venue
 
 compiled = _EngineCorePy not in Engine.__mro__
@@ -329,25 +330,14 @@ def test_compiled_reports_end_in_the_same_state_as_the_python(script, updates):
 @pytest.mark.skipif(not compiled, reason="the compiled engine core was not built (no C compiler)")
 def test_acks_and_cancels_are_compiled():
     """Not vacuous: NEW and CANCELED of an engine without order updates run no Python apply."""
-    import sys
-
     engine = Engine(Taker(), RiskEngine([]), clock=lambda: 1, latency=LatencyLog(None))
     engine.add_strategy("s", Recorder(), ["A"])
     engine.submit("s", "A", Side.BUY, 1.0, 100.0)
-    calls = []
-
-    def profile(frame, event, arg):  # the engine's Python (not a gc callback's)
-        if event == "call" and "latentspeed_core" in frame.f_code.co_filename:
-            calls.append(frame.f_code.co_name)
-
-    sys.setprofile(profile)
-    try:
+    with python_calls("latentspeed_core") as calls:  # the engine's Python (not a gc callback's)
         for et in (ExecType.NEW, ExecType.CANCELED):
             engine.on_execution_report(
                 ExecutionReport(1, 9, 1, "A", Side.BUY, et, 0.0, 0.0, 0.0, 0.0, RejectReason.NONE, 5, 6)
             )
-    finally:
-        sys.setprofile(None)
     assert "apply" not in calls and "on_execution_report" not in calls
     st_ = engine.orders.orders[1]
     assert (st_.status_name, st_.order_id, st_.ack_ns, st_.final_ns, st_.is_open) == (

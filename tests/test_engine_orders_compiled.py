@@ -12,7 +12,6 @@ cancel ids and tick-to-trade samples.
 from __future__ import annotations
 
 import math
-import sys
 
 import pytest
 from hypothesis import example, given, settings
@@ -35,6 +34,7 @@ from latentspeed_core.engine.risk import (
     RiskEngine,
 )
 from latentspeed_core.engine.strategy import Strategy
+from latentspeed_core.testing import python_calls
 from latentspeed_core.types import OrdType, Side, TimeInForce
 from latentspeed_core.venue import Venue
 
@@ -260,21 +260,6 @@ def test_compiled_order_entry_ends_in_the_same_state_as_the_python(checks, batch
     assert run(Engine, checks, batching, script) == run(PythonEngine, checks, batching, script)
 
 
-def _python_calls(fn) -> list[str]:
-    calls = []
-
-    def profile(frame, event, arg):
-        if event == "call" and "latentspeed_core" in frame.f_code.co_filename:
-            calls.append(frame.f_code.co_name)
-
-    sys.setprofile(profile)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-    return calls
-
-
 @pytest.mark.skipif(not compiled, reason="the compiled engine core was not built (no C compiler)")
 def test_the_usual_order_and_its_cancel_run_no_python_of_the_engine():
     """Not vacuous: a limit order passing the standard checks, and its cancel, are the C's."""
@@ -282,9 +267,8 @@ def test_the_usual_order_and_its_cancel_run_no_python_of_the_engine():
     engine.books["A"] = {"symbol": "A", "midpoint": 100.0, "bids": [[99.0, 1.0]], "asks": [[101.0, 1.0]]}
     engine._mids["A"] = 100.0
     engine._trigger = "book"
-    calls = _python_calls(
-        lambda: engine.submit("s", "A", Side.BUY, 1.0, 100.0, OrdType.LIMIT, TimeInForce.GTC)
-    )
+    with python_calls("latentspeed_core") as calls:
+        engine.submit("s", "A", Side.BUY, 1.0, 100.0, OrdType.LIMIT, TimeInForce.GTC)
     # the rate check's accept hook (through the risk engine) only: no submit, no check, no
     # OrderState.__init__, no OrderManager.add, no Samples.add (its buffer has room)
     assert calls == ["sent", "accepted"]
@@ -296,7 +280,8 @@ def test_the_usual_order_and_its_cancel_run_no_python_of_the_engine():
         300_000_000,
         1,
     )
-    calls = _python_calls(lambda: engine.cancel(1))
+    with python_calls("latentspeed_core") as calls:
+        engine.cancel(1)
     assert calls == []  # (no new_cancel_id)
     assert venue.got[1] == ("cancel", 2, 1, "A") and st_.cancel_pending and engine.cancels_sent == 1
 

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import socket
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -396,3 +397,21 @@ class ZmqCollector:
         for sock in self.socks:
             sock.close(0)
         self.ctx.term()
+
+
+@contextmanager
+def python_calls(package: str) -> Iterator[list[str]]:
+    """The names of the Python functions of ``package`` (a path fragment, e.g. ``latentspeed_core``)
+    called inside the block, in order: how a test shows a compiled path runs no Python."""
+    calls: list[str] = []
+
+    def profile(frame, event, arg):
+        name = frame.f_code.co_filename
+        if event == "call" and package in name and name != __file__:  # (not this helper's own exit)
+            calls.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        yield calls
+    finally:
+        sys.setprofile(None)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +23,7 @@ from latentspeed_mock_exchange import protocol as P
 from latentspeed_mock_exchange.config import PaperVenueConfig
 from latentspeed_mock_exchange.paper import PaperVenue, _PaperCorePy
 
+from latentspeed_core.testing import python_calls
 from latentspeed_core.types import Order, OrdType, Side, TimeInForce
 
 SYM = "BTC-USDT"
@@ -373,12 +373,6 @@ def _arrivals(cls, orders, setup=None, log_orders=False):
                            "asks": [[101.0, 5.0], [101.5, 1.0], [102.0, 4.0]]})  # fmt: skip
     if setup is not None:
         setup(venue)
-    calls = []
-
-    def profile(frame, event, arg):  # the venue's and the matcher's Python (not a gc callback's)
-        if event == "call" and "latentspeed_mock_exchange" in frame.f_code.co_filename:
-            calls.append(frame.f_code.co_name)
-
     cancels = [o for o in orders if isinstance(o, tuple)]
     for o in orders:
         if not isinstance(o, tuple):
@@ -387,11 +381,9 @@ def _arrivals(cls, orders, setup=None, log_orders=False):
         venue.advance(MS + 5)
         for cl, orig, symbol in cancels:
             venue.send_cancel(cl, orig, symbol)
-    sys.setprofile(profile)
-    try:
+    # the venue's and the matcher's Python (not a gc callback's)
+    with python_calls("latentspeed_mock_exchange") as calls:
         venue.advance(2 * MS + 10 if cancels else MS + 5)  # every order (and cancel) arrives
-    finally:
-        sys.setprofile(None)
     assert all(fn is None for _t, _s, fn, _r in venue._heap)
     reports = [(r.receipt_ns, r) for r in out.got] + [(t, r) for t, _s, _fn, r in sorted(venue._heap)]
     reports = [(t, r.cl_ord_id, r.order_id, r.exec_id, r.exec_type, r.last_px, r.last_qty, r.leaves_qty, r.cum_qty,
@@ -503,19 +495,12 @@ def _crossings(cls, books, queue_model="risk_averse", setup=None):
     if setup is not None:
         setup(venue)
     calls, states = [], []
-
-    def profile(frame, event, arg):
-        if event == "call" and "latentspeed_mock_exchange" in frame.f_code.co_filename:
-            calls.append(frame.f_code.co_name)
-
     for i, (bids, asks) in enumerate(books):
         t = 2 * MS + i * 10
         venue.advance(t)
-        sys.setprofile(profile)
-        try:
+        with python_calls("latentspeed_mock_exchange") as got:
             venue.on_book_message({"symbol": SYM, "receipt_timestamp_ns": t, "bids": bids, "asks": asks})
-        finally:
-            sys.setprofile(None)
+        calls += got
         states.append(_state(venue))
     venue.drain()
     reports = [(r.receipt_ns, r.cl_ord_id, r.order_id, r.exec_id, r.exec_type, r.last_px, r.last_qty, r.leaves_qty,
@@ -655,16 +640,7 @@ def test_the_usual_order_and_cancel_are_scheduled_by_the_compiled_core():
     """Not vacuous: no Python frame of the venue for an order or a cancel of an attached venue."""
     venue = PaperVenue(PaperVenueConfig())
     venue.attach(Reports())
-    calls = []
-
-    def profile(frame, event, arg):
-        if event == "call" and "latentspeed_mock_exchange" in frame.f_code.co_filename:
-            calls.append(frame.f_code.co_name)
-
-    sys.setprofile(profile)
-    try:
+    with python_calls("latentspeed_mock_exchange") as calls:
         venue.send_new_order(Order(1, SYM, Side.BUY, 1.0, 100.0))
         venue.send_cancel(2, 1, SYM)
-    finally:
-        sys.setprofile(None)
     assert calls == [] and (venue.orders_sent, venue.cancels_sent, len(venue._heap)) == (1, 1, 2)
