@@ -238,10 +238,11 @@ def run_backtest(
 
     def frame_input(name: str):
         """What Merge.frames() calls with a feed's frames: (on_frame, feed) has it inline
-        Feed.deliver_frame, for a feed that records nothing and does not override it."""
+        Feed.deliver_frame, for a feed that records nothing and does not override it (on_frame or
+        the feed's compiled equivalent, Feed.frame_handler)."""
         f = by_name[name]
         if f.recorder is None and type(f).deliver_frame is Feed.deliver_frame:
-            return (f.on_frame, f)
+            return (f.frame_handler(), f)
         return frame_of[name]
 
     fns = [frame_input(name) for name, _path in sources]

@@ -123,6 +123,12 @@ class Feed(ABC):
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
         """Parse one frame; push books and trades to ``self.sink``."""
 
+    def frame_handler(self) -> Callable[[bytes | str, int], object]:
+        """What a backtest's merge calls with this feed's frames: :meth:`on_frame`, or a compiled
+        handler of the feed's usual frames that has the same effects and hands every other frame to
+        :meth:`on_frame` before changing anything (no Python frame per usual message)."""
+        return self.on_frame
+
     def on_rest(self, key: str, body: bytes | str, receipt_ns: int) -> None:  # noqa: B027 - optional hook
         """Handle a REST answer the feed asked for (e.g. a depth snapshot)."""
 

@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -67,6 +68,28 @@ side_list(const unsigned char *e, Py_ssize_t n)
     return out;
 }
 
+/* The n entries at e are the exchange's canonical snapshot: bids (side 0) then asks, each strictly
+ * best first, prices and sizes > 0 and exact as doubles, uncrossed (*nb: the bids). Anything else
+ * goes to the Python fallback, which normalises it or refuses it. */
+static int
+canonical(const unsigned char *e, Py_ssize_t n, Py_ssize_t *nb_out)
+{
+    Py_ssize_t nb = 0;
+    while (nb < n && e[nb * MD_ENTRY_SIZE + 16] == 0)
+        nb++;
+    *nb_out = nb;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *x = e + i * MD_ENTRY_SIZE;
+        int64_t px0 = rd_i64(x), q0 = rd_i64(x + 8);
+        /* above 2**53 a double cannot hold the integer: Python's exact int / int is the reference */
+        if (q0 <= 0 || px0 <= 0 || q0 > EXACT_MAX || px0 > EXACT_MAX || (i >= nb && x[16] == 0))
+            return 0;
+        if (i > 0 && i != nb && (i < nb ? rd_i64(x - MD_ENTRY_SIZE) <= px0 : rd_i64(x - MD_ENTRY_SIZE) >= px0))
+            return 0;
+    }
+    return !(nb > 0 && nb < n && rd_i64(e) >= rd_i64(e + nb * MD_ENTRY_SIZE)); /* crossed or locked */
+}
+
 static PyObject *
 decode_book(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -98,25 +121,8 @@ decode_book(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const unsigned char *e = b + off + MD_HEAD_SIZE;
-    /* canonical? bids (side 0) then asks, strictly best first, prices and sizes > 0, uncrossed;
-     * anything else goes to the Python fallback, which normalises it or refuses it */
-    Py_ssize_t nb = 0;
-    while (nb < n && e[nb * MD_ENTRY_SIZE + 16] == 0)
-        nb++;
-    int ok = 1;
-    for (Py_ssize_t i = 0; ok && i < n; i++) {
-        const unsigned char *x = e + i * MD_ENTRY_SIZE;
-        int64_t px0 = rd_i64(x), q0 = rd_i64(x + 8);
-        /* above 2**53 a double cannot hold the integer: Python's exact int / int is the reference */
-        if (q0 <= 0 || px0 <= 0 || q0 > EXACT_MAX || px0 > EXACT_MAX || (i >= nb && x[16] == 0))
-            ok = 0;
-        else if (i > 0 && i != nb) {
-            int64_t prev = rd_i64(x - MD_ENTRY_SIZE), px = rd_i64(x);
-            ok = i < nb ? prev > px : prev < px;
-        }
-    }
-    if (ok && nb > 0 && nb < n && rd_i64(e) >= rd_i64(e + nb * MD_ENTRY_SIZE))
-        ok = 0; /* crossed or locked: best bid >= best ask */
+    Py_ssize_t nb;
+    int ok = canonical(e, n, &nb);
     PyObject *result = NULL;
     if (ok) {
         PyObject *bids = side_list(e, nb);
@@ -231,6 +237,199 @@ set_scale(PyObject *mod, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+
+/* ---- MarketDataRoute: MockFeed.on_frame of its usual message, in one C call ---- */
+
+/* market_data_route(feed, on_frame, SnapshotBook) -> fn(data, receipt_ns). For one well-formed,
+ * canonical MARKET_DATA (bytes) of a defined symbol whose book is a SnapshotBook, once the feed has
+ * seen its first data, with a sink: what MockFeed.on_frame does with it (_on_market_data), the same
+ * effects in the same order. Anything else goes to on_frame, before anything is changed: it owns
+ * every other message and every error rule. The feed's attributes are read on every call (the
+ * rehearsal swaps its sink, books and stats). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *feed, *on_frame;
+    PyTypeObject *book_type;
+    Py_ssize_t off_bids, off_asks; /* SnapshotBook's _snap_bids, _snap_asks slots */
+    vectorcallfunc vectorcall;
+} Route;
+
+static PyObject *one, *s_defined, *s_names, *s_books, *s_last_md, *s_stats, *s_sink, *s_on_book;
+
+#define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+static int
+member_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)t, name);
+    if (!d)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok)
+        *off = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    if (!ok)
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", t->tp_name, name);
+    return ok ? 0 : -1;
+}
+
+/* obj.name += 1 */
+static int
+count_up(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name), *w;
+    if (!v)
+        return -1;
+    w = PyNumber_Add(v, one);
+    Py_DECREF(v);
+    if (!w)
+        return -1;
+    int rc = PyObject_SetAttr(obj, name, w);
+    Py_DECREF(w);
+    return rc;
+}
+
+static PyObject *
+route_call(Route *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *feed = self->feed, *data, *defined = NULL, *names = NULL, *books = NULL, *sink = NULL, *sid_o = NULL;
+    PyObject *name, *book, *ret = NULL;
+    if (kwnames || nargs != 2 || !PyBytes_CheckExact(data = args[0]))
+        goto python;
+    const unsigned char *h = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t len = PyBytes_GET_SIZE(data), n, nb;
+    if (len < MD_HEAD_SIZE || h[2] != 1 || h[3] != 0 || (Py_ssize_t)(h[0] | h[1] << 8) != len ||
+        len != MD_HEAD_SIZE + (n = (Py_ssize_t)(h[20] | h[21] << 8)) * MD_ENTRY_SIZE)
+        goto python; /* not exactly one MARKET_DATA (what market_data_head tells) */
+    const unsigned char *e = h + MD_HEAD_SIZE;
+    if (!canonical(e, n, &nb))
+        goto python;
+    if (!(defined = PyObject_GetAttr(feed, s_defined)) || !(names = PyObject_GetAttr(feed, s_names)) ||
+        !(books = PyObject_GetAttr(feed, s_books)) || !(sink = PyObject_GetAttr(feed, s_sink)))
+        goto error;
+    if (defined != Py_True || !PyDict_CheckExact(names) || !PyDict_CheckExact(books) || sink == Py_None)
+        goto python;
+    uint32_t sid = (uint32_t)h[16] | (uint32_t)h[17] << 8 | (uint32_t)h[18] << 16 | (uint32_t)h[19] << 24;
+    if (!(sid_o = PyLong_FromUnsignedLong(sid)))
+        goto error;
+    if (!(name = PyDict_GetItemWithError(names, sid_o))) {
+        if (PyErr_Occurred())
+            goto error;
+        goto python; /* an undefined symbol: counted there */
+    }
+    if (!(book = PyDict_GetItemWithError(books, name))) {
+        if (PyErr_Occurred())
+            goto error;
+        ret = Py_NewRef(Py_None); /* not subscribed */
+        goto done;
+    }
+    if (!Py_IS_TYPE(book, self->book_type))
+        goto python;
+    Py_INCREF(name);
+    Py_INCREF(book);
+    PyObject *bids = NULL, *asks = NULL, *ts = NULL;
+    if (PyObject_SetAttr(feed, s_last_md, data) < 0 || !(bids = side_list(e, nb)) ||
+        !(asks = side_list(e + nb * MD_ENTRY_SIZE, n - nb)))
+        goto fail;
+    Py_XSETREF(SLOT(book, self->off_bids), bids); /* SnapshotBook.load_sorted */
+    Py_XSETREF(SLOT(book, self->off_asks), asks);
+    bids = asks = NULL;
+    uint64_t t = 0;
+    for (int i = 15; i >= 8; i--)
+        t = (t << 8) | h[i];
+    PyObject *stats = PyObject_GetAttr(feed, s_stats);
+    int counted = stats ? count_up(stats, s_books) : -1;
+    Py_XDECREF(stats);
+    if (counted < 0 || !(ts = PyLong_FromUnsignedLongLong(t)))
+        goto fail;
+    PyObject *call[6] = {sink, feed, name, book, ts, args[1]};
+    ret = PyObject_VectorcallMethod(s_on_book, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (ret) {
+        Py_SETREF(ret, Py_NewRef(Py_None));
+    }
+fail:
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    Py_XDECREF(ts);
+    Py_DECREF(name);
+    Py_DECREF(book);
+    goto done;
+python:
+    ret = PyObject_Vectorcall(self->on_frame, args, nargsf, kwnames);
+    goto done;
+error:
+    ret = NULL;
+done:
+    Py_XDECREF(defined);
+    Py_XDECREF(names);
+    Py_XDECREF(books);
+    Py_XDECREF(sink);
+    Py_XDECREF(sid_o);
+    return ret;
+}
+
+static void
+route_dealloc(Route *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->feed);
+    Py_CLEAR(self->on_frame);
+    Py_CLEAR(self->book_type);
+    PyObject_GC_Del(self);
+}
+
+static int
+route_traverse(Route *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->feed);
+    Py_VISIT(self->on_frame);
+    Py_VISIT(self->book_type);
+    return 0;
+}
+
+static PyMemberDef route_members[] = {
+    {"feed", T_OBJECT, offsetof(Route, feed), READONLY, NULL},
+    {"on_frame", T_OBJECT, offsetof(Route, on_frame), READONLY, "what takes every other message"},
+    {NULL},
+};
+
+static PyTypeObject RouteType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "latentspeed_mock_exchange._fastproto.MarketDataRoute",
+    .tp_basicsize = sizeof(Route),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "fn(data, receipt_ns): MockFeed.on_frame, its usual MARKET_DATA in C",
+    .tp_dealloc = (destructor)route_dealloc,
+    .tp_traverse = (traverseproc)route_traverse,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Route, vectorcall),
+    .tp_members = route_members,
+};
+
+static PyObject *
+market_data_route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[2]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "market_data_route(feed, on_frame, SnapshotBook)");
+        return NULL;
+    }
+    Py_ssize_t ob, oa;
+    if (member_offset((PyTypeObject *)args[2], "_snap_bids", &ob) < 0 ||
+        member_offset((PyTypeObject *)args[2], "_snap_asks", &oa) < 0)
+        return NULL;
+    Route *r = PyObject_GC_New(Route, &RouteType);
+    if (!r)
+        return NULL;
+    r->feed = Py_NewRef(args[0]);
+    r->on_frame = Py_NewRef(args[1]);
+    r->book_type = (PyTypeObject *)Py_NewRef(args[2]);
+    r->off_bids = ob;
+    r->off_asks = oa;
+    r->vectorcall = (vectorcallfunc)route_call;
+    PyObject_GC_Track(r);
+    return (PyObject *)r;
+}
+
 static PyMethodDef methods[] = {
     {"decode_book", (PyCFunction)(void (*)(void))decode_book, METH_FASTCALL,
      "MARKET_DATA at buf[off:] -> (symbol_id, bids, asks), float [price, qty] lists best first."},
@@ -241,6 +440,8 @@ static PyMethodDef methods[] = {
      "(timestamp_ns, symbol_id) if data is exactly one well-formed MARKET_DATA message, else None."},
     {"sizes", sizes, METH_NOARGS, "The exact length per message type that split_frames accepts."},
     {"set_scale", set_scale, METH_O, "The fixed-point scale (1e8)."},
+    {"market_data_route", (PyCFunction)(void (*)(void))market_data_route, METH_FASTCALL,
+     "market_data_route(feed, on_frame, SnapshotBook) -> fn(data, receipt_ns): on_frame, the usual MARKET_DATA in C"},
     {NULL},
 };
 
@@ -251,5 +452,20 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__fastproto(void)
 {
+    if (PyType_Ready(&RouteType) < 0)
+        return NULL;
+    if (!(one = PyLong_FromLong(1)))
+        return NULL;
+#define INTERN(var, text) \
+    if (!(var = PyUnicode_InternFromString(text))) \
+        return NULL;
+    INTERN(s_defined, "_defined")
+    INTERN(s_names, "_names")
+    INTERN(s_books, "books")
+    INTERN(s_last_md, "_last_md")
+    INTERN(s_stats, "stats")
+    INTERN(s_sink, "sink")
+    INTERN(s_on_book, "on_book")
+#undef INTERN
     return PyModule_Create(&module);
 }

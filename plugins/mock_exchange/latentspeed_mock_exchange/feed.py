@@ -88,6 +88,18 @@ class MockFeed(Feed):
         self.books.clear()
         self._defined = False
 
+    def frame_handler(self):
+        """The usual MARKET_DATA in one C call (``_fastproto.market_data_route``): what
+        :meth:`on_frame` does with it; every other message goes to :meth:`on_frame`."""
+        cls = type(self)
+        if (
+            P.market_data_route is None
+            or cls.on_frame is not MockFeed.on_frame
+            or cls._on_market_data is not MockFeed._on_market_data
+        ):
+            return self.on_frame
+        return P.market_data_route(self, self.on_frame, SnapshotBook)
+
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
         """Parse ONE complete protocol message (``bytes``, header included)."""
         head = _market_data_head(data)
