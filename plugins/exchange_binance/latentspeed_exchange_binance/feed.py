@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from latentspeed_core.book import L2Book, scan_book_frame
@@ -61,6 +62,13 @@ _TOP_KEYS = ("stream",)
 _KEYS = ("e", "s", "U", "u", "E", "T", "pu", "t", "p", "q", "m", "a")
 _TAGS = ("e", ("depthUpdate", "trade", "aggTrade"))
 _DECIMALS = ("p", "q")
+
+try:  # on_frame's first branch in C (frame_handler); absent in a pure-Python build
+    if os.environ.get("LATENTSPEED_PURE_PYTHON") or _scan is None:
+        raise ImportError("pure Python")
+    from ._route import route as _route
+except ImportError:
+    _route = None
 
 
 def _event(data: bytes | str) -> Depth:
@@ -217,6 +225,26 @@ class BinanceFeed(WsFeed):
                 st.timer = None
             st.requested = False
             st.reset()
+
+    def frame_handler(self):
+        """on_frame's first branch (the usual depth update and trade) in one C call, the same effects;
+        every other frame, and every gap, goes to :meth:`on_frame` before anything changes."""
+        cls = type(self)
+        if (
+            _route is None
+            or cls.on_frame is not BinanceFeed.on_frame
+            or cls._apply_seq is not BinanceFeed._apply_seq
+        ):
+            return self.on_frame
+        return _route(
+            self,
+            self.on_frame,
+            _scan,
+            (_TOP_KEYS, "data", _KEYS, _TAGS, _DECIMALS),
+            SymbolState,
+            new_trade,
+            EXCHANGE,
+        )
 
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
         if _scan is not None:  # a depth or trade event in its plainest form, read in one pass

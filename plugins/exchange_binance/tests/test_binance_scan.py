@@ -1,8 +1,11 @@
-"""The one-pass reader of depth and trade events (``scan_book_frame``) changes speed, not behaviour: the feed
-with it and the feed without it (msgspec's typed decoding alone) publish the same books and trades, count the
-same errors, resync and buffer alike, on the recorded sessions and on frames mangled every way."""
+"""The one-pass reader of depth and trade events (``scan_book_frame``) and the compiled route of the usual
+frames (``BinanceFeed.frame_handler``) change speed, not behaviour: the feed with them and the feed without
+them (msgspec's typed decoding alone) publish the same books and trades, count the same errors, resync and
+buffer alike, on the recorded sessions and on frames mangled every way."""
 
 from __future__ import annotations
+
+import json
 
 import latentspeed_exchange_binance.feed as feed_mod
 import pytest
@@ -23,7 +26,9 @@ pytestmark = pytest.mark.skipif(scan_book_frame is None, reason="pure-Python bui
 BEFORE, FRAMES = 3, 200
 
 
-def play(market: str, frames: list, snapshot: bytes, scan: bool) -> tuple:
+def play(market: str, frames: list, snapshot: bytes, scan: bool | str) -> tuple:
+    """The feed's outcome: with the reader (True), without it (False), or through its frame handler
+    ("route", the reader too)."""
     old = feed_mod._scan
     feed_mod._scan = scan_book_frame if scan else None
     try:
@@ -36,6 +41,9 @@ def play(market: str, frames: list, snapshot: bytes, scan: bool) -> tuple:
         errors = []
         error = feed.error
         feed.error = lambda reason, data=None: (errors.append(reason), error(reason, data))
+        if scan == "route":  # deliver_frame calls on_frame: the handler, which falls back on the class's
+            feed.on_frame = feed.frame_handler()
+            assert type(feed.on_frame).__name__ == "FrameRoute"
         feed.on_connect()
         for frame in frames[:BEFORE]:
             feed.deliver_frame(frame, 1)
@@ -51,6 +59,15 @@ def play(market: str, frames: list, snapshot: bytes, scan: bool) -> tuple:
         feed_mod._scan = old
 
 
+def same(market: str, frames: list, snapshot: bytes) -> tuple:
+    """The outcome of the three ways, asserted equal."""
+    with_scan = play(market, frames, snapshot, True)
+    assert with_scan == play(market, frames, snapshot, False)
+    if feed_mod._route is not None:
+        assert play(market, frames, snapshot, "route") == with_scan
+    return with_scan
+
+
 @pytest.fixture(scope="module", params=["spot", "usdm"])
 def session(request):
     s = load_session(request.param)
@@ -59,8 +76,7 @@ def session(request):
 
 def test_the_recorded_sessions_read_the_same(session):
     market, frames, snapshot = session
-    with_scan = play(market, frames, snapshot, True)
-    assert with_scan == play(market, frames, snapshot, False)
+    with_scan = same(market, frames, snapshot)
     assert with_scan[4] and len(with_scan[0]) > 50  # (the session's bookTicker frames are errors, in both)
 
 
@@ -111,8 +127,7 @@ def as_agg_trade(frame: bytes) -> bytes:
 def test_aggregate_trades_read_the_same(session):
     market, frames, snapshot = session
     frames = [as_agg_trade(f) if b'"e":"trade"' in f else f for f in frames[:FRAMES]]
-    with_scan = play(market, frames, snapshot, True)
-    assert with_scan == play(market, frames, snapshot, False)
+    with_scan = same(market, frames, snapshot)
     assert len(with_scan[1]) == sum(b'"aggTrade"' in f for f in frames) > 5
 
 
@@ -178,7 +193,7 @@ def test_variants_read_the_same(session, variant):
     frames = frames[:FRAMES]
     for i in [0, *_small_depth_index(frames)]:
         frames[i] = VARIANTS[variant](frames[i])
-    assert play(market, frames, snapshot, True) == play(market, frames, snapshot, False)
+    same(market, frames, snapshot)
 
 
 _ALPHABET = list(b'[]{}",:.-+eE0123456789 \n\tnaiftrulpx\\\x00\x01\xc3')
@@ -194,4 +209,32 @@ def test_mangled_frames_read_the_same(session, which, edits):
     frames = frames[:FRAMES]
     i = [0, *_small_depth_index(frames)][which]
     frames[i] = mangled(bytes(frames[i]), edits)
-    assert play(market, frames, snapshot, True) == play(market, frames, snapshot, False)
+    same(market, frames, snapshot)
+
+
+@pytest.mark.parametrize("edit", ["drop", "repeat", "swap"])
+def test_gaps_and_repeats_read_the_same(session, edit):
+    """A lost depth event (a gap: resync), one delivered twice (ignored) and two out of order."""
+    market, frames, snapshot = session
+    frames = list(frames)
+    i, j = [k for k, f in enumerate(frames) if b'"depthUpdate"' in f][20:22]  # well after the snapshot
+    if edit == "drop":
+        del frames[i]
+    elif edit == "repeat":
+        frames.insert(j + 1, frames[j])
+    else:
+        frames[i], frames[j] = frames[j], frames[i]
+    out = same(market, frames, snapshot)
+    # (a repeat is ignored on spot, u <= the book's; on USD-M its pu is not the previous u: a gap)
+    assert (out[2]["resyncs"] > 0) == (edit != "repeat" or market == "usdm")
+
+
+def test_a_snapshot_older_than_the_stream_reads_the_same(session):
+    """The snapshot first, older than the first event after it: the first-event rule finds the gap."""
+    market, frames, snapshot = session
+    old = json.loads(snapshot)
+    old["lastUpdateId"] -= 1_000_000
+    depth = [f for f in frames if b'"depthUpdate"' in f]
+    trades = [f for f in frames if b'"e":"trade"' in f]
+    out = same(market, trades[:BEFORE] + depth[20:60], json.dumps(old).encode())  # nothing buffered
+    assert out[2]["resyncs"] > 0
