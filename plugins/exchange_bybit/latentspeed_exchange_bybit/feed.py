@@ -14,6 +14,7 @@ has missed an update. A trade frame with an impossible trade is counted and not 
 
 from __future__ import annotations
 
+import os
 import time
 
 import msgspec
@@ -36,6 +37,13 @@ _LISTS, _RAW, _PARSED = 0, 1, 2
 _scan = _book_mod.scan_book_frame
 _TOP_KEYS = ("topic", "type", "ts")
 _DATA_KEYS = ("u",)
+
+try:  # the usual delta in C (frame_handler); absent in a pure-Python build
+    if os.environ.get("LATENTSPEED_PURE_PYTHON") or _scan is None:
+        raise ImportError("pure Python")
+    from ._route import route as _route
+except ImportError:
+    _route = None
 
 
 class _BookState:
@@ -116,6 +124,14 @@ class BybitFeed(WsFeed):
         self._ping_since = None
 
     # -- frames -------------------------------------------------------------------
+    def frame_handler(self):
+        """The usual orderbook delta (on_frame's first branch, then _on_book) in one C call, the same
+        effects; snapshots, gaps and every other frame go to :meth:`on_frame` before anything changes."""
+        cls = type(self)
+        if _route is None or cls.on_frame is not BybitFeed.on_frame or cls._on_book is not BybitFeed._on_book:
+            return self.on_frame
+        return _route(self, self.on_frame, _scan, (_TOP_KEYS, "data", _DATA_KEYS, None), _BookState)
+
     def on_frame(self, data: bytes | str, receipt_ns: int) -> None:
         """Fast paths for book and trade frames; everything else takes the dict path."""
         if _scan is not None:  # a book frame in its plainest form, levels parsed in the same pass

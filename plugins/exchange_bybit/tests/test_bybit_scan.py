@@ -1,6 +1,7 @@
-"""The one-pass reader of book frames (``scan_book_frame``) changes speed, not behaviour: the feed with it
-and the feed without it (msgspec's typed path, then the dict path) publish the same books, count the
-same errors, resync and resubscribe alike, on the recorded session and on frames mangled every way."""
+"""The one-pass reader of book frames (``scan_book_frame``) and the compiled route of the usual delta
+(``BybitFeed.frame_handler``) change speed, not behaviour: the feed with them and the feed without them
+(msgspec's typed path, then the dict path) publish the same books, count the same errors, resync and
+resubscribe alike, on the recorded session and on frames mangled every way."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ SESSION = "bybit/seq_linear_orderbook500_xrpusdt_2024-12-01_snapshot_plus_24_del
 pytestmark = pytest.mark.skipif(scan_book_frame is None, reason="pure-Python build: no one-pass reader")
 
 
-def play(frames: list, scan: bool) -> tuple:
+def play(frames: list, scan: bool | str) -> tuple:
+    """The feed's outcome: with the reader (True), without it (False), or through its frame handler
+    ("route", the reader too)."""
     old = feed_mod._scan
     feed_mod._scan = scan_book_frame if scan else None
     try:
@@ -31,16 +34,28 @@ def play(frames: list, scan: bool) -> tuple:
         feed.send = sent.append
         error = feed.error
         feed.error = lambda reason, data=None: (errors.append(reason), error(reason, data))
+        if scan == "route":  # deliver_frame calls on_frame: the handler, which falls back on the class's
+            feed.on_frame = feed.frame_handler()
+            assert type(feed.on_frame).__name__ == "FrameRoute"
         feed.on_connect()
         for frame in frames:
             feed.deliver_frame(frame, 1)
         st_ = feed.books["XRP-USDT"]
         return (
             feed.sink.books, feed.sink.trades, feed.stats.as_dict(), errors, sent, feed.dropped_deltas,
-            st_.last_u, st_.book.top_bids(1000), st_.book.top_asks(1000), len(st_.book),
+            st_.last_u, st_.book.top_bids(1000), st_.book.top_asks(1000), len(st_.book), st_.awaiting_since is None,
         )  # fmt: skip
     finally:
         feed_mod._scan = old
+
+
+def same(frames: list) -> tuple:
+    """The outcome of the three ways, asserted equal."""
+    with_scan = play(frames, True)
+    assert with_scan == play(frames, False)
+    if feed_mod._route is not None:
+        assert play(frames, "route") == with_scan
+    return with_scan
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +76,7 @@ def small(frames: list[str]) -> list[str]:
 
 
 def test_the_recorded_session_reads_the_same(frames):
-    with_scan = play(frames, True)
-    assert with_scan == play(frames, False)
+    with_scan = same(frames)
     assert len(with_scan[0]) == len(frames) and with_scan[2]["errors"] == 0
 
 
@@ -125,7 +139,7 @@ VARIANTS = [
 def test_variants_read_the_same(frames, variant, which):
     base = small(frames)
     base[which] = VARIANTS[variant](base[which])
-    assert play(base, True) == play(base, False)
+    same(base)
 
 
 _ALPHABET = '[]{}",:.-+eE0123456789 \n\tnaiftrul\\x\x00\x01\u00e9'
@@ -141,4 +155,35 @@ _ALPHABET = '[]{}",:.-+eE0123456789 \n\tnaiftrul\\x\x00\x01\u00e9'
 def test_mangled_frames_read_the_same(frames, which, edits):
     base = small(frames)
     base[which] = mangled(base[which], edits)
-    assert play(base, True) == play(base, False)
+    same(base)
+
+
+def _with_u(line: str, u: int) -> str:
+    msg = json.loads(line)
+    msg["data"]["u"] = u
+    return json.dumps(msg, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("edit", ["drop", "repeat", "swap", "before_snapshot", "u1", "u1_next", "crossed"])
+def test_gaps_stale_and_crossed_deltas_read_the_same(frames, edit):
+    """A lost delta (a gap: resubscribe), a repeat (stale), two out of order, deltas before the snapshot,
+    a delta with u = 1 (the post-restart snapshot) and one that crosses the book."""
+    frames = list(frames)
+    if edit == "drop":
+        del frames[5]
+    elif edit == "repeat":
+        frames.insert(6, frames[5])
+    elif edit == "swap":
+        frames[5], frames[6] = frames[6], frames[5]
+    elif edit == "before_snapshot":
+        frames = frames[1:6] + frames
+    elif edit == "u1":
+        frames[5] = _with_u(frames[5], 1)
+    elif edit == "u1_next":  # u = 1 right after u = 0: still the post-restart snapshot, not the next delta
+        frames[0], frames[1] = _with_u(frames[0], 0), _with_u(frames[1], 1)
+    else:
+        msg = json.loads(frames[5])
+        msg["data"]["b"] = [["99", "1"]]  # far above every ask
+        frames[5] = json.dumps(msg, separators=(",", ":"))
+    out = same(frames)
+    assert out[2]["resyncs"] + len(out[3]) + out[5] > 0 or edit in ("u1", "u1_next")
