@@ -19,7 +19,8 @@ static const char *st_names[ST_N] = {"symbol", "book", "synced", "first", "last_
 typedef struct {
     PyObject_HEAD
     PyObject *feed, *on_frame, *scan, *scan_args, *state_type, *new_trade, *exchange;
-    Py_ssize_t st_off[ST_N];
+    PyTypeObject *stats_type; /* FeedStats, when its counters are slots */
+    Py_ssize_t st_off[ST_N], off_books, off_trades;
     vectorcallfunc vectorcall;
 } Route;
 
@@ -28,29 +29,61 @@ static PyObject *s_syms, *s_usdm, *s_stats, *s_sink, *s_books, *s_trades, *s_on_
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
-/* obj.name += 1 */
+/* feed.stats.<name> += 1: at the slot of a FeedStats (the type the feed had when the route was made,
+ * a dataclass with slots), else by name. */
 static int
-count_up(PyObject *obj, PyObject *name)
+count_stat(PyObject *feed, PyObject *name, PyTypeObject *type, Py_ssize_t off)
 {
-    PyObject *v = PyObject_GetAttr(obj, name), *w;
-    if (!v)
+    PyObject *stats = PyObject_GetAttr(feed, s_stats), *v, *w;
+    if (!stats)
         return -1;
-    w = PyNumber_Add(v, one);
-    Py_DECREF(v);
-    if (!w)
-        return -1;
-    int rc = PyObject_SetAttr(obj, name, w);
-    Py_DECREF(w);
+    int rc = -1;
+    if (type && Py_IS_TYPE(stats, type) && (v = SLOT(stats, off)) && PyLong_CheckExact(v)) {
+        if ((w = PyNumber_Add(v, one))) {
+            Py_SETREF(SLOT(stats, off), w);
+            rc = 0;
+        }
+    }
+    else if ((v = PyObject_GetAttr(stats, name))) {
+        if ((w = PyNumber_Add(v, one))) {
+            rc = PyObject_SetAttr(stats, name, w);
+            Py_DECREF(w);
+        }
+        Py_DECREF(v);
+    }
+    Py_DECREF(stats);
     return rc;
 }
 
-static int
-count_stat(PyObject *feed, PyObject *name)
+/* The offset of a __slots__ member of t, or -1 (no error) when it is not one. */
+static Py_ssize_t
+slot_offset(PyTypeObject *t, const char *name)
 {
-    PyObject *stats = PyObject_GetAttr(feed, s_stats);
-    int rc = stats ? count_up(stats, name) : -1;
-    Py_XDECREF(stats);
-    return rc;
+    PyObject *d = PyObject_GetAttrString((PyObject *)t, name);
+    Py_ssize_t off = -1;
+    if (d && Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX)
+        off = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_XDECREF(d);
+    PyErr_Clear();
+    return off;
+}
+
+/* str(v) of an int that fits int64, written here (CPython's general conversion costs ~5x more). */
+static PyObject *
+int_str(PyObject *v)
+{
+    int over;
+    long long x = PyLong_AsLongLongAndOverflow(v, &over);
+    if (over || x < 0)
+        return PyObject_Str(v);
+    char buf[24], *e = buf + sizeof buf, *p = e;
+    do
+        *--p = (char)('0' + x % 10);
+    while (x /= 10);
+    PyObject *s = PyUnicode_New(e - p, 127);
+    if (s)
+        memcpy(PyUnicode_1BYTE_DATA(s), p, (size_t)(e - p));
+    return s;
 }
 
 static inline int
@@ -140,7 +173,7 @@ depth(Route *self, PyObject *feed, PyObject *st, PyObject **f, PyObject *receipt
         Py_XDECREF(r);
         rc = r ? DONE : ERROR;
     }
-    else if (count_stat(feed, s_books) == 0) {
+    else if (count_stat(feed, s_books, self->stats_type, self->off_books) == 0) {
         PyObject *sink = PyObject_GetAttr(feed, s_sink);
         if (sink && sink != Py_None) {
             /* event time: T where given (USD-M), else E; ms -> ns */
@@ -182,13 +215,13 @@ trade(Route *self, PyObject *feed, PyObject *st, PyObject **f, PyObject *receipt
     Py_INCREF(symbol);
     int rc = ERROR;
     PyObject *sink = NULL, *ts = NULL, *id = NULL, *tr = NULL, *r = NULL;
-    if (count_stat(feed, s_trades) < 0 || !(sink = PyObject_GetAttr(feed, s_sink)))
+    if (count_stat(feed, s_trades, self->stats_type, self->off_trades) < 0 || !(sink = PyObject_GetAttr(feed, s_sink)))
         goto out;
     if (sink == Py_None) {
         rc = DONE;
         goto out;
     }
-    if (!(ts = PyNumber_Multiply(T, million)) || !(id = PyObject_Str(tid)))
+    if (!(ts = PyNumber_Multiply(T, million)) || !(id = int_str(tid)))
         goto out;
     PyObject *targs[8] = {self->exchange, symbol, ts, receipt_ns, p, q, f[F_M] == Py_True ? s_sell : s_buy, id};
     if (!(tr = PyObject_Vectorcall(self->new_trade, targs, 8, NULL)))
@@ -268,6 +301,7 @@ route_dealloc(Route *self)
     Py_CLEAR(self->state_type);
     Py_CLEAR(self->new_trade);
     Py_CLEAR(self->exchange);
+    Py_CLEAR(self->stats_type);
     PyObject_GC_Del(self);
 }
 
@@ -281,6 +315,7 @@ route_traverse(Route *self, visitproc visit, void *arg)
     Py_VISIT(self->state_type);
     Py_VISIT(self->new_trade);
     Py_VISIT(self->exchange);
+    Py_VISIT(self->stats_type);
     return 0;
 }
 
@@ -302,21 +337,6 @@ static PyTypeObject RouteType = {
     .tp_members = route_members,
 };
 
-static int
-member_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
-{
-    PyObject *d = PyObject_GetAttrString((PyObject *)t, name);
-    if (!d)
-        return -1;
-    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
-    if (ok)
-        *off = ((PyMemberDescrObject *)d)->d_member->offset;
-    Py_DECREF(d);
-    if (!ok)
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", t->tp_name, name);
-    return ok ? 0 : -1;
-}
-
 static PyObject *
 route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -326,8 +346,14 @@ route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t off[ST_N];
     for (int i = 0; i < ST_N; i++)
-        if (member_offset((PyTypeObject *)args[4], st_names[i], &off[i]) < 0)
-            return NULL;
+        if ((off[i] = slot_offset((PyTypeObject *)args[4], st_names[i])) < 0)
+            return PyErr_Format(PyExc_TypeError, "%R.%s is not a __slots__ member", args[4], st_names[i]);
+    PyObject *stats = PyObject_GetAttr(args[0], s_stats);
+    if (!stats)
+        return NULL;
+    PyTypeObject *stype = Py_TYPE(stats);
+    Py_ssize_t ob = slot_offset(stype, "books"), ot = slot_offset(stype, "trades");
+    Py_DECREF(stats);
     Route *r = PyObject_GC_New(Route, &RouteType);
     if (!r)
         return NULL;
@@ -339,6 +365,9 @@ route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     r->new_trade = Py_NewRef(args[5]);
     r->exchange = Py_NewRef(args[6]);
     memcpy(r->st_off, off, sizeof off);
+    r->stats_type = ob >= 0 && ot >= 0 ? (PyTypeObject *)Py_NewRef(stype) : NULL;
+    r->off_books = ob;
+    r->off_trades = ot;
     r->vectorcall = (vectorcallfunc)route_call;
     PyObject_GC_Track(r);
     return (PyObject *)r;

@@ -17,7 +17,8 @@ static const char *st_names[ST_N] = {"symbol", "book", "last_u", "awaiting_since
 typedef struct {
     PyObject_HEAD
     PyObject *feed, *on_frame, *scan, *scan_args, *state_type;
-    Py_ssize_t st_off[ST_N];
+    PyTypeObject *stats_type; /* FeedStats, when its counters are slots */
+    Py_ssize_t st_off[ST_N], off_books;
     vectorcallfunc vectorcall;
 } Route;
 
@@ -26,18 +27,43 @@ static PyObject *s_topics, *s_stats, *s_sink, *s_books, *s_on_book, *s_resync, *
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
-/* feed.stats.name += 1 */
+/* feed.stats.<name> += 1: at the slot of a FeedStats (the type the feed had when the route was made,
+ * a dataclass with slots), else by name. */
 static int
-count_stat(PyObject *feed, PyObject *name)
+count_stat(PyObject *feed, PyObject *name, PyTypeObject *type, Py_ssize_t off)
 {
-    PyObject *stats = PyObject_GetAttr(feed, s_stats), *v = NULL, *w = NULL;
+    PyObject *stats = PyObject_GetAttr(feed, s_stats), *v, *w;
+    if (!stats)
+        return -1;
     int rc = -1;
-    if (stats && (v = PyObject_GetAttr(stats, name)) && (w = PyNumber_Add(v, one)))
-        rc = PyObject_SetAttr(stats, name, w);
-    Py_XDECREF(stats);
-    Py_XDECREF(v);
-    Py_XDECREF(w);
+    if (type && Py_IS_TYPE(stats, type) && (v = SLOT(stats, off)) && PyLong_CheckExact(v)) {
+        if ((w = PyNumber_Add(v, one))) {
+            Py_SETREF(SLOT(stats, off), w);
+            rc = 0;
+        }
+    }
+    else if ((v = PyObject_GetAttr(stats, name))) {
+        if ((w = PyNumber_Add(v, one))) {
+            rc = PyObject_SetAttr(stats, name, w);
+            Py_DECREF(w);
+        }
+        Py_DECREF(v);
+    }
+    Py_DECREF(stats);
     return rc;
+}
+
+/* The offset of a __slots__ member of t, or -1 (no error) when it is not one. */
+static Py_ssize_t
+slot_offset(PyTypeObject *t, const char *name)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)t, name);
+    Py_ssize_t off = -1;
+    if (d && Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX)
+        off = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_XDECREF(d);
+    PyErr_Clear();
+    return off;
 }
 
 static PyObject *
@@ -76,7 +102,7 @@ apply(Route *self, PyObject *feed, PyObject *st, PyObject *sink, PyObject **f, P
             rc = DONE;
         goto out;
     }
-    if (count_stat(feed, s_books) < 0 || !(ts = PyNumber_Multiply(f[F_TS], million)))
+    if (count_stat(feed, s_books, self->stats_type, self->off_books) < 0 || !(ts = PyNumber_Multiply(f[F_TS], million)))
         goto out;
     if ((r = PyObject_VectorcallMethod(s_on_book, (PyObject *[]){sink, feed, symbol, book, ts, receipt_ns},
                                        6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)))
@@ -161,6 +187,7 @@ route_dealloc(Route *self)
     Py_CLEAR(self->scan);
     Py_CLEAR(self->scan_args);
     Py_CLEAR(self->state_type);
+    Py_CLEAR(self->stats_type);
     PyObject_GC_Del(self);
 }
 
@@ -172,6 +199,7 @@ route_traverse(Route *self, visitproc visit, void *arg)
     Py_VISIT(self->scan);
     Py_VISIT(self->scan_args);
     Py_VISIT(self->state_type);
+    Py_VISIT(self->stats_type);
     return 0;
 }
 
@@ -193,21 +221,6 @@ static PyTypeObject RouteType = {
     .tp_members = route_members,
 };
 
-static int
-member_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
-{
-    PyObject *d = PyObject_GetAttrString((PyObject *)t, name);
-    if (!d)
-        return -1;
-    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
-    if (ok)
-        *off = ((PyMemberDescrObject *)d)->d_member->offset;
-    Py_DECREF(d);
-    if (!ok)
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", t->tp_name, name);
-    return ok ? 0 : -1;
-}
-
 static PyObject *
 route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -217,8 +230,14 @@ route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t off[ST_N];
     for (int i = 0; i < ST_N; i++)
-        if (member_offset((PyTypeObject *)args[4], st_names[i], &off[i]) < 0)
-            return NULL;
+        if ((off[i] = slot_offset((PyTypeObject *)args[4], st_names[i])) < 0)
+            return PyErr_Format(PyExc_TypeError, "%R.%s is not a __slots__ member", args[4], st_names[i]);
+    PyObject *stats = PyObject_GetAttr(args[0], s_stats);
+    if (!stats)
+        return NULL;
+    PyTypeObject *stype = Py_TYPE(stats);
+    Py_ssize_t ob = slot_offset(stype, "books");
+    Py_DECREF(stats);
     Route *r = PyObject_GC_New(Route, &RouteType);
     if (!r)
         return NULL;
@@ -228,6 +247,8 @@ route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     r->scan_args = Py_NewRef(args[3]);
     r->state_type = Py_NewRef(args[4]);
     memcpy(r->st_off, off, sizeof off);
+    r->stats_type = ob >= 0 ? (PyTypeObject *)Py_NewRef(stype) : NULL;
+    r->off_books = ob;
     r->vectorcall = (vectorcallfunc)route_call;
     PyObject_GC_Track(r);
     return (PyObject *)r;

@@ -249,8 +249,8 @@ set_scale(PyObject *mod, PyObject *arg)
 typedef struct {
     PyObject_HEAD
     PyObject *feed, *on_frame;
-    PyTypeObject *book_type;
-    Py_ssize_t off_bids, off_asks; /* SnapshotBook's _snap_bids, _snap_asks slots */
+    PyTypeObject *book_type, *stats_type; /* SnapshotBook; FeedStats, when its counters are slots */
+    Py_ssize_t off_bids, off_asks, off_books; /* SnapshotBook's _snap_bids, _snap_asks; FeedStats.books */
     vectorcallfunc vectorcall;
 } Route;
 
@@ -273,19 +273,30 @@ member_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
     return ok ? 0 : -1;
 }
 
-/* obj.name += 1 */
+/* feed.stats.books += 1: at its slot for a FeedStats (the type the feed had when the route was made, a
+ * dataclass with slots), else by name. */
 static int
-count_up(PyObject *obj, PyObject *name)
+count_book(Route *self, PyObject *feed)
 {
-    PyObject *v = PyObject_GetAttr(obj, name), *w;
-    if (!v)
+    PyObject *stats = PyObject_GetAttr(feed, s_stats), *v, *w;
+    if (!stats)
         return -1;
-    w = PyNumber_Add(v, one);
-    Py_DECREF(v);
-    if (!w)
-        return -1;
-    int rc = PyObject_SetAttr(obj, name, w);
-    Py_DECREF(w);
+    int rc = -1;
+    if (self->stats_type && Py_IS_TYPE(stats, self->stats_type) && (v = SLOT(stats, self->off_books)) &&
+        PyLong_CheckExact(v)) {
+        if ((w = PyNumber_Add(v, one))) {
+            Py_SETREF(SLOT(stats, self->off_books), w);
+            rc = 0;
+        }
+    }
+    else if ((v = PyObject_GetAttr(stats, s_books))) {
+        if ((w = PyNumber_Add(v, one))) {
+            rc = PyObject_SetAttr(stats, s_books, w);
+            Py_DECREF(w);
+        }
+        Py_DECREF(v);
+    }
+    Py_DECREF(stats);
     return rc;
 }
 
@@ -338,10 +349,7 @@ route_call(Route *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     uint64_t t = 0;
     for (int i = 15; i >= 8; i--)
         t = (t << 8) | h[i];
-    PyObject *stats = PyObject_GetAttr(feed, s_stats);
-    int counted = stats ? count_up(stats, s_books) : -1;
-    Py_XDECREF(stats);
-    if (counted < 0 || !(ts = PyLong_FromUnsignedLongLong(t)))
+    if (count_book(self, feed) < 0 || !(ts = PyLong_FromUnsignedLongLong(t)))
         goto fail;
     PyObject *call[6] = {sink, feed, name, book, ts, args[1]};
     ret = PyObject_VectorcallMethod(s_on_book, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -376,6 +384,7 @@ route_dealloc(Route *self)
     Py_CLEAR(self->feed);
     Py_CLEAR(self->on_frame);
     Py_CLEAR(self->book_type);
+    Py_CLEAR(self->stats_type);
     PyObject_GC_Del(self);
 }
 
@@ -385,6 +394,7 @@ route_traverse(Route *self, visitproc visit, void *arg)
     Py_VISIT(self->feed);
     Py_VISIT(self->on_frame);
     Py_VISIT(self->book_type);
+    Py_VISIT(self->stats_type);
     return 0;
 }
 
@@ -417,9 +427,21 @@ market_data_route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     if (member_offset((PyTypeObject *)args[2], "_snap_bids", &ob) < 0 ||
         member_offset((PyTypeObject *)args[2], "_snap_asks", &oa) < 0)
         return NULL;
+    PyObject *stats = PyObject_GetAttr(args[0], s_stats);
+    if (!stats)
+        return NULL;
+    PyTypeObject *stype = Py_TYPE(stats);
+    Py_ssize_t os;
+    if (member_offset(stype, "books", &os) < 0) {
+        PyErr_Clear();
+        os = -1;
+    }
+    Py_DECREF(stats);
     Route *r = PyObject_GC_New(Route, &RouteType);
     if (!r)
         return NULL;
+    r->stats_type = os >= 0 ? (PyTypeObject *)Py_NewRef(stype) : NULL;
+    r->off_books = os;
     r->feed = Py_NewRef(args[0]);
     r->on_frame = Py_NewRef(args[1]);
     r->book_type = (PyTypeObject *)Py_NewRef(args[2]);

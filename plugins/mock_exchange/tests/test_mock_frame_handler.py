@@ -145,3 +145,22 @@ def test_the_first_data_is_seen_by_on_frame(caplog):
         route(f, 0)
     assert feed._defined and "does not define SOL-USD" in caplog.text
     assert len(feed.sink.books) == 1
+
+
+def test_the_route_counts_on_any_stats_object():
+    """FeedStats' counter at its slot; any other stats object by name (a subclass, a test's own)."""
+
+    class Stats:
+        books = 0
+        trades = 0
+
+    feed = MockFeed()
+    feed.sink = RecordingSink()
+    feed.on_connect()
+    route = feed.frame_handler()
+    for i, f in enumerate(frames()[1:4]):
+        route(f, i)
+    assert feed.stats.books == 1
+    feed.stats = other = Stats()
+    route(frames()[3], 9)
+    assert other.books == 1 and len(feed.sink.books) == 2
