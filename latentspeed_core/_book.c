@@ -1476,6 +1476,108 @@ out:
     Py_RETURN_NONE;
 }
 
+/* load_snapshot_json(body, id_key, bids_key, asks_key) -> id, or None. A venue's REST depth snapshot,
+ * `{id_key: n, bids_key: [...], asks_key: [...], ...}`, in one pass: its levels parsed as load_json_plain
+ * parses them (plain decimals; each level possible) straight into the book, and n (a non-negative
+ * integer of at most 18 digits) returned. Any other form (keys or strings with escapes, a nested value
+ * besides the two sides, a key of interest missing or twice, trailing bytes, a number that is not a
+ * plain decimal, an impossible level) returns None with the book untouched: the caller's general
+ * decoder decides, with its errors. Why: decoding the body (to find the arrays) and then parsing the
+ * arrays read a 1000-level snapshot twice. */
+static PyObject *
+Book_load_snapshot_json(BookObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyUnicode_Check(args[1]) || !PyUnicode_Check(args[2]) || !PyUnicode_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "load_snapshot_json(body, id_key, bids_key, asks_key)");
+        return NULL;
+    }
+    const char *p, *keys[3];
+    Py_ssize_t size, klen[3];
+    for (int i = 0; i < 3; i++)
+        if (!(keys[i] = PyUnicode_AsUTF8AndSize(args[1 + i], &klen[i])))
+            return NULL;
+    PyObject *data = args[0];
+    if (PyUnicode_Check(data)) {
+        if (!PyUnicode_IS_COMPACT_ASCII(data))
+            Py_RETURN_NONE;
+        p = (const char *)PyUnicode_DATA(data);
+        size = PyUnicode_GET_LENGTH(data);
+    }
+    else if (PyBytes_Check(data)) {
+        p = PyBytes_AS_STRING(data);
+        size = PyBytes_GET_SIZE(data);
+    }
+    else
+        Py_RETURN_NONE;
+    const char *end = p + size;
+    LevelBuf lb[2];
+    lb_init(&lb[0]);
+    lb_init(&lb[1]);
+    lb[0].plain = lb[1].plain = 1;
+    PyObject *id = NULL, *ret = NULL;
+    int got[2] = {0, 0};
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{')
+        goto out;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}')
+        goto out; /* no keys: not a snapshot */
+    for (;;) {
+        const char *k;
+        Py_ssize_t kl;
+        if (scan_plain_string(&p, end, &k, &kl) < 0)
+            goto out;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':')
+            goto out;
+        p = skip_ws(p + 1, end);
+        int which = -1;
+        for (int i = 0; i < 3 && which < 0; i++)
+            if (kl == klen[i] && memcmp(k, keys[i], (size_t)kl) == 0)
+                which = i;
+        if (which == 0) {
+            if (id || scan_scalar(&p, end, 1, &id) < 0 || !id || !PyLong_CheckExact(id))
+                goto out;
+        }
+        else if (which > 0) {
+            if (got[which - 1]++ || p >= end || *p != '[' || lb_parse_array(&lb[which - 1], &p, end) < 0)
+                goto out;
+        }
+        else {
+            PyObject *ignored = NULL;
+            if (scan_scalar(&p, end, 0, &ignored) < 0)
+                goto out;
+        }
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            p++;
+            break;
+        }
+        goto out;
+    }
+    if (skip_ws(p, end) != end || !id || !got[0] || !got[1])
+        goto out; /* (an impossible level was refused as it was parsed: lb_push, strict) */
+    if (load_side(self, &self->bids, &lb[0]) < 0 || load_side(self, &self->asks, &lb[1]) < 0)
+        goto out;
+    ret = Py_NewRef(id);
+out:
+    lb_free(&lb[0]);
+    lb_free(&lb[1]);
+    Py_XDECREF(id);
+    if (ret)
+        return ret;
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError))
+            return NULL; /* memory */
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
 /* The levels of scan_book_frame -> two LevelBufs (views into the bytes), each level checked again:
  * every way into a book refuses an impossible level. */
 static int
@@ -1904,6 +2006,9 @@ static PyMethodDef Book_methods[] = {
     {"load_json_plain", (PyCFunction)(void (*)(void))Book_load_json_plain, METH_FASTCALL,
      "load_json taking plain decimals only ((0|[1-9][0-9]*)(.[0-9]+)?, quoted or bare, at most 19 digits "
      "forming an integer <= 2**53, at most 22 decimals); ValueError for any other number."},
+    {"load_snapshot_json", (PyCFunction)(void (*)(void))Book_load_snapshot_json, METH_FASTCALL,
+     "load_snapshot_json(body, id_key, bids_key, asks_key) -> id: a REST depth snapshot in one pass, its levels "
+     "as load_json_plain takes them; None (book untouched) for any other form."},
     {"apply_parsed", (PyCFunction)Book_apply_parsed, METH_O,
      "apply_json of the levels scan_book_frame returned (ValueError, book untouched, for impossible ones)."},
     {"load_parsed", (PyCFunction)Book_load_parsed, METH_O,

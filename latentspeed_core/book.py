@@ -111,6 +111,11 @@ class PyL2Book:
         _check_plain(asks)
         self._load(b, a)
 
+    def load_snapshot_json(self, body, id_key: str, bids_key: str, asks_key: str) -> int | None:
+        """A REST depth snapshot read and loaded in one pass by the compiled book; here, None: "not taken",
+        the caller decodes the body and calls :meth:`load_json_plain` (the same book either way)."""
+        return None
+
     def _load(self, bids, asks) -> None:
         self._bids = {p: q for p, q in bids if q > 0}
         self._asks = {p: q for p, q in asks if q > 0}

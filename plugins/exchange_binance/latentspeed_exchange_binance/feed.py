@@ -345,12 +345,15 @@ class BinanceFeed(WsFeed):
         st.requested = False
         if st.synced:
             return  # a late duplicate; the book is already synchronised
-        # Fast path: the raw levels straight into the (unsynchronised, hence empty and unpublished)
-        # book. Anything it refuses, parse_snapshot decides, exactly as without the fast path.
+        # Fast paths: the body read and loaded in one pass, else its raw levels straight into the
+        # (unsynchronised, hence empty and unpublished) book. Anything they refuse, parse_snapshot
+        # decides, exactly as without them.
         try:
-            snap = decode_snapshot_raw(body)
-            st.book.load_json_plain(snap.bids, snap.asks)
-            lid = snap.lastUpdateId
+            lid = st.book.load_snapshot_json(body, "lastUpdateId", "bids", "asks")
+            if lid is None:
+                snap = decode_snapshot_raw(body)
+                st.book.load_json_plain(snap.bids, snap.asks)
+                lid = snap.lastUpdateId
             loaded = True
         except ValueError:
             loaded = False

@@ -6,6 +6,7 @@ buffer alike, on the recorded sessions and on frames mangled every way."""
 from __future__ import annotations
 
 import json
+import re
 
 import latentspeed_exchange_binance.feed as feed_mod
 import pytest
@@ -16,7 +17,7 @@ from latentspeed_exchange_binance.config import BinanceConfig
 from latentspeed_exchange_binance.feed import BinanceFeed
 from latentspeed_exchange_binance.parsing import Depth, TradeEvent, ValidationError, decode_combined
 
-from latentspeed_core.book import scan_book_frame
+from latentspeed_core.book import L2Book, scan_book_frame
 from latentspeed_core.config import validate
 from latentspeed_core.testing import RecordingSink, mangled
 
@@ -26,9 +27,18 @@ pytestmark = pytest.mark.skipif(scan_book_frame is None, reason="pure-Python bui
 BEFORE, FRAMES = 3, 200
 
 
-def play(market: str, frames: list, snapshot: bytes, scan: bool | str) -> tuple:
+class _DecodedSnapshots(L2Book):
+    """A book that leaves every REST snapshot to the feed's decoder (load_snapshot_json: "not taken")."""
+
+    def load_snapshot_json(self, body, id_key, bids_key, asks_key):
+        return None
+
+
+def play(
+    market: str, frames: list, snapshot: bytes, scan: bool | str, one_pass_snapshot: bool = True
+) -> tuple:
     """The feed's outcome: with the reader (True), without it (False), or through its frame handler
-    ("route", the reader too)."""
+    ("route", the reader too); with the REST snapshot read in one pass by the book, or decoded first."""
     old = feed_mod._scan
     feed_mod._scan = scan_book_frame if scan else None
     try:
@@ -44,6 +54,9 @@ def play(market: str, frames: list, snapshot: bytes, scan: bool | str) -> tuple:
         if scan == "route":  # deliver_frame calls on_frame: the handler, which falls back on the class's
             feed.on_frame = feed.frame_handler()
             assert type(feed.on_frame).__name__ == "FrameRoute"
+        if not one_pass_snapshot:
+            for state in feed._syms.values():
+                state.book = _DecodedSnapshots(state.symbol)
         feed.on_connect()
         for frame in frames[:BEFORE]:
             feed.deliver_frame(frame, 1)
@@ -238,3 +251,65 @@ def test_a_snapshot_older_than_the_stream_reads_the_same(session):
     trades = [f for f in frames if b'"e":"trade"' in f]
     out = same(market, trades[:BEFORE] + depth[20:60], json.dumps(old).encode())  # nothing buffered
     assert out[2]["resyncs"] > 0
+
+
+SNAPSHOT_VARIANTS = [
+    lambda s: s,
+    lambda s: s.replace(b",", b", ").replace(b":", b": "),
+    lambda s: s.replace(b'{"lastUpdateId"', b'{"x":1,"y":"z","w":null,"lastUpdateId"'),
+    lambda s: s.replace(b'{"lastUpdateId"', b'{"x":1.5,"lastUpdateId"'),
+    lambda s: s.replace(b'{"lastUpdateId"', b'{"x":[1],"lastUpdateId"'),
+    lambda s: s.replace(b'{"lastUpdateId"', b'{"lastUpdateId":1,"lastUpdateId"'),
+    lambda s: s.replace(b'"lastUpdateId":', b'"lastUpdateId":-'),
+    lambda s: s.replace(b'"lastUpdateId":', b'"lastUpdateId":"1",'),
+    lambda s: re.sub(rb'"lastUpdateId":\d+', b'"lastUpdateId":"123"', s),
+    lambda s: re.sub(rb'"lastUpdateId":\d+', b'"lastUpdateId":true', s),
+    lambda s: s.replace(b'"lastUpdateId":', b'"lastUpdateId":99999999999999999999,"x":'),
+    lambda s: s.replace(b'"bids":[["', b'"bids":[["1e2","1"],["'),
+    lambda s: s.replace(b'"bids":[["', b'"bids":[["-1","1"],["'),
+    lambda s: s.replace(b'"asks":[["', b'"asks":[[" 1","1"],["'),
+    lambda s: s.replace(b'"asks":[["', b'"asks":[[1,1],["'),
+    lambda s: s.replace(b'"asks":[["', b'"asks":[["1","0"],["'),
+    lambda s: s.replace(b'"asks":', b'"asks":[],"x":'),
+    lambda s: s.replace(b'"asks":', b'"bids":[],"asks":'),
+    lambda s: s.replace(b'"lastUpdateId":', b'"lastUpdat\\u0065Id":'),
+    lambda s: s + b" ",
+    lambda s: s + b"x",
+    lambda s: s.decode(),
+    lambda s: s[:-1],
+]
+
+
+@pytest.mark.parametrize("variant", range(len(SNAPSHOT_VARIANTS)))
+def test_snapshots_read_in_one_pass_load_the_same(session, variant):
+    """load_snapshot_json changes speed, not behaviour: every snapshot it takes, it loads as the decoder
+    and load_json_plain would; everything else (None), the decoder decides."""
+    market, frames, snapshot = session
+    body = SNAPSHOT_VARIANTS[variant](snapshot)
+    one_pass = play(market, frames[:60], body, "route")
+    assert one_pass == play(market, frames[:60], body, "route", one_pass_snapshot=False)
+    if variant < 3:
+        assert one_pass[4]  # synchronised
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 400), st.sampled_from(_ALPHABET)), max_size=4)
+)
+def test_mangled_snapshots_load_the_same(session, edits):
+    market, frames, snapshot = session
+    body = mangled(bytes(snapshot), edits)
+    assert play(market, frames[:40], body, "route") == play(
+        market, frames[:40], body, "route", one_pass_snapshot=False
+    )
+
+
+def test_the_recorded_snapshots_are_read_in_one_pass(session):
+    _market, _frames, snapshot = session
+    book = L2Book("BTC-USDT")
+    lid = book.load_snapshot_json(snapshot, "lastUpdateId", "bids", "asks")
+    reference = L2Book("BTC-USDT")
+    reference.load_json_plain(*(lambda s: (s.bids, s.asks))(feed_mod.decode_snapshot_raw(snapshot)))
+    assert lid == feed_mod.decode_snapshot_raw(snapshot).lastUpdateId
+    assert book.top_bids(5000) == reference.top_bids(5000) and book.top_asks(5000) == reference.top_asks(5000)
+    assert len(book) == len(reference) > 100
