@@ -419,12 +419,16 @@ class SnapshotBook(L2Book):
     ``L2Book`` everywhere.
     """
 
-    __slots__ = ("_snap_bids", "_snap_asks")
+    __slots__ = ("_snap_bids", "_snap_asks", "_spare_bids", "_spare_asks")
 
     def __init__(self, symbol: str = "") -> None:
         super().__init__(symbol)
         self._snap_bids: list | None = None
         self._snap_asks: list | None = None
+        #: The lists of the snapshot before, kept by a compiled decoder (the mock feed's route) to
+        #: refill in place the level pairs that nothing references any more; None elsewhere.
+        self._spare_bids: list | None = None
+        self._spare_asks: list | None = None
 
     def load_sorted(self, bids: list, asks: list) -> None:
         """Replace the book with ``[price, qty]`` lists, best first, sizes > 0, unique prices."""

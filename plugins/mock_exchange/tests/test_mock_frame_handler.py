@@ -164,3 +164,64 @@ def test_the_route_counts_on_any_stats_object():
     feed.stats = other = Stats()
     route(frames()[3], 9)
     assert other.books == 1 and len(feed.sink.books) == 2
+
+
+def _snapshots(n: int) -> list[bytes]:
+    """A definition, then n snapshots of BTC-USD whose every level changes each time."""
+    out = [P.encode_security_definition(1, 0, 1, S // 100, S // 1000, "BTC-USD")]
+    for i in range(n):
+        bids = [((100 - k) * S - i, (k + 1) * S + i) for k in range(10)]
+        asks = [((101 + k) * S + i, (k + 2) * S + i) for k in range(10)]
+        out.append(P.encode_market_data(2 + i, 1_000 * (i + 1), 1, bids, asks))
+    return out
+
+
+class _Keeper(RecordingSink):
+    """Keeps one kind of thing it is handed, and the text of its values at that time."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(depth=0)
+        self.what = what
+        self.kept: list = []
+
+    def on_book(self, feed, symbol, book, timestamp_ns, receipt_ns) -> None:
+        if self.what == "slice":  # the lists a consumer is given
+            kept = book.top_bids(10)
+        elif self.what == "list":  # the book's own list
+            kept = book._snap_asks
+        elif self.what == "pair":
+            kept = [book.top_bids(10)[3]]
+        else:  # a float
+            kept = [[book.top_asks(10)[0][1]]]
+        self.kept.append((kept, repr(kept)))
+
+
+@pytest.mark.parametrize("what", ["slice", "list", "pair", "float"])
+def test_levels_anyone_holds_never_change(what):
+    """The route refills in place only the pairs nothing references any more: whatever a consumer
+    keeps (the lists it was given, the book's own list, a pair, a float) keeps its values."""
+    feed = MockFeed()
+    feed.sink = keeper = _Keeper(what)
+    feed.on_connect()
+    route = feed.frame_handler()
+    for i, f in enumerate(_snapshots(30)):
+        route(f, i)
+    assert len(keeper.kept) == 30
+    for kept, text in keeper.kept:
+        assert repr(kept) == text
+
+
+def test_pairs_nothing_holds_are_refilled():
+    feed = MockFeed()
+    feed.sink = RecordingSink(depth=0)  # keeps no level
+    feed.on_connect()
+    route = feed.frame_handler()
+    fs = _snapshots(4)
+    route(fs[0], 0)
+    seen = []
+    for i, f in enumerate(fs[1:]):
+        route(f, i)
+        book = feed.books["BTC-USD"]
+        seen.append([id(lv) for lv in book._snap_bids])
+        assert book.top_bids(10) == P.decode_book(f)[1] and book.top_asks(10) == P.decode_book(f)[2]
+    assert seen[2] == seen[0] and seen[1] != seen[0]  # two snapshots on, the same pairs, refilled
