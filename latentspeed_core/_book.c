@@ -196,6 +196,11 @@ typedef struct {
     PyObject *pairs[TOP_CACHE_MAX];
     double pair_keys[TOP_CACHE_MAX];
     Py_ssize_t npairs;
+    /* The answer before the last one's lists (NULL where taken): a list of a level that changed is
+     * refilled in place for the next answer once nothing else references it (its message released)
+     * instead of freed, and another allocated. */
+    PyObject *spare[TOP_CACHE_MAX];
+    Py_ssize_t nspare;
 } Side;
 
 /* In-place sorting and selection of doubles (no comparator callback: ~5x faster than qsort). */
@@ -937,6 +942,10 @@ side_free(Side *s)
     s->npairs = 0;
     for (Py_ssize_t i = 0; i < n; i++)
         Py_DECREF(s->pairs[i]);
+    n = s->nspare;
+    s->nspare = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_XDECREF(s->spare[i]);
 }
 
 static void
@@ -1823,6 +1832,17 @@ pair_holds(PyObject *lv, double p, double q)
     return PyFloat_CheckExact(a) && PyFloat_CheckExact(b) && PyFloat_AS_DOUBLE(a) == p && PyFloat_AS_DOUBLE(b) == q;
 }
 
+/* lv is a [float, float] list that only its holder references, and whose floats only it does:
+ * changing it in place is seen by nobody. */
+static inline int
+pair_refillable(PyObject *lv)
+{
+    PyObject *a, *b;
+    return Py_REFCNT(lv) == 1 && PyList_CheckExact(lv) && PyList_GET_SIZE(lv) == 2 &&
+           PyFloat_CheckExact(a = PyList_GET_ITEM(lv, 0)) && Py_REFCNT(a) == 1 &&
+           PyFloat_CheckExact(b = PyList_GET_ITEM(lv, 1)) && Py_REFCNT(b) == 1;
+}
+
 static PyObject *
 top_of(Side *s, PyObject *arg)
 {
@@ -1871,27 +1891,42 @@ top_of(Side *s, PyObject *arg)
                 PyList_SET_ITEM(out, i, Py_NewRef(s->pairs[j]));
         }
     }
+    Py_ssize_t k = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (PyList_GET_ITEM(out, i))
             continue;
         double p = key_price(s, keys[i]);
-        PyObject *lv = new_pair(p, side_qty(s, p));
-        if (!lv)
+        PyObject *lv = NULL;
+        /* a spare list only the spares reference (so its floats are seen by nobody else either):
+         * taken and refilled; no allocation, so no code runs meanwhile */
+        while (k < s->nspare && !lv) {
+            PyObject *c = s->spare[k++];
+            if (c && pair_refillable(c)) {
+                s->spare[k - 1] = NULL;
+                ((PyFloatObject *)PyList_GET_ITEM(c, 0))->ob_fval = p;
+                ((PyFloatObject *)PyList_GET_ITEM(c, 1))->ob_fval = side_qty(s, p);
+                lv = c;
+            }
+        }
+        if (!lv && !(lv = new_pair(p, side_qty(s, p))))
             goto fail;
         PyList_SET_ITEM(out, i, lv);
     }
-    /* This answer becomes the cache; what it replaces is released last: freeing a list can run
-     * code, which must find the cache whole. */
+    /* This answer becomes the cache, the one it replaces the spares; the spares they replace are
+     * released last: freeing a list can run code, which must find the cache and spares whole. */
     PyObject *old[TOP_CACHE_MAX];
+    Py_ssize_t old_ns = s->nspare;
+    memcpy(old, s->spare, sizeof(PyObject *) * (size_t)old_ns);
     old_n = s->npairs;
-    memcpy(old, s->pairs, sizeof(PyObject *) * (size_t)old_n);
+    memcpy(s->spare, s->pairs, sizeof(PyObject *) * (size_t)old_n);
+    s->nspare = old_n;
     for (Py_ssize_t i = 0; i < n; i++) {
         s->pairs[i] = Py_NewRef(PyList_GET_ITEM(out, i));
         s->pair_keys[i] = keys[i];
     }
     s->npairs = n;
-    for (Py_ssize_t i = 0; i < old_n; i++)
-        Py_DECREF(old[i]);
+    for (Py_ssize_t i = 0; i < old_ns; i++)
+        Py_XDECREF(old[i]);
     PyMem_Free(sorted);
     return out;
 fail:

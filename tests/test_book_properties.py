@@ -191,11 +191,15 @@ class Reader:
 
 
 # The consumer spoils the second level's list and drops the answer: the book alone holds both lists,
-# and releases them when it next answers (the first freed before the second runs the consumer's code).
+# keeps them as spares when it next answers and releases them the answer after (the first freed before
+# the second runs the consumer's code).
 book.top_bids(2)[1].append(Reader())
 book.set_bid(100.0, 4.0)
 assert book.top_bids(2) == [[100.0, 4.0], [99.0, 2.0]]
-assert seen == [[[100.0, 4.0], [99.0, 2.0]]], seen
+assert seen == []
+book.set_bid(99.0, 3.0)
+assert book.top_bids(2) == [[100.0, 4.0], [99.0, 3.0]]
+assert seen == [[[100.0, 4.0], [99.0, 3.0]]], seen
 
 # A collection started by one of top_bids' own allocations runs code that reads the book again
 # (a gc callback here; a finaliser in the wild): every answer must still be the book's.
@@ -238,3 +242,41 @@ def test_a_list_freed_by_the_next_answer_may_read_the_book_again():
     env = {**os.environ, "PYTHONMALLOC": "debug"}
     done = subprocess.run([sys.executable, "-X", "dev", "-c", _REENTRANT], env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr[-2000:]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 7), st.integers(0, 4), st.sampled_from(["drop", "answer", "pair", "float"])),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_lists_a_consumer_holds_never_change(steps):
+    """The book refills in place only a level's list that nothing but its spares references (and whose
+    floats nothing else does): every answer, pair or float a consumer keeps keeps its values."""
+    if CL2Book is None:
+        pytest.skip("no compiled book in this build")
+    book = CL2Book("X-Y")
+    book.load_snapshot([(100.0 - i, 1.0 + i) for i in range(8)], [(200.0, 1.0)])
+    kept = []
+    for level, size, keep in steps:
+        book.set_bid(100.0 - level, float(size))
+        answer = book.top_bids(5)
+        held = {"drop": None, "answer": answer, "pair": answer[0], "float": answer[-1][1]}[keep]
+        if held is not None:
+            kept.append((held, repr(held)))
+    assert all(repr(held) == text for held, text in kept)
+
+
+def test_a_changed_levels_list_is_refilled_once_nothing_holds_it():
+    if CL2Book is None:
+        pytest.skip("no compiled book in this build")
+    book = CL2Book("X-Y")
+    book.load_snapshot([(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0)])
+    first = id(book.top_bids(2)[0])
+    book.set_bid(100.0, 3.0)
+    second = id(book.top_bids(2)[0])
+    book.set_bid(100.0, 4.0)
+    third = book.top_bids(2)
+    assert second != first and id(third[0]) == first and third == [[100.0, 4.0], [99.0, 2.0]]
