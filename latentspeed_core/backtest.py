@@ -242,7 +242,9 @@ def run_backtest(
         the feed's compiled equivalent, Feed.frame_handler)."""
         f = by_name[name]
         if f.recorder is None and type(f).deliver_frame is Feed.deliver_frame:
-            return (f.frame_handler(), f)
+            if f.frame_fn is None:
+                f.frame_fn = f.frame_handler()
+            return (f.frame_fn, f)
         return frame_of[name]
 
     fns = [frame_input(name) for name, _path in sources]

@@ -69,6 +69,9 @@ class Feed(ABC):
         #: Told the symbols whose books can no longer be trusted (a reconnect, a resync) until
         #: their next book: a simulated venue must not fill against them meanwhile.
         self.reset_listener: Callable[[list[str]], None] | None = None
+        #: What :meth:`deliver_frame` hands each frame to: :meth:`frame_handler`'s answer, asked for
+        #: at the first frame (set it to ``self.on_frame`` to take every frame through the Python).
+        self.frame_fn: Callable[[bytes | str, int], object] | None = None
         self._last_error_log = 0.0
         self._suppressed = 0
 
@@ -102,8 +105,11 @@ class Feed(ABC):
         if self.recorder is not None:
             self.recorder.write(self.name, "frame", receipt_ns, data)
         self.stats.messages += 1
+        fn = self.frame_fn
+        if fn is None:
+            fn = self.frame_fn = self.frame_handler()
         try:
-            self.on_frame(data, receipt_ns)
+            fn(data, receipt_ns)
         except Exception as exc:  # bad input never kills the feed
             self.error(f"bad frame: {type(exc).__name__}: {exc}", data)
 
@@ -124,9 +130,9 @@ class Feed(ABC):
         """Parse one frame; push books and trades to ``self.sink``."""
 
     def frame_handler(self) -> Callable[[bytes | str, int], object]:
-        """What a backtest's merge calls with this feed's frames: :meth:`on_frame`, or a compiled
-        handler of the feed's usual frames that has the same effects and hands every other frame to
-        :meth:`on_frame` before changing anything (no Python frame per usual message)."""
+        """What takes this feed's frames (:meth:`deliver_frame`, a backtest's merge): :meth:`on_frame`,
+        or a compiled handler of the feed's usual frames that has the same effects and hands every
+        other frame to :meth:`on_frame` before changing anything (no Python frame per usual message)."""
         return self.on_frame
 
     def on_rest(self, key: str, body: bytes | str, receipt_ns: int) -> None:  # noqa: B027 - optional hook

@@ -51,9 +51,10 @@ def play(
         errors = []
         error = feed.error
         feed.error = lambda reason, data=None: (errors.append(reason), error(reason, data))
-        if scan == "route":  # deliver_frame calls on_frame: the handler, which falls back on the class's
-            feed.on_frame = feed.frame_handler()
-            assert type(feed.on_frame).__name__ == "FrameRoute"
+        if scan == "route":  # deliver_frame's own: the compiled handler
+            assert type(feed.frame_handler()).__name__ == "FrameRoute"
+        else:  # the reference: on_frame takes every frame
+            feed.frame_fn = feed.on_frame
         if not one_pass_snapshot:
             for state in feed._syms.values():
                 state.book = _DecodedSnapshots(state.symbol)

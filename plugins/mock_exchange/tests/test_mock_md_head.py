@@ -51,6 +51,7 @@ def play(frames: list, fast: bool) -> tuple:
     feed_mod._market_data_head = old if fast else (lambda data: None)
     try:
         feed = MockFeed()
+        feed.frame_fn = feed.on_frame  # (the compiled route would take the usual MARKET_DATA itself)
         feed.sink = RecordingSink()
         errors = []
         error = feed.error
