@@ -10,6 +10,7 @@ other component: ``paper`` (plugin ``mock``) unless the config already names a s
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import time
@@ -152,6 +153,13 @@ def backtest_setup(data: dict, registry, file: str | None, capture: str | None =
     return resolve(data, registry, file)
 
 
+#: The collector's first threshold during a backtest (CPython's default: 700). A backtest keeps what
+#: its report needs (every fill, the curve, the orders' records): ~100,000 objects that each young
+#: collection walks again until they are promoted. At 700, 156 young and 14 middle collections cost
+#: 45-75 ms of a 1.1 s run on the benchmark's capture; at 10,000, 11 and none, 20-34 ms.
+GC_THRESHOLD = 10_000
+
+
 def run_backtest(
     setup: EngineSetup,
     registry,
@@ -161,6 +169,15 @@ def run_backtest(
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Replay the setup's captures through feeds, features, strategies, risk and the simulated venue."""
+    old = gc.get_threshold()
+    gc.set_threshold(max(GC_THRESHOLD, old[0]), *old[1:])
+    try:
+        return _run_backtest(setup, registry, t_from, t_to, progress)
+    finally:
+        gc.set_threshold(*old)
+
+
+def _run_backtest(setup: EngineSetup, registry, t_from, t_to, progress) -> BacktestResult:
     from .marketstream.features import build_calculators
     from .marketstream.pipeline import Pipeline
 

@@ -388,3 +388,29 @@ def test_the_compiled_loop_moves_any_clock(kind):
     assert (n, last) == (3, 9)
     assert seen == [(5, 5), (7, 7), (9, 9)]
     assert set_by_hand == ([5, 7, 9] if kind == "setattr" else [])
+
+
+def test_the_collectors_threshold_is_raised_for_the_run_and_restored(registry, capture, tmp_path):
+    """A backtest raises the collector's first threshold (the report's objects are walked again by each
+    young collection) and gives back the caller's, after a run and after a failed one."""
+    import gc
+
+    from latentspeed_core import backtest as bt
+
+    seen = []
+    before = gc.get_threshold()
+    gc.set_threshold(321, 7, 9)
+    try:
+        res = run_backtest(
+            backtest_setup(engine_config(), registry, None, str(capture)), registry,
+            progress=lambda n, t: seen.append(gc.get_threshold()),
+        )  # fmt: skip
+        assert res.fills and gc.get_threshold() == (321, 7, 9)
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text("not a capture\n")
+        with pytest.raises(Exception):  # noqa: B017 - any failure of the run
+            run_backtest(backtest_setup(engine_config(), registry, None, str(bad)), registry)
+        assert gc.get_threshold() == (321, 7, 9)
+    finally:
+        gc.set_threshold(*before)
+    assert seen and all(t == (bt.GC_THRESHOLD, 7, 9) for t in seen)
