@@ -687,9 +687,27 @@ static PyTypeObject TopicType = {
  * trade of float price and amount); every other case, before anything changed, is the Python of
  * pipeline._PipelineCorePy, called with the same arguments. Why: on_book was ~54 bytecodes and a
  * frame per book on every path (marketstream, the engine's in-process feeds, backtests). */
+/* state_of's answers, by (exchange, symbol) object and the states dict's version: a book's topic
+ * state without building, hashing and looking up its key tuple. A dict's version (PEP 509) changes
+ * with every change to it and is unique to it, so an entry is the dict's answer while both match.
+ * (CPython 3.11; the field is deprecated from 3.12, where every call looks the key up.) */
+#if PY_VERSION_HEX < 0x030C0000
+#define STATE_CACHE 32
+#else
+#define STATE_CACHE 0
+#endif
+typedef struct {
+    PyObject *exchange, *symbol; /* held: their identities are the key */
+    PyObject *states, *st;       /* borrowed: valid while states is at `version` */
+    uint64_t version;
+} StateEntry;
+
 typedef struct {
     PyObject_HEAD
     PyObject *depth_levels, *books, *trades, *emit_book, *emit_trade;
+#if STATE_CACHE
+    StateEntry cache[STATE_CACHE];
+#endif
 } PipelineCore;
 
 static PyObject *py_pipe_book, *py_pipe_trade; /* the Python rule */
@@ -778,6 +796,15 @@ state_of(PyObject *self, PyObject *states, PyObject *make, PyObject *feed, PyObj
     PyObject *exchange = PyObject_GetAttr(feed, s_exchange_attr);
     if (!exchange)
         return NULL;
+#if STATE_CACHE
+    StateEntry *e = &((PipelineCore *)self)
+                         ->cache[((uintptr_t)symbol >> 4 ^ (uintptr_t)exchange >> 6 ^ (uintptr_t)states >> 5) % STATE_CACHE];
+    if (e->symbol == symbol && e->exchange == exchange && e->states == states &&
+        ((PyDictObject *)states)->ma_version_tag == e->version) {
+        Py_DECREF(exchange);
+        return Py_NewRef(e->st);
+    }
+#endif
     PyObject *key = PyTuple_Pack(2, exchange, symbol), *st = NULL;
     if (key) {
         st = Py_XNewRef(PyDict_GetItemWithError(states, key));
@@ -785,6 +812,27 @@ state_of(PyObject *self, PyObject *states, PyObject *make, PyObject *feed, PyObj
             st = PyObject_CallMethodObjArgs(self, make, exchange, symbol, NULL);
         Py_DECREF(key);
     }
+#if STATE_CACHE
+    /* kept only for what states itself holds under the key (make adds it: look again, no code runs) */
+    if (st && PyDict_CheckExact(states) && (key = PyTuple_Pack(2, exchange, symbol))) {
+        PyObject *held = PyDict_GetItemWithError(states, key);
+        Py_DECREF(key);
+        if (held == st) {
+            PyObject *old_x = e->exchange, *old_s = e->symbol;
+            e->exchange = Py_NewRef(exchange);
+            e->symbol = Py_NewRef(symbol);
+            e->states = states;
+            e->st = st;
+            e->version = ((PyDictObject *)states)->ma_version_tag;
+            Py_XDECREF(old_x); /* released last: freeing can run code */
+            Py_XDECREF(old_s);
+        }
+        else if (!held && PyErr_Occurred()) {
+            Py_DECREF(st);
+            st = NULL;
+        }
+    }
+#endif
     Py_DECREF(exchange);
     return st;
 }
@@ -922,6 +970,13 @@ Pipe_traverse(PipelineCore *self, visitproc visit, void *arg)
 static int
 Pipe_clear(PipelineCore *self)
 {
+#if STATE_CACHE
+    for (int i = 0; i < STATE_CACHE; i++) {
+        self->cache[i].states = NULL;
+        Py_CLEAR(self->cache[i].exchange);
+        Py_CLEAR(self->cache[i].symbol);
+    }
+#endif
     Py_CLEAR(self->depth_levels);
     Py_CLEAR(self->books);
     Py_CLEAR(self->trades);

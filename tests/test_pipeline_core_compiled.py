@@ -158,3 +158,37 @@ def test_an_emitter_that_replaces_itself_while_called_is_kept_alive_through_the_
         book.load_sorted([[100.0, 1.0]], [[101.0, 1.0]])
         pipe.on_book(FakeFeed("alpha"), "X-Y", book, 1, 2)
     assert out == [("first", 1000, "Once"), "second"]
+
+
+@pytest.mark.parametrize("change", ["clear", "replace_state", "new_dict", "other_exchange"])
+def test_a_topic_state_is_the_one_the_states_hold_now(change):
+    """on_book and on_trade find a topic's state without looking its key up while the states dict is
+    unchanged; any change to it (or another exchange's feed) is seen at the next message."""
+    out = []
+    pipe = Pipeline(20, 2, [], lambda t, m: out.append(m), lambda t, m: out.append(m))
+    feed = FakeFeed("alpha")
+    book = SnapshotBook("X-Y")
+
+    def send():
+        book.load_sorted([[100.0, 1.0]], [[101.0, 1.0]])
+        pipe.on_book(feed, "X-Y", book, 1, 2)
+        pipe.on_trade(feed, Trade(feed.exchange, "X-Y", 1, 2, 100.0, 1.0, "buy", "t"))
+
+    send()
+    send()
+    assert [m["seq"] for m in out] == [1, 1, 2, 2]
+    if change == "clear":
+        pipe._books.clear()
+        pipe._trades.clear()
+    elif change == "replace_state":  # fresh states, made by another pipeline
+        fresh = Pipeline(20, 2, [], lambda t, m: None, lambda t, m: None)
+        pipe._books[("alpha", "X-Y")] = fresh._book_state("alpha", "X-Y")
+        pipe._trades[("alpha", "X-Y")] = fresh._trade_state("alpha", "X-Y")
+    elif change == "new_dict":
+        pipe._books, pipe._trades = {}, {}
+    else:
+        feed.exchange = "beta"
+    send()
+    assert [m["seq"] for m in out[4:]] == [1, 1]
+    assert {m["exchange"] for m in out[4:]} == {"BETA" if change == "other_exchange" else "ALPHA"}
+
