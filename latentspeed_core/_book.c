@@ -1199,6 +1199,44 @@ scan_scalar(const char **pp, const char *end, int want, PyObject **out)
     return 0;
 }
 
+/* The text of a frame: bytes, or a str of ASCII only (its one byte per character); 0 for anything
+ * else (the caller's general decoder's). */
+static inline int
+frame_text(PyObject *data, const char **p, Py_ssize_t *size)
+{
+    if (PyUnicode_Check(data)) {
+        if (!PyUnicode_IS_COMPACT_ASCII(data))
+            return 0;
+        *p = (const char *)PyUnicode_DATA(data);
+        *size = PyUnicode_GET_LENGTH(data);
+        return 1;
+    }
+    if (PyBytes_Check(data)) {
+        *p = PyBytes_AS_STRING(data);
+        *size = PyBytes_GET_SIZE(data);
+        return 1;
+    }
+    return 0;
+}
+
+/* After an object's member: 1 at a ',' (*pp past it and the space after), 0 at the closing '}' (*pp
+ * past it), -1 for anything else. */
+static inline int
+next_member(const char **pp, const char *end)
+{
+    const char *p = skip_ws(*pp, end);
+    if (p < end && *p == ',') {
+        *pp = skip_ws(p + 1, end);
+        return 1;
+    }
+    if (p < end && *p == '}') {
+        *pp = p + 1;
+        return 0;
+    }
+    *pp = p;
+    return -1;
+}
+
 /* scan_book_frame(data, top_keys, inner_key, inner_keys, tag[, decimals]) -> tuple or None.
  *
  * One pass over a venue's frame, `{top..., inner_key: {inner..., "b": [...], "a": [...]}}`, for
@@ -1314,22 +1352,10 @@ scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "scan_book_frame(data, top_keys, inner_key, inner_keys, tag[, decimals])");
         return NULL;
     }
-    PyObject *data = args[0];
     const char *p;
     Py_ssize_t size;
-    if (PyUnicode_Check(data)) {
-        if (!PyUnicode_IS_COMPACT_ASCII(data))
-            Py_RETURN_NONE;
-        p = (const char *)PyUnicode_DATA(data);
-        size = PyUnicode_GET_LENGTH(data);
-    }
-    else if (PyBytes_Check(data)) {
-        p = PyBytes_AS_STRING(data);
-        size = PyBytes_GET_SIZE(data);
-    }
-    else {
+    if (!frame_text(args[0], &p, &size))
         Py_RETURN_NONE;
-    }
     const char *end = p + size;
     PyObject *spec_args[5] = {args[1], args[2], args[3], args[4], nargs == 6 ? args[5] : Py_None};
     const ScanSpec *sp = spec_of(spec_args);
@@ -1414,15 +1440,11 @@ scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                         else if (scan_scalar(&p, end, i >= 0, i >= 0 ? &vals[nt + i] : &(PyObject *){NULL}) < 0)
                             goto out;
                     }
-                    p = skip_ws(p, end);
-                    if (p < end && *p == ',') {
-                        p = skip_ws(p + 1, end);
+                    int more = next_member(&p, end);
+                    if (more > 0)
                         continue;
-                    }
-                    if (p < end && *p == '}') {
-                        p++;
+                    if (more == 0)
                         break;
-                    }
                     goto out;
                 }
             }
@@ -1435,15 +1457,11 @@ scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             if (scan_scalar(&p, end, i >= 0, i >= 0 ? &vals[i] : &ignored) < 0)
                 goto out;
         }
-        p = skip_ws(p, end);
-        if (p < end && *p == ',') {
-            p = skip_ws(p + 1, end);
+        int more = next_member(&p, end);
+        if (more > 0)
             continue;
-        }
-        if (p < end && *p == '}') {
-            p++;
+        if (more == 0)
             break;
-        }
         goto out;
     }
 closed:
@@ -1505,18 +1523,7 @@ Book_load_snapshot_json(BookObject *self, PyObject *const *args, Py_ssize_t narg
     for (int i = 0; i < 3; i++)
         if (!(keys[i] = PyUnicode_AsUTF8AndSize(args[1 + i], &klen[i])))
             return NULL;
-    PyObject *data = args[0];
-    if (PyUnicode_Check(data)) {
-        if (!PyUnicode_IS_COMPACT_ASCII(data))
-            Py_RETURN_NONE;
-        p = (const char *)PyUnicode_DATA(data);
-        size = PyUnicode_GET_LENGTH(data);
-    }
-    else if (PyBytes_Check(data)) {
-        p = PyBytes_AS_STRING(data);
-        size = PyBytes_GET_SIZE(data);
-    }
-    else
+    if (!frame_text(args[0], &p, &size))
         Py_RETURN_NONE;
     const char *end = p + size;
     LevelBuf lb[2];
@@ -1557,15 +1564,11 @@ Book_load_snapshot_json(BookObject *self, PyObject *const *args, Py_ssize_t narg
             if (scan_scalar(&p, end, 0, &ignored) < 0)
                 goto out;
         }
-        p = skip_ws(p, end);
-        if (p < end && *p == ',') {
-            p = skip_ws(p + 1, end);
+        int more = next_member(&p, end);
+        if (more > 0)
             continue;
-        }
-        if (p < end && *p == '}') {
-            p++;
+        if (more == 0)
             break;
-        }
         goto out;
     }
     if (skip_ws(p, end) != end || !id || !got[0] || !got[1])
