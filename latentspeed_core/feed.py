@@ -105,10 +105,10 @@ class Feed(ABC):
         if self.recorder is not None:
             self.recorder.write(self.name, "frame", receipt_ns, data)
         self.stats.messages += 1
-        fn = self.frame_fn
-        if fn is None:
-            fn = self.frame_fn = self.frame_handler()
         try:
+            fn = self.frame_fn
+            if fn is None:
+                fn = self.frame_fn = self.frame_handler()
             fn(data, receipt_ns)
         except Exception as exc:  # bad input never kills the feed
             self.error(f"bad frame: {type(exc).__name__}: {exc}", data)

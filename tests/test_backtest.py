@@ -414,3 +414,27 @@ def test_the_collectors_threshold_is_raised_for_the_run_and_restored(registry, c
     finally:
         gc.set_threshold(*before)
     assert seen and all(t == (bt.GC_THRESHOLD, 7, 9) for t in seen)
+
+
+def test_a_feed_whose_frame_handler_fails_counts_each_frame_and_runs_on():
+    """deliver_frame asks the feed for its handler at the first frame; a handler that cannot be made
+    is a counted, logged error per frame, never an exception out of the transport."""
+    from latentspeed_core.config import FeedConfig
+    from latentspeed_core.feed import Feed
+
+    class Broken(Feed):
+        exchange = "BROKEN"
+
+        async def run_live(self) -> None:  # pragma: no cover - not run
+            pass
+
+        def on_frame(self, data, receipt_ns) -> None:  # pragma: no cover - never reached
+            raise AssertionError
+
+        def frame_handler(self):
+            raise RuntimeError("no handler")
+
+    feed = Broken(FeedConfig(exchange="broken"))
+    for i in range(3):
+        feed.deliver_frame(b"{}", i)
+    assert (feed.stats.messages, feed.stats.errors, feed.frame_fn) == (3, 3, None)
