@@ -1219,6 +1219,21 @@ frame_text(PyObject *data, const char **p, Py_ssize_t *size)
     return 0;
 }
 
+/* An object member's key at *pp (a plain string: scan_plain_string) and its ':': *pp at the value;
+ * -1 for anything else. */
+static inline int
+member_key(const char **pp, const char *end, const char **k, Py_ssize_t *kl)
+{
+    const char *p = *pp;
+    if (scan_plain_string(&p, end, k, kl) < 0)
+        return -1;
+    p = skip_ws(p, end);
+    if (p >= end || *p != ':')
+        return -1;
+    *pp = skip_ws(p + 1, end);
+    return 0;
+}
+
 /* After an object's member: 1 at a ',' (*pp past it and the space after), 0 at the closing '}' (*pp
  * past it), -1 for anything else. */
 static inline int
@@ -1384,12 +1399,8 @@ scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     for (;;) {
         const char *k;
         Py_ssize_t kl;
-        if (scan_plain_string(&p, end, &k, &kl) < 0)
+        if (member_key(&p, end, &k, &kl) < 0)
             goto out;
-        p = skip_ws(p, end);
-        if (p >= end || *p != ':')
-            goto out;
-        p = skip_ws(p + 1, end);
         if (kl == inner_len && memcmp(k, inner_name, (size_t)kl) == 0) {
             if (seen_inner++ || p >= end || *p != '{')
                 goto out;
@@ -1401,12 +1412,8 @@ scan_book_frame(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                 for (;;) {
                     const char *ik;
                     Py_ssize_t ikl;
-                    if (scan_plain_string(&p, end, &ik, &ikl) < 0)
+                    if (member_key(&p, end, &ik, &ikl) < 0)
                         goto out;
-                    p = skip_ws(p, end);
-                    if (p >= end || *p != ':')
-                        goto out;
-                    p = skip_ws(p + 1, end);
                     int side = ikl == 1 && (*ik == 'b' || *ik == 'a') ? (*ik == 'a') : -1;
                     if (side >= 0 && seen_side[side]++)
                         goto out; /* twice, in whatever form */
@@ -1541,12 +1548,8 @@ Book_load_snapshot_json(BookObject *self, PyObject *const *args, Py_ssize_t narg
     for (;;) {
         const char *k;
         Py_ssize_t kl;
-        if (scan_plain_string(&p, end, &k, &kl) < 0)
+        if (member_key(&p, end, &k, &kl) < 0)
             goto out;
-        p = skip_ws(p, end);
-        if (p >= end || *p != ':')
-            goto out;
-        p = skip_ws(p + 1, end);
         int which = -1;
         for (int i = 0; i < 3 && which < 0; i++)
             if (kl == klen[i] && memcmp(k, keys[i], (size_t)kl) == 0)
