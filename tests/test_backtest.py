@@ -391,8 +391,8 @@ def test_the_compiled_loop_moves_any_clock(kind):
 
 
 def test_the_collectors_threshold_is_raised_for_the_run_and_restored(registry, capture, tmp_path):
-    """A backtest raises the collector's first threshold (the report's objects are walked again by each
-    young collection) and gives back the caller's, after a run and after a failed one."""
+    """A backtest raises the collector's thresholds (the report's objects would be walked again by each
+    young and middle collection) and gives back the caller's, after a run and after a failed one."""
     import gc
 
     from latentspeed_core import backtest as bt
@@ -413,7 +413,41 @@ def test_the_collectors_threshold_is_raised_for_the_run_and_restored(registry, c
         assert gc.get_threshold() == (321, 7, 9)
     finally:
         gc.set_threshold(*before)
-    assert seen and all(t == (bt.GC_THRESHOLD, 7, 9) for t in seen)
+    assert seen and all(t == (bt.GC_THRESHOLD, bt.GC_OLDER_THRESHOLD, bt.GC_OLDER_THRESHOLD) for t in seen)
+
+
+def test_a_run_leaves_no_reference_cycles_and_collects_young_ones_only(registry, long_capture, monkeypatch):
+    """What the raised thresholds rely on: the hot path (feeds, features, the market maker, the paper
+    venue, reports, fills) makes no reference cycles, so nothing waits for the collector; and cycles a
+    strategy might make are still collected by young collections during the run, never older ones."""
+    import gc
+
+    from latentspeed_core import backtest as bt
+
+    setup = backtest_setup(engine_config(), registry, None, str(long_capture))
+    found = []
+    gc.collect()
+    gc.disable()
+    try:
+        res = run_backtest(setup, registry, progress=lambda n, t: found.append((n, gc.collect())))
+    finally:
+        gc.enable()
+    assert res.events > 4096 and len(found) >= 3 and res.fills
+    assert [f for n, f in found[1:]] == [0] * (len(found) - 1)  # no cyclic garbage after the first events
+
+    monkeypatch.setattr(bt, "GC_THRESHOLD", 40)
+    gens = []
+    cb = lambda phase, info: phase == "start" and gens.append(info["generation"])  # noqa: E731
+    setup = backtest_setup(engine_config(), registry, None, str(long_capture))
+    before = gc.get_threshold()
+    gc.set_threshold(10, 2, 2)  # a caller's: a middle collection every third young one
+    gc.callbacks.append(cb)
+    try:
+        run_backtest(setup, registry)
+    finally:
+        gc.callbacks.remove(cb)
+        gc.set_threshold(*before)
+    assert len(gens) >= 3 and set(gens) == {0}
 
 
 def test_a_feed_whose_frame_handler_fails_counts_each_frame_and_runs_on():
