@@ -192,3 +192,27 @@ def test_a_topic_state_is_the_one_the_states_hold_now(change):
     assert [m["seq"] for m in out[4:]] == [1, 1]
     assert {m["exchange"] for m in out[4:]} == {"BETA" if change == "other_exchange" else "ALPHA"}
 
+
+
+def test_many_topics_interleaved_each_get_their_own_state():
+    """More topics than the state cache has entries, on two exchanges and both kinds, in an order that
+    makes them share and take each other's entries, with topics added on the way: every message gets
+    its own topic's next sequence number."""
+    out = []
+    pipe = Pipeline(20, 2, [], lambda t, m: out.append(m), lambda t, m: out.append(m))
+    feeds = [FakeFeed("alpha"), FakeFeed("beta")]
+    symbols = [f"S{i}-USD" for i in range(40)]
+    books = {s: SnapshotBook(s) for s in symbols}
+    for s in symbols:
+        books[s].load_sorted([[100.0, 1.0]], [[101.0, 1.0]])
+    want: dict[tuple, int] = {}
+    for r in range(5):
+        for i, s in enumerate(symbols[: 8 + 8 * r]):  # topics join in every round
+            for feed in feeds[: 1 + i % 2]:
+                pipe.on_book(feed, s, books[s], r, r)
+                pipe.on_trade(feed, Trade(feed.exchange, s, r, r, 100.0, 1.0, "buy", "t"))
+                for kind in ("book", "trade"):
+                    want[(kind, feed.exchange.upper(), s)] = want.get((kind, feed.exchange.upper(), s), 0) + 1
+                got = out[-2:]
+                assert [m["seq"] for m in got] == [want[(k, feed.exchange.upper(), s)] for k in ("book", "trade")]
+                assert {(m["exchange"], m["symbol"]) for m in got} == {(feed.exchange.upper(), s)}
