@@ -450,6 +450,13 @@ make_ofi(PyObject *mod, PyObject *arg)
 
 /* ---- a topic's state, building its messages in one call (marketstream/pipeline.py's _Topic) ---- */
 
+/* CPython 3.11: dicts carry a version (deprecated from 3.12, where every message is a new dict) */
+#if PY_VERSION_HEX < 0x030C0000
+#define MSG_SPARES 1
+#else
+#define MSG_SPARES 0
+#endif
+
 typedef struct {
     PyObject_HEAD
     PyObject *topic, *exchange, *symbol;
@@ -458,6 +465,16 @@ typedef struct {
     Py_ssize_t seq;
     double resync_at;
     Py_ssize_t size; /* keys of a message with every updater's fields (learnt): the dict's presize */
+#if MSG_SPARES
+    /* The topic's last two messages. The older one, once nothing else holds it and nothing changed
+     * it since it was made (its version, PEP 509), is the next message: its values replaced in place
+     * rather than a dict made, filled and freed for every message. Only while every updater is
+     * compiled: those set the same keys on every message (or fail it: a failed message is not
+     * kept), so no value of an older message stays. */
+    PyObject *spare[2];
+    uint64_t spare_version[2];
+    int turn, compiled;
+#endif
 } Topic;
 
 static int
@@ -469,6 +486,10 @@ Topic_traverse(Topic *self, visitproc visit, void *arg)
     Py_VISIT(self->updaters);
     Py_VISIT(self->window_size);
     Py_VISIT(self->schema_version);
+#if MSG_SPARES
+    Py_VISIT(self->spare[0]);
+    Py_VISIT(self->spare[1]);
+#endif
     return 0;
 }
 
@@ -481,6 +502,10 @@ Topic_clear(Topic *self)
     Py_CLEAR(self->updaters);
     Py_CLEAR(self->window_size);
     Py_CLEAR(self->schema_version);
+#if MSG_SPARES
+    Py_CLEAR(self->spare[0]);
+    Py_CLEAR(self->spare[1]);
+#endif
     return 0;
 }
 
@@ -513,6 +538,12 @@ Topic_init(Topic *self, PyObject *args, PyObject *kwds)
     self->seq = 0;
     self->resync_at = 0.0;
     self->size = 0;
+#if MSG_SPARES
+    self->turn = 0;
+    self->compiled = 1;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(ups); k++)
+        self->compiled &= Py_IS_TYPE(PyTuple_GET_ITEM(ups, k), &UpdaterType);
+#endif
     return 0;
 }
 
@@ -562,6 +593,54 @@ new_msg(Topic *self)
     return _PyDict_NewPresized(self->size ? self->size : 9 + 3 * PyTuple_GET_SIZE(self->updaters));
 }
 
+/* The dict of the next message: the older spare when it can be (see Topic), else a new one. */
+static PyObject *
+take_msg(Topic *self)
+{
+#if MSG_SPARES
+    PyObject *m = self->spare[self->turn];
+    if (m && self->compiled && Py_REFCNT(m) == 1 && PyDict_GET_SIZE(m) == self->size &&
+        ((PyDictObject *)m)->ma_version_tag == self->spare_version[self->turn])
+        return Py_NewRef(m);
+#endif
+    return new_msg(self);
+}
+
+/* A finished message: kept as the newer spare (the older one is let go unless it is this one). */
+static PyObject *
+keep_msg(Topic *self, PyObject *msg)
+{
+#if MSG_SPARES
+    if (msg && self->compiled) {
+        int t = self->turn;
+        PyObject *old = self->spare[t];
+        self->spare[t] = Py_NewRef(msg);
+        self->spare_version[t] = ((PyDictObject *)msg)->ma_version_tag;
+        self->turn = t ^ 1;
+        Py_XDECREF(old);
+    }
+#endif
+    return msg;
+}
+
+/* After a message went out: the older spare, when nothing else holds it any more, lets go of its
+ * level lists, so the book's next answer can refill them in place (book.top_of) before this dict is
+ * the next message. */
+static void
+spare_release_levels(Topic *self)
+{
+#if MSG_SPARES
+    PyObject *m = self->spare[self->turn];
+    if (m && Py_REFCNT(m) == 1 && ((PyDictObject *)m)->ma_version_tag == self->spare_version[self->turn]) {
+        if (PyDict_SetItem(m, k_bids, Py_None) < 0 || PyDict_SetItem(m, k_asks, Py_None) < 0) {
+            PyErr_Clear();
+            return;
+        }
+        self->spare_version[self->turn] = ((PyDictObject *)m)->ma_version_tag;
+    }
+#endif
+}
+
 /* levels[i][0] when it is a float (a list or tuple level); NULL otherwise (no exception). */
 static PyObject *
 price_at(PyObject *levels, Py_ssize_t i)
@@ -597,7 +676,7 @@ Topic_book(Topic *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *seq = PyLong_FromSsize_t(++self->seq);
     if (!seq)
         return NULL;
-    PyObject *msg = new_msg(self);
+    PyObject *msg = take_msg(self);
     if (!msg) {
         Py_DECREF(seq);
         return NULL;
@@ -612,7 +691,7 @@ Topic_book(Topic *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(msg);
         return NULL;
     }
-    return finish(self, msg);
+    return keep_msg(self, finish(self, msg));
 }
 
 /* trade(timestamp_ns, receipt_ns, price, amount, side, trade_id) -> the trade message. */
@@ -626,7 +705,7 @@ Topic_trade(Topic *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *seq = PyLong_FromSsize_t(++self->seq);
     if (!seq)
         return NULL;
-    PyObject *msg = new_msg(self);
+    PyObject *msg = take_msg(self);
     if (!msg) {
         Py_DECREF(seq);
         return NULL;
@@ -642,7 +721,7 @@ Topic_trade(Topic *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(msg);
         return NULL;
     }
-    return finish(self, msg);
+    return keep_msg(self, finish(self, msg));
 }
 
 static PyMethodDef Topic_methods[] = {
@@ -907,6 +986,8 @@ Pipe_on_book(PipelineCore *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     ret = emit(self->emit_book, st, msg, feed);
+    if (ret && Py_IS_TYPE(st, &TopicType))
+        spare_release_levels((Topic *)st);
 done:
     Py_DECREF(n);
     Py_XDECREF(bids);

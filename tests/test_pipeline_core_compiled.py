@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from latentspeed_core.book import L2Book, SnapshotBook
 from latentspeed_core.marketstream import pipeline as pipeline_mod
-from latentspeed_core.marketstream.features import build_calculators
+from latentspeed_core.marketstream.features import Feature, build_calculators
 from latentspeed_core.marketstream.pipeline import Pipeline, _PipelineCorePy
 from latentspeed_core.plugins import load_registry
 from latentspeed_core.types import Trade
@@ -193,7 +193,6 @@ def test_a_topic_state_is_the_one_the_states_hold_now(change):
     assert {m["exchange"] for m in out[4:]} == {"BETA" if change == "other_exchange" else "ALPHA"}
 
 
-
 def test_many_topics_interleaved_each_get_their_own_state():
     """More topics than the state cache has entries, on two exchanges and both kinds, in an order that
     makes them share and take each other's entries, with topics added on the way: every message gets
@@ -214,5 +213,77 @@ def test_many_topics_interleaved_each_get_their_own_state():
                 for kind in ("book", "trade"):
                     want[(kind, feed.exchange.upper(), s)] = want.get((kind, feed.exchange.upper(), s), 0) + 1
                 got = out[-2:]
-                assert [m["seq"] for m in got] == [want[(k, feed.exchange.upper(), s)] for k in ("book", "trade")]
+                exchange = feed.exchange.upper()
+                assert [m["seq"] for m in got] == [want[(k, exchange, s)] for k in ("book", "trade")]
                 assert {(m["exchange"], m["symbol"]) for m in got} == {(feed.exchange.upper(), s)}
+
+
+class Extra(Feature):
+    """A plugin's feature in Python, with a field only some messages have."""
+
+    def book_updater(self, topic: str):
+        return lambda m: m["seq"] % 3 == 1 and m.__setitem__("extra", m["seq"])
+
+
+def _moving_books(n: int):
+    """n books of one symbol whose touch, sizes and depth move every time."""
+    for i in range(n):
+        b = 100.0 + (i % 7) * 0.5
+        yield (
+            [[b, 1.0 + i % 3], [b - 0.5, 2.0], [b - 1.0, 0.5 + i % 2]],
+            [[b + 0.5, 1.5], [b + 1.0, 1.0 + i % 4]],
+        )
+
+
+@pytest.mark.parametrize("feature", ["all", "python_updater", "volatility_first"])
+def test_messages_a_consumer_keeps_or_changes_are_never_reused(feature):
+    """A topic reuses the dict of its message before last once nothing holds it. Whatever consumers do
+    (keep some messages, change and drop others, drop the rest), every message reads exactly as the
+    one a pipeline whose consumer keeps them all (so none can be reused) sends, and a kept message
+    never changes afterwards."""
+    import orjson
+
+    calcs = build_calculators(REGISTRY, 20, 3)
+    if feature == "python_updater":  # a plugin's updater in Python: no reuse at all
+        calcs = [*calcs, Extra()]
+    elif feature == "volatility_first":  # its source is set after it: every message fails (KeyError)
+        calcs = sorted(calcs, key=lambda c: type(c).__name__ != "Volatility")
+        assert type(calcs[0]).__name__ == "Volatility"
+
+    def run_with(consumer) -> list:
+        sent = []
+
+        def emit(topic, m):
+            sent.append(orjson.dumps(m))
+            consumer(len(sent), m)
+
+        pipe = Pipeline(20, 3, calcs, emit, None)
+        book, feed, refused = SnapshotBook("X-Y"), FakeFeed("alpha"), 0
+        for bids, asks in _moving_books(60):
+            book.load_sorted(bids, asks)
+            try:
+                pipe.on_book(feed, "X-Y", book, 1, 2)
+            except KeyError:
+                refused += 1
+        return sent, refused
+
+    everything: list = []
+    reference, ref_errors = run_with(lambda i, m: everything.append(m))
+    kept: list = []
+
+    def consumer(i, m):
+        if i % 3 == 0:
+            kept.append((m, orjson.dumps(m)))
+        elif i % 5 == 0:
+            m["extra"] = i
+        elif i % 7 == 0:
+            m["midpoint"] = m.pop("midpoint")  # same keys, another order
+        elif i % 11 == 0:
+            m["bids"].append([1.0, 1.0])  # a level list changed while it was held
+
+    sent, errors = run_with(consumer)
+    assert sent == reference and errors == ref_errors
+    assert len(reference) == (0 if feature == "volatility_first" else 60)
+    assert ref_errors == 60 - len(reference)
+    assert all(orjson.dumps(m) == then for m, then in kept)
+    assert [orjson.dumps(m) for m in everything] == reference
