@@ -50,7 +50,7 @@ def fingerprint() -> str:
     # setup.py and the C sources too: an editable install does not rebuild an extension by itself
     dists = [ROOT, *plugin_dirs()]
     files = [p for d in dists for p in (d / "pyproject.toml", d / "setup.py") if p.exists()]
-    files += sorted(p for d in dists for p in d.glob("latentspeed_*/*.c"))
+    files += sorted(p for d in dists for ext in ("c", "h") for p in d.glob(f"latentspeed_*/*.{ext}"))
     for p in files:
         h.update(str(p.relative_to(ROOT)).encode() + p.read_bytes())
     return h.hexdigest()

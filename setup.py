@@ -27,12 +27,14 @@ setup(
         Extension(
             "latentspeed_core._merge",
             ["latentspeed_core/_merge.c"],
+            depends=["latentspeed_core/_pyint.h"],
             extra_compile_args=["-O3"],
             optional=True,
         ),
         Extension(
             "latentspeed_core._engine",
             ["latentspeed_core/_engine.c"],
+            depends=["latentspeed_core/_pyint.h"],
             extra_compile_args=["-O3", "-ffp-contract=off"],
             optional=True,
         ),

@@ -13,6 +13,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include "_pyint.h"
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -630,6 +631,11 @@ i64(PyObject *v, long long *out)
 {
     if (!v || !PyLong_CheckExact(v))
         return -1;
+    int64_t c;
+    if (compact_i64(v, &c) == 0) {
+        *out = c;
+        return 0;
+    }
     int overflow;
     *out = PyLong_AsLongLongAndOverflow(v, &overflow);
     if (overflow || (*out == -1 && PyErr_Occurred())) {

@@ -16,6 +16,7 @@
 #include <Python.h>
 #include <limits.h>
 #include <structmember.h>
+#include "_pyint.h"
 #include <stdint.h>
 
 typedef struct {
@@ -144,6 +145,11 @@ stamp(PyObject *rec, int64_t *t)
         return 0;
     }
     if (PyLong_Check(v) && !PyBool_Check(v)) {
+        int64_t c;
+        if (compact_i64(v, &c) == 0) {
+            *t = c;
+            return 0;
+        }
         int overflow;
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
         if (!overflow) {

@@ -523,3 +523,44 @@ def test_merge_frames_with_a_sampler_samples_each_fill_and_runs_on_to_the_next_s
     assert curve[-1] == (20, "P", 3) and [r[0] for r in m] == [21]
     with pytest.raises(TypeError, match="curve"):
         frames(big, 1, ("not a list", point, "P", 1, 1))
+
+
+EDGES = [0, 1, 2**30 - 1, 2**30, 2**60 - 1, 2**60, 2**62, 2**63 - 1, -1, -(2**30), -(2**60), -(2**63) + 1, 1_723_161_254_138_105_767]
+
+
+def test_merged_records_order_stamps_of_every_size_as_python_does(tmp_path):
+    """Stamps at each edge of the compiled merge's int conversion (one, two and three 30-bit digits,
+    either sign, up to int64's ends): the same order as the Python merge."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from latentspeed_core import capture
+    from latentspeed_core.capture import merged_records
+
+    if capture._Merge is None:
+        pytest.skip("LATENTSPEED_PURE_PYTHON: the compiled merge is switched off on purpose")
+    stamps = st.one_of(st.sampled_from(EDGES), st.integers(-(2**63) + 1, 2**63 - 1))
+
+    @settings(max_examples=60, deadline=None)
+    @given(a=st.lists(stamps, max_size=12), b=st.lists(stamps, max_size=12))
+    def check(a, b):
+        paths = []
+        for name, ts in (("a", a), ("b", b)):
+            path = tmp_path / f"{name}.jsonl"
+            with Recorder(path, feeds=[name]) as rec:
+                for t in ts:
+                    rec.write(name, "frame", t, str(t))
+            paths.append((name, path))
+        got = [(t, n, r["data"]) for t, n, r in merged_records(paths)]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(capture, "_Merge", None)
+            want = [(t, n, r["data"]) for t, n, r in merged_records(paths)]
+        assert got == want
+
+    check()
+    for beyond in (2**63, 2**64 - 1):  # past int64: refused, not taken for a negative time
+        path = tmp_path / "beyond.jsonl"
+        with Recorder(path, feeds=["a"]) as rec:
+            rec.write("a", "frame", beyond, "x")
+        with pytest.raises(ValueError, match="not an integer nanosecond time"):
+            list(merged_records([("a", path)]))
