@@ -57,6 +57,10 @@ class FeedStats:
 class Feed(ABC):
     """Base class of every feed. Subclasses implement :meth:`run_live` and :meth:`on_frame`."""
 
+    # Slots for what compiled frame handlers read on every frame (at their offsets, not by name); a
+    # subclass may add its own the same way. Every other attribute lives in the __dict__ as usual.
+    __slots__ = ("sink", "stats", "__dict__", "__weakref__")
+
     #: Upper-case venue name used in topics and messages (``BINANCE``).
     exchange: str = ""
 

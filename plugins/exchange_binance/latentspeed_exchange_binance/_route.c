@@ -6,7 +6,7 @@
  * same order. Every frame that branch would not take, and every gap, goes to on_frame before anything
  * is changed: on_frame owns buffering, resynchronisation and every error rule. (A crossed book after
  * an update resynchronises by calling feed.resync, as on_frame does.) The feed's attributes are read on
- * every call. */
+ * every call: at their __slots__ offsets when the feed's class keeps them there, else by name. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -16,11 +16,16 @@ enum { F_STREAM, F_E, F_S, F_U, F_LU, F_EV, F_T, F_PU, F_TID, F_P, F_Q, F_M, F_A
 enum { ST_SYMBOL, ST_BOOK, ST_SYNCED, ST_FIRST, ST_LAST_U, ST_N };
 static const char *st_names[ST_N] = {"symbol", "book", "synced", "first", "last_u"};
 
+/* The feed's attributes read on every frame */
+enum { FA_SINK, FA_STATS, FA_SYMS, FA_USDM, FA_N };
+static const char *fa_names[FA_N] = {"sink", "stats", "_syms", "usdm"};
+
 typedef struct {
     PyObject_HEAD
     PyObject *feed, *on_frame, *scan, *scan_args, *state_type, *new_trade, *exchange;
     PyTypeObject *stats_type; /* FeedStats, when its counters are slots */
-    Py_ssize_t st_off[ST_N], off_books, off_trades;
+    PyTypeObject *feed_type;  /* the feed's class when the route was made, and its slots' offsets */
+    Py_ssize_t st_off[ST_N], off_books, off_trades, fa_off[FA_N];
     vectorcallfunc vectorcall;
 } Route;
 
@@ -29,12 +34,23 @@ static PyObject *s_syms, *s_usdm, *s_stats, *s_sink, *s_books, *s_trades, *s_on_
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
+/* feed.<fa_names[i]> (a new reference): at its slot while the feed is of the class the route was
+ * made for (a slot not set: by name, which raises as Python would), else by name. */
+static inline PyObject *
+feed_attr(Route *self, int i, PyObject *name)
+{
+    PyObject *v;
+    if (Py_IS_TYPE(self->feed, self->feed_type) && self->fa_off[i] >= 0 && (v = SLOT(self->feed, self->fa_off[i])))
+        return Py_NewRef(v);
+    return PyObject_GetAttr(self->feed, name);
+}
+
 /* feed.stats.<name> += 1: at the slot of a FeedStats (the type the feed had when the route was made,
  * a dataclass with slots), else by name. */
 static int
-count_stat(PyObject *feed, PyObject *name, PyTypeObject *type, Py_ssize_t off)
+count_stat(Route *self, PyObject *name, PyTypeObject *type, Py_ssize_t off)
 {
-    PyObject *stats = PyObject_GetAttr(feed, s_stats), *v, *w;
+    PyObject *stats = feed_attr(self, FA_STATS, s_stats), *v, *w;
     if (!stats)
         return -1;
     int rc = -1;
@@ -120,7 +136,7 @@ depth(Route *self, PyObject *feed, PyObject *st, PyObject **f, PyObject *receipt
     long long pu = f[F_PU] == Py_None ? -1 : as_ll(f[F_PU], &ok);
     if (!ok || last == LLONG_MAX || last == LLONG_MIN)
         return PYTHON;
-    PyObject *usdm_o = PyObject_GetAttr(feed, s_usdm);
+    PyObject *usdm_o = feed_attr(self, FA_USDM, s_usdm);
     if (!usdm_o)
         return ERROR;
     int usdm = PyObject_IsTrue(usdm_o);
@@ -173,8 +189,8 @@ depth(Route *self, PyObject *feed, PyObject *st, PyObject **f, PyObject *receipt
         Py_XDECREF(r);
         rc = r ? DONE : ERROR;
     }
-    else if (count_stat(feed, s_books, self->stats_type, self->off_books) == 0) {
-        PyObject *sink = PyObject_GetAttr(feed, s_sink);
+    else if (count_stat(self, s_books, self->stats_type, self->off_books) == 0) {
+        PyObject *sink = feed_attr(self, FA_SINK, s_sink);
         if (sink && sink != Py_None) {
             /* event time: T where given (USD-M), else E; ms -> ns */
             PyObject *t = PyObject_IsTrue(f[F_T]) > 0 ? f[F_T] : PyObject_IsTrue(f[F_EV]) > 0 ? f[F_EV] : NULL;
@@ -215,7 +231,7 @@ trade(Route *self, PyObject *feed, PyObject *st, PyObject **f, PyObject *receipt
     Py_INCREF(symbol);
     int rc = ERROR;
     PyObject *sink = NULL, *ts = NULL, *id = NULL, *tr = NULL, *r = NULL;
-    if (count_stat(feed, s_trades, self->stats_type, self->off_trades) < 0 || !(sink = PyObject_GetAttr(feed, s_sink)))
+    if (count_stat(self, s_trades, self->stats_type, self->off_trades) < 0 || !(sink = feed_attr(self, FA_SINK, s_sink)))
         goto out;
     if (sink == Py_None) {
         rc = DONE;
@@ -259,7 +275,7 @@ route_call(Route *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if (!PyTuple_CheckExact(scanned) || PyTuple_GET_SIZE(scanned) != F_N)
         goto done;
     PyObject **f = &PyTuple_GET_ITEM(scanned, 0);
-    if (!(syms = PyObject_GetAttr(feed, s_syms))) {
+    if (!(syms = feed_attr(self, FA_SYMS, s_syms))) {
         rc = ERROR;
         goto done;
     }
@@ -302,6 +318,7 @@ route_dealloc(Route *self)
     Py_CLEAR(self->new_trade);
     Py_CLEAR(self->exchange);
     Py_CLEAR(self->stats_type);
+    Py_CLEAR(self->feed_type);
     PyObject_GC_Del(self);
 }
 
@@ -316,6 +333,7 @@ route_traverse(Route *self, visitproc visit, void *arg)
     Py_VISIT(self->new_trade);
     Py_VISIT(self->exchange);
     Py_VISIT(self->stats_type);
+    Py_VISIT(self->feed_type);
     return 0;
 }
 
@@ -368,6 +386,9 @@ route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     r->stats_type = ob >= 0 && ot >= 0 ? (PyTypeObject *)Py_NewRef(stype) : NULL;
     r->off_books = ob;
     r->off_trades = ot;
+    r->feed_type = (PyTypeObject *)Py_NewRef(Py_TYPE(args[0]));
+    for (int i = 0; i < FA_N; i++)
+        r->fa_off[i] = slot_offset(r->feed_type, fa_names[i]);
     r->vectorcall = (vectorcallfunc)route_call;
     PyObject_GC_Track(r);
     return (PyObject *)r;

@@ -163,6 +163,8 @@ _SHARED_SETTINGS = (
 
 class BinanceFeed(WsFeed):
     exchange = "BINANCE"
+    # read by the compiled handler on every frame (_route.c)
+    __slots__ = ("_syms", "usdm")
     #: Binance closes every connection after 24 h; reconnect a little before, on our terms.
     max_lifetime = 24 * 3600 - 300
     #: Binance allows 5 incoming messages per second (pings, pongs and requests alike); keep one spare.

@@ -314,3 +314,53 @@ def test_the_recorded_snapshots_are_read_in_one_pass(session):
     assert lid == feed_mod.decode_snapshot_raw(snapshot).lastUpdateId
     assert book.top_bids(5000) == reference.top_bids(5000) and book.top_asks(5000) == reference.top_asks(5000)
     assert len(book) == len(reference) > 100
+
+
+class _SinkProperty(BinanceFeed):
+    """A feed whose ``sink`` is a property (the compiled handler must go through it, not the slot)."""
+
+    reads = 0
+
+    @property
+    def sink(self):
+        type(self).reads += 1
+        return self._sink
+
+    @sink.setter
+    def sink(self, value):
+        self._sink = value
+
+
+@pytest.mark.skipif(feed_mod._route is None, reason="the compiled route was not built")
+@pytest.mark.parametrize("cls", [BinanceFeed, _SinkProperty])
+def test_the_route_reads_the_feeds_attributes_as_they_are_at_each_frame(session, cls):
+    """The compiled handler reads the feed's attributes at their slots: a sink swapped in the middle of
+    the session gets the frames after the swap, a stats object replaced counts from then on, and a
+    subclass whose attribute is a property is read through it."""
+    market, frames, snapshot = session
+    reference = play(market, frames, snapshot, "route")
+    cfg = validate(
+        BinanceConfig,
+        {"exchange": "binance", "market": market, "symbols": ["BTC-USDT"], "depth_speed": SPEED[market]},
+    )
+    feed = cls(cfg)
+    cls.reads = 0
+    first, second = RecordingSink(), RecordingSink()
+    feed.sink = first
+    assert type(feed.frame_handler()).__name__ == "FrameRoute"
+    feed.on_connect()
+    for frame in frames[:BEFORE]:
+        feed.deliver_frame(frame, 1)
+    feed.deliver_rest("BTCUSDT", snapshot, 2)
+    half = BEFORE + (len(frames) - BEFORE) // 2
+    old_stats = feed.stats
+    for i, frame in enumerate(frames[BEFORE:], start=BEFORE):
+        if i == half:
+            feed.sink = second
+            feed.stats = type(old_stats)()
+        feed.deliver_frame(frame, 3 + i - BEFORE)
+    assert first.books and second.books
+    assert (first.books + second.books, first.trades + second.trades) == (reference[0], reference[1])
+    assert old_stats.books + feed.stats.books == reference[2]["books"] and feed.stats.books == len(second.books)
+    published = len(first.books + second.books + first.trades + second.trades)
+    assert cls is BinanceFeed or cls.reads >= published  # each publication asked the property

@@ -5,7 +5,8 @@
  * on_frame and _on_book do, the same effects in the same order: load_parsed or apply_parsed, the crossed
  * check (feed.resync, as _on_book), the count, the publication. Gaps, stale deltas, deltas before a
  * snapshot and every other frame go to on_frame before anything is changed (the frame read again: they
- * are rare): it owns every other rule. The feed's attributes are read on every call. */
+ * are rare): it owns every other rule. The feed's attributes are read on every call: at their __slots__
+ * offsets when the feed's class keeps them there, else by name. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -14,11 +15,16 @@ enum { F_TOPIC, F_KIND, F_TS, F_U, F_LEVELS, F_N };
 enum { ST_SYMBOL, ST_BOOK, ST_LAST_U, ST_AWAITING, ST_N };
 static const char *st_names[ST_N] = {"symbol", "book", "last_u", "awaiting_since"};
 
+/* The feed's attributes read on every frame */
+enum { FA_SINK, FA_STATS, FA_TOPICS, FA_N };
+static const char *fa_names[FA_N] = {"sink", "stats", "_topics"};
+
 typedef struct {
     PyObject_HEAD
     PyObject *feed, *on_frame, *scan, *scan_args, *state_type;
     PyTypeObject *stats_type; /* FeedStats, when its counters are slots */
-    Py_ssize_t st_off[ST_N], off_books;
+    PyTypeObject *feed_type;  /* the feed's class when the route was made, and its slots' offsets */
+    Py_ssize_t st_off[ST_N], off_books, fa_off[FA_N];
     vectorcallfunc vectorcall;
 } Route;
 
@@ -27,12 +33,23 @@ static PyObject *s_topics, *s_stats, *s_sink, *s_books, *s_on_book, *s_resync, *
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
+/* feed.<fa_names[i]> (a new reference): at its slot while the feed is of the class the route was
+ * made for (a slot not set: by name, which raises as Python would), else by name. */
+static inline PyObject *
+feed_attr(Route *self, int i, PyObject *name)
+{
+    PyObject *v;
+    if (Py_IS_TYPE(self->feed, self->feed_type) && self->fa_off[i] >= 0 && (v = SLOT(self->feed, self->fa_off[i])))
+        return Py_NewRef(v);
+    return PyObject_GetAttr(self->feed, name);
+}
+
 /* feed.stats.<name> += 1: at the slot of a FeedStats (the type the feed had when the route was made,
  * a dataclass with slots), else by name. */
 static int
-count_stat(PyObject *feed, PyObject *name, PyTypeObject *type, Py_ssize_t off)
+count_stat(Route *self, PyObject *name, PyTypeObject *type, Py_ssize_t off)
 {
-    PyObject *stats = PyObject_GetAttr(feed, s_stats), *v, *w;
+    PyObject *stats = feed_attr(self, FA_STATS, s_stats), *v, *w;
     if (!stats)
         return -1;
     int rc = -1;
@@ -102,7 +119,7 @@ apply(Route *self, PyObject *feed, PyObject *st, PyObject *sink, PyObject **f, P
             rc = DONE;
         goto out;
     }
-    if (count_stat(feed, s_books, self->stats_type, self->off_books) < 0 || !(ts = PyNumber_Multiply(f[F_TS], million)))
+    if (count_stat(self, s_books, self->stats_type, self->off_books) < 0 || !(ts = PyNumber_Multiply(f[F_TS], million)))
         goto out;
     if ((r = PyObject_VectorcallMethod(s_on_book, (PyObject *[]){sink, feed, symbol, book, ts, receipt_ns},
                                        6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)))
@@ -138,7 +155,7 @@ route_call(Route *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if (!PyUnicode_CheckExact(f[F_KIND]) || !PyLong_CheckExact(f[F_TS]) || !PyLong_CheckExact(f[F_U]) ||
         f[F_LEVELS] == Py_None)
         goto done;
-    if (!(topics = PyObject_GetAttr(self->feed, s_topics)) || !(sink = PyObject_GetAttr(self->feed, s_sink))) {
+    if (!(topics = feed_attr(self, FA_TOPICS, s_topics)) || !(sink = feed_attr(self, FA_SINK, s_sink))) {
         rc = ERROR;
         goto done;
     }
@@ -188,6 +205,7 @@ route_dealloc(Route *self)
     Py_CLEAR(self->scan_args);
     Py_CLEAR(self->state_type);
     Py_CLEAR(self->stats_type);
+    Py_CLEAR(self->feed_type);
     PyObject_GC_Del(self);
 }
 
@@ -200,6 +218,7 @@ route_traverse(Route *self, visitproc visit, void *arg)
     Py_VISIT(self->scan_args);
     Py_VISIT(self->state_type);
     Py_VISIT(self->stats_type);
+    Py_VISIT(self->feed_type);
     return 0;
 }
 
@@ -249,6 +268,9 @@ route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     memcpy(r->st_off, off, sizeof off);
     r->stats_type = ob >= 0 ? (PyTypeObject *)Py_NewRef(stype) : NULL;
     r->off_books = ob;
+    r->feed_type = (PyTypeObject *)Py_NewRef(Py_TYPE(args[0]));
+    for (int i = 0; i < FA_N; i++)
+        r->fa_off[i] = slot_offset(r->feed_type, fa_names[i]);
     r->vectorcall = (vectorcallfunc)route_call;
     PyObject_GC_Track(r);
     return (PyObject *)r;

@@ -296,18 +296,35 @@ set_scale(PyObject *mod, PyObject *arg)
  * effects in the same order. Anything else goes to on_frame, before anything is changed: it owns
  * every other message and every error rule. The feed's attributes are read on every call (the
  * rehearsal swaps its sink, books and stats). */
+/* The feed's attributes read (and the one written) on every frame */
+enum { FA_DEFINED, FA_NAMES, FA_BOOKS, FA_SINK, FA_STATS, FA_LAST_MD, FA_N };
+static const char *fa_names[FA_N] = {"_defined", "_names", "books", "sink", "stats", "_last_md"};
+
 typedef struct {
     PyObject_HEAD
     PyObject *feed, *on_frame;
     PyTypeObject *book_type, *stats_type; /* SnapshotBook; FeedStats, when its counters are slots */
+    PyTypeObject *feed_type;              /* the feed's class when the route was made */
     Py_ssize_t off_bids, off_asks, off_spare_bids, off_spare_asks; /* SnapshotBook's slots */
     Py_ssize_t off_books; /* FeedStats.books */
+    Py_ssize_t fa_off[FA_N]; /* the feed class's slots for fa_names, or -1 */
     vectorcallfunc vectorcall;
 } Route;
 
 static PyObject *one, *s_defined, *s_names, *s_books, *s_last_md, *s_stats, *s_sink, *s_on_book;
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+/* feed.<fa_names[i]> (a new reference): at its slot while the feed is of the class the route was
+ * made for (a slot not set: by name, which raises as Python would), else by name. */
+static inline PyObject *
+feed_attr(Route *self, int i, PyObject *name)
+{
+    PyObject *v;
+    if (Py_IS_TYPE(self->feed, self->feed_type) && self->fa_off[i] >= 0 && (v = SLOT(self->feed, self->fa_off[i])))
+        return Py_NewRef(v);
+    return PyObject_GetAttr(self->feed, name);
+}
 
 static int
 member_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
@@ -327,9 +344,9 @@ member_offset(PyTypeObject *t, const char *name, Py_ssize_t *off)
 /* feed.stats.books += 1: at its slot for a FeedStats (the type the feed had when the route was made, a
  * dataclass with slots), else by name. */
 static int
-count_book(Route *self, PyObject *feed)
+count_book(Route *self)
 {
-    PyObject *stats = PyObject_GetAttr(feed, s_stats), *v, *w;
+    PyObject *stats = feed_attr(self, FA_STATS, s_stats), *v, *w;
     if (!stats)
         return -1;
     int rc = -1;
@@ -367,8 +384,8 @@ route_call(Route *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     const unsigned char *e = h + MD_HEAD_SIZE;
     if (!canonical(e, n, &nb))
         goto python;
-    if (!(defined = PyObject_GetAttr(feed, s_defined)) || !(names = PyObject_GetAttr(feed, s_names)) ||
-        !(books = PyObject_GetAttr(feed, s_books)) || !(sink = PyObject_GetAttr(feed, s_sink)))
+    if (!(defined = feed_attr(self, FA_DEFINED, s_defined)) || !(names = feed_attr(self, FA_NAMES, s_names)) ||
+        !(books = feed_attr(self, FA_BOOKS, s_books)) || !(sink = feed_attr(self, FA_SINK, s_sink)))
         goto error;
     if (defined != Py_True || !PyDict_CheckExact(names) || !PyDict_CheckExact(books) || sink == Py_None)
         goto python;
@@ -391,7 +408,10 @@ route_call(Route *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     Py_INCREF(name);
     Py_INCREF(book);
     PyObject *bids = NULL, *asks = NULL, *ts = NULL;
-    if (PyObject_SetAttr(feed, s_last_md, data) < 0 ||
+    Py_ssize_t olm = Py_IS_TYPE(feed, self->feed_type) ? self->fa_off[FA_LAST_MD] : -1;
+    if (olm >= 0) /* feed._last_md = data (the old value released after) */
+        Py_XSETREF(SLOT(feed, olm), Py_NewRef(data));
+    if ((olm < 0 && PyObject_SetAttr(feed, s_last_md, data) < 0) ||
         !(bids = side_list_refill(e, nb, SLOT(book, self->off_spare_bids))) ||
         !(asks = side_list_refill(e + nb * MD_ENTRY_SIZE, n - nb, SLOT(book, self->off_spare_asks))))
         goto fail;
@@ -408,7 +428,7 @@ route_call(Route *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     uint64_t t = 0;
     for (int i = 15; i >= 8; i--)
         t = (t << 8) | h[i];
-    if (count_book(self, feed) < 0 || !(ts = PyLong_FromUnsignedLongLong(t)))
+    if (count_book(self) < 0 || !(ts = PyLong_FromUnsignedLongLong(t)))
         goto fail;
     PyObject *call[6] = {sink, feed, name, book, ts, args[1]};
     ret = PyObject_VectorcallMethod(s_on_book, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -444,6 +464,7 @@ route_dealloc(Route *self)
     Py_CLEAR(self->on_frame);
     Py_CLEAR(self->book_type);
     Py_CLEAR(self->stats_type);
+    Py_CLEAR(self->feed_type);
     PyObject_GC_Del(self);
 }
 
@@ -454,6 +475,7 @@ route_traverse(Route *self, visitproc visit, void *arg)
     Py_VISIT(self->on_frame);
     Py_VISIT(self->book_type);
     Py_VISIT(self->stats_type);
+    Py_VISIT(self->feed_type);
     return 0;
 }
 
@@ -511,6 +533,12 @@ market_data_route(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     r->off_asks = oa;
     r->off_spare_bids = osb;
     r->off_spare_asks = osa;
+    r->feed_type = (PyTypeObject *)Py_NewRef(Py_TYPE(args[0]));
+    for (int i = 0; i < FA_N; i++)
+        if (member_offset(r->feed_type, fa_names[i], &r->fa_off[i]) < 0) {
+            PyErr_Clear();
+            r->fa_off[i] = -1;
+        }
     r->vectorcall = (vectorcallfunc)route_call;
     PyObject_GC_Track(r);
     return (PyObject *)r;

@@ -32,6 +32,8 @@ _market_data_head = P.market_data_head
 
 class MockFeed(Feed):
     exchange = "MOCK"
+    # read and written by the compiled handler on every MARKET_DATA (_fastproto.market_data_route)
+    __slots__ = ("_defined", "_names", "books", "_last_md")
 
     def __init__(self, config: MockFeedConfig | None = None, name: str | None = None) -> None:
         super().__init__(config or MockFeedConfig(), name)
