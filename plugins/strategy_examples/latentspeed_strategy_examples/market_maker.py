@@ -13,6 +13,8 @@ from latentspeed_core.config import StrictModel
 from latentspeed_core.engine.strategy import Strategy, ceil_to, floor_to
 from latentspeed_core.types import Side
 
+_BUY, _SELL = Side.BUY, Side.SELL  # (an Enum's members are slower reads than module globals)
+
 
 class MarketMakerParams(StrictModel):
     #: Quote size per side (rounded down to the venue's lot size).
@@ -42,8 +44,13 @@ class MarketMaker(Strategy):
     def __init__(self, params: MarketMakerParams) -> None:
         super().__init__(params)
         self._quotes: dict[str, _Quote] = {}
-        # Read on every book: a plain attribute (a pydantic model's field is a slower read).
+        # Read on every book and requote: plain attributes. A pydantic model's field is a slower read
+        # (its class's __getattr__ keeps CPython from specialising the load); the params are frozen.
         self._requote_bps = params.requote_bps
+        self._qty = params.qty
+        self._half_spread_bps = params.half_spread_bps
+        self._skew_bps = params.skew_bps
+        self._max_position = params.max_position
 
     def on_start(self) -> None:
         self._quotes = {s: _Quote() for s in self.symbols}
@@ -60,18 +67,18 @@ class MarketMaker(Strategy):
         moved = abs(mid - q.mid) * 10_000.0 >= self._requote_bps * mid if q.mid else True
         if bid_live and ask_live and not moved:
             return  # both quotes rest where they should (most books)
-        p = self.params
         ctx = self.ctx
         if not ctx.ready:  # venue down or trading halted: change nothing until it is back
             return
         pos = ctx.position(sym).qty
         tick, lot = ctx.instrument(sym)
-        qty = floor_to(p.qty, lot)
+        qty = floor_to(self._qty, lot)
         if qty <= 0:
             return
-        skew = pos * p.skew_bps
-        bid_px = floor_to(mid * (1.0 - (p.half_spread_bps + skew) / 10_000.0), tick)
-        ask_px = ceil_to(mid * (1.0 + (p.half_spread_bps - skew) / 10_000.0), tick)
+        skew = pos * self._skew_bps
+        half = self._half_spread_bps
+        bid_px = floor_to(mid * (1.0 - (half + skew) / 10_000.0), tick)
+        ask_px = ceil_to(mid * (1.0 + (half - skew) / 10_000.0), tick)
         if moved:
             # Requote: pull what rests, place fresh quotes at the new prices.
             if bid_live:
@@ -81,7 +88,8 @@ class MarketMaker(Strategy):
                 ctx.cancel(ask.cl_ord_id)
                 ask_live = False
             q.mid = mid
-        if not bid_live and pos + qty <= p.max_position + 1e-12:
-            q.bid = ctx.submit(sym, Side.BUY, qty, bid_px)
-        if not ask_live and -pos + qty <= p.max_position + 1e-12:
-            q.ask = ctx.submit(sym, Side.SELL, qty, ask_px)
+        limit = self._max_position + 1e-12
+        if not bid_live and pos + qty <= limit:
+            q.bid = ctx.submit(sym, _BUY, qty, bid_px)
+        if not ask_live and -pos + qty <= limit:
+            q.ask = ctx.submit(sym, _SELL, qty, ask_px)
