@@ -640,6 +640,48 @@ static Py_ssize_t so[S_N];
 /* UsedIds slots */
 static Py_ssize_t o_ids_lo, o_ids_hi, o_ids_rest;
 static PyTypeObject *order_in_type, *ids_type, *matcher_type, *venue_type;
+
+/* matching.Matcher's attributes the usual cases read and write: at their __slots__ offsets (found by
+ * bind_core) while the matcher is exactly a Matcher, else by name (~200 instructions a read). */
+#define MA_N 10
+static PyObject **ma_names[MA_N] = {&str_log_orders, &str_stats,         &str_next_order_id, &str_next_exec_id,
+                                    &str_max_open,   &str_fill_threshold, &str_queue_model,   &str_front_is_final,
+                                    &str_on_print,   &str_clock};
+static Py_ssize_t ma_off[MA_N] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+
+static inline Py_ssize_t
+ma_offset(PyObject *matcher, PyObject *name)
+{
+    if (!matcher_type || !Py_IS_TYPE(matcher, matcher_type))
+        return -1;
+    for (int i = 0; i < MA_N; i++)
+        if (*ma_names[i] == name)
+            return ma_off[i];
+    return -1;
+}
+
+/* matcher.<name>: a new reference */
+static PyObject *
+m_getattr(PyObject *matcher, PyObject *name)
+{
+    Py_ssize_t off = ma_offset(matcher, name);
+    PyObject *v;
+    if (off >= 0 && (v = SLOT(matcher, off)))
+        return Py_NewRef(v);
+    return PyObject_GetAttr(matcher, name);
+}
+
+/* matcher.<name> = v */
+static int
+m_setattr(PyObject *matcher, PyObject *name, PyObject *v)
+{
+    Py_ssize_t off = ma_offset(matcher, name);
+    if (off < 0)
+        return PyObject_SetAttr(matcher, name, v);
+    Py_XSETREF(SLOT(matcher, off), Py_NewRef(v)); /* (the old value released after) */
+    return 0;
+}
+
 static PyObject *insort, *bisect_left, *py_arrive, *py_convert, *py_arrive_cancel;
 
 static PyObject *
@@ -669,6 +711,11 @@ bind_arrive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(order_in_type, (PyTypeObject *)Py_NewRef(o));
     Py_XSETREF(ids_type, (PyTypeObject *)Py_NewRef(ids));
     Py_XSETREF(matcher_type, (PyTypeObject *)Py_NewRef(args[2]));
+    for (int i = 0; i < MA_N; i++)
+        if (slot_offset(matcher_type, PyUnicode_AsUTF8(*ma_names[i]), &ma_off[i]) < 0) {
+            PyErr_Clear(); /* not a slot: read by name */
+            ma_off[i] = -1;
+        }
     Py_XSETREF(venue_type, (PyTypeObject *)Py_NewRef(args[3]));
     Py_XSETREF(insort, Py_NewRef(args[4]));
     Py_XSETREF(bisect_left, Py_NewRef(args[5]));
@@ -813,9 +860,9 @@ rest_order(CoreObject *self, PyObject *sym, PyObject *cl, int64_t side, int64_t 
     /* the matcher's state, read before anything changes */
     PyObject *log_orders = NULL, *stats = NULL, *n_orders = NULL, *next_oid = NULL, *next_xid = NULL, *mo = NULL;
     int usual = 0;
-    if (!(log_orders = PyObject_GetAttr(matcher, str_log_orders)) || !(stats = PyObject_GetAttr(matcher, str_stats)) ||
-        !(next_oid = PyObject_GetAttr(matcher, str_next_order_id)) ||
-        !(next_xid = PyObject_GetAttr(matcher, str_next_exec_id)) || !(mo = PyObject_GetAttr(matcher, str_max_open))) {
+    if (!(log_orders = m_getattr(matcher, str_log_orders)) || !(stats = m_getattr(matcher, str_stats)) ||
+        !(next_oid = m_getattr(matcher, str_next_order_id)) ||
+        !(next_xid = m_getattr(matcher, str_next_exec_id)) || !(mo = m_getattr(matcher, str_max_open))) {
         usual = -1;
         goto out;
     }
@@ -869,7 +916,7 @@ rest_order(CoreObject *self, PyObject *sym, PyObject *cl, int64_t side, int64_t 
         goto fail;
     {
         PyObject *next = PyLong_FromLongLong(oid + 1);
-        int rc = next ? PyObject_SetAttr(matcher, str_next_order_id, next) : -1;
+        int rc = next ? m_setattr(matcher, str_next_order_id, next) : -1;
         Py_XDECREF(next);
         if (rc < 0)
             goto fail;
@@ -890,7 +937,7 @@ rest_order(CoreObject *self, PyObject *sym, PyObject *cl, int64_t side, int64_t 
         SLOT(o, so[i]) = i == S_CROSSED || i == S_AHEAD ? init[i] : Py_NewRef(init[i]);
     {
         PyObject *next = PyLong_FromLongLong(xid + 1);
-        int rc = next ? PyObject_SetAttr(matcher, str_next_exec_id, next) : -1;
+        int rc = next ? m_setattr(matcher, str_next_exec_id, next) : -1;
         Py_XDECREF(next);
         if (rc < 0)
             goto fail;
@@ -1125,8 +1172,8 @@ cancel_unknown(CoreObject *self, PyObject *sym, PyObject *cl, PyObject *orig, Py
     int64_t xid, sid;
     if (!Py_IS_TYPE(sym, sym_type) || small_int(SLOT(sym, o_sid), &sid) < 0 || !PyLong_CheckExact(orig))
         goto python;
-    if (!(log_orders = PyObject_GetAttr(matcher, str_log_orders)) || !(stats = PyObject_GetAttr(matcher, str_stats)) ||
-        !(next_xid = PyObject_GetAttr(matcher, str_next_exec_id)))
+    if (!(log_orders = m_getattr(matcher, str_log_orders)) || !(stats = m_getattr(matcher, str_stats)) ||
+        !(next_xid = m_getattr(matcher, str_next_exec_id)))
         goto done;
     if (log_orders != Py_False || !PyDict_CheckExact(stats) || small_int(next_xid, &xid) < 0 || xid >= (1LL << 52))
         goto python_clean;
@@ -1136,7 +1183,7 @@ cancel_unknown(CoreObject *self, PyObject *sym, PyObject *cl, PyObject *orig, Py
     if (count_up(stats, str_rejects) == 0) {
         PyObject *zero = PyLong_FromLong(0), *xido = PyLong_FromLongLong(xid), *next = PyLong_FromLongLong(xid + 1);
         PyObject *four = PyLong_FromLong(4); /* protocol.EXEC_REJECTED, REJECT_UNKNOWN_ORDER */
-        if (zero && xido && next && four && PyObject_SetAttr(matcher, str_next_exec_id, next) == 0) {
+        if (zero && xido && next && four && m_setattr(matcher, str_next_exec_id, next) == 0) {
             PyObject *now = Py_NewRef(self->now);
             PyObject *rargs[13] = {orig, zero, xido, SLOT(hold, o_sid), zero, four, zero, zero, zero, zero, four, now,
                                    zero};
@@ -1205,8 +1252,8 @@ core_arrive_cancel(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *resting = SLOT(osym, o_resting), *keys = SLOT(osym, side == 0 ? o_buy_keys : o_sell_keys);
     if (!resting || !PyDict_CheckExact(resting) || !keys || !PyList_CheckExact(keys))
         goto python;
-    if (!(log_orders = PyObject_GetAttr(matcher, str_log_orders)) || !(stats = PyObject_GetAttr(matcher, str_stats)) ||
-        !(next_xid = PyObject_GetAttr(matcher, str_next_exec_id)))
+    if (!(log_orders = m_getattr(matcher, str_log_orders)) || !(stats = m_getattr(matcher, str_stats)) ||
+        !(next_xid = m_getattr(matcher, str_next_exec_id)))
         goto error;
     if (log_orders != Py_False || !PyDict_CheckExact(stats) || small_int(next_xid, &xid) < 0 || xid >= (1LL << 52))
         goto python_clean;
@@ -1241,7 +1288,7 @@ core_arrive_cancel(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     ok = ok && count_up(stats, str_cancels) == 0;
     if (ok) {
         PyObject *zero = PyLong_FromLong(0), *xido = PyLong_FromLongLong(xid), *next = PyLong_FromLongLong(xid + 1);
-        ok = zero && xido && next && PyObject_SetAttr(matcher, str_next_exec_id, next) == 0;
+        ok = zero && xido && next && m_setattr(matcher, str_next_exec_id, next) == 0;
         if (ok) {
             Py_SETREF(SLOT(o, so[S_LEAVES]), Py_NewRef(zero));
             /* o.owner.send_report(o.cl_ord_id, o.order_id, exec_id, o.sym.sid, o.side, EXEC_CANCELED, 0, 0, 0,
@@ -1353,7 +1400,7 @@ fill_one(CoreObject *self, PyObject *matcher, PyObject *stats, int64_t *xid, PyO
     if (count_up(stats, str_fills) < 0)
         return -1;
     PyObject *xo = PyLong_FromLongLong(*xid), *next = xo ? PyLong_FromLongLong(*xid + 1) : NULL;
-    int rc = next ? PyObject_SetAttr(matcher, str_next_exec_id, next) : -1;
+    int rc = next ? m_setattr(matcher, str_next_exec_id, next) : -1;
     Py_XDECREF(next);
     if (rc < 0) {
         Py_XDECREF(xo);
@@ -1437,7 +1484,7 @@ fills_resting(CoreObject *self, PyObject *symbol, PyObject *sym, PyObject *fb, P
         !PyDict_CheckExact(self->orders) || !self->pending || !PyDict_CheckExact(self->pending))
         return 0;
     for (int i = 0; i < 8; i++)
-        if (!(v[i] = PyObject_GetAttr(matcher, names[i]))) {
+        if (!(v[i] = m_getattr(matcher, names[i]))) {
             usual = -1;
             goto out;
         }

@@ -221,6 +221,12 @@ class Matcher:
     ``queue_model`` None: resting orders fill only when an update crosses them (the mock).
     """
 
+    # Slots: the paper venue's compiled core reads and writes several per order at their offsets.
+    __slots__ = (
+        "clock", "_fill_threshold", "_rng", "queue_model", "_front_is_final", "max_open_orders", "on_print",
+        "symbols", "by_id", "_next_order_id", "_next_exec_id", "stats", "log_orders", "__dict__",
+    )  # fmt: skip
+
     def __init__(
         self,
         clock: Callable[[], int],
