@@ -29,6 +29,9 @@ typedef struct {
     int64_t t;
 } Source;
 
+/* The record keys read: the decoder's own key objects once seen (see adopt_keys) */
+enum { K_FEED, K_RECEIPT, K_KIND, K_DATA, K_N };
+
 typedef struct {
     PyObject_HEAD
     Source *src;
@@ -36,9 +39,32 @@ typedef struct {
     PyObject *readers; /* list of iterators; None once one is exhausted */
     Py_ssize_t cur;    /* the source giving now, or -1 to choose */
     int started;
+    PyObject *keys[K_N];
+    Py_ssize_t until_adopt; /* records until the next adopt_keys */
 } MergeObject;
 
-static PyObject *str_feed, *str_receipt_ns;
+static PyObject *str_feed, *str_receipt_ns, *str_kind, *str_data;
+
+/* A JSON decoder gives every record the same key objects (orjson keeps a cache of them), but not the
+ * interned strings this module looks up with: each look-up then compared the strings' bytes. The
+ * record's own key objects, once seen, make each look-up an identity match (still correct with any
+ * other equal key). Looked at again every 65,536 records, in case the decoder's objects change. */
+static void
+adopt_keys(MergeObject *m, PyObject *rec)
+{
+    PyObject *names[K_N] = {str_feed, str_receipt_ns, str_kind, str_data}, *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(rec, &pos, &k, &v)) {
+        if (!PyUnicode_CheckExact(k))
+            continue;
+        for (int i = 0; i < K_N; i++)
+            if (k != m->keys[i] && PyUnicode_Compare(k, names[i]) == 0) {
+                Py_SETREF(m->keys[i], Py_NewRef(k));
+                break;
+            }
+    }
+    m->until_adopt = 65536;
+}
 
 /* The next record of source k (new reference), NULL with no error at its end. */
 /* a == b for a record's feed name: str compared by length and bytes (the usual case, no rich
@@ -96,7 +122,7 @@ pull(MergeObject *m, Py_ssize_t k)
             Py_DECREF(rec);
             return NULL;
         }
-        PyObject *owner = PyDict_GetItemWithError(rec, str_feed);
+        PyObject *owner = PyDict_GetItemWithError(rec, m->keys[K_FEED]);
         if (!owner && PyErr_Occurred()) {
             Py_DECREF(rec);
             return NULL;
@@ -131,13 +157,15 @@ pull(MergeObject *m, Py_ssize_t k)
 
 /* rec.get("receipt_ns") or 0, as an int64. */
 static int
-stamp(PyObject *rec, int64_t *t)
+stamp(MergeObject *m, PyObject *rec, int64_t *t)
 {
     if (!PyDict_Check(rec)) {
         PyErr_Format(PyExc_TypeError, "capture record is not an object: %R", rec);
         return -1;
     }
-    PyObject *v = PyDict_GetItemWithError(rec, str_receipt_ns);
+    if (--m->until_adopt <= 0)
+        adopt_keys(m, rec);
+    PyObject *v = PyDict_GetItemWithError(rec, m->keys[K_RECEIPT]);
     if (!v) {
         if (PyErr_Occurred())
             return -1;
@@ -177,7 +205,7 @@ advance(MergeObject *m, Py_ssize_t k)
     PyObject *rec = pull(m, k);
     if (!rec)
         return PyErr_Occurred() ? -1 : 0;
-    if (stamp(rec, &s->t) < 0) {
+    if (stamp(m, rec, &s->t) < 0) {
         Py_DECREF(rec);
         return -1;
     }
@@ -195,6 +223,8 @@ merge_traverse(MergeObject *m, visitproc visit, void *arg)
         Py_VISIT(m->src[i].head);
     }
     Py_VISIT(m->readers);
+    for (int i = 0; i < K_N; i++)
+        Py_VISIT(m->keys[i]);
     return 0;
 }
 
@@ -207,6 +237,8 @@ merge_clear(MergeObject *m)
         Py_CLEAR(m->src[i].head);
     }
     Py_CLEAR(m->readers);
+    for (int i = 0; i < K_N; i++)
+        Py_CLEAR(m->keys[i]);
     return 0;
 }
 
@@ -239,6 +271,9 @@ merge_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     if (!m)
         return NULL;
     m->cur = -1;
+    PyObject *names0[K_N] = {str_feed, str_receipt_ns, str_kind, str_data};
+    for (int i = 0; i < K_N; i++)
+        m->keys[i] = Py_NewRef(names0[i]);
     m->readers = PyList_New(nr);
     m->src = PyMem_Calloc(n ? n : 1, sizeof(Source));
     if (!m->readers || !m->src) {
@@ -324,7 +359,7 @@ merge_next(MergeObject *m)
     return out;
 }
 
-static PyObject *str_kind, *str_frame, *str_data, *str_now, *str_error, *str_stats, *str_messages, *empty_bytes;
+static PyObject *str_frame, *str_now, *str_error, *str_stats, *str_messages, *empty_bytes;
 
 /* Feed.deliver_frame(data, t) for a feed that records nothing, inlined: on_frame(data, t), an
  * Exception from it counted and logged by feed.error("bad frame: Type: text", data). Its
@@ -452,12 +487,12 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
         if (t >= stop || t < lo || t > hi)
             break;
         PyObject *rec = s->head; /* a dict: stamp() checked */
-        PyObject *kind = PyDict_GetItemWithError(rec, str_kind);
+        PyObject *kind = PyDict_GetItemWithError(rec, m->keys[K_KIND]);
         if (!kind && PyErr_Occurred())
             goto done;
         if (kind != str_frame && !(kind && PyUnicode_CheckExact(kind) && PyUnicode_Compare(kind, str_frame) == 0))
             break;
-        PyObject *data = PyDict_GetItemWithError(rec, str_data);
+        PyObject *data = PyDict_GetItemWithError(rec, m->keys[K_DATA]);
         if (!data && PyErr_Occurred())
             goto done;
         m->cur = k; /* taken: the next choose() replaces it */

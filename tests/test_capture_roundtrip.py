@@ -217,7 +217,9 @@ def test_recorded_with_either_deflater_is_standard_gzip(tmp_path, inflate):
     with gzip.open(path, "rb") as f:  # the standard module reads what ISA-L wrote, and the reverse
         lines = f.read().splitlines()
     assert len(lines) == 3001
-    assert [orjson.loads(x)["data"] for x in lines[1:]] == [f"frame number {i} " + "x" * (i % 50) for i in range(3000)]
+    assert [orjson.loads(x)["data"] for x in lines[1:]] == [
+        f"frame number {i} " + "x" * (i % 50) for i in range(3000)
+    ]
 
 
 def test_flush_makes_every_recorded_line_readable_while_recording(tmp_path, inflate, caplog):
@@ -525,7 +527,21 @@ def test_merge_frames_with_a_sampler_samples_each_fill_and_runs_on_to_the_next_s
         frames(big, 1, ("not a list", point, "P", 1, 1))
 
 
-EDGES = [0, 1, 2**30 - 1, 2**30, 2**60 - 1, 2**60, 2**62, 2**63 - 1, -1, -(2**30), -(2**60), -(2**63) + 1, 1_723_161_254_138_105_767]
+EDGES = [
+    0,
+    1,
+    2**30 - 1,
+    2**30,
+    2**60 - 1,
+    2**60,
+    2**62,
+    2**63 - 1,
+    -1,
+    -(2**30),
+    -(2**60),
+    -(2**63) + 1,
+    1_723_161_254_138_105_767,
+]
 
 
 def test_merged_records_order_stamps_of_every_size_as_python_does(tmp_path):
@@ -564,3 +580,49 @@ def test_merged_records_order_stamps_of_every_size_as_python_does(tmp_path):
             rec.write("a", "frame", beyond, "x")
         with pytest.raises(ValueError, match="not an integer nanosecond time"):
             list(merged_records([("a", path)]))
+
+
+def test_the_compiled_merge_reads_records_whatever_their_key_objects(tmp_path):
+    """The compiled merge looks keys up with the decoder's own key objects once it has seen them (an
+    identity match); records whose keys are other, equal strings (another decoder, records built in
+    Python, a cache that changed) are read the same."""
+    from latentspeed_core import capture
+
+    if capture._Merge is None:
+        pytest.skip("LATENTSPEED_PURE_PYTHON: the compiled merge is switched off on purpose")
+
+    def fresh(text: str) -> str:  # an equal string that is not the same object
+        return bytes(text, "ascii").decode()
+
+    def records(name: str, n: int) -> list:
+        out = []
+        for i in range(n):
+            if i % 3 == 0:  # a decoder's record
+                out.append(
+                    orjson.loads(
+                        orjson.dumps({"feed": name, "kind": "frame", "receipt_ns": 10 * i, "data": i})
+                    )
+                )
+            else:
+                keys = (
+                    [fresh(k) for k in ("feed", "kind", "receipt_ns", "data")]
+                    if i % 3 == 1
+                    else ["feed", "kind", "receipt_ns", "data"]
+                )
+                out.append(dict(zip(keys, (name, "frame", 10 * i + (name == "b"), i), strict=True)))
+        return out
+
+    a, b = records("a", 300), records("b", 300)
+    got = [
+        (t, n, r["data"])
+        for t, n, r in capture._Merge(["a", "b"], [iter(a), iter(b)], [0, 1], [False, False])
+    ]
+    want = [
+        (t, n, r["data"])
+        for t, n, r in capture._merged_py(["a", "b"], [iter(a), iter(b)], [0, 1], [False, False])
+    ]
+    assert got == want and len(got) == 600
+    both = sorted(a + b, key=lambda r: r["receipt_ns"])  # one shared reader: the owner read from "feed"
+    got = [(n, r["data"]) for _t, n, r in capture._Merge(["a", "b"], [iter(both)], [0, 0], [True, True])]
+    want = [(n, r["data"]) for _t, n, r in capture._merged_py(["a", "b"], [iter(both)], [0, 0], [True, True])]
+    assert got == want and len(got) == 600
