@@ -40,6 +40,10 @@ class _Quote:
 
 class MarketMaker(Strategy):
     params: MarketMakerParams
+    # What on_book reads on every book, in slots: always a specialised read. (In the instance's
+    # __dict__ CPython 3.11's cached position for the key missed for these instances and most reads
+    # took the generic look-up: ~470 instructions an event in the backtest benchmark.)
+    __slots__ = ("_quotes", "_requote_bps", "_qty", "_half_spread_bps", "_skew_bps", "_max_position")
 
     def __init__(self, params: MarketMakerParams) -> None:
         super().__init__(params)
