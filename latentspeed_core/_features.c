@@ -135,9 +135,101 @@ zero_division(void)
 }
 
 /* math.fsum of n doubles (the exact re-anchoring of a rolling sum); squares them first if asked. */
+/* math.fsum's answer for n doubles (squared with `square`), without a Python float each: the sum
+ * kept exactly as non-overlapping partials (Shewchuk), then their sum rounded half-even, as
+ * math.fsum computes it (a zero never becomes a partial, as there). The exactly rounded sum is one
+ * double, so the answers are equal bit for bit. 0 with *out set; 1 for what math.fsum itself must
+ * answer: a value or a partial that is not finite (infinities, NaN, overflow and their errors), or
+ * more partials than kept here. */
+#define EXACT_PARTIALS 64
+static int
+exact_sum(const double *buf, Py_ssize_t n, int square, double *out)
+{
+    double p[EXACT_PARTIALS];
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double x = square ? buf[i] * buf[i] : buf[i];
+        if (!isfinite(x))
+            return 1;
+        Py_ssize_t k = 0;
+        for (Py_ssize_t j = 0; j < m; j++) {
+            double y = p[j];
+            if (fabs(x) < fabs(y)) {
+                double t = x;
+                x = y;
+                y = t;
+            }
+            double hi = x + y, lo = y - (hi - x);
+            if (lo != 0.0)
+                p[k++] = lo;
+            x = hi;
+        }
+        m = k;
+        if (x != 0.0) {
+            if (!isfinite(x) || m == EXACT_PARTIALS)
+                return 1;
+            p[m++] = x;
+        }
+    }
+    double hi = 0.0, lo = 0.0;
+    if (m > 0) {
+        hi = p[--m];
+        while (m > 0) { /* from the top, until the sum is no longer exact */
+            double x = hi, y = p[--m];
+            hi = x + y;
+            lo = y - (hi - x);
+            if (lo != 0.0)
+                break;
+        }
+        if (m > 0 && ((lo < 0.0 && p[m - 1] < 0.0) || (lo > 0.0 && p[m - 1] > 0.0))) { /* half-even across partials */
+            double y = lo * 2.0, x = hi + y;
+            if (y == x - hi)
+                hi = x;
+        }
+    }
+    *out = hi;
+    return 0;
+}
+
+static int fsum_of(const double *buf, Py_ssize_t n, int square, double *out);
+
+/* fsum(floats) -> float: exact_sum of a list of floats (math.fsum where it must answer); for tests. */
+static PyObject *
+py_exact_sum(PyObject *mod, PyObject *seq)
+{
+    PyObject *fast = PySequence_Fast(seq, "fsum() takes a sequence of floats");
+    if (!fast)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    double *buf = PyMem_Malloc(sizeof(double) * (size_t)(n ? n : 1));
+    if (!buf) {
+        Py_DECREF(fast);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyFloat_CheckExact(v)) {
+            PyMem_Free(buf);
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_TypeError, "fsum() takes floats");
+            return NULL;
+        }
+        buf[i] = PyFloat_AS_DOUBLE(v);
+    }
+    double out;
+    PyObject *r = NULL;
+    if (fsum_of(buf, n, 0, &out) == 0)
+        r = PyFloat_FromDouble(out);
+    PyMem_Free(buf);
+    Py_DECREF(fast);
+    return r;
+}
+
 static int
 fsum_of(const double *buf, Py_ssize_t n, int square, double *out)
 {
+    if (exact_sum(buf, n, square, out) == 0)
+        return 0;
     PyObject *list = PyList_New(n);
     if (!list)
         return -1;
@@ -1173,6 +1265,8 @@ bind_trade(PyObject *mod, PyObject *t)
 }
 
 static PyMethodDef methods[] = {
+    {"fsum", (PyCFunction)py_exact_sum, METH_O,
+     "fsum(floats): math.fsum's answer, as the updaters re-anchor their sums (for tests)"},
     {"top_of_book", make_top_of_book, METH_NOARGS, "midpoint, relative_spread, breadth, imbalance_lvl1"},
     {"depth", make_depth, METH_NOARGS, "bid_depth_n, ask_depth_n, depth_n"},
     {"volatility", make_volatility, METH_VARARGS, "volatility(window, source, field)"},

@@ -203,3 +203,60 @@ def test_trade_value_errors_match_the_python_closure():
             except Exception as exc:
                 got.append((type(exc), repr(msg)))
         assert got[0] == got[1], bad
+
+
+def _bits(x: float) -> str:
+    return float.hex(x) if x == x else "nan"
+
+
+@compiled_only
+@settings(max_examples=3000, deadline=None)
+@given(
+    xs=st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.floats(-1e-300, 1e-300),  # subnormals and their neighbours
+            st.sampled_from([1e308, -1e308, 1e16, -1e16, 1.0, -1.0, 2.0**-1074, 0.1, -0.0, 0.0]),
+            st.integers(-(2**53), 2**53).map(float),
+        ),
+        max_size=40,
+    )
+)
+def test_the_native_exact_sum_is_math_fsum_bit_for_bit(xs):
+    """The updaters re-anchor their running sums with a native exactly rounded sum (no Python float
+    per value); it must be math.fsum's answer for every input, and raise what math.fsum raises."""
+    try:
+        want = math.fsum(xs)
+    except OverflowError:
+        with pytest.raises(OverflowError):
+            F._compiled.fsum(xs)
+        return
+    assert _bits(F._compiled.fsum(xs)) == _bits(want)
+    ys = [*xs, -sum(xs[:3], 0.0), *reversed(xs)]  # cancellations (the middle one may overflow to inf)
+    try:
+        want = math.fsum(ys)
+    except (OverflowError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            F._compiled.fsum(ys)
+        return
+    assert _bits(F._compiled.fsum(ys)) == _bits(want)
+
+
+@compiled_only
+def test_the_native_exact_sum_hands_the_special_values_to_math_fsum():
+    for xs in (
+        [math.inf, 1.0],
+        [math.inf, -math.inf],
+        [math.nan, 1.0],
+        [1e308, 1e308],
+        [-0.0],
+        [],
+        [5e-324, -5e-324],
+    ):
+        try:
+            want = _bits(math.fsum(xs))
+        except (OverflowError, ValueError) as exc:
+            with pytest.raises(type(exc)):
+                F._compiled.fsum(xs)
+            continue
+        assert _bits(F._compiled.fsum(xs)) == want
