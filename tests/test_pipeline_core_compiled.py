@@ -280,10 +280,14 @@ def test_messages_a_consumer_keeps_or_changes_are_never_reused(feature):
             m["midpoint"] = m.pop("midpoint")  # same keys, another order
         elif i % 11 == 0:
             m["bids"].append([1.0, 1.0])  # a level list changed while it was held
+        elif i % 2 == 0:  # the message let go, its level lists (and a level) kept
+            parts.append((m["bids"], m["asks"][0], orjson.dumps([m["bids"], m["asks"][0]])))
 
+    parts: list = []
     sent, errors = run_with(consumer)
     assert sent == reference and errors == ref_errors
     assert len(reference) == (0 if feature == "volatility_first" else 60)
     assert ref_errors == 60 - len(reference)
     assert all(orjson.dumps(m) == then for m, then in kept)
+    assert all(orjson.dumps([bids, ask]) == then for bids, ask, then in parts)
     assert [orjson.dumps(m) for m in everything] == reference
