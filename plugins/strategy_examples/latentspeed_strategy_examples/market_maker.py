@@ -65,12 +65,19 @@ class MarketMaker(Strategy):
         if not mid:
             return
         q = self._quotes[sym]
+        qm = q.mid
+        if qm and not abs(mid - qm) * 10_000.0 >= self._requote_bps * mid:
+            bid, ask = q.bid, q.ask
+            if bid is not None and ask is not None and bid.is_open and ask.is_open:
+                return  # both quotes rest where they should (most books)
+        self._quote(sym, mid, q)
+
+    def _quote(self, sym: str, mid: float, q: _Quote) -> None:
+        """Quote the sides that need it: a side not resting, or both when mid moved."""
         bid, ask = q.bid, q.ask
         bid_live = bid is not None and bid.is_open
         ask_live = ask is not None and ask.is_open
         moved = abs(mid - q.mid) * 10_000.0 >= self._requote_bps * mid if q.mid else True
-        if bid_live and ask_live and not moved:
-            return  # both quotes rest where they should (most books)
         ctx = self.ctx
         if not ctx.ready:  # venue down or trading halted: change nothing until it is back
             return
