@@ -490,7 +490,7 @@ merge_frames(MergeObject *m, PyObject *const *args, Py_ssize_t nargs)
         PyObject *kind = PyDict_GetItemWithError(rec, m->keys[K_KIND]);
         if (!kind && PyErr_Occurred())
             goto done;
-        if (kind != str_frame && !(kind && PyUnicode_CheckExact(kind) && PyUnicode_Compare(kind, str_frame) == 0))
+        if (kind != str_frame && !(kind && PyUnicode_CheckExact(kind) && same_str(kind, str_frame) == 1))
             break;
         PyObject *data = PyDict_GetItemWithError(rec, m->keys[K_DATA]);
         if (!data && PyErr_Occurred())
