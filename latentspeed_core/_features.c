@@ -15,6 +15,13 @@
 #include <stddef.h>
 
 static PyObject *fsum_fn; /* math.fsum */
+
+/* CPython 3.11: dicts carry a version (deprecated from 3.12, where every message is a new dict) */
+#if PY_VERSION_HEX < 0x030C0000
+#define MSG_SPARES 1
+#else
+#define MSG_SPARES 0
+#endif
 static PyObject *k_bids, *k_asks, *k_midpoint, *k_relative_spread, *k_breadth, *k_imbalance_lvl1,
     *k_bid_depth_n, *k_ask_depth_n, *k_depth_n, *k_ofi_rolling, *k_price, *k_amount, *k_transaction_price,
     *k_trading_volume, *k_exchange, *k_symbol, *k_timestamp_ns, *k_receipt_timestamp_ns, *k_seq, *k_side,
@@ -116,13 +123,125 @@ touch(PyObject *msg, Ctx *c, double *b, double *qb, double *a, double *qa)
     return touch_of(bids, asks, b, qb, a, qa);
 }
 
+/* ---- a message's values written in place ---------------------------------------------------------
+ *
+ * A reused message (see Topic) has every key already, in the order this module sets them. Its values
+ * are replaced where they stand: the entry the next key is expected at (the one after the last set)
+ * is checked to hold exactly that key object, and its value swapped, instead of PyDict_SetItem's
+ * hash look-up and insertion path (~100 instructions a value, 16 values an event). Anything else (a
+ * new dict, another entry, another layout) is PyDict_SetItem. The entry layout is CPython 3.11's
+ * (Include/internal/pycore_dict.h, not public): checked on a dict built at import, and the in-place
+ * path stays off unless it is exactly as expected. The version (PEP 509) still changes with every
+ * message: finish() sets its last two keys through PyDict_SetItem. */
+#if MSG_SPARES
+typedef struct {
+    Py_ssize_t dk_refcnt;
+    uint8_t dk_log2_size;
+    uint8_t dk_log2_index_bytes;
+    uint8_t dk_kind;
+    uint32_t dk_version;
+    Py_ssize_t dk_usable;
+    Py_ssize_t dk_nentries;
+    char dk_indices[];
+} DictKeys311;
+typedef struct {
+    PyObject *me_key, *me_value;
+} UnicodeEntry311; /* a table of str keys only (PyDict_New's) */
+typedef struct {
+    Py_hash_t me_hash;
+    PyObject *me_key, *me_value;
+} GeneralEntry311; /* any other table (_PyDict_NewPresized's, whatever its keys) */
+#define DK_GENERAL 0
+#define DK_UNICODE 1
+#define DK_ENTRIES(dk) ((void *)(&((int8_t *)(dk)->dk_indices)[(size_t)1 << (dk)->dk_log2_index_bytes]))
+
+static int in_place;            /* the layout check passed */
+static PyObject *in_place_msg;  /* the reused message being built (compared, never dereferenced), or NULL */
+static Py_ssize_t next_entry;   /* where its next key is expected */
+
+/* The value slot of msg's entry at next_entry when that entry holds `key` (a combined table), or NULL. */
+static inline PyObject **
+entry_at(PyObject *msg, PyObject *key)
+{
+    PyDictObject *mp = (PyDictObject *)msg;
+    DictKeys311 *dk = (DictKeys311 *)mp->ma_keys;
+    if (mp->ma_values || next_entry >= dk->dk_nentries)
+        return NULL;
+    if (dk->dk_kind == DK_GENERAL) {
+        GeneralEntry311 *e = &((GeneralEntry311 *)DK_ENTRIES(dk))[next_entry];
+        return e->me_key == key && e->me_value ? &e->me_value : NULL;
+    }
+    if (dk->dk_kind == DK_UNICODE) {
+        UnicodeEntry311 *e = &((UnicodeEntry311 *)DK_ENTRIES(dk))[next_entry];
+        return e->me_key == key && e->me_value ? &e->me_value : NULL;
+    }
+    return NULL;
+}
+
+/* Whether a dict made as messages are (presized) and one made by PyDict_New read back through
+ * entry_at as this file assumes, and a value replaced there is what the dict then gives: 1, or 0. */
+static int
+check_layout(void)
+{
+    PyObject *keys[3] = {k_exchange, k_symbol, k_seq};
+    int ok = 1;
+    for (int kind = 0; ok && kind < 2; kind++) {
+        PyObject *d = kind ? PyDict_New() : _PyDict_NewPresized(20), *v = PyLong_FromLong(7);
+        ok = d && v && ((DictKeys311 *)((PyDictObject *)d)->ma_keys)->dk_kind == (kind ? DK_UNICODE : DK_GENERAL);
+        for (int i = 0; ok && i < 3; i++)
+            ok = PyDict_SetItem(d, keys[i], keys[2 - i]) == 0;
+        next_entry = 0;
+        for (int i = 0; ok && i < 3; i++, next_entry++) {
+            PyObject **slot = entry_at(d, keys[i]);
+            ok = slot && *slot == keys[2 - i];
+        }
+        if (ok) {
+            next_entry = 1;
+            PyObject **slot = entry_at(d, k_symbol);
+            if ((ok = slot != NULL)) {
+                PyObject *old = *slot;
+                *slot = Py_NewRef(v);
+                Py_DECREF(old);
+                ok = PyDict_GetItemWithError(d, k_symbol) == v && PyDict_GET_SIZE(d) == 3;
+            }
+        }
+        PyErr_Clear();
+        Py_XDECREF(d);
+        Py_XDECREF(v);
+    }
+    next_entry = 0;
+    return ok;
+}
+#endif
+
+/* msg[key] = value for a message being built (see above). */
+static inline int
+msg_set(PyObject *msg, PyObject *key, PyObject *value)
+{
+#if MSG_SPARES
+    PyObject **slot;
+    if (msg == in_place_msg && (slot = entry_at(msg, key)) != NULL) {
+        PyObject *old = *slot;
+        *slot = Py_NewRef(value);
+        next_entry++;
+        if (!PyObject_GC_IsTracked(msg) && PyObject_IS_GC(value)) /* as PyDict_SetItem keeps it */
+            PyObject_GC_Track(msg);
+        Py_DECREF(old);
+        return 0;
+    }
+    return PyDict_SetItem(msg, key, value);
+#else
+    return PyDict_SetItem(msg, key, value);
+#endif
+}
+
 static int
 set_float(PyObject *msg, PyObject *key, double v)
 {
     PyObject *f = PyFloat_FromDouble(v);
     if (!f)
         return -1;
-    int rc = PyDict_SetItem(msg, key, f);
+    int rc = msg_set(msg, key, f);
     Py_DECREF(f);
     return rc;
 }
@@ -432,7 +551,7 @@ trade_value_apply(Updater *u, PyObject *msg, Ctx *c)
         return -1;
     }
     Py_INCREF(price);
-    if (PyDict_SetItem(msg, k_transaction_price, price) < 0)
+    if (msg_set(msg, k_transaction_price, price) < 0)
         goto fail;
     amount = PyDict_GetItemWithError(msg, k_amount);
     if (!amount) {
@@ -447,7 +566,7 @@ trade_value_apply(Updater *u, PyObject *msg, Ctx *c)
     Py_DECREF(price);
     if (!vol)
         return -1;
-    int rc = PyDict_SetItem(msg, k_trading_volume, vol);
+    int rc = msg_set(msg, k_trading_volume, vol);
     Py_DECREF(vol);
     return rc;
 fail:
@@ -541,13 +660,6 @@ make_ofi(PyObject *mod, PyObject *arg)
 }
 
 /* ---- a topic's state, building its messages in one call (marketstream/pipeline.py's _Topic) ---- */
-
-/* CPython 3.11: dicts carry a version (deprecated from 3.12, where every message is a new dict) */
-#if PY_VERSION_HEX < 0x030C0000
-#define MSG_SPARES 1
-#else
-#define MSG_SPARES 0
-#endif
 
 typedef struct {
     PyObject_HEAD
@@ -692,8 +804,12 @@ take_msg(Topic *self)
 #if MSG_SPARES
     PyObject *m = self->spare[self->turn];
     if (m && self->compiled && Py_REFCNT(m) == 1 && PyDict_GET_SIZE(m) == self->size &&
-        ((PyDictObject *)m)->ma_version_tag == self->spare_version[self->turn])
+        ((PyDictObject *)m)->ma_version_tag == self->spare_version[self->turn]) {
+        in_place_msg = in_place ? m : NULL; /* its values replaced where they stand (msg_set) */
+        next_entry = 0;
         return Py_NewRef(m);
+    }
+    in_place_msg = NULL;
 #endif
     return new_msg(self);
 }
@@ -703,6 +819,7 @@ static PyObject *
 keep_msg(Topic *self, PyObject *msg)
 {
 #if MSG_SPARES
+    in_place_msg = NULL;
     if (msg && self->compiled) {
         int t = self->turn;
         PyObject *old = self->spare[t];
@@ -773,13 +890,15 @@ Topic_book(Topic *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(seq);
         return NULL;
     }
-    int rc = PyDict_SetItem(msg, k_exchange, self->exchange) < 0 || PyDict_SetItem(msg, k_symbol, self->symbol) < 0 ||
-             PyDict_SetItem(msg, k_timestamp_ns, args[2]) < 0 ||
-             PyDict_SetItem(msg, k_receipt_timestamp_ns, args[3]) < 0 || PyDict_SetItem(msg, k_seq, seq) < 0 ||
-             PyDict_SetItem(msg, k_bids, bids) < 0 || PyDict_SetItem(msg, k_asks, asks) < 0;
+    int rc = msg_set(msg, k_exchange, self->exchange) < 0 || msg_set(msg, k_symbol, self->symbol) < 0 ||
+             msg_set(msg, k_timestamp_ns, args[2]) < 0 || msg_set(msg, k_receipt_timestamp_ns, args[3]) < 0 ||
+             msg_set(msg, k_seq, seq) < 0 || msg_set(msg, k_bids, bids) < 0 || msg_set(msg, k_asks, asks) < 0;
     Py_DECREF(seq);
     Ctx c = {bids, asks, 0, 0.0, 0.0, 0.0, 0.0};
     if (rc || run_updaters(self, msg, &c) < 0) {
+#if MSG_SPARES
+        in_place_msg = NULL;
+#endif
         Py_DECREF(msg);
         return NULL;
     }
@@ -802,14 +921,16 @@ Topic_trade(Topic *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(seq);
         return NULL;
     }
-    int rc = PyDict_SetItem(msg, k_exchange, self->exchange) < 0 || PyDict_SetItem(msg, k_symbol, self->symbol) < 0 ||
-             PyDict_SetItem(msg, k_timestamp_ns, args[0]) < 0 ||
-             PyDict_SetItem(msg, k_receipt_timestamp_ns, args[1]) < 0 || PyDict_SetItem(msg, k_price, args[2]) < 0 ||
-             PyDict_SetItem(msg, k_amount, args[3]) < 0 || PyDict_SetItem(msg, k_side, args[4]) < 0 ||
-             PyDict_SetItem(msg, k_trade_id, args[5]) < 0 || PyDict_SetItem(msg, k_seq, seq) < 0;
+    int rc = msg_set(msg, k_exchange, self->exchange) < 0 || msg_set(msg, k_symbol, self->symbol) < 0 ||
+             msg_set(msg, k_timestamp_ns, args[0]) < 0 || msg_set(msg, k_receipt_timestamp_ns, args[1]) < 0 ||
+             msg_set(msg, k_price, args[2]) < 0 || msg_set(msg, k_amount, args[3]) < 0 ||
+             msg_set(msg, k_side, args[4]) < 0 || msg_set(msg, k_trade_id, args[5]) < 0 || msg_set(msg, k_seq, seq) < 0;
     Py_DECREF(seq);
     Ctx c = {NULL, NULL, 0, 0.0, 0.0, 0.0, 0.0};
     if (rc || run_updaters(self, msg, &c) < 0) {
+#if MSG_SPARES
+        in_place_msg = NULL;
+#endif
         Py_DECREF(msg);
         return NULL;
     }
@@ -1321,6 +1442,9 @@ PyInit__features(void)
     KEY(window_size)
     KEY(schema_version)
 #undef KEY
+#if MSG_SPARES
+    in_place = check_layout();
+#endif
     struct {
         PyObject **s;
         const char *v;
@@ -1338,8 +1462,14 @@ PyInit__features(void)
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
+#if MSG_SPARES
+    int values_in_place = in_place;
+#else
+    int values_in_place = 0;
+#endif
     if (PyModule_AddObjectRef(m, "Topic", (PyObject *)&TopicType) < 0 ||
-        PyModule_AddObjectRef(m, "PipelineCore", (PyObject *)&PipeType) < 0) {
+        PyModule_AddObjectRef(m, "PipelineCore", (PyObject *)&PipeType) < 0 ||
+        PyModule_AddObjectRef(m, "VALUES_IN_PLACE", values_in_place ? Py_True : Py_False) < 0) {
         Py_DECREF(m);
         return NULL;
     }

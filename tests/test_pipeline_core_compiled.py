@@ -11,6 +11,8 @@ resyncs.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -259,8 +261,10 @@ def test_messages_a_consumer_keeps_or_changes_are_never_reused(feature):
 
         pipe = Pipeline(20, 3, calcs, emit, None)
         book, feed, refused = SnapshotBook("X-Y"), FakeFeed("alpha"), 0
-        for bids, asks in _moving_books(60):
+        for k, (bids, asks) in enumerate(_moving_books(60)):
             book.load_sorted(bids, asks)
+            if k % 4 == 1:
+                gc.collect()  # between messages: untracks a spare that holds only floats, ints and strings
             try:
                 pipe.on_book(feed, "X-Y", book, 1, 2)
             except KeyError:
@@ -272,6 +276,7 @@ def test_messages_a_consumer_keeps_or_changes_are_never_reused(feature):
     kept: list = []
 
     def consumer(i, m):
+        assert gc.is_tracked(m)  # it holds lists: the collector must see it, reused or not
         if i % 3 == 0:
             kept.append((m, orjson.dumps(m)))
         elif i % 5 == 0:
@@ -291,3 +296,14 @@ def test_messages_a_consumer_keeps_or_changes_are_never_reused(feature):
     assert all(orjson.dumps(m) == then for m, then in kept)
     assert all(orjson.dumps([bids, ask]) == then for bids, ask, then in parts)
     assert [orjson.dumps(m) for m in everything] == reference
+
+
+@pytest.mark.skipif(not compiled, reason="the compiled pipeline core was not built (no C compiler)")
+def test_reused_messages_have_their_values_written_in_place_on_this_interpreter():
+    """The in-place writes rely on CPython 3.11's dict layout, checked at import: on 3.11 the check must
+    pass (else the tests above would not exercise them); from 3.12 they are off."""
+    import sys
+
+    from latentspeed_core import _features
+
+    assert _features.VALUES_IN_PLACE == (sys.version_info[:2] == (3, 11))
