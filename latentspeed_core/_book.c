@@ -450,13 +450,10 @@ lb_free(LevelBuf *b)
         PyMem_Free(b->v);
 }
 
+/* Append a level already known to be one the book can hold. */
 static inline __attribute__((always_inline)) int
-lb_push(LevelBuf *b, double p, double q)
+lb_push_ok(LevelBuf *b, double p, double q)
 {
-    if (!level_ok(p, q) && (b->strict || isnan(p))) { /* the normal case costs the four comparisons */
-        bad_level(p, q);
-        return -1;
-    }
     if (b->n == b->cap) {
         Py_ssize_t cap = b->cap * 2;
         double *v = PyMem_Malloc(sizeof(double) * 2 * (size_t)cap);
@@ -474,6 +471,16 @@ lb_push(LevelBuf *b, double p, double q)
     b->v[2 * b->n + 1] = q;
     b->n++;
     return 0;
+}
+
+static inline __attribute__((always_inline)) int
+lb_push(LevelBuf *b, double p, double q)
+{
+    if (!level_ok(p, q) && (b->strict || isnan(p))) { /* the normal case costs the four comparisons */
+        bad_level(p, q);
+        return -1;
+    }
+    return lb_push_ok(b, p, q);
 }
 
 /* Python iterable of (price, qty) pairs -> buffer. */
@@ -747,10 +754,15 @@ quoted_plain(const char **pp, const char *end, double *out)
             }
             int f;
             if (*q == '.' && end - q > 9 && (f = lead_digits(q + 1, &w)) >= 1 && q[1 + f] == '"') {
-                /* both parts' digits side by side in one word when they fit: one conversion */
-                uint64_t m = n + f <= 8 ? swar_value((v & ((1ULL << 8 * n) - 1)) | w << 8 * n, n + f)
-                                        : swar_value(v, n) * P10[f] + swar_value(w, f);
-                *out = (double)m / POW10[f];
+                /* The fraction's trailing zeros dropped first ("61737.63000000" is 6173763 / 10^2:
+                 * the same quotient, so the same correctly rounded double), then both parts' digits
+                 * side by side in one word when they fit: one conversion, and none for a whole value. */
+                uint64_t fw = f == 8 ? w : w & ((1ULL << 8 * f) - 1);
+                int g = fw ? ((63 - __builtin_clzll(fw)) >> 3) + 1 : 0;
+                uint64_t m = !g           ? swar_value(v, n)
+                             : n + g <= 8 ? swar_value((v & ((1ULL << 8 * n) - 1)) | w << 8 * n, n + g)
+                                          : swar_value(v, n) * P10[g] + swar_value(w, g);
+                *out = g ? (double)m / POW10[g] : (double)m;
                 *pp = q + 2 + f;
                 return 0;
             }
@@ -801,10 +813,11 @@ lb_parse_quoted_fast(LevelBuf *b, const char **pp, const char *end)
         if (quoted_plain(&p, end, &price) < 0 || p >= end || *p != ',')
             break;
         p++;
-        if (quoted_plain(&p, end, &qty) < 0 || p >= end || *p != ']' || !level_ok(price, qty))
+        /* plain decimals are finite and not negative: a level the book can hold unless the price is 0 */
+        if (quoted_plain(&p, end, &qty) < 0 || p >= end || *p != ']' || !(price > 0))
             break;
         p++;
-        if (lb_push(b, price, qty) < 0)
+        if (lb_push_ok(b, price, qty) < 0)
             return -1;
         if (p < end && *p == ',') {
             p++;

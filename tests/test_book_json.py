@@ -102,6 +102,24 @@ def test_one_load_numbers_read_as_float_at_every_length():
                 assert got == want, (parse, raw)
 
 
+def test_fractions_with_trailing_zeros_read_as_float():
+    """The compiled reader drops a fraction's trailing zeros before converting ("61837.63000000" as
+    6183763 / 10**2): every count of significant and trailing fraction digits, zeros inside the
+    fraction and an all-zero one, read exactly as float() does and as the same text without them."""
+    for n in range(1, 8):
+        whole = "".join(str((i * 7 + 3) % 10 or 1) for i in range(n))
+        for f in range(1, 9):
+            for sig in range(0, f + 1):
+                for inner in ("9", "0"):  # a zero just before the trailing ones, or not
+                    digits = "".join(str((i * 3 + 1) % 10) for i in range(sig - 1)) + inner if sig else ""
+                    frac = digits.ljust(f, "0")
+                    t = f"{whole}.{frac}"
+                    raw = f'[["{t}","{t}"],["1","2"]]'.encode()
+                    want = [(float(t), float(t)), (1.0, 2.0)]
+                    for parse in PARSERS:
+                        assert parse(raw) == want, (parse, t)
+
+
 @pytest.mark.parametrize("parse", PARSERS)
 @pytest.mark.parametrize(
     "raw",
