@@ -1040,10 +1040,34 @@ load_side(BookObject *self, Side *s, const LevelBuf *b)
     /* room for as many levels again: the updates that follow a snapshot do not rehash */
     if (map_reserve(&s->map, 2 * b->n) < 0)
         return -1;
-    for (Py_ssize_t i = 0; i < b->n; i++)
-        if (b->v[2 * i + 1] > 0)
-            map_set(&s->map, b->v[2 * i], b->v[2 * i + 1]);
-    return side_refill(s, self->w);
+    /* A venue sends its snapshot best level first: then the window is its first levels, as they
+     * come (side_refill's result without collecting and selecting the keys: a 500-level Bybit
+     * snapshot spent most of its load there). Any level out of that order: side_refill. */
+    Py_ssize_t w = self->w, m = 0;
+    double last = -INFINITY;
+    int in_order = 1;
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        double p = b->v[2 * i];
+        if (!(b->v[2 * i + 1] > 0))
+            continue;
+        map_set(&s->map, p, b->v[2 * i + 1]);
+        double key = s->neg ? -p : p;
+        if (in_order && key > last) {
+            last = key;
+            if (m <= 2 * w)
+                s->win[m++] = key;
+        }
+        else
+            in_order = 0;
+    }
+    if (!in_order)
+        return side_refill(s, w);
+    if (m > 2 * w) { /* more than 2w levels: the best w + w/2 of them, as side_refill keeps */
+        m = w + w / 2;
+        s->edge = s->win[m - 1];
+    }
+    s->wlen = m;
+    return 0;
 }
 
 typedef int (*parse_fn)(LevelBuf *, PyObject *);

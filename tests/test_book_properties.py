@@ -83,6 +83,47 @@ def test_any_update_stream_matches_reference(cls, bids, asks, ops):
     check(book, ref)
 
 
+def best_first(pairs: list, is_bid: bool, swap: int | None) -> list:
+    """Levels as venues send a snapshot: one per price, best first; ``swap`` puts one pair out of order."""
+    out = sorted(dict(pairs).items(), reverse=is_bid)
+    if swap is not None and len(out) > 1:
+        i = swap % (len(out) - 1)
+        out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
+@pytest.mark.parametrize("cls", BOOKS)
+@settings(max_examples=60, deadline=None)
+@given(
+    bids=st.lists(st.tuples(prices, qtys), max_size=300),
+    asks=st.lists(st.tuples(prices, qtys), max_size=300),
+    swap=st.one_of(st.none(), st.integers(0, 1000)),
+    drops=st.lists(st.integers(0, 299), max_size=20),
+    ops=updates,
+)
+def test_best_first_snapshots_match_reference(cls, bids, asks, swap, drops, ops):
+    """A snapshot in the venue's order (deeper than the window, zero sizes in it, or one level out of
+    order), levels at any depth of it deleted (the window's edge among them), and updates after it:
+    the same book as any other order of its levels."""
+    bids, asks = best_first(bids, True, swap), best_first(asks, False, swap)
+    book, ref = cls("X-Y"), Ref(bids, asks)
+    book.load_snapshot(bids, asks)
+    check(book, ref)
+    for i in drops:
+        for is_bid, side in ((True, bids), (False, asks)):
+            if side:
+                p = side[i % len(side)][0]
+                book.set(is_bid, p, 0.0)
+                ref.set(is_bid, p, 0.0)
+        check(book, ref)
+    for i, (is_bid, p, q) in enumerate(ops):
+        book.set(is_bid, p, q)
+        ref.set(is_bid, p, q)
+        if i % 5 == 0:
+            check(book, ref)
+    check(book, ref)
+
+
 @pytest.mark.parametrize("cls", BOOKS)
 @settings(max_examples=60, deadline=None)
 @given(bids=levels, asks=levels, batches=st.lists(st.tuples(levels, levels), max_size=30))
