@@ -719,6 +719,9 @@ def main() -> None:
         result["targets"] = {"events_per_s": TARGET_EVENTS_PER_S, "vs_replay_speedup": TARGET_SPEEDUP}
         result["machine"] = {
             "python": platform.python_version(),
+            # which build matters (docs/performance.md: PGO + LTO, libpython linked in, ~11 % faster)
+            "python_executable": sys.executable,
+            "python_compiler": platform.python_compiler(),
             "cpus": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         }
