@@ -238,6 +238,17 @@ msg_set(PyObject *msg, PyObject *key, PyObject *value)
 static int
 set_float(PyObject *msg, PyObject *key, double v)
 {
+#if MSG_SPARES
+    PyObject **slot;
+    /* A reused message's float that nothing else holds: its value replaced where it stands (the
+     * dict has the only reference, so nobody can see the change), no float allocated and freed. */
+    if (msg == in_place_msg && (slot = entry_at(msg, key)) != NULL && PyFloat_CheckExact(*slot) &&
+        Py_REFCNT(*slot) == 1) {
+        ((PyFloatObject *)*slot)->ob_fval = v;
+        next_entry++;
+        return 0;
+    }
+#endif
     PyObject *f = PyFloat_FromDouble(v);
     if (!f)
         return -1;
@@ -559,10 +570,12 @@ trade_value_apply(Updater *u, PyObject *msg, Ctx *c)
             PyErr_SetObject(PyExc_KeyError, k_amount);
         goto fail;
     }
-    if (PyFloat_CheckExact(price) && PyFloat_CheckExact(amount))
-        vol = PyFloat_FromDouble(PyFloat_AS_DOUBLE(price) * PyFloat_AS_DOUBLE(amount));
-    else
-        vol = PyNumber_Multiply(price, amount);
+    if (PyFloat_CheckExact(price) && PyFloat_CheckExact(amount)) {
+        double v = PyFloat_AS_DOUBLE(price) * PyFloat_AS_DOUBLE(amount);
+        Py_DECREF(price);
+        return set_float(msg, k_trading_volume, v);
+    }
+    vol = PyNumber_Multiply(price, amount);
     Py_DECREF(price);
     if (!vol)
         return -1;

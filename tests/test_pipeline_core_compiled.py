@@ -240,9 +240,9 @@ def _moving_books(n: int):
 @pytest.mark.parametrize("feature", ["all", "python_updater", "volatility_first"])
 def test_messages_a_consumer_keeps_or_changes_are_never_reused(feature):
     """A topic reuses the dict of its message before last once nothing holds it. Whatever consumers do
-    (keep some messages, change and drop others, drop the rest), every message reads exactly as the
-    one a pipeline whose consumer keeps them all (so none can be reused) sends, and a kept message
-    never changes afterwards."""
+    (keep some messages, change and drop others, keep only some of their values, drop the rest), every
+    message reads exactly as the one a pipeline whose consumer keeps them all (so none can be reused)
+    sends, and a kept message or value never changes afterwards."""
     import orjson
 
     calcs = build_calculators(REGISTRY, 20, 3)
@@ -287,15 +287,42 @@ def test_messages_a_consumer_keeps_or_changes_are_never_reused(feature):
             m["bids"].append([1.0, 1.0])  # a level list changed while it was held
         elif i % 2 == 0:  # the message let go, its level lists (and a level) kept
             parts.append((m["bids"], m["asks"][0], orjson.dumps([m["bids"], m["asks"][0]])))
+        elif "depth_n" in m:  # the message let go, its feature values kept (floats written in place)
+            values.append([(m[k], m[k].hex()) for k in ("depth_n", "imbalance_lvl1", "relative_spread")])
 
     parts: list = []
+    values: list = []
     sent, errors = run_with(consumer)
     assert sent == reference and errors == ref_errors
     assert len(reference) == (0 if feature == "volatility_first" else 60)
     assert ref_errors == 60 - len(reference)
     assert all(orjson.dumps(m) == then for m, then in kept)
     assert all(orjson.dumps([bids, ask]) == then for bids, ask, then in parts)
+    assert all(v.hex() == then for vs in values for v, then in vs)
+    assert len(values) >= (0 if feature == "volatility_first" else 10)
     assert [orjson.dumps(m) for m in everything] == reference
+
+
+def test_a_trade_value_a_consumer_keeps_never_changes():
+    """Trade messages are reused too: a value taken out of one (its ``trading_volume``, a float the
+    message's next use would otherwise write in place) keeps its value; the messages read as sent."""
+    import orjson
+
+    kept, sent = [], []
+
+    def emit(topic, m):
+        sent.append(orjson.dumps(m))
+        if len(sent) % 3 == 0:
+            kept.append((m["trading_volume"], m["trading_volume"].hex()))
+
+    pipe = Pipeline(20, 3, build_calculators(REGISTRY, 20, 3), None, emit)
+    feed = FakeFeed("alpha")
+    trades = [(100.0 + i % 5, 0.25 + i % 4) for i in range(60)]
+    for i, (price, amount) in enumerate(trades):
+        pipe.on_trade(feed, Trade(feed.exchange, "X-Y", i, i, price, amount, "buy", f"t{i}"))
+    assert len(kept) == 20
+    assert all(v.hex() == then for v, then in kept)
+    assert [orjson.loads(m)["trading_volume"] for m in sent] == [p * a for p, a in trades]
 
 
 @pytest.mark.skipif(not compiled, reason="the compiled pipeline core was not built (no C compiler)")
