@@ -449,7 +449,7 @@ static PyObject *py_advance, *py_on_book, *py_on_trade, *py_send_report, *py_run
 /* send_report's ExecutionReport: the class, its 14 slots in field order, and the enum tuples */
 static PyTypeObject *report_type;
 static Py_ssize_t o_report[14];
-static PyObject *sides, *exec_types, *reasons, *heappush, *heappop, *str_arm;
+static PyObject *sides, *exec_types, *reasons, *heappush, *str_arm;
 static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *str_side, *str_amount, *str_buy,
     *str_run_due, *str_fills_resting, *str_on_trade, *str_on_execution_report, *str_log_orders, *str_next_order_id,
     *str_next_exec_id, *str_stats, *str_max_open, *str_orders, *str_new_order, *str_cancels, *str_rejects, *str_fills,
@@ -684,7 +684,7 @@ core_run_due(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     int64_t limit, due, now;
     int have_limit = 0;
-    if (!heappop || !report_type || as_i64(nargs && args[0] != Py_None ? args[0] : self->now, &limit) < 0)
+    if (!report_type || as_i64(nargs && args[0] != Py_None ? args[0] : self->now, &limit) < 0)
         goto python;
     have_limit = 1;
     for (;;) {
@@ -707,7 +707,7 @@ core_run_due(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(heap);
         if (!entry)
             return NULL;
-        if (entry != top) { /* (heappop gives the top it was shown) */
+        if (entry != top) { /* (heap_pop gives the top it was shown) */
             Py_DECREF(entry);
             PyErr_SetString(PyExc_RuntimeError, "_run_due: the heap changed under it");
             return NULL;
@@ -2073,13 +2073,14 @@ core_send_report(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* bind_report(ExecutionReport, sides, exec_types, reasons, heappush): what send_report builds with. */
+/* bind_report(ExecutionReport, sides, exec_types, reasons, heappush): what send_report builds with
+ * (heappush: for a heap that is not a list; a list is pushed by heap_push). */
 static PyObject *
 bind_report(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 2 ||
+    if (nargs != 5 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 2 ||
         !PyTuple_CheckExact(args[2]) || !PyTuple_CheckExact(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "bind_report(ExecutionReport, sides, exec_types, reasons, heappush, heappop)");
+        PyErr_SetString(PyExc_TypeError, "bind_report(ExecutionReport, sides, exec_types, reasons, heappush)");
         return NULL;
     }
     static const char *fields[14] = {"cl_ord_id", "order_id", "exec_id", "symbol", "side", "exec_type", "last_px",
@@ -2094,7 +2095,6 @@ bind_report(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(exec_types, Py_NewRef(args[2]));
     Py_XSETREF(reasons, Py_NewRef(args[3]));
     Py_XSETREF(heappush, Py_NewRef(args[4]));
-    Py_XSETREF(heappop, Py_NewRef(args[5]));
     Py_RETURN_NONE;
 }
 
@@ -2340,8 +2340,8 @@ static PyMethodDef methods[] = {
      "bind_core(advance, on_book_message, on_trade_message, send_report, _run_due): the Python each entry "
      "point falls back to."},
     {"bind_report", (PyCFunction)(void (*)(void))bind_report, METH_FASTCALL,
-     "bind_report(ExecutionReport, sides, exec_types, reasons, heappush, heappop): what send_report builds "
-     "with and _run_due pops with."},
+     "bind_report(ExecutionReport, sides, exec_types, reasons, heappush): what send_report builds "
+     "with (heappush: for a heap that is not a list)."},
     {"heap_push", (PyCFunction)(void (*)(void))py_heap_push, METH_FASTCALL,
      "heap_push(list, item): heapq.heappush, entries (due, seq, ...) compared by their ints."},
     {"heap_pop", py_heap_pop, METH_O, "heap_pop(list): heapq.heappop, entries compared as heap_push does."},

@@ -207,7 +207,7 @@ if _CompiledCore is not None:
         _PaperCorePy.advance, _PaperCorePy.on_book_message, _PaperCorePy.on_trade_message, _PaperCorePy.send_report,
         _PaperCorePy._run_due,
     )  # fmt: skip
-    _bind_report(ExecutionReport, _SIDES, _EXEC_TYPES, _REASONS, heapq.heappush, heapq.heappop)
+    _bind_report(ExecutionReport, _SIDES, _EXEC_TYPES, _REASONS, heapq.heappush)
     _bind_entry(_PaperCorePy.send_new_order, _PaperCorePy.send_cancel)
     _PaperCore = _CompiledCore
 else:
