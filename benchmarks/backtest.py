@@ -35,7 +35,9 @@ Measured (1, 2 and 4 in this process, 3 in two more):
    wall time of the loop). ``cpu_s``: this thread's CPU time over the same call, steadier than wall
    time on a shared machine.
 2. **backtest from the file** (``--no-file-run`` skips it): the same, reading the gzip capture as
-   the command does; its ``fill_digest`` must equal the first one (determinism, checked).
+   the command does; its ``fill_digest`` must equal the first one (determinism, checked). With two
+   CPUs the file is read, inflated and decoded on a thread of its own (``_capread``), so this
+   figure, unlike the first, has a second CPU's help; ``cpu_s_reading_file`` is this thread's CPU.
 3. **replay, two processes** (the issue's comparison; ``--no-zmq`` or ``--no-replay`` skip it):
    today's path, ``latentspeed marketstream`` with every feed replaying the same capture file at
    ``speed: max`` and publishing on a free loopback port, and an engine process subscribed to it
@@ -662,6 +664,7 @@ def main() -> None:
                 f"({res2.wall_s:.2f}s, CPU {cpu2:.2f}s), digest {res2.fill_digest[:16]}"
             )
             result["events_per_s_reading_file"] = round(res2.events_per_s, 1)
+            result["cpu_s_reading_file"] = round(cpu2, 3)
         result["digest_repeatable"] = len(digests) == 1
         if zqs:
             # Two processes on two cores: the replay's time moves more between runs than the

@@ -155,13 +155,19 @@ def test_truncated_capture_replays_what_is_there(tmp_path, caplog):
     assert "ends early" in caplog.text
 
 
-@pytest.fixture(params=["isal", "gzip"])
+@pytest.fixture(params=["compiled", "isal", "gzip"])
 def inflate(request, monkeypatch):
-    """Captures read through ISA-L (the default) and through the standard gzip module."""
+    """Captures read on the compiled reader's thread (the default: zlib), in this thread through
+    ISA-L, and through the standard gzip module."""
     if request.param == "gzip":
         monkeypatch.setenv("LATENTSPEED_PURE_PYTHON", "1")
     else:
         monkeypatch.delenv("LATENTSPEED_PURE_PYTHON", raising=False)
+    if request.param == "isal":
+        monkeypatch.setattr(capture_module, "_Lines", None)
+    elif request.param == "compiled" and capture_module._Lines is None:
+        assert os.environ.get("LATENTSPEED_PURE_PYTHON"), "the compiled capture reader is not built"
+        pytest.skip("LATENTSPEED_PURE_PYTHON: the compiled reader is switched off on purpose")
     return request.param
 
 
