@@ -23,9 +23,11 @@
 #include <Python.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 #ifdef __SSE2__
@@ -427,13 +429,37 @@ fail(LinesObject *r, int err, int code, const char *msg)
     snprintf(r->err_msg, sizeof r->err_msg, "%s", msg ? msg : "");
 }
 
-/* read() until n bytes or the end; -1 with errno on an error */
+static int
+stop_asked(LinesObject *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int stop = r->stop;
+    pthread_mutex_unlock(&r->mu);
+    return stop;
+}
+
+/* read() until n bytes or the end, as a buffered file's read(n) does; -1 with errno on an error,
+ * -2 when the reader is let go meanwhile (a pipe that gives nothing must not keep it waiting:
+ * the file is polled a tenth of a second at a time). */
 static ssize_t
-read_full(int fd, unsigned char *buf, size_t n)
+read_full(LinesObject *r, unsigned char *buf, size_t n)
 {
     size_t got = 0;
     while (got < n) {
-        ssize_t k = read(fd, buf + got, n - got);
+        struct pollfd pfd = {r->fd, POLLIN, 0};
+        int ready = poll(&pfd, 1, 0);
+        if (ready == 0 && r->fill && r->fill->n && publish(r, 0) < 0) /* about to wait: hand over */
+            return -2;                                                /* the lines decoded so far */
+        if (ready == 0)
+            ready = poll(&pfd, 1, 100);
+        if (ready < 0 && errno != EINTR)
+            return -1;
+        if (ready <= 0) {
+            if (stop_asked(r))
+                return -2;
+            continue;
+        }
+        ssize_t k = read(r->fd, buf + got, n - got);
         if (k < 0) {
             if (errno == EINTR)
                 continue;
@@ -460,7 +486,9 @@ run(void *arg)
         fail(r, ERR_NOMEM, 0, NULL);
         goto end;
     }
-    ssize_t n = read_full(r->fd, in, READ_SIZE);
+    ssize_t n = read_full(r, in, READ_SIZE);
+    if (n == -2)
+        goto end;
     if (n < 0) {
         fail(r, ERR_OS, errno, NULL);
         goto end;
@@ -471,8 +499,10 @@ run(void *arg)
                 stopped = 1;
                 goto end;
             }
-            n = read_full(r->fd, in, READ_SIZE);
+            n = read_full(r, in, READ_SIZE);
         }
+        if (n == -2)
+            goto end;
         if (n < 0) {
             fail(r, ERR_OS, errno, NULL);
             goto end;
@@ -533,8 +563,10 @@ run(void *arg)
             inflateReset(&z);
             fed = 0;
         }
-        n = read_full(r->fd, in, READ_SIZE);
+        n = read_full(r, in, READ_SIZE);
     }
+    if (n == -2)
+        goto end;
     if (n < 0) {
         fail(r, ERR_OS, errno, NULL);
         goto end;
@@ -734,14 +766,25 @@ lines_next(LinesObject *r)
             return NULL; /* ended before (or stopped) */
         int done;
         pthread_mutex_lock(&r->mu);
-        if (!r->head && !r->done) {
+        while (!r->head && !r->done) {
+            /* Wait without the GIL, a tenth of a second at a time: a Ctrl-C is handled even while
+             * the file gives nothing (a pipe, a slow disk). */
             pthread_mutex_unlock(&r->mu);
             Py_BEGIN_ALLOW_THREADS
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 100000000;
+            if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+            }
             pthread_mutex_lock(&r->mu);
-            while (!r->head && !r->done)
-                pthread_cond_wait(&r->cv, &r->mu);
+            if (!r->head && !r->done)
+                pthread_cond_timedwait(&r->cv, &r->mu, &until);
             pthread_mutex_unlock(&r->mu);
             Py_END_ALLOW_THREADS
+            if (PyErr_CheckSignals() < 0)
+                return NULL;
             pthread_mutex_lock(&r->mu);
         }
         b = r->head;

@@ -193,3 +193,40 @@ def test_on_one_cpu_the_capture_is_read_in_this_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(capture.os, "sched_getaffinity", lambda pid: {0})
     assert type(capture._capture_lines(path)) is not capture._Lines
     assert list(read_capture(path)) == two
+
+
+def test_a_stalled_pipe_lets_ctrl_c_through_and_the_reader_go(tmp_path):
+    """Reading a pipe that stops giving (a capture still being written into a FIFO): a Ctrl-C is
+    handled while the reader waits, and letting the reader go ends its thread at once, the pipe
+    still open and silent."""
+    import signal
+    import threading
+    import time
+
+    fifo = tmp_path / "stalls.jsonl"
+    os.mkfifo(fifo)
+    release = threading.Event()
+    line = b'{"feed":"a","kind":"frame","receipt_ns":1,"data":"' + b"x" * 200 + b'"}\n'
+
+    def writer():
+        with open(fifo, "wb") as f:
+            f.write(b'{"kind":"header"}\n' + line * 100)  # more than the first 16 KiB read, then silence
+            f.flush()
+            release.wait(30)
+
+    threading.Thread(target=writer, daemon=True).start()
+    lines = capture._Lines(str(fifo))
+    got = 0
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _line in lines:
+                got += 1
+    finally:
+        timer.cancel()
+    assert 1 < got < 101  # the lines of the first read came through before the wait
+    t0 = time.monotonic()
+    del lines  # the writer is still silent: the thread must end without it
+    assert time.monotonic() - t0 < 5
+    release.set()
