@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 import sys
+import threading
 
 from . import __version__, known_plugins
 from .capture import CaptureError
@@ -133,6 +136,12 @@ def missing_command_hint(name: str, registry, plugins: str | None = None) -> str
     )
 
 
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every thread's stack on stderr: a process that hangs says where."""
+    if hasattr(faulthandler, "register") and threading.current_thread() is threading.main_thread():
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -154,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.registry = registry
     setup_logging(args.log_level or "info")
+    _stacks_on_sigusr1()
     try:
         return int(cmd.run(args) or 0)
     except (ConfigError, PluginError, CaptureError) as exc:

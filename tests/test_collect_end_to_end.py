@@ -28,6 +28,25 @@ def latentspeed(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout)
 
 
+def _kill_processes_working_in(root: Path) -> None:
+    """SIGKILL every process whose working directory is under ``root`` (collect starts its children
+    in the run directory)."""
+    import signal
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == root or root in cwd.parents:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def only_run_dir(out: Path) -> Path:
     [run] = [p for p in out.iterdir() if p.is_dir()]
     return run
@@ -150,11 +169,24 @@ def test_ctrl_c_stops_the_run_early_and_still_writes_everything(tmp_path):
 
         wait_for(connected, timeout=30, what="the engine to connect")
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Where it hangs: every thread's stack (the CLI dumps them on SIGUSR1), then the failure.
+            proc.send_signal(signal.SIGUSR1)
+            try:
+                out, _ = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired as exc:
+                out = (
+                    exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output or ""
+                )
+            pytest.fail(f"collect did not stop within 60 s of SIGINT:\n{out[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        # its children run in sessions of their own: a collect killed here must not leave them running
+        _kill_processes_working_in(tmp_path)
     run = only_run_dir(tmp_path)
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["interrupted"] is True, out[-2000:]
