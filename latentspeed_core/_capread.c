@@ -139,6 +139,23 @@ publish(LinesObject *r, int last)
     return stop ? -1 : 0;
 }
 
+/* *buf holding at least need bytes (doubled as it grows); -1 out of memory. */
+static int
+grow(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need)
+        c *= 2;
+    char *p = realloc(*buf, c);
+    if (!p)
+        return -1;
+    *buf = p;
+    *cap = c;
+    return 0;
+}
+
 static int
 reserve(Block *b, size_t bytes)
 {
@@ -149,17 +166,7 @@ reserve(Block *b, size_t bytes)
         b->ents = e;
         b->cap_ents *= 2;
     }
-    if (b->len + bytes > b->cap) {
-        size_t cap = b->cap;
-        while (b->len + bytes > cap)
-            cap *= 2;
-        char *p = realloc(b->buf, cap);
-        if (!p)
-            return -1;
-        b->buf = p;
-        b->cap = cap;
-    }
-    return 0;
+    return grow(&b->buf, &b->cap, b->len + bytes);
 }
 
 static const signed char *B64 = NULL;
@@ -381,16 +388,8 @@ feed_text(LinesObject *r, const char *p, size_t n)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl) {
             size_t k = (size_t)(end - p);
-            if (r->rest_len + k > r->rest_cap) {
-                size_t cap = r->rest_cap ? r->rest_cap : 4096;
-                while (r->rest_len + k > cap)
-                    cap *= 2;
-                char *q = realloc(r->rest, cap);
-                if (!q)
-                    return -1;
-                r->rest = q;
-                r->rest_cap = cap;
-            }
+            if (grow(&r->rest, &r->rest_cap, r->rest_len + k) < 0)
+                return -1;
             memcpy(r->rest + r->rest_len, p, k);
             r->rest_len += k;
             return 0;
@@ -398,16 +397,8 @@ feed_text(LinesObject *r, const char *p, size_t n)
         int rc;
         if (r->rest_len) {
             size_t k = (size_t)(nl - p);
-            if (r->rest_len + k > r->rest_cap) {
-                size_t cap = r->rest_cap;
-                while (r->rest_len + k > cap)
-                    cap *= 2;
-                char *q = realloc(r->rest, cap);
-                if (!q)
-                    return -1;
-                r->rest = q;
-                r->rest_cap = cap;
-            }
+            if (grow(&r->rest, &r->rest_cap, r->rest_len + k) < 0)
+                return -1;
             memcpy(r->rest + r->rest_len, p, k);
             rc = add_line(r, r->rest, r->rest_len + k);
             r->rest_len = 0;
@@ -472,6 +463,17 @@ read_full(LinesObject *r, unsigned char *buf, size_t n)
     return (ssize_t)got;
 }
 
+/* The next read: its size (0 at the end), or -1 when the thread is to end (the read failed, its
+ * error recorded; or the reader was let go). */
+static ssize_t
+read_more(LinesObject *r, unsigned char *in)
+{
+    ssize_t n = read_full(r, in, READ_SIZE);
+    if (n == -1)
+        fail(r, ERR_OS, errno, NULL);
+    return n < 0 ? -1 : n;
+}
+
 static void *
 run(void *arg)
 {
@@ -486,27 +488,19 @@ run(void *arg)
         fail(r, ERR_NOMEM, 0, NULL);
         goto end;
     }
-    ssize_t n = read_full(r, in, READ_SIZE);
-    if (n == -2)
+    ssize_t n = read_more(r, in);
+    if (n < 0)
         goto end;
-    if (n < 0) {
-        fail(r, ERR_OS, errno, NULL);
-        goto end;
-    }
     if (n < 2 || in[0] != 0x1f || in[1] != 0x8b) { /* plain JSON lines */
         while (n > 0) {
             if (feed_text(r, (const char *)in, (size_t)n) < 0) {
                 stopped = 1;
                 goto end;
             }
-            n = read_full(r, in, READ_SIZE);
+            n = read_more(r, in);
         }
-        if (n == -2)
+        if (n < 0)
             goto end;
-        if (n < 0) {
-            fail(r, ERR_OS, errno, NULL);
-            goto end;
-        }
         goto clean_end;
     }
     if (inflateInit2(&z, 31) != Z_OK) { /* 31: gzip, header and trailer checked */
@@ -563,14 +557,10 @@ run(void *arg)
             inflateReset(&z);
             fed = 0;
         }
-        n = read_full(r, in, READ_SIZE);
+        n = read_more(r, in);
     }
-    if (n == -2)
+    if (n < 0)
         goto end;
-    if (n < 0) {
-        fail(r, ERR_OS, errno, NULL);
-        goto end;
-    }
     if (fed) {
         fail(r, ERR_EOF, 0, "compressed file ended before the end-of-stream marker was reached");
         goto end;
