@@ -138,8 +138,12 @@ def missing_command_hint(name: str, registry, plugins: str | None = None) -> str
 
 def _stacks_on_sigusr1() -> None:
     """``kill -USR1 <pid>`` prints every thread's stack on stderr: a process that hangs says where."""
-    if hasattr(faulthandler, "register") and threading.current_thread() is threading.main_thread():
+    if not hasattr(faulthandler, "register") or threading.current_thread() is not threading.main_thread():
+        return
+    try:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (OSError, ValueError):  # stderr with no file descriptor (main() called in-process, captured)
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,16 @@ def latentspeed(
 _INDEX_PROBLEM: list[str | None] = []
 
 
+def pytest_configure(config):
+    """Tests stop child processes with SIGINT (and one sends it to this process). A suite started in
+    the background of a non-interactive shell (`cmd &`, `nohup`) inherits SIGINT ignored, which every
+    child it starts would inherit too (and Python raises no KeyboardInterrupt then): put it back."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_runtest_setup(item):
     """``needs_registry`` tests skip, with the reason, only when the package index is unreachable."""
     if item.get_closest_marker("needs_registry") is None:
