@@ -169,8 +169,7 @@ reserve(Block *b, size_t bytes)
     return grow(&b->buf, &b->cap, b->len + bytes);
 }
 
-static const signed char *B64 = NULL;
-static signed char b64_table[256];
+static signed char B64[256]; /* a base64 character's value, -1 for any other byte (module init) */
 
 /* Strict base64 (the alphabet, '=' padding only at the end, length a multiple of 4) into out;
  * its length, or -1 for anything base64.b64decode might read otherwise. */
@@ -818,10 +817,9 @@ PyMODINIT_FUNC
 PyInit__capread(void)
 {
     const char *alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    memset(b64_table, -1, sizeof b64_table);
+    memset(B64, -1, sizeof B64);
     for (int i = 0; i < 64; i++)
-        b64_table[(unsigned char)alphabet[i]] = (signed char)i;
-    B64 = b64_table;
+        B64[(unsigned char)alphabet[i]] = (signed char)i;
     if (PyType_Ready(&LinesType) < 0)
         return NULL;
     PyObject *zlib = PyImport_ImportModule("zlib");
