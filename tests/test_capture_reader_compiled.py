@@ -102,6 +102,41 @@ def test_any_capture_reads_the_same_either_way(tmp_path, monkeypatch, caplog, re
     assert compiled == python
 
 
+def test_many_feeds_odd_feed_values_and_stamps_out_of_line_read_the_same_either_way(tmp_path, monkeypatch, caplog):
+    """A hundred feeds interleaved, stamps going back within a feed (ahead of both neighbours, or
+    behind), ties, stamps past int64, and feed values no recorder writes (a number, null, none at
+    all): the same records and warnings either way, each feed's stamps never going back."""
+    import random
+
+    rng = random.Random(5)
+    lines = [orjson.dumps({"format": capture.FORMAT, "version": capture.VERSION})]
+    for i in range(3000):
+        feed = rng.choice([f"f{k}" for k in range(100)] + [5, None, "missing"])
+        t = rng.choice([i, i, i - rng.randint(0, 50), i + rng.randint(0, 50), 2**63 + i])
+        rec = {"feed": feed, "kind": "frame", "receipt_ns": t, "data": f"d{i}"}
+        if feed == "missing":
+            del rec["feed"]
+        lines.append(orjson.dumps(rec))
+    path = tmp_path / "many.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    compiled, python = both(path, monkeypatch, caplog)
+    assert compiled == python
+    recs, warnings = compiled
+    assert len(recs) == 3000 and any("out of receipt-time order in all" in w for w in warnings)
+    by_feed: dict = {}
+    for r in map(dict, recs):
+        assert r["receipt_ns"] >= by_feed.get(r.get("feed"), r["receipt_ns"])  # never back, within a feed
+        by_feed[r.get("feed")] = r["receipt_ns"]
+
+
+def test_an_unhashable_feed_fails_alike(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "odd.jsonl"
+    header = orjson.dumps({"format": capture.FORMAT, "version": capture.VERSION})
+    path.write_bytes(header + b'\n{"feed":["a"],"kind":"frame","receipt_ns":1,"data":"x"}\n')
+    compiled, python = both(path, monkeypatch, caplog)
+    assert compiled == python and compiled[0][0][:2] == ("raised", "TypeError")
+
+
 def test_recorded_frames_are_decoded_on_the_thread(tmp_path):
     """The usual record (a frame, text or bytes) arrives as a dict, keys in the file's order."""
     path = tmp_path / "c.jsonl.gz"
