@@ -54,6 +54,8 @@ def collected(capture: str, runs: int, tmp: Path) -> tuple[int, dict]:
     ]  # fmt: skip
     # numpy's OpenBLAS worker threads otherwise show up in some runs (0 to 4,200 per event).
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    # str hashes, so dicts' probe sequences, differ per process: ±1 % of the count run to run.
+    env.setdefault("PYTHONHASHSEED", "0")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     m = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode or not m:
