@@ -44,26 +44,34 @@ typedef struct {
 } MergeObject;
 
 static PyObject *str_feed, *str_receipt_ns, *str_kind, *str_data;
+static PyObject *str_frame, *str_now, *str_error, *str_stats, *str_messages, *empty_bytes;
 
 /* A JSON decoder gives every record the same key objects (orjson keeps a cache of them), but not the
  * interned strings this module looks up with: each look-up then compared the strings' bytes. The
  * record's own key objects, once seen, make each look-up an identity match (still correct with any
- * other equal key). Looked at again every 65,536 records, in case the decoder's objects change. */
+ * other equal key). Looked at again every 65,536 records, in case the decoder's objects change.
+ * Taken from a frame record: the rare others (connects, REST answers) may come from another decoder
+ * with other key objects (the compiled capture reader leaves them to orjson), and keys adopted from
+ * one cost every frame after it a comparison of bytes per look-up. */
 static void
 adopt_keys(MergeObject *m, PyObject *rec)
 {
     PyObject *names[K_N] = {str_feed, str_receipt_ns, str_kind, str_data}, *k, *v;
     Py_ssize_t pos = 0;
+    int frame = 0;
     while (PyDict_Next(rec, &pos, &k, &v)) {
         if (!PyUnicode_CheckExact(k))
             continue;
         for (int i = 0; i < K_N; i++)
-            if (k != m->keys[i] && PyUnicode_Compare(k, names[i]) == 0) {
-                Py_SETREF(m->keys[i], Py_NewRef(k));
+            if (k == m->keys[i] || PyUnicode_Compare(k, names[i]) == 0) {
+                if (k != m->keys[i])
+                    Py_SETREF(m->keys[i], Py_NewRef(k));
+                if (i == K_KIND)
+                    frame = v == str_frame || (PyUnicode_CheckExact(v) && PyUnicode_Compare(v, str_frame) == 0);
                 break;
             }
     }
-    m->until_adopt = 65536;
+    m->until_adopt = frame ? 65536 : 1; /* not a frame: again at the next record */
 }
 
 /* The next record of source k (new reference), NULL with no error at its end. */
@@ -359,7 +367,6 @@ merge_next(MergeObject *m)
     return out;
 }
 
-static PyObject *str_frame, *str_now, *str_error, *str_stats, *str_messages, *empty_bytes;
 
 /* Feed.deliver_frame(data, t) for a feed that records nothing, inlined: on_frame(data, t), an
  * Exception from it counted and logged by feed.error("bad frame: Type: text", data). Its

@@ -6,6 +6,7 @@ Pydantic validates configuration only; hot-path messages are plain slotted objec
 from __future__ import annotations
 
 import difflib
+import sys
 import types
 import typing
 from pathlib import Path
@@ -122,7 +123,7 @@ class FeedConfig(StrictModel):
         for s in symbols:
             if not isinstance(s, str) or "-" not in s or s.startswith("-") or s.endswith("-"):
                 raise ValueError(f"symbol {s!r} is not in the normalised BASE-QUOTE form (e.g. BTC-USDT)")
-            out.append(s.upper())
+            out.append(sys.intern(s.upper()))
         return out
 
 

@@ -11,6 +11,7 @@ import logging
 import math
 import random
 import statistics
+import sys
 
 import orjson
 import pytest
@@ -102,6 +103,22 @@ def test_book_message_is_exactly_the_contract(ms_ref):
     assert m["imbalance_lvl1"] == pytest.approx(0.5 / 1.5)
     assert m["volatility_mid"] == 0.0 and m["ofi_rolling"] == 0.0
     orjson.dumps(m)  # serialisable as is
+
+
+def test_message_names_are_the_interned_strings_the_configs_hold():
+    """The engine keys its per-symbol dicts by the config's symbols (interned by the config models):
+    a message's symbol must be that very object, so each look-up is an identity match."""
+    from latentspeed_core.engine.config import StrategyEntry
+
+    feed, pipe, out = make()
+    sym = "".join(["btc", "-usd"])  # built at run time: not the interned constant
+    feed.deliver_frame(frame(t="book", s=sym.upper(), ts=1, snap=True, bids=[[1.0, 1.0]], asks=[[2.0, 1.0]]), 2)
+    feed.deliver_frame(frame(t="trade", s=sym.upper(), ts=3, p=1.5, q=1.0, side="buy", id=1), 4)
+    configured = StrategyEntry(name="x", symbols=[sym]).symbols[0]
+    assert configured is FeedConfig(exchange="test", symbols=[sym]).symbols[0]
+    for _topic, m in out:
+        assert m["symbol"] is configured
+        assert m["exchange"] is sys.intern("TEST")
 
 
 def test_features_match_definitions_on_a_random_walk(ms_ref):

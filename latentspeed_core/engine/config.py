@@ -7,6 +7,7 @@ the model the plugin registered, so an unknown key anywhere is reported with its
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ class StrategyEntry(StrictModel):
     @field_validator("symbols")
     @classmethod
     def _upper(cls, v: list[str]) -> list[str]:
-        return [s.upper() for s in v]
+        return [sys.intern(s.upper()) for s in v]
 
 
 class FeesConfig(StrictModel):

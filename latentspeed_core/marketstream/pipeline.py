@@ -15,6 +15,7 @@ and, for crossed or invalid books it refuses, ``errors``.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -198,15 +199,21 @@ class Pipeline(_PipelineCore):
     # -- topic state -----------------------------------------------------------
     def _book_state(self, exchange: str, symbol: str) -> _Topic:
         topic = book_topic(exchange, symbol)
-        ups = [u for c in self.calculators if (u := c.book_updater(topic)) is not None]
-        st = _Topic(topic, exchange.upper(), symbol.upper(), ups, self.window_size, SCHEMA_VERSION)
+        st = self._topic(topic, exchange, symbol, [c.book_updater(topic) for c in self.calculators])
         self._books[(exchange, symbol)] = st
         return st
 
+    def _topic(self, topic: str, exchange: str, symbol: str, updaters: list) -> _Topic:
+        # The names interned, as the configs' symbols are: the engine's per-symbol dicts then find a
+        # message's symbol by identity, with no string comparison per message.
+        ups = [u for u in updaters if u is not None]
+        return _Topic(
+            topic, sys.intern(exchange.upper()), sys.intern(symbol.upper()), ups, self.window_size, SCHEMA_VERSION
+        )
+
     def _trade_state(self, exchange: str, symbol: str) -> _Topic:
         topic = trade_topic(exchange, symbol)
-        ups = [u for c in self.calculators if (u := c.trade_updater(topic)) is not None]
-        st = _Topic(topic, exchange.upper(), symbol.upper(), ups, self.window_size, SCHEMA_VERSION)
+        st = self._topic(topic, exchange, symbol, [c.trade_updater(topic) for c in self.calculators])
         self._trades[(exchange, symbol)] = st
         return st
 
