@@ -1183,6 +1183,37 @@ keyset_find(const KeySet *k, const char *s, Py_ssize_t len)
     return -1;
 }
 
+/* The names a venue repeats in every frame (stream, event type, symbol, topic), made once: each of
+ * STR_CACHE slots keeps the last string made for it and gives it again for the same bytes. A frame's
+ * names then cost no allocation, and their hash is computed once, so the routes' dict look-ups by
+ * them are identity matches (a fresh "BTCUSDT" was hashed and compared byte by byte: ~350
+ * instructions a look-up). Strings are immutable: sharing one is seen by nobody. A one-off string (a
+ * trade id) only replaces its slot's. */
+#define STR_CACHE 16
+#define STR_CACHE_MAX 64
+static PyObject *str_cache[STR_CACHE];
+
+static PyObject *
+repeated_ascii(const char *s, Py_ssize_t n)
+{
+    unsigned slot = 0;
+    if (n > STR_CACHE_MAX)
+        goto fresh;
+    if (n)
+        slot = ((unsigned)n * 31u + (unsigned char)s[0] * 7u + (unsigned char)s[n - 1]) & (STR_CACHE - 1);
+    PyObject *c = str_cache[slot];
+    if (c && PyUnicode_GET_LENGTH(c) == n && memcmp(PyUnicode_DATA(c), s, (size_t)n) == 0)
+        return Py_NewRef(c);
+fresh:;
+    PyObject *o = PyUnicode_New(n, 127);
+    if (!o)
+        return NULL;
+    memcpy(PyUnicode_DATA(o), s, (size_t)n);
+    if (n <= STR_CACHE_MAX)
+        Py_XSETREF(str_cache[slot], Py_NewRef(o));
+    return o;
+}
+
 /* A scalar value at *pp: a plain string (-> str), a non-negative integer of at most 18 digits without
  * a leading zero, fraction or exponent (-> int), true/false (-> bool) or null (-1 when wanted).
  * `want`: build the object (else *out stays NULL). -1 for anything else (no Python error set, except
@@ -1199,11 +1230,8 @@ scan_scalar(const char **pp, const char *end, int want, PyObject **out)
         Py_ssize_t n;
         if (scan_plain_string(&p, end, &s0, &n) < 0)
             return -1;
-        if (want) { /* plain ASCII (scan_plain_string): no decoding */
-            if (!(*out = PyUnicode_New(n, 127)))
-                return -2;
-            memcpy(PyUnicode_DATA(*out), s0, (size_t)n);
-        }
+        if (want && !(*out = repeated_ascii(s0, n))) /* plain ASCII (scan_plain_string): no decoding */
+            return -2;
     }
     else if ((unsigned)(*p - '0') < 10u) {
         const char *d0 = p;

@@ -115,3 +115,14 @@ def test_strings_and_integers_of_any_length(raw, n):
         assert got[2:4] == (text, n)
     else:
         assert got is None
+
+
+def test_a_repeated_name_is_one_object_and_a_different_one_is_never_mistaken_for_it():
+    """Names a venue repeats come back as the same str (their hash computed once: the routes' look-ups
+    by them are identity matches); names sharing length, first and last byte stay distinct."""
+    first = scan(frame(), TOP, "data", KEYS, TAGS, DECIMALS)
+    again = scan(frame(), TOP, "data", KEYS, TAGS, DECIMALS)
+    assert first[2] == "BTCUSDT" and again[2] is first[2] and again[0] is first[0]
+    for name in ("BXCUSDT", "BTCUSDT", "BTXUSDT", "BTCUSDT", "B" + "x" * 70 + "T", "B" + "x" * 70 + "T"):
+        got = scan(frame().replace(b"BTCUSDT", name.encode()), TOP, "data", KEYS, TAGS, DECIMALS)
+        assert got[2] == name
