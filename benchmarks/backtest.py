@@ -33,7 +33,10 @@ Measured (1, 2 and 4 in this process, 3 in two more):
    time. ``events`` = the report's ``events`` (frames delivered to feeds: book and trade frames; REST
    snapshots and connects are not counted), ``events_per_s`` = events / ``wall_s`` (the report's own
    wall time of the loop). ``cpu_s``: this thread's CPU time over the same call, steadier than wall
-   time on a shared machine.
+   time on a shared machine. Before each run a fixed pure-Python workload is timed
+   (``host_reference_ms_runs``, ~25 ms on a quiet host) and the hypervisor's steal over the run read
+   (``steal_ms_runs``, Linux), both in run order beside ``events_per_s_runs_in_order``: a run slow
+   together with its reference was slowed by the host, not the code.
 2. **backtest from the file** (``--no-file-run`` skips it): the same, reading the gzip capture as
    the command does; its ``fill_digest`` must equal the first one (determinism, checked). With two
    CPUs the file is read, inflated and decoded on a thread of its own (``_capread``), so this
@@ -306,6 +309,32 @@ class InMemory:
         for mod, fn in self._saved:
             mod.read_capture = fn
         self._saved = []
+
+
+def host_reference_ms() -> float:
+    """A fixed pure-Python workload (dict, float and call churn, like the loop's), in ms.
+
+    Timed right before each backtest run: this VM's speed moves by ±20-30 % within a minute, and a
+    run that is slow together with its reference was slowed by the host, not by the code."""
+    t = time.perf_counter()
+    d: dict[int, float] = {}
+    get = d.get
+    x = 0.0
+    for i in range(200_000):
+        k = i & 1023
+        d[k] = v = get(k, 0.0) + i * 0.5
+        x += v
+    return (time.perf_counter() - t) * 1e3
+
+
+def steal_ms() -> float | None:
+    """CPU time the hypervisor gave other guests, all CPUs (Linux /proc/stat), in ms; None elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+        return int(fields[8]) * 1e3 / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def run_backtest_once(data: dict, registry, capture: str, profiler=None) -> tuple[bt.BacktestResult, float]:
@@ -609,20 +638,25 @@ def main() -> None:
         say(f"read {len(records):,} records into memory in {time.perf_counter() - t:.1f}s (not measured)")
 
         runs = []
+        host: list[tuple[float, float | None]] = []  # (host_reference_ms, steal ms) per run, in order
         zqs: list[dict] = []
         zmq_runs = 0 if args.no_replay or args.no_zmq else max(1, args.replay_runs)
         # The backtests and the two-process replays alternate: this VM's speed drifts by ±15 % over
         # minutes, and the ratio of the two is the figure, so both are measured in the same minutes.
         for i in range(max(1, args.runs, zmq_runs)):
             if i < max(1, args.runs):
+                ref = host_reference_ms()
+                st0 = steal_ms()
                 with InMemory(capture, records):
                     res, cpu = run_backtest_once(data, registry, capture)
+                st1 = steal_ms()
+                host.append((round(ref, 1), round(st1 - st0, 1) if st0 is not None and st1 is not None else None))
                 runs.append((res, cpu))
                 say(
                     f"backtest {i + 1} (in memory): {res.events:,} events ({res.books:,} books, {res.trades:,} "
                     f"trades) in {res.wall_s:.2f}s = {res.events_per_s:,.0f} events/s "
                     f"({res.books / res.wall_s:,.0f} books/s; CPU {cpu:.2f}s = {res.events / cpu:,.0f} events/s), "
-                    f"digest {res.fill_digest[:16]}"
+                    f"digest {res.fill_digest[:16]}; host reference {ref:.1f} ms, steal {host[-1][1]} ms"
                 )
             if i < zmq_runs:
                 with tempfile.TemporaryDirectory() as d:
@@ -649,6 +683,10 @@ def main() -> None:
             "runs": len(runs),
             "events_per_s_runs": sorted(round(r.events_per_s, 1) for r, _ in runs),
             "events_per_cpu_s_best": round(max(r.events / c for r, c in runs if c), 1),
+            # in run order, each with the host's reference time just before it and the steal during it
+            "events_per_s_runs_in_order": [round(r.events_per_s, 1) for r, _ in in_order],
+            "host_reference_ms_runs": [h[0] for h in host],
+            "steal_ms_runs": [h[1] for h in host],
             "orders": rep["orders"],
             "maker_fills": makers,
             "pnl": round(rep["pnl"], 6),
