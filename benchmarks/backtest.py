@@ -656,7 +656,8 @@ def main() -> None:
                     f"backtest {i + 1} (in memory): {res.events:,} events ({res.books:,} books, {res.trades:,} "
                     f"trades) in {res.wall_s:.2f}s = {res.events_per_s:,.0f} events/s "
                     f"({res.books / res.wall_s:,.0f} books/s; CPU {cpu:.2f}s = {res.events / cpu:,.0f} events/s), "
-                    f"digest {res.fill_digest[:16]}; host reference {ref:.1f} ms, steal {host[-1][1]} ms"
+                    f"digest {res.fill_digest[:16]}; host reference {ref:.1f} ms, steal "
+                    + (f"{host[-1][1]} ms" if host[-1][1] is not None else "n/a")
                 )
             if i < zmq_runs:
                 with tempfile.TemporaryDirectory() as d:

@@ -367,7 +367,6 @@ merge_next(MergeObject *m)
     return out;
 }
 
-
 /* Feed.deliver_frame(data, t) for a feed that records nothing, inlined: on_frame(data, t), an
  * Exception from it counted and logged by feed.error("bad frame: Type: text", data). Its
  * stats.messages += 1 is counted in *count, added by the caller before it returns. */
