@@ -364,7 +364,10 @@ def _run_backtest(setup: EngineSetup, registry, t_from, t_to, progress) -> Backt
 
 
 def _fill_dict(f) -> dict:
+    """A fill as the report gives it: ``time`` (the issue's name) and ``time_ns`` (the name reports
+    had first) are both the report's arrival at the engine, in ns since the epoch."""
     return {
+        "time": f.timestamp_ns,
         "time_ns": f.timestamp_ns,
         "cl_ord_id": f.cl_ord_id,
         "symbol": f.symbol,
