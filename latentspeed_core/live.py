@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import ConfigDict, SecretStr
 
 from .config import StrictModel
 from .types import Order, OrdType
@@ -31,6 +31,10 @@ class CredentialsError(ValueError):
 
 class ApiKeyConfig(StrictModel):
     """Config keys of a venue that signs requests. Subclass it and add the venue's own keys."""
+
+    #: A validation error never echoes what was given (it may hold the key or the secret): pydantic's
+    #: own message too, for code that builds the model directly rather than through ``validate``.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None

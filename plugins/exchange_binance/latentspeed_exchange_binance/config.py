@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from latentspeed_core.config import FeedConfig, HttpUrl, WsUrl
 from latentspeed_core.live import ApiKeyConfig
@@ -148,9 +148,6 @@ class BinanceVenueConfig(ApiKeyConfig):
     ``BINANCE_API_SECRET``, else ``api_key_file``/``api_secret_file``; a config that gives none of
     them is refused when it is loaded (one line naming ``BINANCE_API_KEY``), before any connection.
     """
-
-    #: A validation error never echoes what was given (it may hold the key or the secret).
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     exchange: Literal["binance"] = "binance"
     market: Literal["spot", "usdm"] = "spot"

@@ -19,6 +19,7 @@ from latentspeed_exchange_bybit.execution import (
     spec_from_instrument,
     ws_text_frame,
 )
+from pydantic import ValidationError
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
@@ -75,6 +76,24 @@ def test_keys_come_from_the_environment_or_files_and_a_missing_one_names_the_var
     (tmp_path / "secret").write_text("file-secret\n")
     cfg = BybitVenueConfig(api_secret_file=tmp_path / "secret")
     assert cfg.credentials("BYBIT") == ("env-key", "file-secret")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"api_key": "KEY-must-not-leak", "api_secret": "SECRET-must-not-leak", "colour": "red"},
+        {"api_key": "KEY-must-not-leak", "api_secret": "SECRET-must-not-leak", "recv_window_ms": "soon"},
+        {"api_key": "KEY-must-not-leak"},  # the secret missing: the error names the variable, not the key
+    ],
+)
+def test_a_validation_error_never_echoes_the_key_or_the_secret(given):
+    """pydantic's own message too: code that builds the model directly gets no input echoed back."""
+    with pytest.raises(ValidationError) as err:
+        BybitVenueConfig(**given)
+    assert "must-not-leak" not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        validate(BybitVenueConfig, given, "live.yml", prefix="venue")
+    assert "must-not-leak" not in str(err.value)
 
 
 # -- ids, instruments, messages ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from latentspeed_core.config import FeedConfig, HttpUrl, StrictModel, WsUrl
 from latentspeed_core.live import CredentialsError, secret_value
@@ -111,6 +111,9 @@ class DydxVenueConfig(StrictModel):
     """The ``dydx`` venue: dYdX v4 order entry through a validator (gRPC) with fills from the indexer.
 
     The mnemonic is a ``SecretStr``: never in a repr, a log line or an error message."""
+
+    #: A validation error never echoes what was given (pydantic's own message included).
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     exchange: Literal["dydx"] = "dydx"
     network: Literal["testnet", "mainnet"] = "testnet"
