@@ -19,7 +19,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(Exception):
-    """Configuration problems, each reported as ``file: key.path: reason`` (exit code 2).
+    """Configuration problems, each reported as ``file: key.path: reason`` (exit code 2; no ``file:``
+    for a problem that is not in a file, such as a command-line argument).
 
     ``path`` and ``reason`` are the first problem; ``errors`` holds every ``(path, reason)``
     found, so one run of ``config validate`` shows them all. ``str()`` is one line per problem.
@@ -28,14 +29,16 @@ class ConfigError(Exception):
     def __init__(
         self, file: str | Path | None, path: str, reason: str, more: list[tuple[str, str]] | None = None
     ):
-        self.file = str(file) if file is not None else "<config>"
+        #: None: the problem is not in a file (a command-line argument, a built-in default).
+        self.file = str(file) if file is not None else None
         self.path = path
         self.reason = reason
         self.errors: list[tuple[str, str]] = [(path, reason), *(more or [])]
         super().__init__("\n".join(self._line(p, r) for p, r in self.errors))
 
     def _line(self, path: str, reason: str) -> str:
-        return f"{self.file}: {path}: {reason}" if path else f"{self.file}: {reason}"
+        where = f"{self.file}: " if self.file is not None else ""
+        return f"{where}{path}: {reason}" if path else f"{where}{reason}"
 
     def renamed(self, old: str, new: str) -> ConfigError:
         """The same problems with key path ``old`` (and keys below it) reported as ``new``."""

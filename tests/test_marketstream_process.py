@@ -187,8 +187,10 @@ def test_port_in_use_is_a_clear_error(procs, tmp_path):
         cfg = tmp_path / "ms.yml"
         write_config(cfg, port, {"exchange": "mock", "port": 9})
         p = procs.start("marketstream", str(cfg))
-        assert p.wait() == 1
-    assert f"cannot bind tcp://127.0.0.1:{port}" in p.stderr and "Traceback" not in p.stderr
+        assert p.wait() == 2  # the config's to change: a config error (issue 17: one exit code scheme)
+    line = p.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"latentspeed marketstream: error: {cfg}: zmq.port: cannot bind tcp://127.0.0.1:{port}")
+    assert "Traceback" not in p.stderr
 
 
 def test_marketstream_and_record_that_get_no_data_exit_1_naming_the_feed(run_cli, tmp_path):

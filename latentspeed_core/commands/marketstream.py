@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..components import Command
+from ..config import ConfigError
 from .argtypes import float_above, int_in
 
 
@@ -79,12 +80,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"latentspeed marketstream: error: {exc}", file=sys.stderr)
         return 1
     except zmq.ZMQError as exc:
+        # (a port another process holds: the config's to change, so a config error, exit 2)
         z = setup.config.zmq
-        print(
-            f"latentspeed marketstream: error: cannot bind tcp://{z.host}:{z.port} / :{z.port + 1}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
+        raise ConfigError(
+            setup.file, "zmq.port", f"cannot bind tcp://{z.host}:{z.port} / :{z.port + 1}: {exc} "
+            "(another process listens there: choose free ports)",
+        ) from None  # fmt: skip
 
 
 COMMAND = Command(

@@ -8,7 +8,7 @@ import logging
 import signal
 
 from latentspeed_core.components import Command
-from latentspeed_core.config import validate
+from latentspeed_core.config import ConfigError, validate
 from latentspeed_core.runtime import run_async, spin
 
 from .config import MockExchangeConfig
@@ -82,8 +82,11 @@ def _run(args: argparse.Namespace) -> int:
     try:
         run_async(_serve(cfg))
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, exc.strerror or exc)
-        return 1
+        # A port another process holds is the user's to change: the usage-error form and exit code (2).
+        raise ConfigError(
+            None, "--port", f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc} "
+            "(another process listens there: choose a free --port, or 0 for any)",
+        ) from None  # fmt: skip
     return 0
 
 

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -402,6 +403,20 @@ def test_vanished_client_loses_its_resting_orders(exchange, client):
 def _latentspeed() -> list[str]:
     script = Path(sys.executable).with_name("latentspeed")
     return [str(script)] if script.exists() else [sys.executable, "-m", "latentspeed_core"]
+
+
+def test_command_line_exchange_on_a_busy_port_is_a_usage_error():
+    """Issue 17: one format (``latentspeed X: error: ...``) and exit 2 for what the user must change."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([*_latentspeed(), "mock-exchange", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"latentspeed mock-exchange: error: --port: cannot listen on 127.0.0.1:{port}: "), line
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("port_arg,busy_poll", [("free", False), ("0", False), ("free", True)])
