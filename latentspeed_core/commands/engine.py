@@ -65,6 +65,7 @@ def print_summary(summary: dict) -> None:
     print(
         f"SUMMARY duration_s={summary['duration_s']} rx_packets={summary['rx_packets']} "
         f"orders={summary['orders']} fills={summary['fills']} rejects={summary['rejects']} "
+        f"cancel_rejects={summary['cancel_rejects']} "
         f"pnl={summary['pnl']:.2f} realized_pnl={summary['realized_pnl']:.2f} "
         f"unrealized_pnl={summary['unrealized_pnl']:.2f}",
         flush=True,

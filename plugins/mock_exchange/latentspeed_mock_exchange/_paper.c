@@ -452,7 +452,7 @@ static Py_ssize_t o_report[14];
 static PyObject *sides, *exec_types, *reasons, *heappush, *str_arm;
 static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *str_side, *str_amount, *str_buy,
     *str_run_due, *str_fills_resting, *str_on_trade, *str_on_execution_report, *str_log_orders, *str_next_order_id,
-    *str_next_exec_id, *str_stats, *str_max_open, *str_orders, *str_new_order, *str_cancels, *str_rejects, *str_fills,
+    *str_next_exec_id, *str_stats, *str_max_open, *str_orders, *str_new_order, *str_cancels, *str_cancel_rejects, *str_fills,
     *str_fill_threshold, *str_queue_model, *str_front_is_final, *str_on_print, *str_clock;
 
 /* An int (IntEnum members included) that fits in int64, or -1 (no error set). */
@@ -1320,7 +1320,7 @@ cancel_unknown(CoreObject *self, PyObject *sym, PyObject *cl, PyObject *orig, Py
     PyObject *hold = Py_NewRef(sym);
     claim(self->ids, cl, hi);
     Py_SETREF(self->response, Py_NewRef(response));
-    if (count_up(stats, str_rejects) == 0) {
+    if (count_up(stats, str_cancel_rejects) == 0) {
         PyObject *zero = PyLong_FromLong(0), *xido = PyLong_FromLongLong(xid), *next = PyLong_FromLongLong(xid + 1);
         PyObject *four = PyLong_FromLong(4); /* protocol.EXEC_REJECTED, REJECT_UNKNOWN_ORDER */
         if (zero && xido && next && four && m_setattr(matcher, str_next_exec_id, next) == 0) {
@@ -2377,7 +2377,7 @@ PyInit__paper(void)
         {&str_run_due, "_run_due"}, {&str_fills_resting, "_fills_resting"}, {&str_on_trade, "on_trade"},
         {&str_depth, "depth"}, {&str_arm, "_arm"}, {&str_on_execution_report, "on_execution_report"},
         {&str_log_orders, "log_orders"}, {&str_next_order_id, "_next_order_id"}, {&str_next_exec_id, "_next_exec_id"},
-        {&str_stats, "stats"}, {&str_max_open, "max_open_orders"}, {&str_orders, "orders"}, {&str_new_order, "new_order"}, {&str_cancels, "cancels"}, {&str_rejects, "rejects"},
+        {&str_stats, "stats"}, {&str_max_open, "max_open_orders"}, {&str_orders, "orders"}, {&str_new_order, "new_order"}, {&str_cancels, "cancels"}, {&str_cancel_rejects, "cancel_rejects"},
         {&str_fills, "fills"}, {&str_fill_threshold, "_fill_threshold"}, {&str_queue_model, "queue_model"},
         {&str_front_is_final, "_front_is_final"}, {&str_on_print, "on_print"}, {&str_clock, "clock"},
     };

@@ -251,7 +251,9 @@ class Matcher:
         self._next_exec_id = 1
         #: Counters; an owner of the core may pass its own dict so its stats line has them.
         self.stats = stats if stats is not None else {}
-        for k in ("orders", "fills", "rejects", "cancels"):
+        # rejects: orders refused; cancel_rejects: cancels refused (the order had filled or was never
+        # there), the engine's count of the same name
+        for k in ("orders", "fills", "rejects", "cancels", "cancel_rejects"):
             self.stats.setdefault(k, 0)
         #: Log every order and fill (logger ``latentspeed_mock_exchange.orders`` at INFO).
         self.log_orders = False
@@ -628,7 +630,7 @@ class Matcher:
                       symbol_id)  # fmt: skip
         if o is None or o.sym.sid != symbol_id:
             # Reported under the order's id (orig_cl_ord_id) with order_id 0: "no open order of yours".
-            return self._reject(owner, orig_cl_ord_id, symbol_id, 0, P.REJECT_UNKNOWN_ORDER, now)
+            return self._reject(owner, orig_cl_ord_id, symbol_id, 0, P.REJECT_UNKNOWN_ORDER, now, "cancel_rejects")
         del owner.orders[orig_cl_ord_id]
         self._unrest(o)
         # self._cancel(o, now, f"cancel request {cl_ord_id}"), inlined (every cancel; the text only
@@ -657,8 +659,8 @@ class Matcher:
         o.owner.send_report(o.cl_ord_id, o.order_id, exec_id, o.sym.sid, o.side, exec_type, last_px, last_qty,
                             o.leaves, o.cum, 0, now, liquidity)  # fmt: skip
 
-    def _reject(self, owner: Owner, cl_ord_id, symbol_id, side, reason: int, now: int) -> None:
-        self.stats["rejects"] += 1
+    def _reject(self, owner: Owner, cl_ord_id, symbol_id, side, reason: int, now: int, count: str = "rejects") -> None:
+        self.stats[count] += 1
         exec_id = self._next_exec_id
         self._next_exec_id += 1
         owner.send_report(cl_ord_id, 0, exec_id, symbol_id, side & 0xFF, P.EXEC_REJECTED, 0, 0, 0, 0, reason, now, 0)

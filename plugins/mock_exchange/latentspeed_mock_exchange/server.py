@@ -97,7 +97,8 @@ class MockExchange:
         # Separate streams: fill decisions depend only on the order flow, never on ticks.
         self._walk_rng = random.Random(seed)
         self.stats = {
-            "connections": 0, "orders": 0, "fills": 0, "rejects": 0, "cancels": 0, "errors": 0, "slow_consumers": 0,
+            "connections": 0, "orders": 0, "fills": 0, "rejects": 0, "cancels": 0, "cancel_rejects": 0, "errors": 0,
+            "slow_consumers": 0,
         }  # fmt: skip
         self.matcher = Matcher(
             time.time_ns, fill_prob=cfg.fill_prob, rng=random.Random(seed ^ 0x5DEECE66D),
@@ -245,7 +246,8 @@ class MockExchange:
         s = self.stats
         return (
             f"clients={len(self.clients)} connections={s['connections']} orders={s['orders']} "
-            f"fills={s['fills']} rejects={s['rejects']} cancels={s['cancels']} errors={s['errors']} "
+            f"fills={s['fills']} rejects={s['rejects']} cancels={s['cancels']} cancel_rejects={s['cancel_rejects']} "
+            f"errors={s['errors']} "
             f"slow_consumers={s['slow_consumers']}"
         )
 

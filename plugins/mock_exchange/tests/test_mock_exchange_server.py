@@ -123,6 +123,10 @@ def test_gtc_rests_and_cancels(exchange, client):
     c.cancel(9, 7, BTC)  # already gone
     (rej,) = c.reports(1)
     assert (rej["cl_ord_id"], rej["exec_type"], rej["reject_reason"], rej["order_id"]) == (7, REJECTED, 4, 0)
+    # a refused cancel is counted as one, apart from refused orders (the engine's counts of the same names)
+    stats = ex.ex.stats  # (counted before the report was sent)
+    assert (stats["rejects"], stats["cancel_rejects"], stats["cancels"]) == (0, 1, 1)
+    assert " rejects=0 cancels=1 cancel_rejects=1 " in ex.ex.stats_line()
 
 
 def test_resting_order_fills_when_the_book_crosses_it(exchange, client):
@@ -207,6 +211,7 @@ def test_rejects_carry_their_reason(exchange, client, order, reason):
     (rej,) = c.reports(1)
     assert (rej["cl_ord_id"], rej["exec_type"], rej["reject_reason"]) == (order[0], REJECTED, reason)
     assert (rej["order_id"], rej["leaves_qty"], rej["cum_qty"]) == (0, 0, 0)
+    assert (ex.ex.stats["rejects"], ex.ex.stats["cancel_rejects"]) == (1, 0)
 
 
 def test_duplicate_cl_ord_id_is_rejected(exchange, client):

@@ -195,6 +195,8 @@ def test_cancel_arrives_after_the_entry_latency_and_an_unknown_one_is_rejected()
     s.at(10)
     assert s.lst.types(1) == ["NEW", "CANCELED"]
     assert [r.exec_type for r in s.lst.reports if r.cl_ord_id == 99] == [ExecType.REJECTED]
+    stats = s.venue.matcher.stats  # the refused cancel counted as one (the compiled path), not as an order
+    assert (stats["rejects"], stats["cancel_rejects"], stats["cancels"]) == (0, 1, 1)
 
 
 def test_latency_file_draws_are_seeded(tmp_path):
