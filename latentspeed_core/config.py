@@ -5,6 +5,7 @@ Pydantic validates configuration only; hot-path messages are plain slotted objec
 
 from __future__ import annotations
 
+import copy
 import difflib
 import sys
 import types
@@ -178,6 +179,46 @@ def validate(model: type[M], data: Any, file: str | Path | None = None, prefix: 
                 reasons.append(reason)
         merged = [(path, _either(reasons)) for path, reasons in found.items()]
         raise ConfigError(file, merged[0][0], merged[0][1], merged[1:]) from None
+
+
+def validate_leniently(model: type[M], data: dict, file: str | Path | None = None) -> tuple[M, ConfigError | None]:
+    """``validate``, and when that fails, the model again without the keys it refused, with that error.
+
+    So a caller that goes on to check the sections plugins own (a feed's keys, a strategy's params)
+    can report every problem in one run, not only the first section's. When leaving out the refused
+    keys does not help (a required key missing), the error is raised as ``validate`` raises it."""
+    try:
+        return validate(model, data, file), None
+    except ConfigError as first:
+        try:
+            model.model_validate(data)
+        except ValidationError as exc:
+            pruned = copy.deepcopy(data)
+            if not all(_drop(pruned, user_loc(model, tuple(e["loc"]))) for e in exc.errors()):
+                raise first from None
+        try:
+            return validate(model, pruned, file), first
+        except ConfigError:
+            raise first from None
+
+
+def _drop(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Remove the key (or list item) at ``loc`` from ``data``; False when it is not there."""
+    if not loc:
+        return False
+    *parents, last = loc
+    for part in parents:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(data, dict) and last in data:
+        del data[last]
+        return True
+    if isinstance(data, list) and isinstance(last, int) and 0 <= last < len(data):
+        data[last] = None  # (an item, not removed: the indexes of the others stay as the user wrote them)
+        return True
+    return False
 
 
 def _either(reasons: list[str]) -> str:

@@ -8,7 +8,16 @@ from typing import Literal
 import pytest
 from pydantic import Field
 
-from latentspeed_core.config import ConfigError, FeedConfig, StrictModel, key_path, load, load_yaml, validate
+from latentspeed_core.config import (
+    ConfigError,
+    FeedConfig,
+    StrictModel,
+    key_path,
+    load,
+    load_yaml,
+    validate,
+    validate_leniently,
+)
 
 
 class Inner(StrictModel):
@@ -102,6 +111,8 @@ def test_engine_config_reports_every_section_and_the_risk_key_as_written(tmp_pat
     text = text.replace("max_order_qty: 1.0", "max_order_qty: -1").replace(
         "name: market_maker", "name: market_makr"
     )
+    # and a key the engine itself refuses: the plugins' sections are still checked (issue 17, item 14)
+    text += "\nfeez: {maker_bps: 1}\n"
     f = tmp_path / "engine.yml"
     f.write_text(text)
     res = run_cli("config", "validate", str(f))
@@ -109,6 +120,7 @@ def test_engine_config_reports_every_section_and_the_risk_key_as_written(tmp_pat
     lines = res.stderr.splitlines()
     assert any(f"{f}: strategies[0].name: unknown strategy 'market_makr'" in x for x in lines), lines
     assert any(f"{f}: risk.max_order_qty: " in x and "greater than 0" in x for x in lines), lines
+    assert any(f"{f}: feez: unknown key" in x for x in lines) and len(lines) == 3, lines
     assert ".limit" not in res.stderr and "strategie " not in res.stderr
     assert all(x.startswith("latentspeed config: error: ") for x in lines)
 
@@ -120,3 +132,12 @@ def test_registry_names_the_kind_in_good_english():
     for kind, word in (("strategies", "strategy"), ("risk_checks", "risk check"), ("features", "feature")):
         with pytest.raises(PluginError, match=f"unknown {word} 'nope'"):
             reg.get(kind, "nope")
+
+
+def test_leniently_validated_leaves_out_what_it_refused_and_keeps_the_error():
+    cfg, err = validate_leniently(Outer, {"zmq": {"prot": 1}, "name": "n"}, "c.yml")
+    assert cfg.name == "n" and [p for p, _ in err.errors] == ["zmq.prot"]
+    assert validate_leniently(Outer, {"name": "n"}, "c.yml")[1] is None
+    with pytest.raises(ConfigError) as raised:  # a required key missing: nothing to leave out
+        validate_leniently(Outer, {"zmq": {"prot": 1}}, "c.yml")
+    assert [p for p, _ in raised.value.errors] == ["zmq.prot", "name"]

@@ -14,7 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ..config import ConfigError, FeedConfig, LogConfig, MetricsConfig, StrictModel, load_yaml, validate
+from ..config import (
+    ConfigError,
+    FeedConfig,
+    LogConfig,
+    MetricsConfig,
+    StrictModel,
+    load_yaml,
+    validate,
+    validate_leniently,
+)
 
 
 class ZmqSourceConfig(StrictModel):
@@ -200,12 +209,13 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
     Each plugin-owned section is checked even when an earlier one failed, so one run reports
     every problem (one :class:`ConfigError` holding them all).
     """
-    cfg = validate(EngineConfig, data, file)
+    # (a refused key of the engine's own sections does not stop the plugins' sections being checked)
+    cfg, first = validate_leniently(EngineConfig, data, file)
     setup = EngineSetup(config=cfg, file=str(file) if file else None)
     setup.output_dir, setup.log_file, setup.latency_file = output_paths(cfg)
     from ..plugins import PluginError
 
-    problems: list[ConfigError] = []
+    problems: list[ConfigError] = [first] if first is not None else []
     for key, out in (("latency.file", setup.latency_file), ("log.file", setup.log_file)):
         if out and Path(out).is_dir():  # (found when the run first writes: a traceback then)
             problems.append(ConfigError(file, key, f"{out}: is a directory (give a file name)"))
