@@ -1264,7 +1264,7 @@ bind_samples(PyObject *mod, PyObject *t)
  * Why: a backtest's fills and too-late cancels were ~350 bytecodes each in four Python frames. */
 
 static PyObject *status_filled;
-static Py_ssize_t r_cum, r_px, r_leaves, r_liq, q_fill_px, m_cancel_rejects;
+static Py_ssize_t r_cum, r_px, r_leaves, r_liq, r_fee, r_last_qty, q_fill_px, m_cancel_rejects;
 enum { F_CL, F_SYMBOL, F_SIDE, F_PRICE, F_QTY, F_FEE, F_TS, F_LIQ, F_N };
 static Py_ssize_t f_off[F_N];
 static const char *fill_slots[F_N] = {"cl_ord_id", "symbol", "side", "price", "qty", "fee", "timestamp_ns",
@@ -1418,7 +1418,17 @@ fill_applied(CoreObject *self, PyObject *om, PyObject *r, PyObject *cl, PyObject
     double delta = cum - filled;
     int filled_up = full || (leaves <= EPS && cum >= qty - EPS);
     int taker = lq ? lq == 2 : taker0 == Py_True;
-    double fee = delta * px * (taker ? taker_fee : maker_fee);
+    /* the fee the venue charged for the report's fill when it says (per unit when the report also
+     * stands for a missed one), else the engine's rate: as the Python does */
+    PyObject *rfee = SLOT(r, r_fee);
+    double fee, charged, last;
+    if (rfee && rfee != Py_None) {
+        if (dbl(rfee, &charged) < 0 || dbl(SLOT(r, r_last_qty), &last) < 0)
+            return 0;
+        fee = fabs(delta - last) > EPS && last > 0.0 ? charged * (delta / last) : charged;
+    }
+    else
+        fee = delta * px * (taker ? taker_fee : maker_fee);
     PyObject *fq = PyFloat_FromDouble(delta), *ap = PyFloat_FromDouble((avg * filled + px * delta) / cum),
              *fv = PyFloat_FromDouble(fee), *liq_v = PyLong_FromLong(taker ? 2 : 1), *fill = NULL;
     int ok = fq && ap && fv && liq_v;
@@ -1540,6 +1550,7 @@ bind_fills(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
     if (slot_offset(report_type, "cum_qty", &r_cum) || slot_offset(report_type, "last_px", &r_px) ||
         slot_offset(report_type, "leaves_qty", &r_leaves) || slot_offset(report_type, "liquidity", &r_liq) ||
+        slot_offset(report_type, "fee", &r_fee) || slot_offset(report_type, "last_qty", &r_last_qty) ||
         slot_offset(outcome_type, "fill_px", &q_fill_px) || slot_offset(manager_type, "cancel_rejects", &m_cancel_rejects))
         return NULL;
     if (!str_apply_fill && !(str_apply_fill = PyUnicode_InternFromString("apply_fill")))

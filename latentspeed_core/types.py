@@ -121,6 +121,9 @@ class ExecutionReport:
     #: Who provided liquidity on a fill, when the venue says (``Liquidity``); 0: unknown, and the
     #: engine decides the fee from the order's marketability when it was sent.
     liquidity: int = 0
+    #: The fee the venue charged for this fill (``last_qty``), in the quote currency, when it says;
+    #: ``None``: the engine charges its ``fees`` config (a simulated venue, or a fee in another asset).
+    fee: float | None = None
 
 
 @dataclass(slots=True)

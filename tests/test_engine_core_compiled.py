@@ -233,6 +233,7 @@ reports = st.tuples(
     st.sampled_from([0, 5, 10**9 + 7]),  # receipt_ns (0: the engine's clock)
     st.sampled_from([0, 0, 1, 2]),  # qty step of a fill
     st.booleans(),  # order_id given
+    st.sampled_from([None, None, 0.25, 0.0, 1]),  # the fee the venue charged (None: the engine's rate)
 )
 
 
@@ -258,7 +259,7 @@ def run_reports(cls, script, updates: bool) -> list:
     engine._mids["A"] = 103.5
     out = []
     cum: dict[int, float] = {}
-    for kind, n, et, receipt, step, with_oid in script:
+    for kind, n, et, receipt, step, with_oid, *charged in script:
         if kind == "order":
             st_ = engine.submit("s", "A", Side.BUY if n % 2 else Side.SELL, 3.0, 100.0 + n)
             out.append(st_.cl_ord_id if st_ is not None else None)
@@ -271,6 +272,7 @@ def run_reports(cls, script, updates: bool) -> list:
                 n, 50 + n if with_oid else 0, len(out), "A", Side.BUY if n % 2 else Side.SELL, et, 100.0, float(step),
                 max(3.0 - c, 0.0), c, RejectReason.NONE if et != ExecType.REJECTED else RejectReason.UNKNOWN_ORDER,
                 7, receipt, n % 3,  # liquidity: unknown (the order's marketability decides), maker, taker
+                charged[0] if charged else None,
             )  # fmt: skip
             engine.on_execution_report(r)
             out.append(None)
@@ -442,3 +444,25 @@ def test_a_fill_moves_the_position_as_the_python_does(start, fills):
             )
         )
     assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("cls", [Engine, PythonEngine])
+def test_a_fill_is_charged_the_fee_the_venue_reports(cls):
+    """``ExecutionReport.fee``: the venue's charge replaces the engine's rate; a report that also stands
+    for a fill the engine missed (its cum_qty jumps by more than its last_qty) is charged pro rata."""
+    engine = cls(Taker(), RiskEngine([]), clock=lambda: 1, latency=LatencyLog(None), maker_bps=-0.5, taker_bps=2.0)
+    engine.add_strategy("s", Recorder(), ["A"])
+    engine._mids["A"] = 100.0
+    a = engine.submit("s", "A", Side.BUY, 3.0, 100.0).cl_ord_id
+    b = engine.submit("s", "A", Side.BUY, 3.0, 100.0).cl_ord_id
+
+    def report(cl, et, last, cum, fee):
+        return ExecutionReport(cl, 50 + cl, cl, "A", Side.BUY, et, 100.0, last, 3.0 - cum, cum, RejectReason.NONE,
+                               7, 9, 1, fee)  # fmt: skip
+
+    engine.on_execution_report(report(a, ExecType.PARTIAL_FILL, 1.0, 1.0, 0.037))  # charged
+    engine.on_execution_report(report(a, ExecType.FILL, 1.0, 3.0, 0.02))  # one fill missed: 2 units at 0.02
+    engine.on_execution_report(report(b, ExecType.FILL, 3.0, 3.0, None))  # not said: maker rate, -0.5 bps
+    fees = [f.fee for f in engine.recent_fills]
+    assert fees[0] == 0.037 and fees[1] == pytest.approx(0.04) and fees[2] == pytest.approx(-0.015)
+    assert engine.portfolio.positions["A"].fees == pytest.approx(0.037 + 0.04 - 0.015)

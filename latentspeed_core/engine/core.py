@@ -126,7 +126,11 @@ class _EngineCorePy:
             # The venue's word on maker/taker when it gives one; else marketability at decision time.
             liq = r.liquidity
             taker = liq == 2 if liq else st.taker
-            fee = qty * px * (self.taker_fee if taker else self.maker_fee)
+            fee = r.fee
+            if fee is None:
+                fee = qty * px * (self.taker_fee if taker else self.maker_fee)
+            elif abs(qty - r.last_qty) > 1e-12 and r.last_qty > 0.0:
+                fee *= qty / r.last_qty  # (a report that also stands for a missed one: its fee per unit)
             pos = self.portfolio.get(st.symbol)
             if pos.mark == 0.0:  # first fill on a symbol no strategy lists: mark it at the known mid
                 pos.mark = self._mids.get(st.symbol, 0.0)

@@ -446,9 +446,10 @@ typedef struct {
 
 /* paper._PaperCorePy's advance, on_book_message and on_trade_message: the rule for every case. */
 static PyObject *py_advance, *py_on_book, *py_on_trade, *py_send_report, *py_run_due;
-/* send_report's ExecutionReport: the class, its 14 slots in field order, and the enum tuples */
+/* send_report's ExecutionReport: the class, its N_REPORT slots in field order, and the enum tuples */
+#define N_REPORT 15
 static PyTypeObject *report_type;
-static Py_ssize_t o_report[14];
+static Py_ssize_t o_report[N_REPORT];
 static PyObject *sides, *exec_types, *reasons, *heappush, *str_arm;
 static PyObject *str_receipt, *str_symbol, *str_bids, *str_asks, *str_price, *str_side, *str_amount, *str_buy,
     *str_run_due, *str_fills_resting, *str_on_trade, *str_on_execution_report, *str_log_orders, *str_next_order_id,
@@ -2037,26 +2038,27 @@ core_send_report(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    PyObject *v[14] = {
+    PyObject *v[N_REPORT] = {
         Py_NewRef(args[0]), Py_NewRef(args[1]), Py_NewRef(args[2]),
         name ? Py_NewRef(name) : PyUnicode_FromStringAndSize("", 0),
         Py_NewRef(PyTuple_GET_ITEM(sides, side & 1)), Py_NewRef(PyTuple_GET_ITEM(exec_types, et)),
         PyFloat_FromDouble((double)px / scale), PyFloat_FromDouble((double)lq / scale),
         PyFloat_FromDouble((double)leaves / scale), PyFloat_FromDouble((double)cum / scale),
         Py_NewRef(PyTuple_GET_ITEM(reasons, reason)), Py_NewRef(args[11]), PyLong_FromLong(0), Py_NewRef(args[12]),
+        Py_NewRef(Py_None), /* fee: the engine charges its fees config */
     };  /* clang-format: the ExecutionReport fields, in order */
     PyObject *report = NULL;
     int ok = 1;
-    for (int i = 0; i < 14; i++)
+    for (int i = 0; i < N_REPORT; i++)
         ok &= v[i] != NULL;
     if (ok)
         report = report_type->tp_alloc(report_type, 0);
     if (!report) {
-        for (int i = 0; i < 14; i++)
+        for (int i = 0; i < N_REPORT; i++)
             Py_XDECREF(v[i]);
         return NULL;
     }
-    for (int i = 0; i < 14; i++)
+    for (int i = 0; i < N_REPORT; i++)
         SLOT(report, o_report[i]) = v[i]; /* the references move into the slots */
     /* reports leave in the order the venue made them (one stream, as a venue's connection is) */
     int64_t due = now + response;
@@ -2083,11 +2085,11 @@ bind_report(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "bind_report(ExecutionReport, sides, exec_types, reasons, heappush)");
         return NULL;
     }
-    static const char *fields[14] = {"cl_ord_id", "order_id", "exec_id", "symbol", "side", "exec_type", "last_px",
-                                     "last_qty", "leaves_qty", "cum_qty", "reject_reason", "timestamp_ns",
-                                     "receipt_ns", "liquidity"};
+    static const char *fields[N_REPORT] = {"cl_ord_id", "order_id", "exec_id", "symbol", "side", "exec_type",
+                                           "last_px", "last_qty", "leaves_qty", "cum_qty", "reject_reason",
+                                           "timestamp_ns", "receipt_ns", "liquidity", "fee"};
     PyTypeObject *t = (PyTypeObject *)args[0];
-    for (int i = 0; i < 14; i++)
+    for (int i = 0; i < N_REPORT; i++)
         if (slot_offset(t, fields[i], &o_report[i]) < 0)
             return NULL;
     Py_XSETREF(report_type, (PyTypeObject *)Py_NewRef(t));
