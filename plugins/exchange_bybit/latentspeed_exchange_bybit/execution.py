@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
+from math import isfinite
 from typing import Any
 from urllib.parse import quote
 
@@ -191,10 +192,11 @@ class Spec:
     """One symbol's rules and wire formats, computed once from ``instruments-info``."""
 
     __slots__ = ("symbol", "venue_symbol", "rules", "qty_fmt", "px_fmt", "instrument",
-                 "min_price", "max_price", "max_market_qty", "templates")  # fmt: skip
+                 "min_price", "max_price", "max_market_qty", "templates", "base_coin", "quote_coin")  # fmt: skip
 
     def __init__(self, symbol: str, venue_symbol: str, rules: InstrumentRules, qty_dec: int, px_dec: int,
-                 symbol_id: int, min_price: float = 0.0, max_price: float = 0.0, max_market_qty: float = 0.0):  # fmt: skip
+                 symbol_id: int, min_price: float = 0.0, max_price: float = 0.0, max_market_qty: float = 0.0,
+                 base_coin: str = "", quote_coin: str = ""):  # fmt: skip
         self.symbol = symbol
         self.venue_symbol = venue_symbol
         self.rules = rules
@@ -204,6 +206,9 @@ class Spec:
         self.min_price = min_price
         self.max_price = max_price or _INF  # 0: no bound stated
         self.max_market_qty = max_market_qty or _INF
+        #: The coins a spot ``feeCurrency`` is compared with ("" when instruments-info did not say).
+        self.base_coin = base_coin
+        self.quote_coin = quote_coin
         #: ``order.create`` templates by ``side + 2 * ord_type + 4 * tif`` (:meth:`BybitVenue._prepare`).
         self.templates: list[str] = []
 
@@ -235,7 +240,38 @@ def spec_from_instrument(item: dict, market: str, index: int = 0) -> Spec:
         min_notional = _f(lot.get("minNotionalValue")) if market == "linear" else 0.0
     rules = InstrumentRules(symbol, vsym, float(tick_s), float(step_s), min_qty, max_qty, min_notional)
     return Spec(symbol, vsym, rules, decimals(step_s), decimals(tick_s), int(item.get("symbolId") or index),
-                _f(price.get("minPrice")), _f(price.get("maxPrice")), max_mkt)  # fmt: skip
+                _f(price.get("minPrice")), _f(price.get("maxPrice")), max_mkt, base, quote_coin)  # fmt: skip
+
+
+def quote_fee(item: Mapping[str, Any], category: str, base_coin: str, quote_coin: str) -> float | None:
+    """One execution's ``execFee`` (negative: a rebate) in the quote coin, or None when it cannot be
+    valued there (the engine then charges its ``fees`` config).
+
+    linear: the fee is in the settle coin, which is the quote coin (``feeCurrency`` may be empty).
+    Otherwise ``feeCurrency`` decides: spot fees are in the base or the quote coin by side, maker and
+    the sign of the rate (Enums, "Spot Fee Currency Instruction"); a base-coin fee is valued at
+    ``execPrice``; any other coin (e.g. MNT) cannot be valued here.
+    """
+    try:
+        fee = float(item.get("execFee"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not isfinite(fee):
+        return None
+    if category == "linear":
+        return fee
+    coin = item.get("feeCurrency")
+    if not coin:
+        return None
+    if coin == quote_coin:
+        return fee
+    if coin == base_coin:
+        try:
+            px = float(item.get("execPrice"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        return fee * px if px > 0 and isfinite(px) else None
+    return None
 
 
 def order_template(category: str, spec: Spec, recv_window_ms: int, side: int, ord_type: int, tif: int,
@@ -369,7 +405,7 @@ class _Tracked:
     """What the venue knows of one order it sent: enough to report it and to reconcile it."""
 
     __slots__ = ("cid", "link", "symbol", "venue_symbol", "side", "qty", "price", "oid", "venue_order_id",
-                 "acked", "state", "final", "unknown", "cum", "value", "exec_cum", "exec_ids")  # fmt: skip
+                 "acked", "state", "final", "unknown", "cum", "value", "exec_cum", "exec_ids", "spec")  # fmt: skip
 
     def __init__(self, cid: int, link: str, spec: Spec, order: Order) -> None:
         self.cid = cid
@@ -391,6 +427,7 @@ class _Tracked:
         self.value = 0.0  # sum of price x qty reported
         self.exec_cum = 0.0  # sum of the executions seen (by execId)
         self.exec_ids: set[str] | None = None  # made on the first execution (most quotes never fill)
+        self.spec = spec  # its coins value the fees
 
 
 class _Instruments(Mapping[str, Instrument]):
@@ -473,8 +510,8 @@ class BybitVenue(Venue):
         self.duplicate_executions = 0
         self.foreign_updates = 0
         self.sessions = 0
-        #: Fees as Bybit charged them (``execFee`` per ``feeCurrency``); the engine's PnL uses its own
-        #: ``fees`` config, so the venue's word is kept here and logged at the end of the run.
+        #: Fees as Bybit charged them (``execFee`` per ``feeCurrency``), logged at the end of the run;
+        #: the reports carry each fill's fee valued in the quote coin (:func:`quote_fee`).
         self.fees_charged: dict[str, float] = {}
         #: Each refusal reason in the venue's words, counted.
         self.reject_reasons: dict[str, int] = {}
@@ -903,18 +940,26 @@ class BybitVenue(Venue):
         tr.exec_cum += qty
         if tr.exec_cum <= tr.cum + _EPS * max(1.0, tr.qty):
             return  # already applied from the order's REST state during a reconciliation
+        last = tr.exec_cum - tr.cum
+        spec = tr.spec
+        charged = quote_fee(item, self.category, spec.base_coin, spec.quote_coin)
+        if charged is not None and last < qty - _EPS * max(1.0, tr.qty):
+            charged *= last / qty  # part of it was applied from REST state: the report's share only
         liq = Liquidity.MAKER if item.get("isMaker") else Liquidity.TAKER
-        self._fill(tr, _f(item.get("execPrice")), tr.exec_cum - tr.cum, receipt_ns,
-                   int(_f(item.get("execTime")) * 1_000_000), liq)  # fmt: skip
+        self._fill(tr, _f(item.get("execPrice")), last, receipt_ns,
+                   int(_f(item.get("execTime")) * 1_000_000), liq, charged)  # fmt: skip
 
-    def _fill(self, tr: _Tracked, px: float, qty: float, receipt_ns: int, ts_ns: int, liquidity: int) -> None:
+    def _fill(self, tr: _Tracked, px: float, qty: float, receipt_ns: int, ts_ns: int, liquidity: int,
+              fee: float | None = None) -> None:  # fmt: skip
+        """Report ``qty`` more filled; ``fee``: Bybit's charge for it in the quote coin (None: the
+        engine's rate, e.g. a fill known only from the order's REST state)."""
         tr.cum += qty
         tr.value += px * qty
         full = tr.cum >= tr.qty - _EPS * max(1.0, tr.qty)
         et = _ET_FILL if full and not tr.final else _ET_PARTIAL
         if tr.state < 2:
             tr.state = 2
-        self._report(tr, et, px, qty, receipt_ns, ts_ns, liquidity)
+        self._report(tr, et, px, qty, receipt_ns, ts_ns, liquidity, fee=fee)
 
     def _on_order_update(self, item: dict, receipt_ns: int) -> None:
         """An order state (``order`` topic or REST): new, cancelled, rejected. ``Filled`` waits for
@@ -1028,7 +1073,8 @@ class BybitVenue(Venue):
         return self._exec_seq
 
     def _report(self, tr: _Tracked, et: ExecType, last_px: float, last_qty: float, receipt_ns: int,
-                ts_ns: int = 0, liquidity: int = 0, reason: RejectReason = _NO_REASON) -> None:  # fmt: skip
+                ts_ns: int = 0, liquidity: int = 0, reason: RejectReason = _NO_REASON,
+                fee: float | None = None) -> None:  # fmt: skip
         tr.unknown = False
         final = et in _FINAL_ET
         if final:
@@ -1042,7 +1088,7 @@ class BybitVenue(Venue):
         if listener is not None:
             listener.on_execution_report(ExecutionReport(
                 tr.cid, tr.oid, self._next_exec(), tr.symbol, tr.side, et, last_px, last_qty, leaves, tr.cum,
-                reason, ts_ns, receipt_ns, liquidity,
+                reason, ts_ns, receipt_ns, liquidity, fee,
             ))  # fmt: skip
 
     def _get(self, cid: int) -> _Tracked | None:

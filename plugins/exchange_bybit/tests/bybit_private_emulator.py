@@ -19,6 +19,11 @@ liquidity, at each level's price), then rests (GTC/PostOnly) or is cancelled (IO
 PostOnly order that would take is cancelled with ``EC_PostOnlyWillTakeLiquidity``. Resting orders
 fill when the test sends a taker (:meth:`BybitEmulator.trade`). Filters follow instruments-info.
 
+Fees: ``maker_fee`` / ``taker_fee`` times the fill. linear: ``execFee`` in the settle coin (USDT);
+spot: in the coin the Enums page's "Spot Fee Currency Instruction" names (a buy pays in the base
+coin, a sell in the quote coin; with a negative maker rate a maker's rebate is in the other one).
+``fee_coin`` makes every fee another coin (Bybit deducting fees in MNT).
+
 Never the internet: everything binds to 127.0.0.1. The signature check is written here
 independently (``hmac.new``), not with the plugin's signing module.
 """
@@ -103,6 +108,7 @@ class EmuOrder:
     cum: Decimal = Decimal(0)
     value: Decimal = Decimal(0)
     fee: Decimal = Decimal(0)
+    fee_coin: str = "USDT"
     reject_reason: str = "EC_NoError"
     cancel_type: str = "UNKNOWN"
     updated: int = 0
@@ -118,7 +124,7 @@ class EmuOrder:
             "leavesValue": _s(leaves * self.price), "cumExecQty": _s(self.cum), "cumExecValue": _s(self.value),
             "cumExecFee": _s(self.fee), "timeInForce": self.tif, "orderType": self.order_type,
             "reduceOnly": self.reduce_only, "createdTime": str(self.created), "updatedTime": str(self.updated),
-            "cumFeeDetail": {"USDT": _s(self.fee)},
+            "cumFeeDetail": {self.fee_coin: _s(self.fee)},
         }  # fmt: skip
 
 
@@ -153,6 +159,7 @@ class BybitEmulator:
         get_limit: int = 50,
         maker_fee: str = "0.0002",
         taker_fee: str = "0.00055",
+        fee_coin: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
@@ -165,6 +172,8 @@ class BybitEmulator:
         self.get_limit = get_limit
         self.maker_fee = Decimal(maker_fee)
         self.taker_fee = Decimal(taker_fee)
+        #: Every fee in this coin instead (the quote-valued amount): one the venue cannot value.
+        self.fee_coin = fee_coin
         #: Added to the server clock (ms): a venue whose clock is off by this much is refused (10002).
         self.skew_ms = 0
         #: Answer create/cancel on /v5/trade with this retCode instead (e.g. 10016), once per entry.
@@ -432,12 +441,43 @@ class BybitEmulator:
             o.cancel_type, o.updated = "CancelByUser", self.server_ms()
             self._push_order(o)
 
-    def _execute(self, o: EmuOrder, price: Decimal, qty: Decimal, maker: bool) -> None:
+    def _fee(self, o: EmuOrder, price: Decimal, qty: Decimal, maker: bool) -> tuple[Decimal, Decimal, str]:
+        """(rate, execFee, feeCurrency) of one fill of ``o``."""
         rate = self.maker_fee if maker else self.taker_fee
-        fee = price * qty * rate
+        inst = self._instrument(o.symbol) or {}
+        quote = inst.get("settleCoin") or inst.get("quoteCoin", "USDT")
+        if self.fee_coin:
+            return rate, price * qty * rate, self.fee_coin
+        if self.market != "spot":
+            return rate, price * qty * rate, quote
+        # Spot Fee Currency Instruction: buys pay in the base coin, sells in the quote coin, except a
+        # maker when makerFeeRate is negative (the rebate is in the other coin).
+        in_base = (o.side == "Buy") != (maker and self.maker_fee < 0)
+        if in_base:
+            return rate, qty * rate, inst.get("baseCoin", "BTC")
+        return rate, price * qty * rate, inst.get("quoteCoin", "USDT")
+
+    def quote_fees(self) -> list[Decimal | None]:
+        """Each execution's fee valued in the quote coin (a base-coin fee at its ``execPrice``), in
+        order; None for a coin that is neither."""
+        out: list[Decimal | None] = []
+        for e in self.executions:
+            inst = self._instrument(e["symbol"]) or {}
+            fee, coin = _dec(e["execFee"]), e["feeCurrency"]
+            if coin in (inst.get("quoteCoin"), inst.get("settleCoin")):
+                out.append(fee)
+            elif coin == inst.get("baseCoin"):
+                out.append(fee * _dec(e["execPrice"]))
+            else:
+                out.append(None)
+        return out
+
+    def _execute(self, o: EmuOrder, price: Decimal, qty: Decimal, maker: bool) -> None:
+        rate, fee, coin = self._fee(o, price, qty, maker)
         o.cum += qty
         o.value += price * qty
         o.fee += fee
+        o.fee_coin = coin
         o.updated = self.server_ms()
         o.status = "Filled" if o.cum >= o.qty else "PartiallyFilled"
         e = {
@@ -446,7 +486,7 @@ class BybitEmulator:
             "feeRate": _s(rate), "leavesQty": _s(o.qty - o.cum), "orderId": o.order_id, "orderLinkId": o.link,
             "orderPrice": _s(o.price), "orderQty": _s(o.qty), "orderType": o.order_type, "side": o.side,
             "execTime": str(o.updated), "isLeverage": "0", "isMaker": maker, "seq": next(self._seq),
-            "feeCurrency": "USDT", "createType": "CreateByUser",
+            "feeCurrency": coin, "createType": "CreateByUser",
         }  # fmt: skip
         self.executions.append(e)
         self._push("execution", [e])

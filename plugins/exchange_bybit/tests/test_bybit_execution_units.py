@@ -208,9 +208,9 @@ class Listener:
         pass
 
 
-def venue_with_order(qty: float = 0.003):
-    v = BybitVenue(BybitVenueConfig(**KEYS))
-    spec = spec_from_instrument(LINEAR_BTC, "linear")
+def venue_with_order(qty: float = 0.003, market: str = "linear"):
+    v = BybitVenue(BybitVenueConfig(market=market, **KEYS))
+    spec = spec_from_instrument(SPOT_BTC if market == "spot" else LINEAR_BTC, market)
     v._prepare(spec)
     v._by_venue_symbol = {"BTCUSDT": spec}
     v.connected = True
@@ -227,11 +227,12 @@ def order_msg(link: str, status: str, cum: str = "0", reason: str = "EC_NoError"
         "orderStatus": status, "cumExecQty": cum, "rejectReason": reason, "updatedTime": "1700000000000"}]}).encode()  # fmt: skip
 
 
-def exec_msg(link: str, exec_id: str, qty: str, price: str, maker: bool, fee: str = "0.01") -> bytes:
-    return json.dumps({"topic": "execution.linear", "id": "2", "creationTime": 1, "data": [{
-        "category": "linear", "symbol": "BTCUSDT", "orderId": "oid-1", "orderLinkId": link, "side": "Buy",
+def exec_msg(link: str, exec_id: str, qty: str, price: str, maker: bool, fee: str = "0.01",
+             fee_currency: str = "USDT", category: str = "linear") -> bytes:  # fmt: skip
+    return json.dumps({"topic": f"execution.{category}", "id": "2", "creationTime": 1, "data": [{
+        "category": category, "symbol": "BTCUSDT", "orderId": "oid-1", "orderLinkId": link, "side": "Buy",
         "execId": exec_id, "execPrice": price, "execQty": qty, "execType": "Trade", "execFee": fee,
-        "feeCurrency": "USDT", "isMaker": maker, "leavesQty": "0", "execTime": "1700000000001"}]}).encode()  # fmt: skip
+        "feeCurrency": fee_currency, "isMaker": maker, "leavesQty": "0", "execTime": "1700000000001"}]}).encode()  # fmt: skip
 
 
 def test_new_partial_fill_and_cancel_become_reports_with_cum_qty_and_liquidity():
@@ -289,3 +290,44 @@ def test_the_hot_path_refuses_without_a_connection_and_with_an_unknown_symbol():
     assert len(sent) == 1  # held
     v.uncork()
     assert [json.loads(m)["op"] for m in unframe(sent[1])] == ["order.create", "order.cancel"]  # one write
+
+
+# (market, execFee, feeCurrency, execPrice) of a 0.001 BTC fill -> the report's fee in USDT
+FEE_CASES = [
+    ("linear", "0.042007", "USDT", "60010", 0.042007),
+    ("linear", "-0.006001", "", "60010", -0.006001),  # a maker rebate; trade history leaves feeCurrency empty
+    ("spot", "0.060010", "USDT", "60010", 0.060010),
+    ("spot", "0.000001", "BTC", "60010", 0.000001 * 60010),  # valued at the fill's price
+    ("spot", "0.01", "MNT", "60010", None),  # a coin the venue cannot value: the engine's rate
+    ("spot", "0.01", "", "60010", None),
+    ("spot", "", "USDT", "60010", None),
+    ("spot", "0.000001", "BTC", "", None),
+]
+
+
+def test_fills_carry_bybits_fee_in_the_quote_coin_or_none_when_it_cannot_be_valued():
+    got = []
+    for market, fee, coin, px, _ in FEE_CASES:
+        v, listener, link, _ = venue_with_order(0.001, market)
+        v._on_private(exec_msg(link, "e1", "0.001", px, maker=False, fee=fee, fee_currency=coin,
+                               category=market), 1)  # fmt: skip
+        [r] = listener.reports
+        assert r.exec_type == ExecType.FILL and r.last_qty == 0.001
+        got.append(r.fee)
+    want = [case[-1] for case in FEE_CASES]
+    assert [g is None for g in got] == [w is None for w in want], got
+    assert [g for g in got if g is not None] == pytest.approx([w for w in want if w is not None], rel=1e-12)
+
+
+def test_an_execution_partly_applied_from_rest_state_carries_the_fee_of_the_part_it_reports():
+    """The order's REST state showed 0.001 filled (no fee known: the engine's rate); then an execution
+    of 0.002 comes in of which 0.001 is new: its report carries half of that execution's fee."""
+    v, listener, link, _ = venue_with_order(0.003)
+    v._settle(v._get(1), {"orderLinkId": link, "orderId": "oid-1", "orderStatus": "PartiallyFilled",
+                          "cumExecQty": "0.001", "avgPrice": "60000", "updatedTime": "1700000000000"}, 1)  # fmt: skip
+    v._on_private(exec_msg(link, "e2", "0.002", "60000", maker=True, fee="0.024"), 2)
+    assert [(r.cum_qty, r.last_qty, r.fee) for r in listener.reports] == [
+        (0.001, 0.001, None),
+        (pytest.approx(0.002), pytest.approx(0.001), pytest.approx(0.012)),
+    ]
+    assert v.fees_charged == {"USDT": 0.024}  # the venue's word, whole

@@ -59,6 +59,47 @@ def test_market_maker_quotes_gets_filled_and_positions_follow_the_fills():
     run(main())
 
 
+@pytest.mark.parametrize("market", ["linear", "spot"])
+def test_fills_book_the_fees_bybit_charged_not_the_configured_rates(market):
+    """Bybit charges 1 bp maker, 7 bp taker; the engine's config says 2 and 5.5: every fill, live or
+    reconciled after a drop, and the position must show Bybit's. Spot buys pay in BTC."""
+
+    async def main():
+        async with BybitEmulator(market=market, maker_fee="0.0001", taker_fee="0.0007") as emu:
+            emu.set_book("BTCUSDT", *BOOK)
+            async with engine_on(emu) as runner:
+                engine, venue = runner.engine, runner.venue
+                assert (engine.maker_fee, engine.taker_fee) == (pytest.approx(2e-4), pytest.approx(5.5e-4))
+                taker = engine.submit("manual", "BTC-USDT", Side.BUY, 0.001, ord_type=OrdType.MARKET)
+                await async_wait_for(lambda: taker.status == OrderStatus.FILLED, 5, "the market buy filled")
+                ask = engine.submit("manual", "BTC-USDT", Side.SELL, 0.001, 60010.0)
+                bid = engine.submit("manual", "BTC-USDT", Side.BUY, 0.002, 59990.0)
+                await async_wait_for(lambda: ask.status == bid.status == OrderStatus.NEW, 5, "both resting")
+                emu.trade("BTCUSDT", "Buy", "60010", "0.001")  # lifts our ask: a maker sell
+                emu.trade("BTCUSDT", "Sell", "59990", "0.001")  # half our bid: a maker buy
+                await async_wait_for(lambda: engine.fills == 3, 5, "three live fills")
+
+                emu.accept_private = False  # the rest of the bid fills while the stream is down
+                await emu.drop("private")
+                await async_wait_for(lambda: bid.status == UNKNOWN, 5, "the bid unknown")
+                emu.trade("BTCUSDT", "Sell", "59990", "0.001")
+                emu.accept_private = True
+                await async_wait_for(lambda: venue.connected and engine.fills == 4, 10, "the reconciled fill")
+                assert any(path == "/v5/execution/list" for t, path, _ in emu.requests if t == "rest")
+
+                expected = [0.001 * 60001 * 0.0007, 0.001 * 60010 * 0.0001, 0.001 * 59990 * 0.0001,
+                            0.001 * 59990 * 0.0001]  # fmt: skip
+                charged = [float(f) for f in emu.quote_fees()]
+                assert charged == pytest.approx(expected)
+                assert [f.fee for f in list(engine.recent_fills)[-4:]] == pytest.approx(charged)
+                assert engine.portfolio.get("BTC-USDT").fees == pytest.approx(sum(charged))
+                coins = [e["feeCurrency"] for e in emu.executions]
+                assert coins == (["BTC", "USDT", "BTC", "BTC"] if market == "spot" else ["USDT"] * 4)
+                assert set(venue.fees_charged) == set(coins)
+
+    run(main())
+
+
 def test_orders_breaking_instrument_rules_are_refused_before_sending_and_counted():
     async def main():
         async with BybitEmulator() as emu:
