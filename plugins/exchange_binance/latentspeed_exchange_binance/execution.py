@@ -24,6 +24,10 @@ unknown); on reconnect, with the user stream already subscribed and its events h
 order not known final is looked up (open orders per symbol, else by ``origClientOrderId``, and its
 trades when it filled more than we saw) and reported, so every order ends known; fills are keyed
 by trade id, so one seen twice (stream and REST) counts once. Then the held events are applied.
+
+Fees: every fill report carries the commission Binance charged for it valued in the quote asset
+(:func:`commission_in_quote`), or None when it cannot be valued here (the engine then charges its
+``fees`` config rate).
 """
 
 from __future__ import annotations
@@ -213,6 +217,9 @@ class SymbolSpec:
     market_qty_fmt: str
     #: MIN_NOTIONAL ``applyToMarket`` / NOTIONAL ``applyMinToMarket`` (USD-M: always, at mark price).
     notional_on_market: bool
+    #: ``baseAsset`` and ``quoteAsset``: which commissions can be valued in the quote currency.
+    base: str = ""
+    quote: str = ""
 
 
 def parse_exchange_info(info: dict, market: str, wanted: set[str] | None = None) -> dict[str, SymbolSpec]:
@@ -255,7 +262,8 @@ def parse_exchange_info(info: dict, market: str, wanted: set[str] | None = None)
         )
         pd, qd = decimals(tick_s), decimals(step_s)
         md = decimals(mstep_s) if float(mstep_s) > 0 else qd
-        out[name] = SymbolSpec(rules, f"%.{pd}f", f"%.{qd}f", f"%.{md}f", on_market)
+        out[name] = SymbolSpec(rules, f"%.{pd}f", f"%.{qd}f", f"%.{md}f", on_market,
+                               str(s.get("baseAsset", "")).upper(), str(s.get("quoteAsset", "")).upper())  # fmt: skip
     return out
 
 
@@ -390,9 +398,52 @@ def reject_reason(code: int, msg: str) -> RejectReason:
     return RejectReason.RISK_OR_THROTTLE
 
 
+def commission_in_quote(
+    amount: str | float | None, asset: str | None, price: float, base: str, quote: str
+) -> float | None:
+    """One trade's commission (``n``/``N``, ``commission``/``commissionAsset``) in the quote asset.
+
+    Charged in the quote asset: as is; in the base asset (spot charges the asset received, so a buy
+    pays in base): at the trade's ``price``. Any other asset (BNB) or no amount: None, as we have no
+    price for it here and the engine's configured rate is the better guess. Zero is zero in any asset.
+    """
+    if amount is None or amount == "":
+        return None
+    try:
+        value = float(amount)
+    except (TypeError, ValueError):
+        return None
+    if value == 0.0:
+        return 0.0
+    if not asset:
+        return None
+    if asset == quote:
+        return value
+    if asset == base and price > 0.0:
+        return value * price
+    return None
+
+
+def fee_for(fee: float | None, trade_qty: float, report_qty: float) -> float | None:
+    """The fee of a report of ``report_qty`` built from a trade of ``trade_qty`` charged ``fee``.
+
+    Equal: the fee. Less (the rest of the trade was already booked, e.g. at the order's average
+    price while the trade list lagged): its share. More (the report also stands for trades we never
+    saw, whose commissions we do not know): None.
+    """
+    if fee is None or trade_qty <= 0.0:
+        return None
+    tol = 1e-9 * trade_qty + _EPS
+    if report_qty > trade_qty + tol:
+        return None
+    if report_qty < trade_qty - tol:
+        return fee * (report_qty / trade_qty)
+    return fee
+
+
 @dataclass(slots=True)
 class VenueFill:
-    """A fill as Binance charged it (the engine books fees from its own ``fees`` config)."""
+    """A fill as Binance charged it; ``fee`` is what its report told the engine (None: not valued)."""
 
     cl_ord_id: int
     symbol: str
@@ -404,6 +455,7 @@ class VenueFill:
     maker: bool
     trade_id: int
     timestamp_ms: int
+    fee: float | None = None
 
 
 class _Tracked:
@@ -826,8 +878,10 @@ class BinanceVenue(Venue):
             t.order_id = int(o["i"])
         ts_ms = int(o.get("T") or e.get("E") or 0)
         if x == "TRADE" or x == "CALCULATED":
-            self._fill(t, int(o["t"]), float(o["L"]), float(o["l"]), float(o["z"]), ts_ms, receipt_ns,
-                       bool(o.get("m")), float(o.get("n") or 0), o.get("N") or "")  # fmt: skip
+            # (USD-M leaves n out of a trade that cost nothing: "will not push if no commission")
+            px, n, asset = float(o["L"]), o.get("n", "0"), o.get("N")
+            self._fill(t, int(o["t"]), px, float(o["l"]), float(o["z"]), ts_ms, receipt_ns, bool(o.get("m")),
+                       float(n or 0), asset or "", self._valued(t.symbol, n, asset, px))  # fmt: skip
         elif x == "NEW":
             self._status(t, "NEW", ts_ms, receipt_ns)
         elif x in ("CANCELED", "EXPIRED", "TRADE_PREVENTION"):
@@ -937,16 +991,27 @@ class BinanceVenue(Venue):
             return None
 
     def _emit(self, t: _Tracked, et: ExecType, px: float, qty: float, ts_ms: int, receipt_ns: int,
-              reason: RejectReason = _NO_REASON, exec_id: int = 0, liquidity: int = 0) -> None:  # fmt: skip
+              reason: RejectReason = _NO_REASON, exec_id: int = 0, liquidity: int = 0,
+              fee: float | None = None) -> None:  # fmt: skip
         self._listener.on_execution_report(ExecutionReport(
             t.cl, t.order_id, exec_id, t.symbol, t.side, et, px, qty,
             0.0 if et == _CANCELED or et == _REJECTED else max(t.qty - t.cum, 0.0), t.cum, reason,
-            ts_ms * 1_000_000, receipt_ns or _time_ns(), liquidity,
+            ts_ms * 1_000_000, receipt_ns or _time_ns(), liquidity, fee,
         ))  # fmt: skip
 
+    def _valued(
+        self, symbol: str, amount: str | float | None, asset: str | None, price: float
+    ) -> float | None:
+        """A commission of ``symbol`` in its quote asset (:func:`commission_in_quote`)."""
+        spec = self._specs.get(symbol)
+        if spec is None:
+            return None
+        return commission_in_quote(amount, asset, price, spec.base, spec.quote)
+
     def _fill(self, t: _Tracked, trade_id: int, px: float, qty: float, cum: float | None, ts_ms: int,
-              receipt_ns: int, maker: bool, commission: float, asset: str) -> None:  # fmt: skip
-        """One trade of ``t``; ``cum`` the venue's cumulative quantity after it (None: add ``qty``)."""
+              receipt_ns: int, maker: bool, commission: float, asset: str, fee: float | None) -> None:  # fmt: skip
+        """One trade of ``t``; ``cum`` the venue's cumulative quantity after it (None: add ``qty``);
+        ``fee`` its commission in the quote asset (None: not known or not valued)."""
         if trade_id >= 0:
             if t.trade_ids is None:
                 t.trade_ids = set()
@@ -963,13 +1028,15 @@ class BinanceVenue(Venue):
         t.cum = cum
         if commission:
             self.commissions[asset] = self.commissions.get(asset, 0.0) + commission
+        last = cum - prev
+        fee = fee_for(fee, qty, last)
         self.fills.append(
-            VenueFill(t.cl, t.symbol, t.side, px, cum - prev, commission, asset, maker, trade_id, ts_ms)
+            VenueFill(t.cl, t.symbol, t.side, px, last, commission, asset, maker, trade_id, ts_ms, fee)
         )
         done = cum >= t.qty - _EPS
         t.acked = True
-        self._emit(t, _FILL if done else _PARTIAL, px, cum - prev, ts_ms, receipt_ns, _NO_REASON, max(trade_id, 0),
-                   1 if maker else 2)  # fmt: skip
+        self._emit(t, _FILL if done else _PARTIAL, px, last, ts_ms, receipt_ns, _NO_REASON, max(trade_id, 0),
+                   1 if maker else 2, fee)  # fmt: skip
         if done:
             self._finish(t)
 
@@ -1046,14 +1113,16 @@ class BinanceVenue(Venue):
                 if int(tr.get("orderId", t.order_id)) != t.order_id:
                     continue
                 maker = tr.get("isMaker", tr.get("maker", False))
-                self._fill(t, int(tr["id"]), float(tr["price"]), float(tr["qty"]), None, int(tr.get("time", ts_ms)),
-                           0, bool(maker), float(tr.get("commission") or 0), tr.get("commissionAsset", ""))  # fmt: skip
+                px, n, asset = float(tr["price"]), tr.get("commission"), tr.get("commissionAsset")
+                self._fill(t, int(tr["id"]), px, float(tr["qty"]), None, int(tr.get("time", ts_ms)), 0, bool(maker),
+                           float(n or 0), asset or "", self._valued(t.symbol, n, asset, px))  # fmt: skip
                 if t.final:
                     break
             if executed > t.cum + _EPS and not t.final:
-                # The trade list lags the order: book the rest at the order's average price.
+                # The trade list lags the order: book the rest at the order's average price, its
+                # commission unknown (the engine charges its rate).
                 avg = float(o.get("avgPrice") or 0) or float(o.get("cummulativeQuoteQty") or 0) / executed
-                self._fill(t, -1, avg, executed - t.cum, executed, ts_ms, 0, False, 0.0, "")
+                self._fill(t, -1, avg, executed - t.cum, executed, ts_ms, 0, False, 0.0, "", None)
         self._status(t, o.get("status", "NEW"), ts_ms, 0, RejectReason.RISK_OR_THROTTLE, force=True)
 
     def _release_held(self) -> None:

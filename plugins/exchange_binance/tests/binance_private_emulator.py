@@ -17,6 +17,10 @@ match against a one-level book per symbol (``set_book``); resting orders fill wh
 (:meth:`BinancePrivate.fill`). Knobs let a test inject answers (:meth:`inject`), shift the server
 clock (``skew_ms``), refuse connections (``accepting``), drop them (:meth:`drop_connections`) and
 repeat events (``repeat_events``).
+
+Commissions are charged per trade at ``maker_rate`` / ``taker_rate`` of the notional and reported as
+Binance reports them (spot ``n``/``N``, USD-M ``o.n``/``o.N``, trade look-ups ``commission``/
+``commissionAsset``), in the asset ``fee_asset`` names (:meth:`BinancePrivate.commission`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ DEFAULT_RULES = {
     "usdm": {"BTCUSDT": Rules("0.10", "0.001", "0.001", "1000", "100", "0.001")},
 }
 ASSETS = {"BTCUSDT": ("BTC", "USDT"), "ETHUSDT": ("ETH", "USDT")}
+#: Commission amounts are written to 8 decimals, as Binance writes them.
+COMMISSION_STEP = Decimal("0.00000001")
 
 
 @dataclass
@@ -118,6 +124,7 @@ class BinancePrivate:
         rules: dict[str, Rules] | None = None,
         order_limit: tuple[int, str, int] = (50, "SECOND", 10),
         weight_per_minute: int = 6000,
+        fee_asset: str = "quote",
     ) -> None:
         self.market = market
         self.api_key = api_key
@@ -130,6 +137,14 @@ class BinancePrivate:
             2
         ]
         self.weight_per_minute = weight_per_minute
+        #: Commission rates on a trade's notional.
+        self.maker_rate = Decimal("0.0002")
+        self.taker_rate = Decimal("0.0004")
+        #: The asset commissions are charged in: "quote", "base", "received" (spot's rule: the asset
+        #: the trade brings in, base on a buy and quote on a sell; USD-M charges its margin asset,
+        #: the quote), or an asset's name such as "BNB" (converted at ``fee_asset_price`` quote).
+        self.fee_asset = fee_asset
+        self.fee_asset_price = Decimal("600")
         self.skew_ms = 0
         self.accepting = True
         self.repeat_events = False
@@ -238,6 +253,27 @@ class BinancePrivate:
         px = Decimal(str(price)) if price is not None else order.price
         return self._trade(order, q, px, maker=True)
 
+    @staticmethod
+    def assets(symbol: str) -> tuple[str, str]:
+        """``(baseAsset, quoteAsset)`` of a symbol, as exchangeInfo states them."""
+        return ASSETS.get(symbol, (symbol[:-4], symbol[-4:]))
+
+    def commission(self, symbol: str, side: str, qty: Decimal, px: Decimal, maker: bool) -> tuple[Decimal, str]:
+        """What one trade is charged, and in which asset (see ``fee_asset``)."""
+        base, quote = self.assets(symbol)
+        rate = self.maker_rate if maker else self.taker_rate
+        asset = self.fee_asset
+        if asset == "received":
+            asset = "base" if side == "BUY" and self.market == "spot" else "quote"
+        asset = {"quote": quote, "base": base}.get(asset, asset)
+        if asset == base:
+            amount = qty * rate
+        elif asset == quote:
+            amount = qty * px * rate
+        else:
+            amount = qty * px * rate / self.fee_asset_price
+        return amount.quantize(COMMISSION_STEP), asset
+
     def cancel_by_venue(self, order: EmuOrder) -> None:
         """Binance cancels an order itself (e.g. an expiry): CANCELED/EXPIRED event."""
         order.status = "EXPIRED"
@@ -252,12 +288,11 @@ class BinancePrivate:
         o.quote += qty * px
         o.status = "FILLED" if o.executed >= o.qty else "PARTIALLY_FILLED"
         o.update_time = now
-        rate = Decimal("0.0002") if maker else Decimal("0.0004")
-        commission = (qty * px * rate).quantize(Decimal("0.00000001"))
+        commission, asset = self.commission(o.symbol, o.side, qty, px, maker)
         trade = {
             "symbol": o.symbol, "id": self._next_trade_id, "orderId": o.order_id, "side": o.side,
             "price": str(px), "qty": str(qty), "quoteQty": str(qty * px), "commission": str(commission),
-            "commissionAsset": "USDT", "time": now, "maker": maker,
+            "commissionAsset": asset, "time": now, "maker": maker,
         }  # fmt: skip
         self.trades.append(trade)
         self._push(o, "TRADE", trade)
@@ -358,7 +393,7 @@ class BinancePrivate:
                 "S": o.side, "o": o.type, "f": o.tif or "GTC", "q": str(o.qty), "p": str(o.price), "P": "0", "F": "0",
                 "g": -1, "C": o.cid if x == "CANCELED" else "", "x": x, "X": o.status, "r": "NONE", "i": o.order_id,
                 "l": last_qty, "z": str(o.executed), "L": last_px,
-                "n": trade["commission"] if trade else "0", "N": "USDT" if trade else None,
+                "n": trade["commission"] if trade else "0", "N": trade["commissionAsset"] if trade else None,
                 "T": now, "t": trade["id"] if trade else -1, "I": now, "w": o.open, "m": bool(trade and trade["maker"]),
                 "M": False, "O": o.time, "Z": str(o.quote), "Y": str(Decimal(last_qty) * Decimal(last_px)), "Q": "0",
             }  # fmt: skip
@@ -369,7 +404,8 @@ class BinancePrivate:
                     "s": o.symbol, "c": o.cid, "S": o.side, "o": o.type, "f": o.tif or "GTC", "q": str(o.qty),
                     "p": str(o.price), "ap": str(o.quote / o.executed if o.executed else 0), "sp": "0", "x": x,
                     "X": o.status, "i": o.order_id, "l": last_qty, "z": str(o.executed), "L": last_px,
-                    "N": "USDT", "n": trade["commission"] if trade else "0", "T": now, "t": trade["id"] if trade else 0,
+                    "N": trade["commissionAsset"] if trade else self.assets(o.symbol)[1],
+                    "n": trade["commission"] if trade else "0", "T": now, "t": trade["id"] if trade else 0,
                     "b": "0", "a": "0", "m": bool(trade and trade["maker"]), "R": o.reduce_only, "wt": "CONTRACT_PRICE",
                     "ot": o.type, "ps": "BOTH", "cp": False, "rp": "0", "pP": False, "si": 0, "ss": 0,
                     "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0,
@@ -656,7 +692,7 @@ class BinancePrivate:
         for name, r in self.rules.items():
             if wanted is not None and name not in wanted:
                 continue
-            base, quote = ASSETS.get(name, (name[:-4], name[-4:]))
+            base, quote = self.assets(name)
             filters = [
                 {"filterType": "PRICE_FILTER", "minPrice": r.tick, "maxPrice": "1000000", "tickSize": r.tick},
                 {"filterType": "LOT_SIZE", "minQty": r.min_qty, "maxQty": r.max_qty, "stepSize": r.step},

@@ -1,15 +1,25 @@
-"""The venue's pure parts: its config, exchangeInfo rules, rate-limit bookkeeping, error mapping."""
+"""The venue's pure parts: its config, exchangeInfo rules, rate-limit bookkeeping, error mapping, and
+how Binance's own-fill events and trade look-ups become reports (fees as charged)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from latentspeed_exchange_binance.config import BinanceVenueConfig
-from latentspeed_exchange_binance.execution import RateLimits, decimals, parse_exchange_info, reject_reason
+from latentspeed_exchange_binance.execution import (
+    BinanceVenue,
+    RateLimits,
+    _Tracked,
+    decimals,
+    parse_exchange_info,
+    reject_reason,
+)
 from pydantic import ValidationError
 
 from latentspeed_core.config import ConfigError, validate
 from latentspeed_core.live import check_order
-from latentspeed_core.types import Order, OrdType, RejectReason, Side
+from latentspeed_core.types import ExecType, ExecutionReport, Order, OrdType, RejectReason, Side
 
 KEY, SECRET = "cfgKey1234567890abcdef", "cfgSecret0987654321fedcba"
 
@@ -141,6 +151,7 @@ def test_exchange_info_filters_become_rules_and_formats():
     )
     assert s.price_fmt % 61000.005 in ("61000.00", "61000.01") and s.qty_fmt % 0.001 == "0.00100"
     assert s.market_qty_fmt == s.qty_fmt and s.notional_on_market
+    assert (s.base, s.quote) == ("BTC", "USDT")  # what a commission is valued against
     usdm = parse_exchange_info(USDM_INFO, "usdm")
     assert set(usdm) == {"BTC-USDT", "BTC-USDT-250926"}
     u = usdm["BTC-USDT"]
@@ -230,3 +241,126 @@ def test_our_text_frames_parse_as_masked_client_frames(size):
 
     payload = os.urandom(size)
     assert client_frame_text(frame_text(payload, os.urandom(4))) == payload
+
+
+# -- own fills: fees as charged ------------------------------------------------------------------------
+INFO = {"spot": SPOT_INFO, "usdm": USDM_INFO}
+CL = 7
+PX = 60_000.0
+
+
+class Reports:
+    """The engine's side of the venue: the reports it is given."""
+
+    def __init__(self) -> None:
+        self.reports: list[ExecutionReport] = []
+
+    def on_execution_report(self, r: ExecutionReport) -> None:
+        self.reports.append(r)
+
+
+def venue_with_order(market: str, qty: float = 0.003) -> tuple[BinanceVenue, Reports, _Tracked]:
+    """A venue that knows BTC-USDT from exchangeInfo and has our buy of ``qty`` resting (no network)."""
+    venue = BinanceVenue(validate(BinanceVenueConfig, {"api_key": KEY, "api_secret": SECRET, "market": market}))
+    venue._specs = parse_exchange_info(INFO[market], market)
+    listener = Reports()
+    venue._listener = listener  # type: ignore[assignment]
+    t = _Tracked(CL, venue._prefix + str(CL), "BTC-USDT", "BTCUSDT", Side.BUY, qty, 0)
+    t.order_id = 1001
+    venue._orders[CL] = t
+    return venue, listener, t
+
+
+def trade_event(market: str, cid: str, trade_id: int, last: float, cum: float, px: float = PX, **commission) -> dict:
+    """A TRADE as Binance pushes it: spot ``executionReport``, USD-M ``ORDER_TRADE_UPDATE`` (its ``o``).
+    ``commission`` holds ``n``/``N`` as sent (left out: not pushed)."""
+    o = {"s": "BTCUSDT", "c": cid, "S": "BUY", "o": "LIMIT", "x": "TRADE", "i": 1001, "l": repr(last),
+         "z": repr(cum), "L": repr(px), "T": 1_700_000_000_000, "t": trade_id, "m": True, **commission}  # fmt: skip
+    o["X"] = "PARTIALLY_FILLED"
+    if market == "spot":
+        return {"e": "executionReport", "E": 1_700_000_000_001, "C": "", **o}
+    return {"e": "ORDER_TRADE_UPDATE", "E": 1_700_000_000_001, "T": 1_700_000_000_000, "o": o}
+
+
+@pytest.mark.parametrize("market", ["spot", "usdm"])
+def test_a_trade_reports_its_commission_in_quote_valued_if_in_base_and_none_if_in_bnb(no_env_keys, market):
+    """n/N in the quote asset: the fee as is; in the base asset: valued at the trade's price L; in BNB
+    (no price for it here): None, so the engine charges its configured rate."""
+    venue, out, t = venue_with_order(market)
+    venue._on_event(trade_event(market, t.cid, 5001, 0.001, 0.001, n="0.01200000", N="USDT"), 1)
+    venue._on_event(trade_event(market, t.cid, 5002, 0.001, 0.002, px=60_010.0, n="0.00000020", N="BTC"), 2)
+    venue._on_event(trade_event(market, t.cid, 5003, 0.001, 0.003, n="0.00002000", N="BNB"), 3)
+    assert [r.exec_type for r in out.reports] == [ExecType.PARTIAL_FILL, ExecType.PARTIAL_FILL, ExecType.FILL]
+    assert [r.last_qty for r in out.reports] == pytest.approx([0.001] * 3)
+    fees = [r.fee for r in out.reports]
+    assert fees[0] == pytest.approx(0.012, rel=1e-12)
+    assert fees[1] == pytest.approx(0.0000002 * 60_010.0, rel=1e-12)
+    assert fees[2] is None
+    assert [f.fee for f in venue.fills] == fees  # what the engine was told, kept beside the commission
+    # the bookkeeping per asset stays as charged
+    assert venue.commissions == pytest.approx({"USDT": 0.012, "BTC": 0.0000002, "BNB": 0.00002})
+
+
+@pytest.mark.parametrize("market", ["spot", "usdm"])
+def test_a_zero_commission_is_a_zero_fee_and_so_is_a_missing_one(no_env_keys, market):
+    venue, out, t = venue_with_order(market)
+    # spot writes a trade that cost nothing as n "0" (its asset may be null): nothing to value
+    venue._on_event(trade_event(market, t.cid, 5001, 0.001, 0.001, n="0", N=None), 1)
+    # USD-M leaves n/N out when there is no commission ("will not push if no commission"): zero
+    venue._on_event(trade_event(market, t.cid, 5002, 0.001, 0.002), 2)
+    venue._on_event(trade_event(market, t.cid, 5003, 0.001, 0.003, n="0.012", N="USDT"), 3)
+    assert [r.fee for r in out.reports] == [0.0, 0.0, pytest.approx(0.012)]
+
+
+def test_a_report_standing_for_a_trade_never_seen_has_no_fee(no_env_keys):
+    """z jumps past a trade whose event we never had: its commission is unknown, so the report's
+    fee is too (the engine charges its rate for the whole report)."""
+    venue, out, t = venue_with_order("spot")
+    venue._on_event(trade_event("spot", t.cid, 5001, 0.001, 0.001, n="0.012", N="USDT"), 1)
+    venue._on_event(trade_event("spot", t.cid, 5003, 0.001, 0.003, n="0.012", N="USDT"), 2)  # 5002 missed
+    assert [(r.last_qty, r.fee) for r in out.reports] == [
+        (pytest.approx(0.001), pytest.approx(0.012)),
+        (pytest.approx(0.002), None),
+    ]
+
+
+
+def test_a_report_for_the_rest_of_a_trade_already_partly_booked_has_that_shares_fee(no_env_keys):
+    """Half of trade 5002 was booked before its event came (at the order's average price, while the
+    trade list lagged): the event's report is the other half, with half the trade's commission."""
+    venue, out, t = venue_with_order("spot")
+    t.cum = 0.0015
+    venue._on_event(trade_event("spot", t.cid, 5002, 0.001, 0.002, n="0.012", N="USDT"), 1)
+    assert [(r.last_qty, r.fee) for r in out.reports] == [(pytest.approx(0.0005), pytest.approx(0.006))]
+
+
+@pytest.mark.parametrize("market", ["spot", "usdm"])
+def test_trades_looked_up_by_rest_carry_their_commissions_valued_the_same_way(no_env_keys, market):
+    """Reconciliation books the trades it finds (myTrades / userTrades ``commission`` and
+    ``commissionAsset``) each with its own fee; the part the trade list does not show yet is booked
+    at the order's average price with no fee (its commission is unknown)."""
+    venue, out, t = venue_with_order(market, qty=0.004)
+    maker = "isMaker" if market == "spot" else "maker"
+    trades = [
+        {"symbol": "BTCUSDT", "id": 5001, "orderId": 1001, "price": "60000.00", "qty": "0.001",
+         "commission": "0.01200000", "commissionAsset": "USDT", "time": 1, maker: True},
+        {"symbol": "BTCUSDT", "id": 5002, "orderId": 1001, "price": "60010.00", "qty": "0.001",
+         "commission": "0.00000020", "commissionAsset": "BTC", "time": 2, maker: True},
+        {"symbol": "BTCUSDT", "id": 5003, "orderId": 1001, "price": "60000.00", "qty": "0.001",
+         "commission": "0.00002000", "commissionAsset": "BNB", "time": 3, maker: True},
+    ]  # fmt: skip
+    calls: list[str] = []
+
+    async def rest(method: str, what: str, params=None, signed: bool = False, api_key: bool = False):
+        calls.append(what)
+        return trades
+
+    venue._rest = rest  # type: ignore[method-assign]
+    order = {"orderId": 1001, "status": "FILLED", "executedQty": "0.004", "updateTime": 4,
+             "avgPrice": "60005.00", "cummulativeQuoteQty": "240020.0"}  # fmt: skip
+    asyncio.run(venue._sync_order(t, order))
+    assert calls == ["trades"]
+    fills = [r for r in out.reports if r.last_qty > 0]
+    assert [r.last_qty for r in fills] == pytest.approx([0.001] * 4)
+    assert [r.fee for r in fills] == [pytest.approx(0.012), pytest.approx(0.0000002 * 60_010.0), None, None]
+    assert venue.commissions == pytest.approx({"USDT": 0.012, "BTC": 0.0000002, "BNB": 0.00002})

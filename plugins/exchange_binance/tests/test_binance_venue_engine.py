@@ -82,8 +82,10 @@ async def live_engine(
     params: dict | None = None,
     emu_kw: dict | None = None,
     latency_file: str | None = None,
+    engine: dict | None = None,
 ):
-    """The engine trading on the emulator; the public session starts once the venue is connected."""
+    """The engine trading on the emulator; the public session starts once the venue is connected.
+    ``engine``: top-level engine config keys to set (``fees``...)."""
     session = load_session(market)
     bids, asks = expected_book(session, upto=0).levels()  # the snapshot's book
     holder: dict = {}
@@ -101,6 +103,7 @@ async def live_engine(
         emu.set_book("BTCUSDT", repr(bids[0][0]), repr(asks[0][0]))
         data = engine_config(market, md, emu, venue or {}, params or {})
         data["latency"] = {"file": latency_file}
+        data.update(engine or {})
         setup = resolve(data, REGISTRY)
         runner = EngineRunner(setup, REGISTRY)
         live = Live(runner, emu, asyncio.create_task(runner.run(install_signals=False)), market)
@@ -164,6 +167,79 @@ def test_quotes_are_accepted_filled_and_positions_match_the_venue(market):
             assert ask.status == OrderStatus.CANCELED
         assert live.summary["error"] is None and live.summary["fills"] == 3
         assert live.summary["duplicate_reports"] == 0
+
+    asyncio.run(main())
+
+
+#: The engine's fee config in the tests of fees as charged: not what the emulator charges (2/4 bps),
+#: so a fill booked at the configured rate instead of the commission is seen.
+ENGINE_FEES = {"maker_bps": 7.0, "taker_bps": 11.0}
+
+
+def charged_in_quote(trade: dict, base: str, quote: str) -> float | None:
+    """What the emulator charged for one trade, in the quote asset (None: charged in another asset)."""
+    amount, asset = float(trade["commission"]), trade["commissionAsset"]
+    if asset == quote:
+        return amount
+    if asset == base:
+        return amount * float(trade["price"])
+    return None
+
+
+@pytest.mark.parametrize(
+    "market,stream_asset,gap_asset",
+    [("spot", "received", "received"), ("spot", "BNB", "received"), ("usdm", "quote", "quote"),
+     ("usdm", "BNB", "quote")],
+)  # fmt: skip
+def test_the_engine_books_the_commissions_binance_charged_not_its_fee_rate(market, stream_asset, gap_asset):
+    """Fills from the user data stream (a buy and a sell) and one missed during a drop and found by
+    the trade look-up after it: each engine fill's fee, and the position's fees, are the emulator's
+    commissions valued in USDT (spot: a buy pays in BTC, valued at the trade price). A commission in
+    BNB cannot be valued: the engine charges its configured rate for that fill."""
+    qty = Decimal(str(QTY[market]))
+
+    async def main():
+        async with live_engine(market, emu_kw={"fee_asset": stream_asset}, engine={"fees": ENGINE_FEES}) as live:
+            bid, ask = await two_quotes(live)
+            emu, eng, venue = live.emu, live.engine, live.venue
+            ebid, eask = live.emu_order(bid), live.emu_order(ask)
+            emu.fill(ebid, qty / 2)
+            emu.fill(eask, qty / 2)
+            await async_wait_for(lambda: eng.fills == 2, 10, "two fills on the stream")
+            emu.accepting = False
+            await emu.drop_connections()
+            await async_wait_for(lambda: not venue.connected and eng.unknown_orders == 2, 10, "dropped")
+            emu.fee_asset = gap_asset
+            emu.fill(ebid)  # nobody is subscribed: only the trade look-up will tell
+            emu.accepting = True
+            await async_wait_for(
+                lambda: venue.connected and bid.status == OrderStatus.FILLED and eng.fills == 3, 15, "reconciled"
+            )
+            trades_path = "GET /api/v3/myTrades" if market == "spot" else "GET /fapi/v1/userTrades"
+            assert any(s.what == trades_path for s in emu.seen)
+            base, quote = emu.assets("BTCUSDT")
+            fills = list(eng.recent_fills)
+            assert len(fills) == len(emu.trades) == 3
+            rate = ENGINE_FEES["maker_bps"] / 10_000
+            total = 0.0
+            for f, trade in zip(fills, emu.trades, strict=True):
+                assert (f.qty, f.price) == (pytest.approx(float(trade["qty"])), pytest.approx(float(trade["price"])))
+                assert f.liquidity == Liquidity.MAKER
+                want = charged_in_quote(trade, base, quote)
+                if want is None:
+                    assert trade["commissionAsset"] == "BNB"
+                    want = f.qty * f.price * rate
+                assert f.fee == pytest.approx(want, rel=1e-9, abs=1e-12)
+                total += want
+            assert eng.portfolio.get("BTC-USDT").fees == pytest.approx(total, rel=1e-9)
+            assert [t["commissionAsset"] for t in emu.trades] == {
+                ("spot", "received"): ["BTC", "USDT", "BTC"],
+                ("spot", "BNB"): ["BNB", "BNB", "BTC"],
+                ("usdm", "quote"): ["USDT"] * 3,
+                ("usdm", "BNB"): ["BNB", "BNB", "USDT"],
+            }[market, stream_asset]
+            # not the engine's rate: this test tells one from the other
+            assert total != pytest.approx(sum(f.qty * f.price * rate for f in fills), rel=1e-6)
 
     asyncio.run(main())
 
