@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import itertools
 import logging
+import math
 import re
 import secrets
 import struct
@@ -461,6 +462,8 @@ class DydxVenue(Venue):
         self.reconciliations = 0
         self.duplicate_fills = 0
         self.foreign_fills = 0
+        #: Fills reported with no usable ``fee`` from the indexer (the engine charged its own rates).
+        self.fills_without_fee = 0
         self.reports = 0
 
     def __repr__(self) -> str:
@@ -676,7 +679,7 @@ class DydxVenue(Venue):
             self._on_order(order, receipt)
 
     def _on_fill(self, fill: dict, receipt: int) -> None:
-        """A fill of ours: counted once by its id, reported with the new cumulative size."""
+        """A fill of ours: counted once by its id, reported with the new cumulative size and its fee."""
         live = self._by_uuid.get(fill.get("orderId") or "")
         if live is None:
             self.foreign_fills += 1
@@ -695,9 +698,16 @@ class DydxVenue(Venue):
         live.cum += size
         live.seen = True
         done = live.cum >= live.size
+        # One report per indexer fill, so the fill's own fee is the report's (no sums to make).
+        fee = _fill_fee(fill.get("fee"))
+        if fee is None:
+            self.fills_without_fee += 1
+            self._rlog("fee", logging.WARNING, "dydx: fill %s has fee %r: the engine's fee rates are charged",
+                       fid, fill.get("fee"))  # fmt: skip
         self._report(
             live, ExecType.FILL if done else ExecType.PARTIAL_FILL, float(fill["price"]), float(size),
             ts=_iso_ns(fill.get("createdAt")), receipt=receipt, liquidity=_LIQUIDITY.get(fill.get("liquidity"), 0),
+            fee=fee,
         )  # fmt: skip
         if done:
             self._finish(live)
@@ -997,14 +1007,14 @@ class DydxVenue(Venue):
     def _report(
         self, live: _Live, et: ExecType, last_px: float = 0.0, last_qty: float = 0.0, *,
         reason: RejectReason = RejectReason.NONE, ts: int = 0, receipt: int = 0, liquidity: int = 0,
-        cl_ord_id: int = 0,
+        cl_ord_id: int = 0, fee: float | None = None,
     ) -> None:  # fmt: skip
         cum = float(live.cum)
         leaves = float(live.size - live.cum) if et in (ExecType.NEW, ExecType.PARTIAL_FILL) else 0.0
         self.reports += 1
         self._listener.on_execution_report(ExecutionReport(
             cl_ord_id or live.cl_ord_id, live.client_id, next(self._exec_ids), live.symbol, live.side, et,
-            last_px, last_qty, leaves, cum, reason, ts, receipt or time.time_ns(), liquidity,
+            last_px, last_qty, leaves, cum, reason, ts, receipt or time.time_ns(), liquidity, fee,
         ))  # fmt: skip
 
     def _finish(self, live: _Live) -> None:
@@ -1027,6 +1037,18 @@ class _Resubscribe(Exception):
 
 def _rpc_error(exc: grpc.aio.AioRpcError) -> str:
     return f"{exc.code().name}: {exc.details()}"
+
+
+def _fill_fee(value: Any) -> float | None:
+    """The indexer's ``fee`` of a fill: USDC (the quote of every dYdX perpetual), negative for a maker
+    rebate. None when absent or not a finite number: the engine then charges its configured rates."""
+    if value is None:
+        return None
+    try:
+        fee = float(value)
+    except (TypeError, ValueError):
+        return None
+    return fee if math.isfinite(fee) else None
 
 
 def _iso_ns(text: str | None) -> int:

@@ -14,7 +14,11 @@
   ``/v4/orders``, ``/v4/orders/{id}``, ``/v4/fills``) and the WebSocket (``v4_subaccounts`` with
   order and fill updates in the recorded message shapes, ``v4_block_height``) on one port.
 
-Not emulated: matching (the test decides fills with :meth:`ChainEmulator.fill`), gas, fees,
+Fees: each fill carries the ``fee`` the chain would charge (``maker_fee_ppm``/``taker_fee_ppm`` of
+its quote amount, rounded up to a USDC quantum as ``process_single_match.go`` does; negative: a
+rebate), on the stream and in REST alike.
+
+Not emulated: matching (the test decides fills with :meth:`ChainEmulator.fill`), gas, fee tiers,
 collateral, block production (the test advances the height with :meth:`ChainEmulator.advance`).
 """
 
@@ -29,7 +33,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import grpc
@@ -172,6 +176,10 @@ class ChainEmulator:
     offline: bool = False
     #: Broadcasts to fail with gRPC UNAVAILABLE before looking at them (an answer lost on the way).
     fail_broadcasts: int = 0
+    #: Fee rates in parts per million of the fill's quote amount; the chain's default tier 1
+    #: (x/feetiers/types/genesis.go StandardParams). Negative maker rates are rebates.
+    maker_fee_ppm: int = 100
+    taker_fee_ppm: int = 500
 
     def __post_init__(self) -> None:
         self.subaccount_id = str(uuid.uuid5(NAMESPACE, f"{self.address}-{self.subaccount}"))
@@ -234,6 +242,11 @@ class ChainEmulator:
             if expired:
                 self.push({"orders": [o.ws(self.subaccount_id) for o in expired]})
 
+    def fee(self, size: Decimal, price: Decimal, liquidity: str) -> Decimal:
+        """The fee the chain charges for a fill: ppm of the quote amount, rounded up to 1e-6 USDC."""
+        ppm = self.taker_fee_ppm if liquidity == "TAKER" else self.maker_fee_ppm
+        return (size * price * ppm / 1_000_000).quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
+
     def fill(self, order: EmuOrder, size: Decimal | str | None = None, price: Decimal | str | None = None,
              liquidity: str = "MAKER") -> dict:  # fmt: skip
         """A fill of ``order`` (all that is left by default, at its price by default), stored for REST and
@@ -246,16 +259,19 @@ class ChainEmulator:
         if order.filled == order.size:
             order.status = "FILLED"
         now = time.time()
+        # The stream's fill is the stored fill row spread into the message (ender's kafka-helper.ts
+        # generateFillSubaccountMessage), so it carries the same fee as REST's, though the documented
+        # FillSubaccountMessageContents type omits it.
         common = {
             "id": str(uuid.uuid5(NAMESPACE, f"fill-{self._fill_no}")), "side": order.side, "liquidity": liquidity,
             "type": "LIMIT", "price": _dec(price), "size": _dec(size), "createdAt": _iso(now),
             "createdAtHeight": str(self.height), "orderId": order.id, "clientMetadata": "0",
+            "fee": _dec(self.fee(size, price, liquidity)), "affiliateRevShare": "0",
         }  # fmt: skip
         rest = {
             **common,
             "market": order.ticker,
             "marketType": "PERPETUAL",
-            "fee": "0",
             "subaccountNumber": 0,
         }
         self.fills.append(rest)

@@ -38,9 +38,12 @@ from dydx_chain_emulator import (  # noqa: E402 (after the skips: it imports the
 from latentspeed_exchange_dydx import config as dydx_config  # noqa: E402
 from latentspeed_exchange_dydx.config import DydxVenueConfig, grpc_target  # noqa: E402
 from latentspeed_exchange_dydx.execution import (  # noqa: E402
+    DydxVenue,
     OrderIds,
     TxSigner,
     Wallet,
+    _fill_fee,
+    _Live,
     _ripemd160_py,
     order_uuid,
     subaccount_uuid,
@@ -67,7 +70,15 @@ from latentspeed_core.engine.runner import EngineRunner  # noqa: E402
 from latentspeed_core.engine.strategy import Strategy  # noqa: E402
 from latentspeed_core.plugins import load_registry  # noqa: E402
 from latentspeed_core.testing import async_wait_for  # noqa: E402
-from latentspeed_core.types import OrderStatus, RejectReason, Side, TimeInForce  # noqa: E402
+from latentspeed_core.types import (  # noqa: E402
+    ExecType,
+    ExecutionReport,
+    Order,
+    OrderStatus,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
 
 SYMBOL = "ETH-USD"
 QTY = 0.01  # 10 steps of 0.001: 10_000_000 quantums (atomicResolution -9)
@@ -209,6 +220,82 @@ def test_a_float_within_tolerance_rounds_half_even_to_the_grid():
     assert to_subticks(ETH, 3392.8 - 1e-6) == 3_392_800_000
     with pytest.raises(GridError):
         to_subticks(ETH, 3392.8 + 1e-5)
+
+
+# -- fills and their fees ---------------------------------------------------------------------------------
+class Reports:
+    """A venue listener that keeps the reports."""
+
+    def __init__(self) -> None:
+        self.reports: list[ExecutionReport] = []
+
+    def on_execution_report(self, report: ExecutionReport) -> None:
+        self.reports.append(report)
+
+    def on_venue_connected(self) -> None:
+        pass
+
+    def on_venue_disconnected(self, reason: str) -> None:
+        pass
+
+
+def venue_with_an_order(qty: str) -> tuple[DydxVenue, Reports, _Live]:
+    """A venue (not running) holding one short-term ETH-USD buy of ``qty``, as ``send_new_order`` leaves it."""
+    venue = DydxVenue(DydxVenueConfig(mnemonic=TEST_MNEMONIC))
+    listener = Reports()
+    venue._listener = listener
+    live = _Live(Order(1, SYMBOL, Side.BUY, float(qty), 3392.8), ETH, to_quantums(ETH, qty), 77, 0)
+    live.uuid = venue._order_id(77, ETH.clob_pair_id, 0)
+    venue._orders[1] = live
+    venue._by_uuid[live.uuid] = live
+    return venue, listener, live
+
+
+def indexer_fill(live: _Live, n: int, size: str, liquidity: str, **fee: str) -> dict:
+    return {"id": f"fill-{n}", "orderId": live.uuid, "side": "BUY", "liquidity": liquidity, "type": "LIMIT",
+            "price": "3392.8", "size": size, "createdAt": "2026-03-04T10:00:00.000Z", "createdAtHeight": "1000",
+            **fee}  # fmt: skip
+
+
+def test_indexer_fills_become_reports_with_the_fee_they_were_charged(monkeypatch):
+    venue, listener, live = venue_with_an_order("0.01")
+    stream = [
+        indexer_fill(live, 1, "0.002", "TAKER", fee="0.003393"),
+        indexer_fill(live, 2, "0.002", "MAKER", fee="-0.000746"),  # a maker rebate
+        indexer_fill(live, 3, "0.002", "MAKER"),  # the field missing: the engine's rates apply
+        indexer_fill(live, 4, "0.002", "MAKER", fee="n/a"),
+    ]
+    msg = {"type": "channel_data", "channel": "v4_subaccounts", "id": f"{TEST_ADDRESS}/0", "message_id": 3,
+           "contents": {"fills": stream[:2], "blockHeight": "1000"}}  # fmt: skip
+    venue._on_message(msg, 1)
+    batch = {"type": "channel_batch_data", "channel": "v4_subaccounts", "id": f"{TEST_ADDRESS}/0", "message_id": 4,
+             "contents": [{"fills": [stream[2]]}, {"fills": [stream[3]]}]}  # fmt: skip
+    venue._on_message(batch, 2)
+
+    # REST reconciliation (GET /v4/fills, newest first): the last fill, and a repeat that is not applied.
+    async def rest(path: str, params: dict | None = None, missing_ok: bool = False) -> dict:
+        assert path == "/v4/fills"
+        return {"fills": [indexer_fill(live, 5, "0.002", "TAKER", fee="0.00339"), stream[0]]}
+
+    monkeypatch.setattr(venue, "_get", rest)
+    asyncio.run(venue._sync_fills())
+
+    fills = listener.reports
+    assert [(r.exec_type, r.last_qty, r.liquidity) for r in fills] == [
+        (ExecType.PARTIAL_FILL, 0.002, 2), (ExecType.PARTIAL_FILL, 0.002, 1), (ExecType.PARTIAL_FILL, 0.002, 1),
+        (ExecType.PARTIAL_FILL, 0.002, 1), (ExecType.FILL, 0.002, 2),
+    ]  # fmt: skip
+    assert [r.fee for r in fills] == [0.003393, -0.000746, None, None, 0.00339]
+    assert venue.fills_without_fee == 2 and venue.duplicate_fills == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "fee"),
+    [("0.006784", 0.006784), ("-0.002238", -0.002238), ("0", 0.0), (0.5, 0.5), ("1e-6", 1e-6),
+     (None, None), ("", None), ("abc", None), ("NaN", None), ("-Infinity", None), ({"amount": "1"}, None)],
+)  # fmt: skip
+def test_a_fee_that_is_not_a_finite_number_is_none(raw, fee):
+    assert _fill_fee(raw) == fee
 
 
 # -- config -------------------------------------------------------------------------------------------------
@@ -404,7 +491,9 @@ def test_market_maker_quotes_gets_filled_once_and_positions_follow(kit, caplog):
                 await async_wait_for(lambda: venue.duplicate_fills == 1, 15, "the repeat seen")
                 pos = engine.portfolio.get(SYMBOL)
                 assert pos.qty == pytest.approx(QTY) and pos.avg_price == pytest.approx(3392.8)
-                assert pos.fees == pytest.approx(QTY * 3392.8 * 1.0 / 10_000)  # the indexer said MAKER
+                # The fees the indexer reported (maker, 1 bps rounded up to a USDC quantum), not the config's.
+                assert pos.fees == pytest.approx(0.001358 + 0.002036)
+                assert [f.fee for f in engine.recent_fills] == pytest.approx([0.001358, 0.002036])
                 assert engine.recent_fills[-1].liquidity == 1
                 st = engine.orders.orders[by_side[Side.BUY].cl_ord_id]
                 assert st.status == OrderStatus.FILLED and st.filled_qty == pytest.approx(QTY)
@@ -547,6 +636,43 @@ def test_a_dropped_stream_reconciles_every_order_and_counts_fills_once(kit):
                 )
                 assert engine.fills == 2 and venue.duplicate_fills == 2
             assert runner.summary["fills"] == 2
+
+    run(main())
+
+
+def test_fills_are_charged_the_fees_the_indexer_reports_not_the_configured_rates(kit):
+    async def main():
+        # A maker rebate of 1.1 bps (dYdX's top tiers), and engine rates that differ from both.
+        async with ChainEmulator(maker_fee_ppm=-110, taker_fee_ppm=500) as emu, kit.IndexerServer() as feed:
+            config = {**engine_config(emu, feed.url), "fees": {"maker_bps": 3.0, "taker_bps": 9.0}}
+            async with engine_on(kit, emu, feed, config) as runner:
+                engine, venue = runner.engine, runner.venue
+                a = engine.submit("manual", SYMBOL, Side.BUY, QTY, 3392.0)
+                b = engine.submit("manual", SYMBOL, Side.SELL, QTY, 3395.0)
+                await async_wait_for(
+                    lambda: a.status == b.status == OrderStatus.NEW, 15, "both orders acknowledged"
+                )
+                ea, eb = (next(o for o in emu.orders.values() if o.price == Decimal(p)) for p in (3392, 3395))
+                emu.fill(ea, "0.004", liquidity="TAKER")  # 13.568 USDC x 500 ppm = 0.006784
+                await async_wait_for(lambda: engine.fills == 1, 15, "the taker fill")
+                emu.fill(ea, liquidity="MAKER")  # 20.352 USDC x -110 ppm = -0.00223872, up: -0.002238
+                await async_wait_for(lambda: engine.fills == 2, 15, "the maker fill")
+                # A fill while the stream is down comes back from REST (GET /v4/fills), its fee with it.
+                emu.offline = True
+                await emu.drop()
+                await async_wait_for(lambda: not venue.connected, 15, "the venue to see the drop")
+                emu.fill(eb, liquidity="TAKER")  # 33.95 USDC x 500 ppm = 0.016975
+                reconciled = venue.reconciliations
+                emu.offline = False
+                await async_wait_for(lambda: venue.connected and venue.reconciliations > reconciled
+                                     and engine.fills == 3, 20, "the missed fill reconciled")  # fmt: skip
+                assert [f["fee"] for f in emu.fills] == ["0.006784", "-0.002238", "0.016975"]
+                assert [f.fee for f in engine.recent_fills] == pytest.approx([0.006784, -0.002238, 0.016975])
+                assert [f.liquidity for f in engine.recent_fills] == [2, 1, 2]
+                pos = engine.portfolio.get(SYMBOL)
+                assert pos.qty == pytest.approx(0.0)
+                assert pos.fees == pytest.approx(0.006784 - 0.002238 + 0.016975)
+                assert venue.fills_without_fee == 0
 
     run(main())
 
