@@ -68,19 +68,39 @@ class Registry:
     risk_checks: dict[str, Component] = field(default_factory=dict)
     sinks: dict[str, Component] = field(default_factory=dict)
     commands: dict[str, Command] = field(default_factory=dict)
+    #: Installed plugins that ``--plugins`` (or ``LATENTSPEED_PLUGINS``) left out.
+    unselected: list[str] = field(default_factory=list)
 
     def get(self, kind: str, name: str) -> Component:
-        """Look a component up, or fail with the names that do exist."""
+        """Look a component up, or fail with the names that do exist (and the plugin to select)."""
         table: dict = getattr(self, kind)
         try:
             return table[name]
         except KeyError:
             known = ", ".join(sorted(table)) or "none"
             singular = SINGULAR.get(kind, kind)
+            provider = self._provider(kind, name)
+            if provider is not None:
+                selected = [p.name for p in self.plugins if p.name != CORE_PLUGIN]
+                raise PluginError(
+                    f"{singular} {name!r} is in plugin {provider!r}, which --plugins left out: select it "
+                    f"(--plugins {','.join([*selected, provider])})"
+                ) from None
             raise PluginError(
                 f"unknown {singular} {name!r}; installed: {known}"
                 " (is its plugin installed and selected with --plugins?)"
             ) from None
+
+    def _provider(self, kind: str, name: str) -> str | None:
+        """The installed but unselected plugin that registers ``name`` (loaded only to say so)."""
+        if not self.unselected:
+            return None
+        try:
+            whole = load_registry(self.unselected)
+        except PluginError:
+            return None
+        found = getattr(whole, kind).get(name)
+        return found.plugin if found is not None else None
 
 
 def installed_entry_points() -> dict[str, EntryPoint]:
@@ -153,7 +173,7 @@ def load_registry(plugins: str | list[str] | None = None, extra: list[object] = 
         infos[name] = PluginInfo(name, "(in-process)", "")
     pm.check_pending()
 
-    reg = Registry(manager=pm)
+    reg = Registry(manager=pm, unselected=sorted(set(available) - set(wanted)) if wanted is not None else [])
     for kind in KINDS:
         caller = getattr(pm.hook, f"register_{kind}")
         # Each implementation is called with a register callback of its own, so every component

@@ -77,9 +77,11 @@ def test_config_validate_with_common_options_for_real(run_cli):
         res = run_cli(*args)
         assert res.returncode == 0, (args, res.stderr)
         assert "valid engine config" in res.stdout
-    # the selection is applied: without the examples plugin the market maker is unknown
+    # the selection is applied: without the examples plugin the market maker is not there, and the
+    # error names the installed plugin that has it and the selection that would work
     res = run_cli("config", "validate", "--plugins", "mock", cfg)
-    assert res.returncode == 2 and "unknown strategy 'market_maker'" in res.stderr
+    assert res.returncode == 2 and "strategy 'market_maker' is in plugin 'examples'" in res.stderr
+    assert "--plugins mock,examples" in res.stderr and "installed: none" not in res.stderr
 
 
 def test_a_deselected_plugin_command_says_how_to_select_it(run_cli):
