@@ -6,6 +6,7 @@ import re
 import signal
 
 import orjson
+import pytest
 import yaml
 
 ORDER_KEYS = {
@@ -118,7 +119,9 @@ def test_engine_against_mock_exchange_process_sigterm_exit_0(procs, mock_exchang
     assert STATS_KEYS - {"type"} | {"pnl", "duration_s"} <= set(summary)
 
 
-def test_engine_trades_on_marketstream_over_zmq(procs, mock_exchange, tmp_path):
+@pytest.mark.parametrize("form", ["zmq section", "zmq feed"])
+def test_engine_trades_on_marketstream_over_zmq(procs, mock_exchange, tmp_path, form):
+    """Issue 5's "zmq feed" is also written as a feed entry: ``feeds: [{exchange: zmq, ...}]``."""
     port = procs.free_port_pair()
     ms_cfg = tmp_path / "config.yml"
     ms_cfg.write_text(
@@ -132,7 +135,9 @@ def test_engine_trades_on_marketstream_over_zmq(procs, mock_exchange, tmp_path):
         )
     )
     ms = procs.start("marketstream", str(ms_cfg))
-    cfg = _engine_config(tmp_path, mock_exchange, {"zmq": {"host": "127.0.0.1", "port": port}})
+    source = {"host": "127.0.0.1", "port": port}
+    md = {"zmq": source} if form == "zmq section" else {"feeds": [{"exchange": "zmq", **source}]}
+    cfg = _engine_config(tmp_path, mock_exchange, md)
     eng = procs.start("engine", "--config", cfg)
     eng.wait_line("Connected to exchange")
     _wait_trading(eng)
@@ -140,6 +145,15 @@ def test_engine_trades_on_marketstream_over_zmq(procs, mock_exchange, tmp_path):
     counts = _summary_counts(eng.stdout)
     assert counts["orders"] > 0 and counts["fills"] > 0 and counts["rx_packets"] > 0
     assert ms.stop() == 0
+
+
+def test_a_zmq_feed_stands_alone_and_its_mistakes_are_named_where_written(run_cli, tmp_path):
+    both = _engine_config(tmp_path, 9, {"feeds": [{"exchange": "zmq", "port": 5556}, {"exchange": "mock", "port": 9}]})
+    proc = run_cli("config", "validate", both)
+    assert proc.returncode == 2 and "market_data: a zmq feed" in proc.stderr and "give it alone" in proc.stderr
+    typo = _engine_config(tmp_path, 9, {"feeds": [{"exchange": "zmq", "prot": 5556}]})
+    proc = run_cli("config", "validate", typo)
+    assert proc.returncode == 2 and "market_data.feeds[0].prot: unknown key" in proc.stderr, proc.stderr
 
 
 def test_engine_config_typo_is_exit_2_with_key_path(run_cli, tmp_path):

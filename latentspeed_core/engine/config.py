@@ -58,6 +58,23 @@ class MarketDataConfig(StrictModel):
     #: that gets neither stops with one line naming what never came, and exits non-zero.
     startup_timeout: float = Field(15.0, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _zmq_feed(cls, data: Any) -> Any:
+        """``feeds: [{exchange: zmq, host, port, ...}]`` is ``zmq: {host, port, ...}``: a marketstream's
+        messages, which issue 5 calls the engine's ``zmq`` feed. It is the whole source, so alone."""
+        if not isinstance(data, dict) or not isinstance(data.get("feeds"), list):
+            return data
+        feeds = data["feeds"]
+        zmq = [f for f in feeds if isinstance(f, dict) and str(f.get("exchange", "")).lower() == "zmq"]
+        if not zmq:
+            return data
+        if len(feeds) > 1 or data.get("zmq") is not None:
+            raise ValueError(
+                "a zmq feed (a marketstream's messages) is the whole market-data source: give it alone"
+            )
+        return {**data, "feeds": [], "zmq": {k: v for k, v in zmq[0].items() if k != "exchange"}}
+
     @model_validator(mode="after")
     def _one_source(self):
         given = sum((bool(self.feeds), self.zmq is not None, self.redis is not None, self.from_venue))
@@ -210,7 +227,17 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
     every problem (one :class:`ConfigError` holding them all).
     """
     # (a refused key of the engine's own sections does not stop the plugins' sections being checked)
-    cfg, first = validate_leniently(EngineConfig, data, file)
+    md = data.get("market_data") if isinstance(data, dict) else None
+    feeds = md.get("feeds") if isinstance(md, dict) else None
+    zmq_feed = isinstance(feeds, list) and len(feeds) == 1 and isinstance(feeds[0], dict) and (
+        str(feeds[0].get("exchange", "")).lower() == "zmq"
+    )  # (its keys are reported where the user wrote them, not under the zmq section it becomes)
+    try:
+        cfg, first = validate_leniently(EngineConfig, data, file)
+    except ConfigError as exc:
+        raise exc.renamed("market_data.zmq", "market_data.feeds[0]") if zmq_feed else exc from None
+    if first is not None and zmq_feed:
+        first = first.renamed("market_data.zmq", "market_data.feeds[0]")
     setup = EngineSetup(config=cfg, file=str(file) if file else None)
     setup.output_dir, setup.log_file, setup.latency_file = output_paths(cfg)
     from ..plugins import PluginError
