@@ -1264,7 +1264,7 @@ bind_samples(PyObject *mod, PyObject *t)
  * Why: a backtest's fills and too-late cancels were ~350 bytecodes each in four Python frames. */
 
 static PyObject *status_filled;
-static Py_ssize_t r_cum, r_px, r_leaves, r_liq, r_fee, r_last_qty, q_fill_px, m_cancel_rejects;
+static Py_ssize_t r_cum, r_px, r_leaves, r_liq, r_fee, r_fee_base, r_last_qty, q_fill_px, m_cancel_rejects;
 enum { F_CL, F_SYMBOL, F_SIDE, F_PRICE, F_QTY, F_FEE, F_TS, F_LIQ, F_N };
 static Py_ssize_t f_off[F_N];
 static const char *fill_slots[F_N] = {"cl_ord_id", "symbol", "side", "price", "qty", "fee", "timestamp_ns",
@@ -1273,11 +1273,11 @@ static PyObject *str_apply_fill;
 #define EPS 1e-12
 
 
-/* Position.apply_fill(side, price, qty, fee) on its slots, in its order of operations (side 0: BUY):
+/* Position.apply_fill(side, price, qty, fee, traded) on its slots, in its order of operations (side 0: BUY):
  * 1 done, 0 not the usual case (a field that is not a float, fills not an int, a zero new
  * quantity to divide by: nothing changed, the Python decides), -1 error. */
 static int
-position_fill(PyObject *pos, long side, double price, double qty, double fee)
+position_fill(PyObject *pos, long side, double price, double qty, double fee, double traded)
 {
     double q, fees, volume, avg, realized;
     long long fills;
@@ -1301,7 +1301,7 @@ position_fill(PyObject *pos, long side, double price, double qty, double fee)
         else if ((new_q > 0.0) != (q > 0.0))
             out_avg = price;
     }
-    PyObject *v[6] = {PyFloat_FromDouble(fees + fee), PyFloat_FromDouble(volume + qty * price),
+    PyObject *v[6] = {PyFloat_FromDouble(fees + fee), PyFloat_FromDouble(volume + traded * price),
                       PyLong_FromLongLong(fills + 1), PyFloat_FromDouble(out_q),
                       adding || out_avg != avg || out_q == 0.0 ? PyFloat_FromDouble(out_avg) : Py_NewRef(SLOT(pos, p_avg)),
                       adding ? Py_NewRef(SLOT(pos, p_realized)) : PyFloat_FromDouble(out_realized)};
@@ -1421,14 +1421,20 @@ fill_applied(CoreObject *self, PyObject *om, PyObject *r, PyObject *cl, PyObject
     /* the fee the venue charged for the report's fill when it says (per unit when the report also
      * stands for a missed one), else the engine's rate: as the Python does */
     PyObject *rfee = SLOT(r, r_fee);
-    double fee, charged, last;
+    double fee, charged, last, kept;
+    if (dbl(SLOT(r, r_fee_base), &kept) < 0)
+        return 0;
     if (rfee && rfee != Py_None) {
         if (dbl(rfee, &charged) < 0 || dbl(SLOT(r, r_last_qty), &last) < 0)
             return 0;
-        fee = fabs(delta - last) > EPS && last > 0.0 ? charged * (delta / last) : charged;
+        double share = fabs(delta - last) > EPS && last > 0.0 ? delta / last : 1.0;
+        fee = share != 1.0 ? charged * share : charged;
+        kept = share != 1.0 ? kept * share : kept;
     }
     else
         fee = delta * px * (taker ? taker_fee : maker_fee);
+    /* the venue kept part of the asset as its fee: the position moves by less on a buy, more on a sell */
+    double moved = kept > 0.0 && kept < delta ? (sv == 0 ? delta - kept : delta + kept) : delta;
     PyObject *fq = PyFloat_FromDouble(delta), *ap = PyFloat_FromDouble((avg * filled + px * delta) / cum),
              *fv = PyFloat_FromDouble(fee), *liq_v = PyLong_FromLong(taker ? 2 : 1), *fill = NULL;
     int ok = fq && ap && fv && liq_v;
@@ -1498,13 +1504,16 @@ fill_applied(CoreObject *self, PyObject *om, PyObject *r, PyObject *cl, PyObject
             Py_SETREF(SLOT(pos, p_mark), Py_NewRef(m));
     }
     if (ok) { /* Position.apply_fill: on its slots, or called */
-        int done = position_fill(pos, sv, px, delta, fee);
+        int done = position_fill(pos, sv, px, moved, fee, delta);
         ok = done >= 0;
         if (ok && !done) {
-            PyObject *call[5] = {pos, side, SLOT(r, r_px), fq, fv};
-            PyObject *x = PyObject_VectorcallMethod(str_apply_fill, call, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            PyObject *mq = moved != delta ? PyFloat_FromDouble(moved) : Py_NewRef(fq);
+            PyObject *call[6] = {pos, side, SLOT(r, r_px), mq, fv, fq};
+            PyObject *x = mq ? PyObject_VectorcallMethod(str_apply_fill, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                             : NULL;
             ok = x != NULL;
             Py_XDECREF(x);
+            Py_XDECREF(mq);
         }
     }
     if (ok) {
@@ -1550,7 +1559,8 @@ bind_fills(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
     if (slot_offset(report_type, "cum_qty", &r_cum) || slot_offset(report_type, "last_px", &r_px) ||
         slot_offset(report_type, "leaves_qty", &r_leaves) || slot_offset(report_type, "liquidity", &r_liq) ||
-        slot_offset(report_type, "fee", &r_fee) || slot_offset(report_type, "last_qty", &r_last_qty) ||
+        slot_offset(report_type, "fee", &r_fee) || slot_offset(report_type, "fee_base", &r_fee_base) ||
+        slot_offset(report_type, "last_qty", &r_last_qty) ||
         slot_offset(outcome_type, "fill_px", &q_fill_px) || slot_offset(manager_type, "cancel_rejects", &m_cancel_rejects))
         return NULL;
     if (!str_apply_fill && !(str_apply_fill = PyUnicode_InternFromString("apply_fill")))

@@ -124,6 +124,9 @@ class ExecutionReport:
     #: The fee the venue charged for this fill (``last_qty``), in the quote currency, when it says;
     #: ``None``: the engine charges its ``fees`` config (a simulated venue, or a fee in another asset).
     fee: float | None = None
+    #: Base-asset units the venue kept as its fee (a spot fee in the base asset; ``fee`` is their quote
+    #: value): the position moves by ``last_qty`` less this on a buy, more on a sell.
+    fee_base: float = 0.0
 
 
 @dataclass(slots=True)

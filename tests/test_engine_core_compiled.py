@@ -234,6 +234,7 @@ reports = st.tuples(
     st.sampled_from([0, 0, 1, 2]),  # qty step of a fill
     st.booleans(),  # order_id given
     st.sampled_from([None, None, 0.25, 0.0, 1]),  # the fee the venue charged (None: the engine's rate)
+    st.sampled_from([0.0, 0.0, 0.5, 5.0]),  # base units the venue kept as its fee (5: more than a fill)
 )
 
 
@@ -259,7 +260,7 @@ def run_reports(cls, script, updates: bool) -> list:
     engine._mids["A"] = 103.5
     out = []
     cum: dict[int, float] = {}
-    for kind, n, et, receipt, step, with_oid, *charged in script:
+    for kind, n, et, receipt, step, with_oid, *fees in script:
         if kind == "order":
             st_ = engine.submit("s", "A", Side.BUY if n % 2 else Side.SELL, 3.0, 100.0 + n)
             out.append(st_.cl_ord_id if st_ is not None else None)
@@ -272,7 +273,7 @@ def run_reports(cls, script, updates: bool) -> list:
                 n, 50 + n if with_oid else 0, len(out), "A", Side.BUY if n % 2 else Side.SELL, et, 100.0, float(step),
                 max(3.0 - c, 0.0), c, RejectReason.NONE if et != ExecType.REJECTED else RejectReason.UNKNOWN_ORDER,
                 7, receipt, n % 3,  # liquidity: unknown (the order's marketability decides), maker, taker
-                charged[0] if charged else None,
+                *fees,  # (fee, fee_base) when drawn
             )  # fmt: skip
             engine.on_execution_report(r)
             out.append(None)
@@ -466,3 +467,32 @@ def test_a_fill_is_charged_the_fee_the_venue_reports(cls):
     fees = [f.fee for f in engine.recent_fills]
     assert fees[0] == 0.037 and fees[1] == pytest.approx(0.04) and fees[2] == pytest.approx(-0.015)
     assert engine.portfolio.positions["A"].fees == pytest.approx(0.037 + 0.04 - 0.015)
+
+
+@pytest.mark.parametrize("cls", [Engine, PythonEngine])
+def test_a_fee_kept_in_the_base_asset_moves_the_position_less(cls):
+    """A spot fee taken in the asset bought (``fee_base``): the position gains the fill less the fee on
+    a buy and loses it plus the fee on a sell; ``fee`` carries its quote value; the volume and the
+    order's own filled quantity stay the fill's."""
+    engine = cls(Taker(), RiskEngine([]), clock=lambda: 1, latency=LatencyLog(None), maker_bps=-0.5, taker_bps=2.0)
+    engine.add_strategy("s", Recorder(), ["A"])
+    engine._mids["A"] = 100.0
+    buy = engine.submit("s", "A", Side.BUY, 2.0, 100.0).cl_ord_id
+    sell = engine.submit("s", "A", Side.SELL, 1.0, 100.0).cl_ord_id
+    other = engine.submit("s", "A", Side.BUY, 1.0, 100.0).cl_ord_id
+
+    def fill(cl, side, qty, fee, kept, et=ExecType.FILL):
+        return ExecutionReport(cl, 50 + cl, cl, "A", side, et, 100.0, qty, 0.0 if et != ExecType.NEW else qty,
+                               qty if et != ExecType.NEW else 0.0, RejectReason.NONE, 7, 9, 2, fee, kept)  # fmt: skip
+
+    for cl, side, qty in ((buy, Side.BUY, 2.0), (sell, Side.SELL, 1.0), (other, Side.BUY, 1.0)):
+        engine.on_execution_report(fill(cl, side, qty, None, 0.0, ExecType.NEW))  # acknowledged: the usual path
+    engine.on_execution_report(fill(other, Side.BUY, 1.0, 0.05, 0.0))  # the position exists before the others
+
+    engine.on_execution_report(fill(buy, Side.BUY, 2.0, 0.2, 0.002))  # 2 bought, 0.002 of them kept
+    pos = engine.portfolio.positions["A"]
+    assert pos.qty == pytest.approx(2.998) and pos.fees == pytest.approx(0.25)
+    assert pos.avg_price == 100.0 and pos.volume == pytest.approx(300.0)
+    assert engine.orders.orders[buy].filled_qty == 2.0
+    engine.on_execution_report(fill(sell, Side.SELL, 1.0, 0.1, 0.001))  # a sell paying in the asset sold
+    assert pos.qty == pytest.approx(1.997) and pos.fees == pytest.approx(0.35) and pos.volume == pytest.approx(400.0)

@@ -127,14 +127,20 @@ class _EngineCorePy:
             liq = r.liquidity
             taker = liq == 2 if liq else st.taker
             fee = r.fee
+            kept = r.fee_base
             if fee is None:
                 fee = qty * px * (self.taker_fee if taker else self.maker_fee)
             elif abs(qty - r.last_qty) > 1e-12 and r.last_qty > 0.0:
-                fee *= qty / r.last_qty  # (a report that also stands for a missed one: its fee per unit)
+                share = qty / r.last_qty  # (a report that also stands for a missed one: its fee per unit)
+                fee *= share
+                kept *= share
             pos = self.portfolio.get(st.symbol)
             if pos.mark == 0.0:  # first fill on a symbol no strategy lists: mark it at the known mid
                 pos.mark = self._mids.get(st.symbol, 0.0)
-            pos.apply_fill(st.side, px, qty, fee)
+            if 0.0 < kept < qty:  # the venue kept part of the asset as its fee: the position moves less (buy)
+                pos.apply_fill(st.side, px, qty - kept if st.side == Side.BUY else qty + kept, fee, qty)
+            else:
+                pos.apply_fill(st.side, px, qty, fee)
             self.fills += 1
             fill = Fill(st.cl_ord_id, st.symbol, st.side, px, qty, fee, now, 2 if taker else 1)
             self.recent_fills.append(fill)

@@ -21,11 +21,13 @@ class Position:
         self.volume = 0.0
         self.fills = 0
 
-    def apply_fill(self, side: Side, price: float, qty: float, fee: float) -> None:
+    def apply_fill(self, side: Side, price: float, qty: float, fee: float, traded: float | None = None) -> None:
+        """``qty``: what the position gains or loses; ``traded`` (default ``qty``): the fill's size,
+        for the volume (they differ when the venue kept part of the asset bought as its fee)."""
         signed = qty if side == Side.BUY else -qty
         q = self.qty
         self.fees += fee
-        self.volume += qty * price
+        self.volume += (qty if traded is None else traded) * price
         self.fills += 1
         if q == 0.0 or (q > 0.0) == (signed > 0.0):
             # Adding to (or opening) a position: the average cost moves.

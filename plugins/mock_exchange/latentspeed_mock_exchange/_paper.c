@@ -447,7 +447,7 @@ typedef struct {
 /* paper._PaperCorePy's advance, on_book_message and on_trade_message: the rule for every case. */
 static PyObject *py_advance, *py_on_book, *py_on_trade, *py_send_report, *py_run_due;
 /* send_report's ExecutionReport: the class, its N_REPORT slots in field order, and the enum tuples */
-#define N_REPORT 15
+#define N_REPORT 16
 static PyTypeObject *report_type;
 static Py_ssize_t o_report[N_REPORT];
 static PyObject *sides, *exec_types, *reasons, *heappush, *str_arm;
@@ -2046,6 +2046,7 @@ core_send_report(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyFloat_FromDouble((double)leaves / scale), PyFloat_FromDouble((double)cum / scale),
         Py_NewRef(PyTuple_GET_ITEM(reasons, reason)), Py_NewRef(args[11]), PyLong_FromLong(0), Py_NewRef(args[12]),
         Py_NewRef(Py_None), /* fee: the engine charges its fees config */
+        PyFloat_FromDouble(0.0), /* fee_base */
     };  /* clang-format: the ExecutionReport fields, in order */
     PyObject *report = NULL;
     int ok = 1;
@@ -2087,7 +2088,7 @@ bind_report(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     static const char *fields[N_REPORT] = {"cl_ord_id", "order_id", "exec_id", "symbol", "side", "exec_type",
                                            "last_px", "last_qty", "leaves_qty", "cum_qty", "reject_reason",
-                                           "timestamp_ns", "receipt_ns", "liquidity", "fee"};
+                                           "timestamp_ns", "receipt_ns", "liquidity", "fee", "fee_base"};
     PyTypeObject *t = (PyTypeObject *)args[0];
     for (int i = 0; i < N_REPORT; i++)
         if (slot_offset(t, fields[i], &o_report[i]) < 0)
