@@ -992,11 +992,11 @@ class BinanceVenue(Venue):
 
     def _emit(self, t: _Tracked, et: ExecType, px: float, qty: float, ts_ms: int, receipt_ns: int,
               reason: RejectReason = _NO_REASON, exec_id: int = 0, liquidity: int = 0,
-              fee: float | None = None) -> None:  # fmt: skip
+              fee: float | None = None, fee_base: float = 0.0) -> None:  # fmt: skip
         self._listener.on_execution_report(ExecutionReport(
             t.cl, t.order_id, exec_id, t.symbol, t.side, et, px, qty,
             0.0 if et == _CANCELED or et == _REJECTED else max(t.qty - t.cum, 0.0), t.cum, reason,
-            ts_ms * 1_000_000, receipt_ns or _time_ns(), liquidity, fee,
+            ts_ms * 1_000_000, receipt_ns or _time_ns(), liquidity, fee, fee_base,
         ))  # fmt: skip
 
     def _valued(
@@ -1030,13 +1030,18 @@ class BinanceVenue(Venue):
             self.commissions[asset] = self.commissions.get(asset, 0.0) + commission
         last = cum - prev
         fee = fee_for(fee, qty, last)
+        # a commission in the base asset is base the account never gets: the position moves by less
+        spec = self._specs.get(t.symbol)
+        kept = 0.0
+        if fee is not None and commission > 0.0 and spec is not None and asset and asset == spec.base:
+            kept = commission * (fee_for(1.0, qty, last) or 0.0)  # (its share, as the fee's)
         self.fills.append(
             VenueFill(t.cl, t.symbol, t.side, px, last, commission, asset, maker, trade_id, ts_ms, fee)
         )
         done = cum >= t.qty - _EPS
         t.acked = True
         self._emit(t, _FILL if done else _PARTIAL, px, last, ts_ms, receipt_ns, _NO_REASON, max(trade_id, 0),
-                   1 if maker else 2, fee)  # fmt: skip
+                   1 if maker else 2, fee, kept)  # fmt: skip
         if done:
             self._finish(t)
 

@@ -240,6 +240,10 @@ def test_the_engine_books_the_commissions_binance_charged_not_its_fee_rate(marke
             }[market, stream_asset]
             # not the engine's rate: this test tells one from the other
             assert total != pytest.approx(sum(f.qty * f.price * rate for f in fills), rel=1e-6)
+            # a commission in BTC is BTC the account never got: the position is the account's BTC
+            held = sum((1 if t["side"] == "BUY" else -1) * float(t["qty"])
+                       - (float(t["commission"]) if t["commissionAsset"] == base else 0.0) for t in emu.trades)
+            assert eng.portfolio.get("BTC-USDT").qty == pytest.approx(held, abs=1e-12)
 
     asyncio.run(main())
 

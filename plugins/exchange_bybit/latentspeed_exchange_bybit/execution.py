@@ -943,23 +943,28 @@ class BybitVenue(Venue):
         last = tr.exec_cum - tr.cum
         spec = tr.spec
         charged = quote_fee(item, self.category, spec.base_coin, spec.quote_coin)
+        # a spot fee in the base coin is coin the account never gets (or gives up more of)
+        kept = fee if charged is not None and self.category != "linear" and spec.base_coin and (
+            item.get("feeCurrency") == spec.base_coin) else 0.0  # fmt: skip
         if charged is not None and last < qty - _EPS * max(1.0, tr.qty):
             charged *= last / qty  # part of it was applied from REST state: the report's share only
+            kept *= last / qty
         liq = Liquidity.MAKER if item.get("isMaker") else Liquidity.TAKER
         self._fill(tr, _f(item.get("execPrice")), last, receipt_ns,
-                   int(_f(item.get("execTime")) * 1_000_000), liq, charged)  # fmt: skip
+                   int(_f(item.get("execTime")) * 1_000_000), liq, charged, kept)  # fmt: skip
 
     def _fill(self, tr: _Tracked, px: float, qty: float, receipt_ns: int, ts_ns: int, liquidity: int,
-              fee: float | None = None) -> None:  # fmt: skip
+              fee: float | None = None, fee_base: float = 0.0) -> None:  # fmt: skip
         """Report ``qty`` more filled; ``fee``: Bybit's charge for it in the quote coin (None: the
-        engine's rate, e.g. a fill known only from the order's REST state)."""
+        engine's rate, e.g. a fill known only from the order's REST state); ``fee_base``: the part of
+        it taken in the base coin, in base units."""
         tr.cum += qty
         tr.value += px * qty
         full = tr.cum >= tr.qty - _EPS * max(1.0, tr.qty)
         et = _ET_FILL if full and not tr.final else _ET_PARTIAL
         if tr.state < 2:
             tr.state = 2
-        self._report(tr, et, px, qty, receipt_ns, ts_ns, liquidity, fee=fee)
+        self._report(tr, et, px, qty, receipt_ns, ts_ns, liquidity, fee=fee, fee_base=fee_base)
 
     def _on_order_update(self, item: dict, receipt_ns: int) -> None:
         """An order state (``order`` topic or REST): new, cancelled, rejected. ``Filled`` waits for
@@ -1074,7 +1079,7 @@ class BybitVenue(Venue):
 
     def _report(self, tr: _Tracked, et: ExecType, last_px: float, last_qty: float, receipt_ns: int,
                 ts_ns: int = 0, liquidity: int = 0, reason: RejectReason = _NO_REASON,
-                fee: float | None = None) -> None:  # fmt: skip
+                fee: float | None = None, fee_base: float = 0.0) -> None:  # fmt: skip
         tr.unknown = False
         final = et in _FINAL_ET
         if final:
@@ -1088,7 +1093,7 @@ class BybitVenue(Venue):
         if listener is not None:
             listener.on_execution_report(ExecutionReport(
                 tr.cid, tr.oid, self._next_exec(), tr.symbol, tr.side, et, last_px, last_qty, leaves, tr.cum,
-                reason, ts_ns, receipt_ns, liquidity, fee,
+                reason, ts_ns, receipt_ns, liquidity, fee, fee_base,
             ))  # fmt: skip
 
     def _get(self, cid: int) -> _Tracked | None:

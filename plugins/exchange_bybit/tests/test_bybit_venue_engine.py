@@ -96,6 +96,11 @@ def test_fills_book_the_fees_bybit_charged_not_the_configured_rates(market):
                 coins = [e["feeCurrency"] for e in emu.executions]
                 assert coins == (["BTC", "USDT", "BTC", "BTC"] if market == "spot" else ["USDT"] * 4)
                 assert set(venue.fees_charged) == set(coins)
+                # a fee in BTC is BTC the account never got: the position is the account's BTC
+                held = sum((1 if e["side"] == "Buy" else -1) * float(e["execQty"])
+                           - (float(e["execFee"]) if e["feeCurrency"] == "BTC" else 0.0) for e in emu.executions)
+                assert engine.portfolio.get("BTC-USDT").qty == pytest.approx(held, abs=1e-12)
+                assert (held < 0.002) == (market == "spot")  # (spot: less than the 0.002 net bought)
 
     run(main())
 
@@ -289,7 +294,10 @@ def test_spot_market_orders_are_in_the_base_coin_and_instruments_are_read_page_b
                 assert engine.instrument("BTC-USDT") == (0.01, 0.000001)  # tickSize, basePrecision
                 st = engine.submit("manual", "BTC-USDT", Side.BUY, 0.0002, ord_type=OrdType.MARKET)
                 await async_wait_for(lambda: st.status == OrderStatus.FILLED, 5, "the market buy filled")
-                assert engine.portfolio.get("BTC-USDT").qty == pytest.approx(0.0002)
+                # (a spot buy pays its fee in BTC: the position is what the account received)
+                (e,) = emu.executions
+                assert e["feeCurrency"] == "BTC" and float(e["execFee"]) > 0
+                assert engine.portfolio.get("BTC-USDT").qty == pytest.approx(0.0002 - float(e["execFee"]))
                 create = [m for t, op, m in emu.requests if op == "order.create"][-1]["args"][0]
                 assert (create["marketUnit"], create["qty"], "price" in create) == (
                     "baseCoin",
