@@ -1688,7 +1688,7 @@ class MockServerTarget(Target):
             sid, _name, px, tick, lot = rng.choice(_SYMBOLS[:2])
             cl = rng.randint(1, 40)
             if kind == "new":
-                ot, tif = rng.randint(0, 1), rng.randint(0, 1)
+                ot, tif = rng.randint(0, 1), rng.randint(0, 2)
                 price = round(px * (1 + rng.uniform(-0.002, 0.002)) / tick) * P.to_fixed(tick)
                 qty = rng.randint(1, 20) * P.to_fixed(lot)
                 msgs.append(

@@ -24,6 +24,8 @@ class OrdType(IntEnum):
 class TimeInForce(IntEnum):
     GTC = 0
     IOC = 1
+    #: A limit order that only rests (maker): refused, not filled, if it would take on arrival.
+    POST_ONLY = 2
 
 
 class ExecType(IntEnum):

@@ -496,3 +496,15 @@ def test_a_fee_kept_in_the_base_asset_moves_the_position_less(cls):
     assert engine.orders.orders[buy].filled_qty == 2.0
     engine.on_execution_report(fill(sell, Side.SELL, 1.0, 0.1, 0.001))  # a sell paying in the asset sold
     assert pos.qty == pytest.approx(1.997) and pos.fees == pytest.approx(0.35) and pos.volume == pytest.approx(400.0)
+
+
+@pytest.mark.parametrize("cls", [Engine, PythonEngine])
+def test_a_market_order_cannot_be_post_only(cls):
+    from latentspeed_core.types import OrdType, TimeInForce
+
+    engine = cls(Taker(), RiskEngine([]), clock=lambda: 1, latency=LatencyLog(None))
+    engine.add_strategy("s", Recorder(), ["A"])
+    assert engine.submit("s", "A", Side.BUY, 1.0, 0.0, OrdType.MARKET, TimeInForce.POST_ONLY) is None
+    assert engine.risk_rejects == 1 and "post-only" in engine.last_reject and not engine.orders.orders
+    limit = engine.submit("s", "A", Side.BUY, 1.0, 100.0, OrdType.LIMIT, TimeInForce.POST_ONLY)
+    assert limit is not None and limit.tif == TimeInForce.POST_ONLY  # a limit one goes to the venue

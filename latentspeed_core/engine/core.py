@@ -50,6 +50,7 @@ _MARKET = OrdType.MARKET
 #: Triggers whose orders count in tick-to-trade: decisions on a market-data message.
 _MD_TRIGGERS = frozenset(("book", "trade"))
 _GTC = TimeInForce.GTC
+_POST_ONLY = TimeInForce.POST_ONLY
 _REJECTED = OrderStatus.REJECTED
 
 
@@ -201,6 +202,8 @@ class _EngineCorePy:
             return None
         # A fresh Order per submit: a venue may keep it (queue it for an asynchronous send).
         order = Order(0, symbol, side, qty, price, ord_type, tif)
+        if tif == _POST_ONLY and ord_type == _MARKET:  # (a venue would send it as IOC, or refuse it)
+            return self._refuse("a market order cannot be post-only", order)
         reason = self.risk.check(order, self, now)
         if reason is not None:
             return self._refuse(reason, order)

@@ -19,7 +19,7 @@ from latentspeed_core.engine.orders import OrderState
 from latentspeed_core.engine.runner import EngineRunner
 from latentspeed_core.plugins import load_registry
 from latentspeed_core.testing import async_wait_for
-from latentspeed_core.types import Liquidity, OrderStatus, RejectReason, Side
+from latentspeed_core.types import Liquidity, OrderStatus, RejectReason, Side, TimeInForce
 
 pytest.importorskip("latentspeed_strategy_examples")
 
@@ -482,6 +482,27 @@ def test_post_only_is_limit_maker_on_spot_and_gtx_on_usdm(market):
             else:  # accepted, then EXPIRED instead of taking: the engine sees it cancelled, unfilled
                 await async_wait_for(lambda: crossing.status == OrderStatus.CANCELED, 10, "GTX expired")
                 assert crossing.filled_qty == 0
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("market", MARKETS)
+def test_a_post_only_order_is_post_only_without_the_venue_setting(market):
+    """``TimeInForce.POST_ONLY`` on one order: LIMIT_MAKER (spot) or GTX (USD-M) for it alone."""
+
+    async def main():
+        async with live_engine(market) as live:
+            await two_quotes(live)
+            emu = live.emu
+            price = float(emu.book["BTCUSDT"][0]) - 50
+            st = live.engine.submit("market_maker", "BTC-USDT", Side.BUY, QTY[market], price, tif=TimeInForce.POST_ONLY)
+            await async_wait_for(lambda: st.status == OrderStatus.NEW, 10, "the post-only order resting")
+            places = [s.params for s in emu.seen if s.what == "order.place"]
+            if market == "spot":
+                assert places[-1]["type"] == "LIMIT_MAKER" and "timeInForce" not in places[-1]
+            else:
+                assert places[-1]["type"] == "LIMIT" and places[-1]["timeInForce"] == "GTX"
+            assert all(p["type"] == "LIMIT" and p["timeInForce"] == "GTC" for p in places[:-1])  # the quotes
 
     asyncio.run(main())
 

@@ -81,6 +81,7 @@ _INF = float("inf")
 _BUY = Side.BUY
 _MARKET = OrdType.MARKET
 _IOC = TimeInForce.IOC
+_POST_ONLY = TimeInForce.POST_ONLY
 _ET_NEW = ExecType.NEW
 _ET_PARTIAL = ExecType.PARTIAL_FILL
 _ET_FILL = ExecType.FILL
@@ -280,7 +281,7 @@ def order_template(category: str, spec: Spec, recv_window_ms: int, side: int, or
     slots for reqId, timestamp, qty, price (limit orders only) and orderLinkId, in that order.
 
     Built once per symbol and kind, so an order costs one ``%``. Limit: ``timeInForce`` GTC, IOC,
-    or ``PostOnly`` for a GTC order when ``post_only``. Market: always IOC (the docs: "Market order
+    or ``PostOnly`` for a POST_ONLY order, and for a GTC one when ``post_only``. Market: always IOC (the docs: "Market order
     will always use IOC"), no price; on spot ``marketUnit: baseCoin`` so that ``qty`` is in the base
     coin for buys too (spot market buys default to the quote coin).
     """
@@ -294,7 +295,7 @@ def order_template(category: str, spec: Spec, recv_window_ms: int, side: int, or
         if category == "spot":
             extra += ',"marketUnit":"baseCoin"'
         return f'{head}"orderType":"Market","qty":"{spec.qty_fmt}","timeInForce":"IOC","orderLinkId":"%s"{extra}}}]}}'
-    tif_s = "IOC" if tif == _IOC else ("PostOnly" if post_only else "GTC")
+    tif_s = "IOC" if tif == _IOC else ("PostOnly" if post_only or tif == _POST_ONLY else "GTC")
     return (
         f'{head}"orderType":"Limit","qty":"{spec.qty_fmt}","price":"{spec.px_fmt}",'
         f'"timeInForce":"{tif_s}","orderLinkId":"%s"{extra}}}]}}'
@@ -756,7 +757,7 @@ class BybitVenue(Venue):
             order_template(
                 self.category, spec, self._recv, side, ord_type, tif, self._post_only, self._reduce_only
             )
-            for tif in (TimeInForce.GTC, TimeInForce.IOC)
+            for tif in (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.POST_ONLY)
             for ord_type in (OrdType.LIMIT, OrdType.MARKET)
             for side in (Side.BUY, Side.SELL)
         ]

@@ -146,6 +146,9 @@ def test_create_and_cancel_messages_are_the_documented_requests():
     assert ioc["args"][0] == {"category": "linear", "symbol": "BTCUSDT", "side": "Sell", "orderType": "Limit",
                                    "qty": "0.300", "price": "59000.0", "timeInForce": "IOC", "orderLinkId": "p-8",
                                    "reduceOnly": True}  # fmt: skip
+    one = json.loads(create_message("p-11", 1, 5000, "linear", spec,
+                                    Order(11, "BTC-USDT", Side.BUY, 0.002, 60000.1, tif=TimeInForce.POST_ONLY), "p-11"))  # fmt: skip
+    assert one["args"][0]["timeInForce"] == "PostOnly"  # one order post-only, the venue setting off
     spot = spec_from_instrument(SPOT_BTC, "spot")
     mkt = json.loads(create_message("p-9", 1, 5000, "spot", spot,
                                     Order(9, "BTC-USDT", Side.BUY, 0.0001, 0.0, OrdType.MARKET), "p-9"))  # fmt: skip

@@ -875,7 +875,7 @@ class DydxVenue(Venue):
                 clob_pair_id=spec.clob_pair_id,
             ),
             side=_SIDE[order.side], quantums=quantums, subticks=subticks,
-            time_in_force=_TIF_IOC if ioc else self._limit_tif,
+            time_in_force=_TIF_IOC if ioc else (_TIF_POST_ONLY if order.tif == TimeInForce.POST_ONLY else self._limit_tif),
         )  # fmt: skip
         if stateful:
             live.gtbt = int(time.time()) + self._gtbt_seconds

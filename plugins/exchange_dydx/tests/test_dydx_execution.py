@@ -528,6 +528,11 @@ def test_short_term_orders_past_their_block_are_reported_canceled(kit):
                 ioc = engine.submit("manual", SYMBOL, Side.SELL, QTY, 3393.2, tif=TimeInForce.IOC)
                 await async_wait_for(lambda: ioc.status == OrderStatus.NEW, 15, "the IOC acknowledged")
                 assert emu.placed()[-1].tif == order_pb2.Order.TIME_IN_FORCE_IOC
+                # a post-only order: the chain's POST_ONLY, for that order alone
+                post = engine.submit("manual", SYMBOL, Side.BUY, QTY, 3380.0, tif=TimeInForce.POST_ONLY)
+                await async_wait_for(lambda: post.status == OrderStatus.NEW, 15, "the post-only acknowledged")
+                assert emu.placed()[-1].tif == order_pb2.Order.TIME_IN_FORCE_POST_ONLY
+                assert emu.placed()[0].tif != order_pb2.Order.TIME_IN_FORCE_POST_ONLY
 
     run(main())
 

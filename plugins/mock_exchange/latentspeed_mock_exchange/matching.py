@@ -35,7 +35,7 @@ olog = logging.getLogger("latentspeed_mock_exchange.orders")
 
 _SIDE = ("buy", "sell")
 _ORD = ("LIMIT", "MARKET")
-_TIF = ("GTC", "IOC")
+_TIF = ("GTC", "IOC", "POST_ONLY")
 
 _SIDE_BUY = P.SIDE_BUY
 _EXEC_NEW = P.EXEC_NEW
@@ -460,7 +460,7 @@ class Matcher:
             olog.info(
                 "order conn=%d cl_ord_id=%d %s %s %s %s qty=%s px=%s", owner.id, cl_ord_id,
                 sym.name if sym else f"symbol_id={symbol_id}", _SIDE[side] if side < 2 else side,
-                _ORD[ord_type] if ord_type < 2 else ord_type, _TIF[tif] if tif < 2 else tif,
+                _ORD[ord_type] if ord_type < 2 else ord_type, _TIF[tif] if tif < 3 else tif,
                 P.from_fixed(qty), P.from_fixed(price),
             )  # fmt: skip
         # Validation order: duplicate id first (the id is the order's identity), then fields.
@@ -470,13 +470,22 @@ class Matcher:
             return self._reject(owner, cl_ord_id, symbol_id, side, P.REJECT_UNKNOWN_SYMBOL, now)
         if qty <= 0 or qty % sym.lot:
             return self._reject(owner, cl_ord_id, symbol_id, side, P.REJECT_INVALID_QUANTITY, now)
-        if side > 1 or ord_type > 1 or tif > 1:  # no dedicated reason: the catch-all (documented)
-            return self._reject(owner, cl_ord_id, symbol_id, side, P.REJECT_RISK_OR_THROTTLE, now)
         is_market = ord_type == P.ORD_MARKET
+        if side > 1 or ord_type > 1 or tif > 2 or (is_market and tif == P.TIF_POST_ONLY):
+            # no dedicated reason (a market order cannot be post-only either): the catch-all (documented)
+            return self._reject(owner, cl_ord_id, symbol_id, side, P.REJECT_RISK_OR_THROTTLE, now)
         if not is_market and (price <= 0 or price % sym.tick):
             return self._reject(owner, cl_ord_id, symbol_id, side, P.REJECT_INVALID_PRICE, now)
-        if len(owner.orders) >= self.max_open_orders and not is_market and tif == P.TIF_GTC:
+        if len(owner.orders) >= self.max_open_orders and not is_market and tif != P.TIF_IOC:
             return self._reject(owner, cl_ord_id, symbol_id, side, P.REJECT_RISK_OR_THROTTLE, now)
+        if tif == P.TIF_POST_ONLY:
+            # Post-only: refused when it would take at its arrival (its price at or through the
+            # other side's best visible level), as Binance's LIMIT_MAKER is: invalid price.
+            for p, q in sym.asks if side == _SIDE_BUY else sym.bids:
+                if q > 0:
+                    if p <= price if side == _SIDE_BUY else p >= price:
+                        return self._reject(owner, cl_ord_id, symbol_id, side, P.REJECT_INVALID_PRICE, now)
+                    break
 
         order_id = self._next_order_id
         self._next_order_id += 1

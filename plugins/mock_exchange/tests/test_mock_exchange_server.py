@@ -19,7 +19,7 @@ from latentspeed_core.testing import free_port, wait_for
 
 BUY, SELL = 0, 1
 LIMIT, MARKET = 0, 1
-GTC, IOC = 0, 1
+GTC, IOC, POST_ONLY = 0, 1, 2
 BTC = 1  # symbol ids follow the configured order: BTC-USD, ETH-USD
 
 
@@ -127,6 +127,24 @@ def test_gtc_rests_and_cancels(exchange, client):
     stats = ex.ex.stats  # (counted before the report was sent)
     assert (stats["rejects"], stats["cancel_rejects"], stats["cancels"]) == (0, 1, 1)
     assert " rejects=0 cancels=1 cancel_rejects=1 " in ex.ex.stats_line()
+
+
+def test_post_only_rests_unless_it_would_take(exchange, client):
+    ex = exchange(fill_prob=100)
+    c = client(ex.port)
+    c.handshake()
+    # (the book walks between ticks: prices far from the touch, so each case is what it says)
+    bid, ask = c.books[BTC]["bids"][-1][0], c.books[BTC]["asks"][0][0]
+    c.new_order_fixed(1, BTC, BUY, LIMIT, POST_ONLY, bid - 100 * E8, E8 // 100)  # below the bids: rests
+    (ack,) = c.reports(1)
+    assert (ack["exec_type"], ack["leaves_qty"]) == (NEW, E8 // 100)
+    c.new_order_fixed(2, BTC, BUY, LIMIT, POST_ONLY, ask + 100 * E8, E8 // 100)  # through the ask: refused
+    c.new_order_fixed(3, BTC, BUY, MARKET, POST_ONLY, 0, E8 // 100)  # a market order is never post-only
+    rej = c.reports(2)
+    assert [(r["cl_ord_id"], r["exec_type"], r["reject_reason"], r["cum_qty"]) for r in rej] == [
+        (2, REJECTED, 3, 0), (3, REJECTED, 6, 0)]
+    c.cancel(4, 1, BTC)
+    assert c.reports(1)[0]["exec_type"] == CANCELED
 
 
 def test_resting_order_fills_when_the_book_crosses_it(exchange, client):

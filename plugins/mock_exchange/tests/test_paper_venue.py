@@ -11,7 +11,7 @@ from latentspeed_mock_exchange.matching import ProbabilisticQueue
 from latentspeed_mock_exchange.paper import PaperVenue
 
 from latentspeed_core.config import ConfigError, validate
-from latentspeed_core.types import ExecType, Order, OrdType, Side, TimeInForce
+from latentspeed_core.types import ExecType, Order, OrdType, RejectReason, Side, TimeInForce
 from latentspeed_core.venue import SimulatedVenue
 
 MS = 1_000_000
@@ -184,6 +184,25 @@ def test_reports_wait_for_the_response_latency_and_keep_their_order():
     assert s.lst.reports == []  # acted at 0.2 ms, due at 3.2 ms
     s.at(3.2)
     assert s.lst.types(1) == ["NEW", "FILL"]
+
+
+def test_a_post_only_order_rests_as_a_maker_or_is_rejected_when_it_would_take_on_arrival():
+    s = Sim()
+    s.book(0, BIDS, ASKS)
+    s.order(0, 1, Side.BUY, 1.0, 100.0, tif=TimeInForce.POST_ONLY)  # joins the bid: rests
+    s.order(0, 2, Side.BUY, 1.0, 101.0, tif=TimeInForce.POST_ONLY)  # reaches the ask: would take
+    s.order(0, 3, Side.BUY, 1.0, 0.0, OrdType.MARKET, TimeInForce.POST_ONLY)  # a market cannot be post-only
+    # sent while the ask is at 102, arriving after it moved to 100.5: the book it meets decides
+    s.order(0.5, 4, Side.BUY, 1.0, 100.5, tif=TimeInForce.POST_ONLY)
+    s.book(1.2, BIDS, [[100.5, 1.0], [102.0, 4.0]])
+    s.at(5)
+    assert s.lst.types(1) == ["NEW"] and s.lst.types(2) == s.lst.types(3) == s.lst.types(4) == ["REJECTED"]
+    reasons = {r.cl_ord_id: r.reject_reason for r in s.lst.reports if r.exec_type == ExecType.REJECTED}
+    assert reasons == {2: RejectReason.INVALID_PRICE, 3: RejectReason.RISK_OR_THROTTLE, 4: RejectReason.INVALID_PRICE}
+    s.book(6, [[99.0, 3.0]], [[99.5, 1.0]])  # the book moves through the resting order: it fills as a maker
+    s.at(10)
+    assert s.lst.types(1) == ["NEW", "FILL"]
+    assert [r.liquidity for r in s.lst.reports if r.cl_ord_id == 1 and r.exec_type == ExecType.FILL] == [1]
 
 
 def test_cancel_arrives_after_the_entry_latency_and_an_unknown_one_is_rejected():
