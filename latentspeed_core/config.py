@@ -192,6 +192,7 @@ def validate_leniently(model: type[M], data: dict, file: str | Path | None = Non
     except ConfigError as first:
         try:
             model.model_validate(data)
+            raise first  # (not reached: validate refused the same data)
         except ValidationError as exc:
             pruned = copy.deepcopy(data)
             if not all(_drop(pruned, user_loc(model, tuple(e["loc"]))) for e in exc.errors()):
