@@ -37,6 +37,14 @@ class ZmqSourceConfig(StrictModel):
     topics: list[str] = Field(default_factory=list)
 
 
+def _zmq_feeds(md: Any) -> list[dict]:
+    """The ``{exchange: zmq, ...}`` entries of a raw ``market_data`` section's ``feeds``."""
+    feeds = md.get("feeds") if isinstance(md, dict) else None
+    if not isinstance(feeds, list):
+        return []
+    return [f for f in feeds if isinstance(f, dict) and str(f.get("exchange", "")).lower() == "zmq"]
+
+
 class MarketDataConfig(StrictModel):
     window_size: int = Field(20, ge=1)
     depth_levels: int = Field(10, ge=1)
@@ -63,12 +71,10 @@ class MarketDataConfig(StrictModel):
     def _zmq_feed(cls, data: Any) -> Any:
         """``feeds: [{exchange: zmq, host, port, ...}]`` is ``zmq: {host, port, ...}``: a marketstream's
         messages, which issue 5 calls the engine's ``zmq`` feed. It is the whole source, so alone."""
-        if not isinstance(data, dict) or not isinstance(data.get("feeds"), list):
-            return data
-        feeds = data["feeds"]
-        zmq = [f for f in feeds if isinstance(f, dict) and str(f.get("exchange", "")).lower() == "zmq"]
+        zmq = _zmq_feeds(data)
         if not zmq:
             return data
+        feeds = data["feeds"]
         if len(feeds) > 1 or data.get("zmq") is not None:
             raise ValueError(
                 "a zmq feed (a marketstream's messages) is the whole market-data source: give it alone"
@@ -228,10 +234,8 @@ def resolve(data: dict[str, Any], registry, file: str | Path | None = None) -> E
     """
     # (a refused key of the engine's own sections does not stop the plugins' sections being checked)
     md = data.get("market_data") if isinstance(data, dict) else None
-    feeds = md.get("feeds") if isinstance(md, dict) else None
-    zmq_feed = isinstance(feeds, list) and len(feeds) == 1 and isinstance(feeds[0], dict) and (
-        str(feeds[0].get("exchange", "")).lower() == "zmq"
-    )  # (its keys are reported where the user wrote them, not under the zmq section it becomes)
+    # (a lone zmq feed's keys are reported where the user wrote them, not under the zmq section it becomes)
+    zmq_feed = len(_zmq_feeds(md)) == 1 and len(md["feeds"]) == 1
     try:
         cfg, first = validate_leniently(EngineConfig, data, file)
     except ConfigError as exc:
